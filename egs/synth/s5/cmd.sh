@@ -1,0 +1,7 @@
+# The job runners the recipe uses. On one machine: utils/run.py (Kaldi's run.pl).
+export train_cmd="utils/run.py"
+export decode_cmd="utils/run.py"
+
+# On a Slurm cluster, use utils/slurm.py instead (see its --help for the options):
+# export train_cmd="utils/slurm.py --partition cpu --mem 4G --time 4:00:00"
+# export decode_cmd="utils/slurm.py --partition cpu --mem 8G --time 2:00:00"

@@ -1,0 +1,8 @@
+# Puts the repo's .venv first on PATH; sourced by run.sh.
+lm2am_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+if [ ! -x "$lm2am_root/.venv/bin/python" ]; then
+  "$lm2am_root/utils/setup_env.sh"
+fi
+export PATH="$lm2am_root/.venv/bin:$PATH"
+export PYTHONUNBUFFERED=1
+export LC_ALL=C

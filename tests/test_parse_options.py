@@ -1,0 +1,91 @@
+"""utils/parse_options.sh: Kaldi's option semantics, including the error cases."""
+
+import subprocess
+import textwrap
+
+import pytest
+
+
+@pytest.fixture
+def script(tmp_path, repo):
+    path = tmp_path / "prog.sh"
+    path.write_text(textwrap.dedent(f"""\
+        #!/usr/bin/env bash
+        set -euo pipefail
+        stage=0
+        num_jobs=4
+        use_gpu=false
+        lm_dir=data/lm
+        help_message="Usage: prog.sh [options] <in> <out>"
+        . {repo}/utils/parse_options.sh
+        echo "stage=$stage num_jobs=$num_jobs use_gpu=$use_gpu lm_dir=$lm_dir"
+        echo "positional=$#:$*"
+        """))
+    path.chmod(0o755)
+    return path
+
+
+def run(script, *args):
+    return subprocess.run([str(script), *args], capture_output=True, text=True)
+
+
+def test_dashes_become_underscores_and_values_are_set(script):
+    out = run(script, "--num-jobs", "8", "--lm-dir", "a dir/with space")
+    assert out.returncode == 0, out.stderr
+    assert "num_jobs=8 use_gpu=false lm_dir=a dir/with space" in out.stdout
+
+
+def test_positional_arguments_stay(script):
+    out = run(script, "--stage", "3", "in", "--not-an-option-any-more", "out")
+    assert out.returncode == 0, out.stderr
+    assert "stage=3" in out.stdout
+    assert "positional=3:in --not-an-option-any-more out" in out.stdout
+
+
+def test_double_dash_ends_options(script):
+    out = run(script, "--stage", "2", "--", "--stage")
+    assert "stage=2" in out.stdout and "positional=1:--stage" in out.stdout
+
+
+def test_unknown_option_is_an_error_naming_it(script):
+    out = run(script, "--nmu-jobs", "8")
+    assert out.returncode == 1
+    assert "unknown option '--nmu-jobs'" in out.stderr
+    assert out.stdout == ""
+
+
+def test_boolean_accepts_only_true_or_false(script):
+    assert "use_gpu=true" in run(script, "--use-gpu", "true").stdout
+    out = run(script, "--use-gpu", "yes")
+    assert out.returncode == 1
+    assert "boolean" in out.stderr and "'yes'" in out.stderr
+
+
+def test_missing_value_is_an_error(script):
+    out = run(script, "--stage")
+    assert out.returncode == 1 and "needs a value" in out.stderr
+
+
+def test_equals_form_is_rejected(script):
+    out = run(script, "--stage=3")
+    assert out.returncode == 1 and "--name value" in out.stderr
+
+
+def test_config_is_sourced_first_and_command_line_wins(script, tmp_path):
+    conf = tmp_path / "tiny.conf"
+    conf.write_text("stage=7\nnum_jobs=1\n")
+    # --stage given before --config still wins over the config file.
+    out = run(script, "--stage", "2", "--config", str(conf))
+    assert out.returncode == 0, out.stderr
+    assert "stage=2 num_jobs=1" in out.stdout
+
+
+def test_missing_config_file_is_an_error(script, tmp_path):
+    out = run(script, "--config", str(tmp_path / "absent.conf"))
+    assert out.returncode == 1 and "cannot read config file" in out.stderr
+
+
+def test_help_prints_the_callers_help_message(script):
+    out = run(script, "--help")
+    assert out.returncode == 0
+    assert out.stdout.strip() == "Usage: prog.sh [options] <in> <out>"

@@ -1,0 +1,79 @@
+# Kaldi-style option parsing. Source it after setting the defaults:
+#
+#   stage=0
+#   use_gpu=false
+#   help_message="Usage: $0 [options] <data-dir>"
+#   . utils/parse_options.sh
+#
+# Rules:
+#   --foo-bar VALUE   sets the variable foo_bar, which must already exist;
+#                     an unknown option is an error that names it.
+#   booleans          a variable whose current value is true or false only
+#                     accepts true or false.
+#   --config FILE     FILE is sourced before any other option, so the
+#                     command line wins whatever the order.
+#   --help, -h        prints $help_message and exits 0.
+#   positional args   parsing stops at the first argument that is not an
+#                     option (or after "--"); the rest stay in "$@".
+
+__po_prog=${0##*/}
+
+__po_fail() {
+  echo "$__po_prog: $*" >&2
+  exit 1
+}
+
+# Config files first.
+__po_args=("$@")
+for ((__po_i = 0; __po_i < ${#__po_args[@]}; __po_i++)); do
+  [ "${__po_args[__po_i]}" = "--" ] && break
+  if [ "${__po_args[__po_i]}" = "--config" ]; then
+    __po_file=${__po_args[__po_i + 1]:-}
+    [ -n "$__po_file" ] || __po_fail "option --config needs a file"
+    [ -r "$__po_file" ] || __po_fail "cannot read config file '$__po_file'"
+    . "$__po_file"
+  fi
+done
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --help | -h)
+      if [ -n "${help_message:-}" ]; then
+        printf '%s\n' "$help_message"
+      else
+        echo "$__po_prog: no help message is set"
+      fi
+      exit 0
+      ;;
+    --)
+      shift
+      break
+      ;;
+    --config)
+      shift 2
+      ;;
+    --*=*)
+      __po_fail "options take the form '--name value', got '$1'"
+      ;;
+    --*)
+      __po_name=${1#--}
+      __po_name=${__po_name//-/_}
+      [[ $__po_name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || __po_fail "invalid option '$1'"
+      [ -n "${!__po_name+set}" ] || __po_fail "unknown option '$1'"
+      [ $# -ge 2 ] || __po_fail "option '$1' needs a value"
+      __po_old=${!__po_name}
+      if [ "$__po_old" = true ] || [ "$__po_old" = false ]; then
+        [ "$2" = true ] || [ "$2" = false ] ||
+          __po_fail "option '$1' is boolean: give true or false, not '$2'"
+      fi
+      printf -v "$__po_name" '%s' "$2"
+      shift 2
+      ;;
+    *)
+      break
+      ;;
+  esac
+done
+
+unset __po_args __po_i __po_file __po_name __po_old
+unset -f __po_fail

