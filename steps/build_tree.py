@@ -1,0 +1,264 @@
+"""Build the phonetic decision tree that ties triphone states into senones (Kaldi's
+cluster-phones + compile-questions + build-tree).
+
+Questions: the phones' pooled Gaussian statistics (by default of each phone's middle HMM
+state, as cluster-phones' --pdf-class-list=1 does for 3-state phones) are clustered
+top-down by binary k-means; every node of the cluster tree becomes a question about a
+context phone, plus `EDGE` (the utterance edge, phone 0), plus the sets of
+--extra-questions (default <lang-dir>/extra_questions.txt if it exists: one set of phone
+symbols per line), plus questions about the HMM-state index (all two-way splits of the
+states for HMMs of up to 5 states).
+
+Roots (Kaldi's roots file): each context-dependent phone gets one root shared by its
+states (--shared-states true, Kaldi's `shared split`) or one root per state (false); the
+context-independent phones of the statistics (SIL, SPN) get one unsplit root per state
+(`not-shared not-split`). --roots FILE reads Kaldi's format instead
+(`shared|not-shared split|not-split PHONE...` per line).
+
+Splitting and merging: see steps.tree_building. Kaldi names and defaults are kept:
+--thresh 300, --cluster-thresh -1 (the smallest split gain; 0 = no merging),
+--max-leaves 0 (no limit; --num-leaves is the same option, the name of Kaldi's scripts'
+argument), --var-floor 0.01 (acc-tree-stats' option in Kaldi, applied here at build time).
+Differences from Kaldi: --min-count (frames on each side of a split, default 20; Kaldi's
+build-tree has no such option, HTK's RO does); no question refinement (compile-questions'
+--num-iters-refine); no rounding of the leaf count to a multiple of 8; non-shared roots
+may be split. Phones without statistics keep a single leaf (Kaldi warns the same way).
+Log-likelihood gains depend on the feature dimension: with 80-dim fbank they are about
+twice those of Kaldi's 39-dim MFCC+deltas for the same data, so --thresh 300 stops later.
+
+Reads:  <stats-dir>/stats.npz (steps.acc_tree_stats), --lang-dir, --topology
+Writes: <out-dir>/tree.txt        the tree (steps.tree.Tree.load reads it)
+        <out-dir>/questions.txt   `name kind members` of every question
+        <out-dir>/senones.txt     `id description` e.g. `AH.s1.{L:{B,P},R:!{<eps>}}`
+        <out-dir>/occs.txt        `id frames` occupancy of each senone
+        <out-dir>/build_info.json options and summary (events, leaves, gains, objf)
+        <out-dir>/log/build_tree.log, <out-dir>/log/splits.txt (every split and its gain)
+
+Example:
+  python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang \\
+      --topology exp/mono/topology.json --num-leaves 2000 --thresh 300 --out-dir exp/tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from steps import atomic
+from steps.lexicon import Lang
+from steps.log import setup_logging
+from steps.topology import Topology
+from steps.tree import EDGE, Question
+from steps.tree_building import (BuildOptions, RootSpec, TreeStats, build, cluster_phones, format_report,
+                                 group_sum, load_stats, state_question_sets)
+
+log = logging.getLogger(__name__)
+
+
+def str2bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def make_roots(topology: Topology, ci_phones: list[int], shared_states: bool) -> list[RootSpec]:
+    """Kaldi's default roots: context-dependent phones `shared split` (or one split root per
+    state), context-independent phones `not-shared not-split`."""
+    roots = []
+    for phone in topology.phone_ids:
+        states = tuple(range(topology.num_states[phone]))
+        if phone in ci_phones:
+            roots += [RootSpec((phone,), (s,), split=False) for s in states]
+        elif shared_states:
+            roots.append(RootSpec((phone,), states, split=True))
+        else:
+            roots += [RootSpec((phone,), (s,), split=True) for s in states]
+    return roots
+
+
+def read_roots(path: str | Path, lang: Lang, topology: Topology) -> list[RootSpec]:
+    """Kaldi's roots file: `shared|not-shared split|not-split PHONE...` per line."""
+    roots = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{path}:{number}"
+        if len(parts) < 3 or parts[0] not in ("shared", "not-shared") or parts[1] not in ("split", "not-split"):
+            raise SystemExit(f"{where}: expected 'shared|not-shared split|not-split PHONES...'")
+        unknown = [p for p in parts[2:] if p not in lang.phone_id or lang.phone_id[p] not in topology.num_states]
+        if unknown:
+            raise SystemExit(f"{where}: phones without an HMM in the topology: {' '.join(unknown)}")
+        phones = tuple(lang.phone_id[p] for p in parts[2:])
+        states = tuple(range(max(topology.num_states[p] for p in phones)))
+        split = parts[1] == "split"
+        if parts[0] == "shared":
+            roots.append(RootSpec(phones, states, split))
+        else:
+            roots += [RootSpec(phones, (s,), split) for s in states]
+    covered = {(p, s) for r in roots for p in r.phones for s in r.states}
+    missing = [lang.phones[p] for p in topology.phone_ids
+               if any((p, s) not in covered for s in range(topology.num_states[p]))]
+    if missing:
+        raise SystemExit(f"{path}: phones in no root: {' '.join(missing)}")
+    return roots
+
+
+def phone_cluster_stats(stats: TreeStats, phones: list[int], topology: Topology, which: str
+                        ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled statistics per centre phone (its middle state, or all states), for the
+    phones in `phones` that have any; (phones kept, counts, sums, sumsq)."""
+    ev = stats.events
+    if which == "middle":
+        middle = np.array([topology.num_states.get(int(p), 1) // 2 for p in range(ev[:, 1].max() + 1)])
+        keep = ev[:, 3] == middle[ev[:, 1]]
+    else:
+        keep = np.ones(len(ev), dtype=bool)
+    keep &= np.isin(ev[:, 1], phones)
+    packed = np.concatenate([stats.counts[keep, None], stats.sums[keep], stats.sumsq[keep]], axis=1)
+    present, pooled = group_sum(ev[keep, 1].astype(np.int64), packed)
+    seen = pooled[:, 0] > 0
+    present, pooled = present[seen], pooled[seen]
+    d = stats.dim
+    return [int(p) for p in present], pooled[:, 0], pooled[:, 1:1 + d], pooled[:, 1 + d:]
+
+
+def read_extra_questions(path: Path, lang: Lang) -> list[tuple[int, ...]]:
+    sets = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        symbols = line.split()
+        if not symbols:
+            continue
+        unknown = [s for s in symbols if s not in lang.phone_id]
+        if unknown:
+            raise SystemExit(f"{path}:{number}: unknown phones: {' '.join(unknown)}")
+        sets.append(tuple(sorted(lang.phone_id[s] for s in symbols)))
+    return sets
+
+
+def make_questions(stats: TreeStats, lang: Lang, topology: Topology, roots: list[RootSpec], silence: int,
+                   extra: list[tuple[int, ...]], cluster_states: str, var_floor: float, seed: int
+                   ) -> list[Question]:
+    """EDGE, the phone-cluster questions, the extra ones, the state questions; no duplicates."""
+    candidates = [p for p in topology.phone_ids if p != silence]
+    phones, counts, sums, sumsq = phone_cluster_stats(stats, candidates, topology, cluster_states)
+    questions = [Question("EDGE", "phone", (EDGE,))]
+    seen = {(("phone",), (EDGE,))}
+
+    def add(name: str, kind: str, values: tuple[int, ...]) -> None:
+        key = ((kind,), tuple(sorted(set(values))))
+        if values and key not in seen:
+            seen.add(key)
+            questions.append(Question(name, kind, key[1]))
+
+    if len(phones) > 1:
+        nodes = cluster_phones(counts, sums, sumsq, var_floor, seed=seed)
+        for i, members in enumerate(nodes[1:], 1):  # the root ("any phone") is EDGE's complement
+            add(f"c{i}", "phone", tuple(phones[m] for m in members))
+    for i, values in enumerate(extra, 1):
+        add(f"x{i}", "phone", values)
+    max_states = max((len(r.states) for r in roots if r.split), default=1)
+    for values in state_question_sets(max_states):
+        add("s" + "_".join(map(str, values)), "state", values)
+    return questions
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stats-dir", required=True, help="directory with stats.npz (steps.acc_tree_stats)")
+    parser.add_argument("--lang-dir", required=True)
+    parser.add_argument("--topology", required=True)
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--num-leaves", "--max-leaves", dest="num_leaves", type=int, default=0,
+                        help="maximum number of leaves (0: no limit; Kaldi's --max-leaves)")
+    parser.add_argument("--thresh", type=float, default=300.0, help="minimum log-likelihood gain of a split")
+    parser.add_argument("--cluster-thresh", type=float, default=-1.0,
+                        help="merge leaves of a root whose merge costs less (-1: smallest split gain, 0: none)")
+    parser.add_argument("--min-count", type=float, default=20.0, help="minimum frames on each side of a split")
+    parser.add_argument("--var-floor", type=float, default=0.01, help="variance floor of the Gaussian objective")
+    parser.add_argument("--shared-states", type=str2bool, default=True,
+                        help="true: one root per phone shared by its states; false: one root per phone state")
+    parser.add_argument("--extra-questions", default=None,
+                        help="extra phone sets, one per line (default <lang-dir>/extra_questions.txt if present; "
+                             "'' for none)")
+    parser.add_argument("--roots", default=None, help="Kaldi roots file (default: made from the topology)")
+    parser.add_argument("--cluster-states", choices=("middle", "all"), default="middle",
+                        help="which HMM states' statistics cluster the phones into questions")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the k-means starts of phone clustering")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    setup_logging(log_file=out_dir / "log" / "build_tree.log")
+    log.info("%s", " ".join(["python -m steps.build_tree", *(sys.argv[1:] if argv is None else argv)]))
+    start = time.time()
+
+    atomic.clear_done(out_dir)
+    lang = Lang.load(args.lang_dir)
+    topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
+    stats, info = load_stats(Path(args.stats_dir) / "stats.npz")
+    silence = lang.phone_id[lang.optional_silence]
+    ci_phones = list(info.get("ci_phones", sorted(lang.silence_phone_ids)))
+    roots = read_roots(args.roots, lang, topology) if args.roots else make_roots(topology, ci_phones,
+                                                                                 args.shared_states)
+    extra_path = args.extra_questions
+    if extra_path is None and (Path(args.lang_dir) / "extra_questions.txt").is_file():
+        extra_path = str(Path(args.lang_dir) / "extra_questions.txt")
+    extra = read_extra_questions(Path(extra_path), lang) if extra_path else []
+    questions = make_questions(stats, lang, topology, roots, silence, extra, args.cluster_states,
+                               args.var_floor, args.seed)
+    log.info("%d events over %d frames (%d-dim); %d roots; %d questions (%d phone, %d state; %d extra sets from %s)",
+             stats.num_events, int(stats.num_frames), stats.dim, len(roots), len(questions),
+             sum(q.kind == "phone" for q in questions), sum(q.kind == "state" for q in questions), len(extra),
+             extra_path or "nowhere")
+
+    options = BuildOptions(thresh=args.thresh, max_leaves=args.num_leaves, cluster_thresh=args.cluster_thresh,
+                           min_count=args.min_count, var_floor=args.var_floor)
+    phones = lang.phones[:max(topology.phone_ids) + 1]
+    try:
+        tree, occs, report = build(stats, roots, questions, phones, silence, options)
+    except ValueError as e:
+        log.error("%s", e)
+        sys.exit(1)
+    for line in format_report(report).splitlines():
+        log.info("%s", line)
+    if report.unseen_roots:
+        log.warning("no statistics for: %s (single leaves with zero occupancy)", " ".join(report.unseen_roots))
+
+    tree.save(out_dir)
+    atomic.write_text(out_dir / "questions.txt", "".join(
+        f"{q.name} {q.kind} {' '.join(lang.phones[v] if q.kind == 'phone' else str(v) for v in q.values)}\n"
+        for q in questions))
+    atomic.write_text(out_dir / "senones.txt",
+                      "".join(f"{i} {d}\n" for i, d in enumerate(tree.describe_senones())))
+    atomic.write_text(out_dir / "occs.txt", "".join(f"{i} {c:.0f}\n" for i, c in enumerate(occs)))
+    atomic.write_text(out_dir / "log" / "splits.txt", "# n gain root key question leaves_after\n" + "".join(
+        f"{n} {s['gain']:.2f} {s['root']} {s['key']} {s['question']} {s['leaves']}\n"
+        for n, s in enumerate(report.splits, 1)))
+    summary = {
+        "options": vars(args), "num_events": report.num_events, "num_frames": int(round(report.num_frames)),
+        "feature_dim": stats.dim, "num_roots": len(roots), "num_questions": len(questions),
+        "num_splits": len(report.splits), "stop_reason": report.stop_reason,
+        "smallest_split": None if report.smallest_split is None else round(report.smallest_split, 3),
+        "leaves_after_split": report.leaves_after_split,
+        "cluster_thresh": report.cluster_thresh, "merges": report.merges, "num_senones": tree.num_senones,
+        "objf_per_frame": {k: round(v / max(report.num_frames, 1.0), 5) for k, v in
+                           (("initial", report.objf_initial), ("after_split", report.objf_split),
+                            ("final", report.objf_final))},
+        "unseen_roots": report.unseen_roots, "min_occupancy": float(occs.min()) if len(occs) else 0.0,
+        "seconds": round(time.time() - start, 2),
+    }
+    atomic.write_text(out_dir / "build_info.json", json.dumps(summary, indent=2) + "\n")
+    atomic.mark_done(out_dir, {"num_senones": tree.num_senones})
+    log.info("%d senones; wrote %s, senones.txt, occs.txt, questions.txt (%.1f s)", tree.num_senones,
+             out_dir / "tree.txt", time.time() - start)
+
+
+if __name__ == "__main__":
+    main()

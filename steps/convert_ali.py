@@ -1,0 +1,241 @@
+"""Convert monophone alignments to senone alignments through the tree (Kaldi's
+convert-ali), with the senone counts for the priors and a sanity check.
+
+For each cut: the phone instances of `mono_ali` (as steps.acc_tree_stats finds them),
+their contexts (steps.context), and per frame tree.lookup(left, centre, right, state).
+The result is stored like mono_ali (int32 TemporalArray, NumpyHdf5Writer, frame_shift
+0.01, temporal_dim 0) as the custom field `senone_ali`; everything else on the cut is
+kept. Agreement check: the de-duplicated senone sequence over the non-silence frames must
+equal steps.units.phones_to_senones of the aligned phones (`ali_phone`, SIL removed); the
+rate is logged and the cuts that disagree are listed (they are kept: their frames are
+converted exactly either way). Cuts without a usable mono_ali are left out and listed.
+
+Reads:  --cuts (exp/mono_ali/cuts_<part>.jsonl.gz), --tree (exp/tree), --lang-dir, --topology
+Writes: <out-dir>/cuts_<part>.jsonl.gz           the cuts with senone_ali
+        <out-dir>/ali_<part>/senone_ali[.JOB].h5  the arrays
+        <out-dir>/senone_counts_<part>.txt        `senone_id frames` for every senone
+        <out-dir>/pron_counts_<part>.txt          `WORD COUNT PHONES...` (from ali_word/ali_phone)
+        <out-dir>/skipped_<part>.txt              `cut_id reason` per cut left out
+        <out-dir>/disagree_<part>.txt             cut ids failing the agreement check
+        <out-dir>/log/convert_ali_<part>.log       (and .JOB.log of each job)
+        for --part train also senone_counts.txt and pron_counts.txt (the priors and the
+        pronunciations that steps.lm_tokens reads)
+
+Example:
+  python -m steps.convert_ali --cuts exp/mono_ali/cuts_train.jsonl.gz --tree exp/tree \\
+      --lang-dir data/lang --topology exp/mono/topology.json --out-dir exp/tri_ali --nj 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from lhotse import CutSet, NumpyHdf5Writer
+from lhotse.utils import fastcopy
+from tqdm import tqdm
+
+from steps import atomic
+from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
+from steps.lexicon import Lang
+from steps.log import setup_logging
+from steps.topology import Topology
+from steps.tree import Tree
+from steps.units import (FRAME_SHIFT, alignment_agrees, consistent_starts, frame_events, phone_instances,
+                         segments_from_items)
+
+log = logging.getLogger(__name__)
+
+
+def convert_alignment(mono_ali: np.ndarray, topology: Topology, tree: Tree, starts=()) -> np.ndarray:
+    """Per-frame senone ids (int32) of an HMM-state alignment."""
+    events = frame_events(mono_ali, topology, tree.silence, (), starts)
+    return tree.lookup(events[:, 0], events[:, 1], events[:, 2], events[:, 3]).astype(np.int32)
+
+
+def check_tree_covers(tree: Tree, topology: Topology) -> None:
+    """Every HMM state of the topology must have a root in the tree (else the tree was
+    built with another topology)."""
+    missing = [f"{tree.phones[p] if p < len(tree.phones) else p}.s{s}" for p in topology.phone_ids
+               for s in range(topology.num_states[p]) if not tree.has_root(p, s)]
+    if missing:
+        raise SystemExit(f"convert_ali: the tree has no root for {' '.join(missing[:10])}: "
+                         "was it built with this topology?")
+
+
+def word_prons(alignment: dict, lang: Lang, num_frames: int) -> list[tuple[str, tuple[str, ...]]]:
+    """(word, the phones aligned inside its span) for each aligned word."""
+    if "ali_word" not in alignment or "ali_phone" not in alignment:
+        return []
+    phones = segments_from_items(alignment["ali_phone"], lang, num_frames)
+    result = []
+    for item in alignment["ali_word"]:
+        start = int(round(item.start / FRAME_SHIFT))
+        end = int(round((item.start + item.duration) / FRAME_SHIFT))
+        inside = tuple(lang.phones[p] for p, s, e in phones if s >= start and e <= end and e > s)
+        if inside and not all(p == lang.optional_silence for p in inside):
+            result.append((item.symbol, tuple(p for p in inside if p != lang.optional_silence)))
+    return result
+
+
+def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: NumpyHdf5Writer, desc: str):
+    """(converted cuts, skipped [(id, reason)], disagreeing ids, senone counts, pron counts)."""
+    done, skipped, disagree = [], [], []
+    counts = np.zeros(tree.num_senones, dtype=np.int64)
+    prons: Counter = Counter()
+    for cut in tqdm(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
+        if not cut.has_custom("mono_ali"):
+            skipped.append((cut.id, "no mono_ali"))
+            continue
+        try:
+            ali = np.asarray(cut.load_custom("mono_ali")).reshape(-1)
+        except Exception as e:  # a missing archive is reported, not fatal
+            skipped.append((cut.id, f"cannot load mono_ali: {type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+            continue
+        alignment = (cut.supervisions[0].alignment or {}) if cut.supervisions else {}
+        segments, starts, readable = None, [], True
+        if "ali_phone" in alignment:
+            try:
+                segments = segments_from_items(alignment["ali_phone"], lang, len(ali))
+                starts = consistent_starts(segments, ali, topology) or []
+            except ValueError:
+                readable = False  # phones not in phones.txt: counted as a disagreement
+        try:
+            senones = convert_alignment(ali, topology, tree, starts)
+        except ValueError as e:
+            skipped.append((cut.id, f"bad alignment: {e}"))
+            continue
+        if segments is not None:
+            aligned = [p for p, s, e in segments if e > s]
+        else:  # no ali_phone: the check still compares the tree's two lookups
+            aligned = phone_instances(ali, topology, starts)[0].tolist()
+        if not readable or not alignment_agrees(senones, ali, aligned, topology, tree):
+            disagree.append(cut.id)
+        array = writer.store_array(cut.id, senones, frame_shift=FRAME_SHIFT, temporal_dim=0, start=cut.start)
+        done.append(fastcopy(cut, custom=dict(cut.custom or {}, senone_ali=array)))
+        counts += np.bincount(senones, minlength=tree.num_senones)
+        if readable:
+            prons.update(word_prons(alignment, lang, len(ali)))
+    return done, skipped, disagree, counts, prons
+
+
+def _lines(pairs) -> str:
+    return "".join(f"{a} {b}\n" for a, b in pairs)
+
+
+def _prons_text(prons: Counter) -> str:
+    return "".join(f"{w} {c} {' '.join(p)}\n" for (w, p), c in sorted(prons.items()))
+
+
+def run_part(cuts, args, out_dir: Path, part: str, suffix: str) -> dict:
+    """Converts cuts; writes the job's (or the part's) files; returns a summary."""
+    lang = Lang.load(args.lang_dir)
+    topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
+    tree = Tree.load(args.tree)
+    check_tree_covers(tree, topology)
+    array_dir = out_dir / f"ali_{part}"
+    array_dir.mkdir(parents=True, exist_ok=True)
+    with NumpyHdf5Writer(array_dir / f"senone_ali{suffix}.h5", mode="w") as writer:
+        done, skipped, disagree, counts, prons = convert_cuts(cuts, lang, topology, tree, writer,
+                                                              f"convert-ali {part}{suffix}")
+    with atomic.atomic_path(out_dir / f"cuts_{part}{suffix}.jsonl.gz") as tmp:
+        CutSet.from_cuts(done).to_file(tmp)
+    atomic.write_text(out_dir / f"skipped_{part}{suffix}.txt", _lines(skipped))
+    atomic.write_text(out_dir / f"disagree_{part}{suffix}.txt", "".join(f"{c}\n" for c in disagree))
+    atomic.write_text(out_dir / f"senone_counts_{part}{suffix}.txt", _lines(enumerate(counts.tolist())))
+    atomic.write_text(out_dir / f"pron_counts_{part}{suffix}.txt", _prons_text(prons))
+    return {"converted": len(done), "skipped": len(skipped), "disagree": len(disagree)}
+
+
+def merge_jobs(out_dir: Path, part: str, nj: int, num_senones: int) -> dict:
+    cuts, counts, prons = [], np.zeros(num_senones, dtype=np.int64), Counter()
+    skipped, disagree = "", ""
+    for j in range(1, nj + 1):
+        cuts += list(CutSet.from_file(out_dir / f"cuts_{part}.{j}.jsonl.gz") or [])
+        skipped += (out_dir / f"skipped_{part}.{j}.txt").read_text()
+        disagree += (out_dir / f"disagree_{part}.{j}.txt").read_text()
+        for line in (out_dir / f"senone_counts_{part}.{j}.txt").read_text().splitlines():
+            senone, count = line.split()
+            counts[int(senone)] += int(count)
+        for line in (out_dir / f"pron_counts_{part}.{j}.txt").read_text().splitlines():
+            word, count, *phones = line.split()
+            prons[(word, tuple(phones))] += int(count)
+    with atomic.atomic_path(out_dir / f"cuts_{part}.jsonl.gz") as tmp:
+        CutSet.from_cuts(cuts).to_file(tmp)
+    atomic.write_text(out_dir / f"skipped_{part}.txt", skipped)
+    atomic.write_text(out_dir / f"disagree_{part}.txt", disagree)
+    atomic.write_text(out_dir / f"senone_counts_{part}.txt", _lines(enumerate(counts.tolist())))
+    atomic.write_text(out_dir / f"pron_counts_{part}.txt", _prons_text(prons))
+    for j in range(1, nj + 1):
+        for name in ("cuts_{}.{}.jsonl.gz", "skipped_{}.{}.txt", "disagree_{}.{}.txt",
+                     "senone_counts_{}.{}.txt", "pron_counts_{}.{}.txt"):
+            (out_dir / name.format(part, j)).unlink()
+    return {"converted": len(cuts), "skipped": len(skipped.splitlines()), "disagree": len(disagree.splitlines())}
+
+
+def part_name(cuts_path: str) -> str:
+    """cuts_<part>.jsonl.gz -> <part> (or the file name without its suffixes)."""
+    name = Path(cuts_path).name.split(".")[0]
+    return name[len("cuts_"):] if name.startswith("cuts_") else name
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cuts", required=True, help="exp/mono_ali/cuts_<part>.jsonl.gz")
+    parser.add_argument("--tree", required=True, help="tree directory (exp/tree) or tree.txt")
+    parser.add_argument("--lang-dir", required=True)
+    parser.add_argument("--topology", required=True)
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--part", default=None, help="name in the output files (default: from --cuts)")
+    add_job_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    part = args.part or part_name(args.cuts)
+    setup_logging(log_file=None if args.job is not None else out_dir / "log" / f"convert_ali_{part}.log")
+
+    cuts = CutSet.from_file(args.cuts)
+    if args.job is not None:
+        run_part(cuts.split(args.nj)[args.job - 1], args, out_dir, part, f".{args.job}")
+        return
+
+    marker_dir = out_dir / f".{part}"
+    atomic.clear_done(marker_dir)
+    shutil.rmtree(out_dir / f"ali_{part}", ignore_errors=True)
+    nj = max(1, min(args.nj, len(cuts)))
+    if nj > 1:
+        try:
+            run_jobs(args.cmd, nj, out_dir / "log" / f"convert_ali_{part}.JOB.log", "steps.convert_ali",
+                     [*job_argv(argv), "--part", part])
+        except JobsFailed as e:
+            log.error("%s", e)
+            sys.exit(1)
+        summary = merge_jobs(out_dir, part, nj, Tree.load(args.tree).num_senones)
+    else:
+        summary = run_part(cuts, args, out_dir, part, "")
+    if part == "train":
+        for name in ("senone_counts", "pron_counts"):
+            atomic.write_text(out_dir / f"{name}.txt", (out_dir / f"{name}_{part}.txt").read_text())
+    counts = np.array([int(line.split()[1]) for line in
+                       (out_dir / f"senone_counts_{part}.txt").read_text().splitlines()])
+    converted = summary["converted"]
+    rate = (converted - summary["disagree"]) / converted if converted else 0.0
+    atomic.mark_done(marker_dir, {**summary, "num_jobs": nj, "agreement": round(rate, 6)})
+    log.info("%s: converted %d cuts (%d skipped, see %s); %d of %d senones seen, %d frames", part, converted,
+             summary["skipped"], out_dir / f"skipped_{part}.txt", int((counts > 0).sum()), len(counts),
+             int(counts.sum()))
+    level = logging.INFO if summary["disagree"] == 0 else logging.WARNING
+    log.log(level, "%s: agreement of senone runs with phones_to_senones(ali_phone): %.2f%% (%d cuts disagree, "
+            "see %s)", part, 100 * rate, summary["disagree"], out_dir / f"disagree_{part}.txt")
+    if converted == 0:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
