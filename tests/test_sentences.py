@@ -1,0 +1,177 @@
+"""The synth corpus' sentence generator (egs/synth/s5/local/make_sentences.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "egs" / "synth" / "s5"
+GRAMMAR = RECIPE / "local" / "grammar"
+
+
+def _load_module():
+    name = "synth_make_sentences"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, RECIPE / "local" / "make_sentences.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+ms = _load_module()
+
+
+@pytest.fixture(scope="module")
+def grammar():
+    return ms.load_grammar(GRAMMAR)
+
+
+@pytest.fixture(scope="module")
+def prons():
+    return ms.cmudict_words()
+
+
+@pytest.fixture(scope="module")
+def default_config():
+    from local.synth_config import SynthDataConfig
+    from steps.config import load_config
+
+    return load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)
+
+
+def test_every_grammar_word_is_in_cmudict_and_the_vocabulary_is_sized(grammar, prons):
+    vocabulary = grammar.vocabulary()
+    assert ms.check_vocabulary(vocabulary, prons) == []
+    assert 1500 <= len(vocabulary) <= 3000
+    assert all(re.fullmatch(r"[a-z][a-z']*", w) for w in vocabulary)
+
+
+def test_default_config_sentences_use_most_of_the_vocabulary(grammar, prons, default_config):
+    t = default_config.text
+    generator = ms.SentenceGenerator(grammar, prons, t.min_words, t.max_words, t.max_depth)
+    rng = random.Random(0)
+    sentences = [generator.sentence(rng) for _ in range(30000)]
+    used = {w for s in sentences for w in s.split()}
+    assert 1500 <= len(used) <= 3000
+    lengths = [len(s.split()) for s in sentences]
+    assert min(lengths) >= t.min_words and max(lengths) <= t.max_words
+    assert sum(4 <= n <= 16 for n in lengths) / len(lengths) > 0.9
+    # Varied, but with structure an LM can learn: many distinct sentences, and the
+    # commonest sentence is still rare.
+    counts = Counter(sentences)
+    assert len(counts) > 0.75 * len(sentences)
+    assert counts.most_common(1)[0][1] < 0.005 * len(sentences)
+    # Every domain shows up: a few probe words from each.
+    for word in ("thermostat", "calendar", "flight", "forecast", "plus", "alarm", "playlist",
+                 "shopping", "recipe", "message", "navigate", "reservation", "capital"):
+        assert word in used, word
+
+
+def test_articles_agree_with_the_next_sound(prons):
+    g = ms.Grammar({"sentence": ms.Alt([1.0], [[ms.Word("a"), ms.Word("apple"), ms.Word("and"),
+                                                ms.Word("an"), ms.Word("banana"), ms.Word("a"),
+                                                ms.Word("hour")]])})
+    generator = ms.SentenceGenerator(g, prons, 1, 20, 10)
+    assert generator.sentence(random.Random(0)) == "an apple and a banana an hour"
+
+
+def test_grammar_syntax_recursion_and_errors(tmp_path):
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "fruit.txt").write_text("# fruit\n/3/ apple\npear\ngreen grapes\n")
+    (tmp_path / "g.grammar").write_text(
+        "<sentence> = i like <things> [0.2 very much] | /2/ ( eat | buy ) the @fruit ;\n"
+        "# recursion: a list of fruit joined by and\n"
+        "<things> = @fruit | @fruit and <things> ;\n")
+    g = ms.load_grammar(tmp_path)
+    assert g.vocabulary() == sorted(["i", "like", "very", "much", "eat", "buy", "the", "apple",
+                                     "pear", "green", "grapes", "and"])
+    rng = random.Random(1)
+    out = [" ".join(g.generate(rng, max_depth=6)) for _ in range(2000)]
+    assert any(s.count(" and ") >= 2 for s in out)  # recursion is used
+    # Depth 6 bounds the recursion: <sentence> -> <things> x5 -> at most 5 "and".
+    assert max(s.count(" and ") for s in out) <= 5
+    share_like = sum(s.startswith("i like") for s in out) / len(out)
+    assert 0.25 < share_like < 0.42  # weight 1 of 3
+    with_much = sum(s.endswith("very much") for s in out) / max(1, sum(s.startswith("i like") for s in out))
+    assert 0.12 < with_much < 0.28  # [0.2 ...]
+
+    (tmp_path / "g.grammar").write_text("<sentence> = <missing> ;\n")
+    with pytest.raises(ms.GrammarError, match="never defined"):
+        ms.load_grammar(tmp_path)
+    (tmp_path / "g.grammar").write_text("<sentence> = a <sentence> ;\n")
+    with pytest.raises(ms.GrammarError, match="never terminate"):
+        ms.load_grammar(tmp_path)
+
+
+def _write_config(path: Path, **text) -> Path:
+    fields = {"num_train": 40, "num_dev": 12, "num_test": 12, "lm_factor": 50, **text}
+    body = "\n".join(f"  {k}: {v}" for k, v in fields.items())
+    path.write_text(f"seed: 7\ntext:\n{body}\nspeakers:\n  num_train: 4\n  num_dev: 2\n  num_test: 2\n")
+    return path
+
+
+def _read_part(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split(" ", 1)) for line in path.read_text().splitlines()]
+
+
+def test_outputs_are_deterministic_and_lm_text_excludes_dev_and_test(tmp_path):
+    config = _write_config(tmp_path / "data.yaml")
+    out1, out2 = tmp_path / "a", tmp_path / "b"
+    assert ms.main(["--config", str(config), "--out-dir", str(out1)]) == 0
+    assert ms.main(["--config", str(config), "--out-dir", str(out2)]) == 0
+    for name in ("train.txt", "dev.txt", "test.txt", "lm_text.txt", "vocab.txt"):
+        assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
+    assert (out1 / ".done").is_file()
+
+    parts = {p: _read_part(out1 / f"{p}.txt") for p in ("train", "dev", "test")}
+    assert [len(parts[p]) for p in ("train", "dev", "test")] == [40, 12, 12]
+    assert parts["train"][0][0] == "train-000001" and parts["test"][-1][0] == "test-000012"
+    paired = [text for p in parts.values() for _, text in p]
+    assert len(set(paired)) == len(paired)  # no duplicates among paired sentences
+    for text in paired:
+        assert re.fullmatch(r"[A-Z][A-Z']*( [A-Z][A-Z']*)*", text), text
+
+    lm = (out1 / "lm_text.txt").read_text().splitlines()
+    assert len(lm) >= 50 * len(parts["train"])
+    held_out = {text for p in ("dev", "test") for _, text in parts[p]}
+    assert not held_out & set(lm)
+    # The LM text is drawn from the same grammar: it shares most words with the transcripts.
+    lm_words = {w for s in lm for w in s.split()}
+    paired_words = {w for s in paired for w in s.split()}
+    assert len(paired_words & lm_words) > 0.9 * len(paired_words)
+
+    # A finished directory is left alone; a changed config makes it again.
+    stamp = (out1 / "lm_text.txt").stat().st_mtime_ns
+    assert ms.main(["--config", str(config), "--out-dir", str(out1)]) == 0
+    assert (out1 / "lm_text.txt").stat().st_mtime_ns == stamp
+    (tmp_path / "data.yaml").write_text(config.read_text().replace("seed: 7", "seed: 8"))
+    assert ms.main(["--config", str(config), "--out-dir", str(out1)]) == 0
+    assert (out1 / "train.txt").read_text() != (out2 / "train.txt").read_text()
+
+
+def test_configs_load_and_unknown_keys_are_rejected(tmp_path):
+    from local.synth_config import SynthDataConfig
+    from steps.config import ConfigError, load_config
+
+    tiny = load_config(RECIPE / "conf" / "data_tiny.yaml", SynthDataConfig)
+    default = load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)
+    assert (tiny.text.num_train, tiny.text.num_dev, tiny.text.num_test) == (300, 60, 60)
+    assert tiny.text.lm_factor >= 50 and default.text.lm_factor >= 50
+    assert 2400 <= default.text.num_train <= 2800 and 250 <= default.text.num_dev <= 300
+    assert default.speakers.num_train >= 60
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("text:\n  num_trian: 3\n")
+    with pytest.raises(ConfigError, match="num_trian"):
+        load_config(bad, SynthDataConfig)
+    bad.write_text("text:\n  lm_factor: 10\n")
+    with pytest.raises(ConfigError, match="lm_factor"):
+        load_config(bad, SynthDataConfig)
