@@ -1,0 +1,135 @@
+"""Training objectives of the acoustic model (DESIGN.md, "The method"), all on the same
+model output (steps.am_model.ModelOutput) and batch (steps.am_data.AmBatch).
+
+Per output frame t (at the model's subsampled rate), p^h_t the distribution of head h,
+y_t the senone label, q^L_t the teacher's top-k soft label of level L (ids i_1..i_k,
+probabilities q_1..q_k), m^L_t = 1 where a level-L token covers the frame (0 on silence):
+
+    baseline  main_ce = CE(onehot(y_t), p^main_t) = -log p^main_t[y_t]
+    li        main_li = -(1-λ) log p^main_t[y_t] - λ Σ_k q_k log p^main_t[i_k]   where m^senone_t
+                        -log p^main_t[y_t]                                        on silence
+    aux       main_ce, and for each auxiliary head of level L:
+              kd_L = Σ_k q_k (log q_k - log p^L_t[i_k])   (KL(q ‖ p) with the sparse top-k q;
+                                                          0 log 0 = 0), only where m^L_t
+              ce_L = -log p^L_t[token_t]                   (hard labels), only where m^L_t
+    hier      aux with all three levels (each head on its own encoder layer).
+
+Normalisation: each term is a mean over the frames it covers, i.e. its sum over frames
+divided by the number of those frames in the (global) batch: main_* over the frames with a
+senone label (every non-padding frame in training), kd_L and ce_L over the frames with a
+level-L token (silence and padding excluded). The total is
+
+    loss = main + Σ_L β_L · kd_L + Σ_L α_L · ce_L          (α_L terms only where α_L > 0)
+
+Terms are computed as (sum, count) so that multi-process training can divide every sum by
+the count of the GLOBAL batch (steps.train_am all-reduces the counts): the gradient is then
+exactly that of one process on the whole batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from steps.config import require
+
+OBJECTIVES = ("baseline", "li", "aux", "hier")
+
+
+@dataclass
+class LossConfig:
+    objective: Literal["baseline", "li", "aux", "hier"] = "baseline"
+    li_lambda: float = 0.5  # weight of the senone soft label in the LI target
+
+    def __post_init__(self):
+        require(0.0 <= self.li_lambda <= 1.0, "li_lambda", "must be in [0, 1]")
+
+
+@dataclass
+class Term:
+    name: str
+    weight: float
+    sum: torch.Tensor  # scalar, differentiable: the term summed over its frames
+    count: torch.Tensor  # scalar: the number of frames it covers (this process)
+
+    def mean(self, count: torch.Tensor | float | None = None) -> torch.Tensor:
+        c = self.count if count is None else count
+        return self.sum / torch.clamp(torch.as_tensor(c, dtype=self.sum.dtype, device=self.sum.device), min=1.0)
+
+
+def _gather(log_probs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    return log_probs.gather(1, ids.clamp(min=0))
+
+
+def ce_sum(log_probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ -log p[y] over the frames with y >= 0; (sum, count)."""
+    valid = labels >= 0
+    nll = -_gather(log_probs, labels[:, None])[:, 0]
+    return (nll * valid).sum(), valid.sum()
+
+
+def li_sum(log_probs: torch.Tensor, labels: torch.Tensor, ids: torch.Tensor, probs: torch.Tensor,
+           mask: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """CE against (1-λ) onehot(y) + λ q where mask, onehot(y) elsewhere; over y >= 0."""
+    valid = labels >= 0
+    nll = -_gather(log_probs, labels[:, None])[:, 0]
+    soft = -(probs * _gather(log_probs, ids)).sum(dim=1)
+    mixed = torch.where(mask, (1.0 - lam) * nll + lam * soft, nll)
+    return (mixed * valid).sum(), valid.sum()
+
+
+def kd_sum(log_probs: torch.Tensor, ids: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_t Σ_k q_k (log q_k - log p[i_k]) over the masked frames; (sum, count)."""
+    q_log_q = torch.xlogy(probs, probs)
+    kl = (q_log_q - probs * _gather(log_probs, ids)).sum(dim=1)
+    return (kl * mask).sum(), mask.sum()
+
+
+def loss_terms(objective: str, li_lambda: float, aux_heads, out, batch) -> list[Term]:
+    """The objective's terms for a batch. aux_heads: the model config's AuxHeadConfig list
+    (levels, β, α); out: ModelOutput; batch: AmBatch (targets at the output rate)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r} (known: {OBJECTIVES})")
+    mask = out.mask
+    labels = batch.senone[mask]
+    terms = []
+    if objective == "li":
+        t = batch.levels["senone"]
+        s, c = li_sum(out.main, labels, t.ids[mask], t.probs[mask], t.mask[mask], li_lambda)
+        terms.append(Term("main_li", 1.0, s, c))
+    else:
+        s, c = ce_sum(out.main, labels)
+        terms.append(Term("main_ce", 1.0, s, c))
+    if objective in ("aux", "hier"):
+        for head in aux_heads:
+            t = batch.levels[head.level]
+            level_mask = t.mask[mask]
+            s, c = kd_sum(out.aux[head.level], t.ids[mask], t.probs[mask], level_mask)
+            terms.append(Term(f"kd_{head.level}", head.beta, s, c))
+            if head.alpha > 0:
+                hard = torch.where(level_mask, t.hard[mask], torch.full_like(t.hard[mask], -1))
+                s, c = ce_sum(out.aux[head.level], hard)
+                terms.append(Term(f"ce_{head.level}", head.alpha, s, c))
+    return terms
+
+
+def total_loss(terms: list[Term], counts: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+    """Σ weight · sum / count; counts (one per term) default to the terms' own (single
+    process). scale multiplies the result (the world size under DDP, whose gradient
+    averaging then gives the global-batch gradient)."""
+    total = 0.0
+    for i, term in enumerate(terms):
+        total = total + term.weight * term.mean(None if counts is None else counts[i])
+    return total * scale
+
+
+def required_levels(objective: str, aux_heads) -> tuple[str, ...]:
+    """The soft-label levels an objective reads."""
+    if objective == "li":
+        return ("senone",)
+    if objective in ("aux", "hier"):
+        return tuple(h.level for h in aux_heads)
+    return ()

@@ -1,0 +1,387 @@
+"""The multi-head hybrid acoustic model: a shared encoder over globally normalised fbank,
+a main senone head on top and any number of auxiliary heads, each on the output of an
+encoder layer of its own (the AUX and HIER methods of DESIGN.md; the heads are dropped at
+test time).
+
+    model = AcousticModel(feature_dim=80, num_senones=S, config=ModelConfig(...),
+                          aux_units={"phone": 40})
+    model.set_normalisation(mean, std)               # global CMVN, kept as buffers
+    out = model(feats, feat_lens)                    # feats [B, T, 80] raw fbank
+    out.main        [M, S]  log-posteriors of the M valid output frames (row-major over
+                            (utterance, frame): the True entries of out.mask [B, N])
+    out.aux[level]  [M, V]  log-posteriors of each auxiliary head
+    out.lengths     [B]     n = ceil(T / subsampling) outputs per utterance
+
+Encoders (all run at the subsampled rate after the input layer):
+- tdnnf (default): Kaldi-like factorised TDNN layers: a kernel_size time conv into a small
+  bottleneck (no bias), an affine layer back up, ReLU, LayerNorm, dropout, plus a bypass
+  (x * bypass_scale). LayerNorm rather than Kaldi's BatchNorm: an utterance's outputs then
+  depend on nothing else in its batch, so multi-process training computes exactly the
+  single-process gradient. Kaldi's semi-orthogonal constraint on the bottleneck is left out.
+- blstm: bidirectional LSTM layers (hidden_dim / 2 per direction), packed sequences.
+- conformer: a small conformer (half-step FFN, self-attention with padding masked, a
+  depthwise-conv module, half-step FFN, LayerNorm) with relative position left out.
+Input layer: input_context frames each side spliced by a strided conv (stride =
+subsampling), padded so that output j is centred on input frame j*s + s//2.
+Padding frames are zeroed after every layer, so an utterance gives the same outputs alone
+or in a padded batch (up to float rounding).
+
+Layer indices for the auxiliary heads: 0 = the input layer's output, i = the output of
+encoder layer i (1..num_layers); the main head sits on layer num_layers.
+
+Checkpoints (kind "acoustic_model", steps.checkpoint) hold: config (the whole training
+config), model_config, feature_dim, num_senones, aux_units {level: V}, state_dict,
+log_priors [S] (log of the floored senone priors from the training alignments),
+senone_counts [S]; `scorer_from_checkpoint` builds the FrameScorer (main head only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from steps.config import require
+
+KIND = "acoustic_model"
+LEVELS = ("senone", "phone", "subword")
+
+
+@dataclass
+class AuxHeadConfig:
+    level: Literal["senone", "phone", "subword"]
+    layer: int  # encoder layer whose output the head reads (0 = input layer)
+    hidden_dim: int = 128  # the head's own projection
+    num_units: Optional[int] = None  # None: exp/lm_<level>/tokens.txt (senone: num_senones)
+    beta: float = 1.0  # weight of KL(teacher || head)
+    alpha: float = 0.0  # weight of CE against the level's hard labels
+
+    def __post_init__(self):
+        require(self.layer >= 0, "layer", "must be >= 0")
+        require(self.hidden_dim > 0, "hidden_dim", "must be positive")
+        require(self.num_units is None or self.num_units > 0, "num_units", "must be positive")
+        require(self.beta >= 0, "beta", "must be >= 0")
+        require(self.alpha >= 0, "alpha", "must be >= 0")
+
+
+@dataclass
+class ModelConfig:
+    encoder: Literal["tdnnf", "blstm", "conformer"] = "tdnnf"
+    num_layers: int = 8
+    hidden_dim: int = 256
+    bottleneck_dim: int = 64  # tdnnf
+    kernel_size: int = 3  # tdnnf: context per layer at the subsampled rate; conformer: conv
+    bypass_scale: float = 0.66  # tdnnf
+    num_attention_heads: int = 4  # conformer
+    input_context: int = 2  # frames each side seen by the input layer
+    subsampling: int = 3
+    prefinal_dim: int = 256  # main head: hidden -> prefinal (ReLU, LayerNorm) -> senones
+    dropout: float = 0.1
+    num_senones: Optional[int] = None  # None: from the senone counts / alignments
+    aux_heads: list[AuxHeadConfig] = field(default_factory=list)
+
+    def __post_init__(self):
+        require(self.num_layers >= 1, "num_layers", "must be at least 1")
+        require(self.hidden_dim > 0, "hidden_dim", "must be positive")
+        require(self.bottleneck_dim > 0, "bottleneck_dim", "must be positive")
+        require(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size",
+                "must be odd and positive")
+        require(self.input_context >= 0, "input_context", "must be >= 0")
+        require(self.subsampling in (1, 2, 3, 4), "subsampling", "must be 1, 2, 3 or 4")
+        require(self.input_context >= self.subsampling // 2, "input_context",
+                "must be >= subsampling // 2 (the input layer is centred on each output)")
+        require(self.prefinal_dim > 0, "prefinal_dim", "must be positive")
+        require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        require(self.num_senones is None or self.num_senones > 0, "num_senones", "must be positive")
+        require(self.encoder != "blstm" or self.hidden_dim % 2 == 0, "hidden_dim",
+                "must be even for the blstm encoder")
+        require(self.encoder != "conformer" or self.hidden_dim % self.num_attention_heads == 0,
+                "num_attention_heads", "must divide hidden_dim")
+        levels = [h.level for h in self.aux_heads]
+        require(len(set(levels)) == len(levels), "aux_heads", f"one head per level, got {levels}")
+        for i, head in enumerate(self.aux_heads):
+            require(head.layer <= self.num_layers, f"aux_heads[{i}].layer",
+                    f"{head.layer} > num_layers ({self.num_layers})")
+
+
+# ------------------------------------------------------------------ layers
+
+
+class InputLayer(nn.Module):
+    """Splices 2*context+1 frames with a strided conv: output j is centred on input frame
+    j*s + s//2 and there are ceil(T / s) outputs."""
+
+    def __init__(self, feature_dim: int, hidden_dim: int, context: int, subsampling: int,
+                 dropout: float):
+        super().__init__()
+        self.context, self.subsampling = context, subsampling
+        self.conv = nn.Conv1d(feature_dim, hidden_dim, 2 * context + 1, stride=subsampling)
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.dropout = _dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, F] -> [B, N, H]
+        s, kernel = self.subsampling, 2 * self.context + 1
+        n = (x.shape[1] + s - 1) // s
+        left = self.context - s // 2
+        right = (n - 1) * s - left + kernel - x.shape[1]
+        x = F.pad(x.transpose(1, 2), (left, max(0, right)))
+        x = F.relu(self.conv(x)).transpose(1, 2)
+        return self.dropout(self.norm(x))
+
+
+class TdnnfLayer(nn.Module):
+    """x -> kernel-wide time conv into the bottleneck (no bias) -> affine -> ReLU ->
+    LayerNorm -> dropout, plus bypass * x. The time conv is one matmul into kernel x
+    bottleneck columns whose slices are added with their time shifts: the same as a
+    zero-padded Conv1d, without moving [B, N, H] to channels-first and back (on a CPU
+    those copies cost as much as the layer's arithmetic)."""
+
+    def __init__(self, dim: int, bottleneck: int, kernel: int, bypass: float, dropout: float):
+        super().__init__()
+        self.kernel, self.bottleneck = kernel, bottleneck
+        self.linear = nn.Linear(dim, kernel * bottleneck, bias=False)
+        self.affine = nn.Linear(bottleneck, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = _dropout(dropout)
+        self.bypass = bypass
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        c, b, n = self.kernel // 2, self.bottleneck, x.shape[1]
+        z = self.linear(x)  # [B, N, K * b]; slice k looks at frame t + k - c
+        if c:
+            z = F.pad(z, (0, 0, c, c))
+        y = z[:, 0:n, 0:b]
+        for k in range(1, self.kernel):
+            y = y + z[:, k:k + n, k * b:(k + 1) * b]
+        return self.bypass * x + self.dropout(self.norm(F.relu(self.affine(y))))
+
+
+def _dropout(p: float) -> nn.Module:
+    # no module at all for p = 0: a CPU spends ~10% of a step drawing dropout masks
+    return nn.Dropout(p) if p > 0 else nn.Identity()
+
+
+class BlstmLayer(nn.Module):
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.lstm = nn.LSTM(dim, dim // 2, batch_first=True, bidirectional=True)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = _dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(dim=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        y, _ = self.lstm(packed)
+        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
+        return self.dropout(self.norm(y))
+
+
+class ConformerLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, kernel: int, dropout: float):
+        super().__init__()
+
+        def ffn():
+            return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.SiLU(),
+                                 _dropout(dropout), nn.Linear(4 * dim, dim), _dropout(dropout))
+
+        self.ffn1, self.ffn2 = ffn(), ffn()
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.conv_norm = nn.LayerNorm(dim)
+        self.pointwise = nn.Conv1d(dim, 2 * dim, 1)
+        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.conv_out = nn.Conv1d(dim, dim, 1)
+        self.final_norm = nn.LayerNorm(dim)
+        self.dropout = _dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + 0.5 * self.ffn1(x)
+        a = self.attn_norm(x)
+        a, _ = self.attn(a, a, a, key_padding_mask=~mask, need_weights=False)
+        x = x + self.dropout(a)
+        c = F.glu(self.pointwise(self.conv_norm(x).transpose(1, 2)), dim=1)
+        c = c * mask[:, None, :].to(c.dtype)  # the depthwise conv must see zeros past the end
+        c = self.conv_out(F.silu(self.depthwise(c))).transpose(1, 2)
+        x = x + self.dropout(c)
+        x = x + 0.5 * self.ffn2(x)
+        return self.final_norm(x)
+
+
+class Head(nn.Module):
+    """hidden -> dim (ReLU, LayerNorm) -> units."""
+
+    def __init__(self, in_dim: int, dim: int, num_units: int):
+        super().__init__()
+        self.proj = nn.Linear(in_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.output = nn.Linear(dim, num_units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output(self.norm(F.relu(self.proj(x)))).log_softmax(dim=-1)
+
+
+# ------------------------------------------------------------------ model
+
+
+class ModelOutput(NamedTuple):
+    main: torch.Tensor  # [M, S] log-posteriors over the valid output frames
+    aux: dict  # level -> [M, V]
+    lengths: torch.Tensor  # [B]
+    mask: torch.Tensor  # [B, N] bool
+
+
+class AcousticModel(nn.Module):
+    def __init__(self, feature_dim: int, num_senones: int, config: ModelConfig,
+                 aux_units: dict[str, int] | None = None):
+        super().__init__()
+        self.config = config
+        self.feature_dim, self.num_senones = feature_dim, num_senones
+        self.aux_units = dict(aux_units or {})
+        missing = [h.level for h in config.aux_heads if h.level not in self.aux_units]
+        if missing:
+            raise ValueError(f"no vocabulary size for the auxiliary heads {missing}")
+        self.register_buffer("feature_mean", torch.zeros(feature_dim))
+        self.register_buffer("feature_inv_std", torch.ones(feature_dim))
+        c = config
+        self.input_layer = InputLayer(feature_dim, c.hidden_dim, c.input_context, c.subsampling,
+                                      c.dropout)
+        layers = []
+        for _ in range(c.num_layers):
+            if c.encoder == "tdnnf":
+                layers.append(TdnnfLayer(c.hidden_dim, c.bottleneck_dim, c.kernel_size,
+                                         c.bypass_scale, c.dropout))
+            elif c.encoder == "blstm":
+                layers.append(BlstmLayer(c.hidden_dim, c.dropout))
+            else:
+                layers.append(ConformerLayer(c.hidden_dim, c.num_attention_heads, c.kernel_size,
+                                             c.dropout))
+        self.layers = nn.ModuleList(layers)
+        self.main_head = Head(c.hidden_dim, c.prefinal_dim, num_senones)
+        self.aux_heads = nn.ModuleDict({h.level: Head(c.hidden_dim, h.hidden_dim, self.aux_units[h.level])
+                                        for h in c.aux_heads})
+        self.aux_layer = {h.level: h.layer for h in c.aux_heads}
+
+    @property
+    def subsampling(self) -> int:
+        return self.config.subsampling
+
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feature_mean.copy_(mean)
+        self.feature_inv_std.copy_(1.0 / std.clamp(min=1e-5))
+
+    def normalise(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> torch.Tensor:
+        """Global CMVN; padding frames set to 0."""
+        x = (feats - self.feature_mean) * self.feature_inv_std
+        valid = torch.arange(x.shape[1], device=x.device)[None, :] < feat_lens[:, None]
+        return x * valid[..., None]
+
+    def encode(self, x: torch.Tensor, feat_lens: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Normalised features -> (output of every layer [B, N, H], lengths [B], mask [B, N])."""
+        s = self.config.subsampling
+        lengths = (feat_lens + s - 1) // s
+        h = self.input_layer(x)
+        mask = torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]
+        keep = mask[..., None].to(h.dtype)
+        h = h * keep
+        outputs = [h]
+        for layer in self.layers:
+            h = layer(h, mask) * keep
+            outputs.append(h)
+        return outputs, lengths, mask
+
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, augment=None,
+                with_aux: bool = True) -> ModelOutput:
+        """feats [B, T, F] raw fbank; augment: optional function (x, feat_lens) -> x applied
+        to the normalised features (SpecAugment)."""
+        x = self.normalise(feats, feat_lens)
+        if augment is not None:
+            x = augment(x, feat_lens)
+        outputs, lengths, mask = self.encode(x, feat_lens)
+        packed = {len(outputs) - 1: outputs[-1][mask]}  # valid frames of a layer, once per layer
+        main = self.main_head(packed[len(outputs) - 1])
+        aux = {}
+        if with_aux:
+            for level, head in self.aux_heads.items():
+                layer = self.aux_layer[level]
+                if layer not in packed:
+                    packed[layer] = outputs[layer][mask]
+                aux[level] = head(packed[layer])
+        return ModelOutput(main, aux, lengths, mask)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_summary(model: AcousticModel) -> dict[str, int]:
+    """Parameters of the shared encoder, the main head and each auxiliary head."""
+    return {"encoder": count_parameters(model.input_layer) + count_parameters(model.layers),
+            "main_head": count_parameters(model.main_head),
+            **{f"aux_{k}": count_parameters(v) for k, v in model.aux_heads.items()}}
+
+
+# ------------------------------------------------------------------ checkpoints and scoring
+
+
+def log_priors_from_counts(counts: torch.Tensor, floor: float) -> torch.Tensor:
+    """log of the senone priors counts / total, each floored at `floor` and renormalised."""
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    priors = (counts / counts.sum().clamp(min=1.0)).clamp(min=floor)
+    return (priors / priors.sum()).log().float()
+
+
+def checkpoint_dict(model: AcousticModel, config: dict, log_priors: torch.Tensor,
+                    senone_counts: torch.Tensor, extra: dict | None = None) -> dict:
+    from steps.config import to_dict
+
+    return {
+        "kind": KIND,
+        "config": config,
+        "model_config": to_dict(model.config),
+        "feature_dim": model.feature_dim,
+        "num_senones": model.num_senones,
+        "aux_units": dict(model.aux_units),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "log_priors": log_priors.cpu(),
+        "senone_counts": senone_counts.cpu(),
+        **(extra or {}),
+    }
+
+
+def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") -> AcousticModel:
+    from steps.config import from_dict
+
+    if checkpoint.get("kind") != KIND:
+        raise ValueError(f"not an acoustic model checkpoint (kind={checkpoint.get('kind')!r})")
+    config = from_dict(ModelConfig, checkpoint["model_config"], "checkpoint model_config")
+    model = AcousticModel(checkpoint["feature_dim"], checkpoint["num_senones"], config,
+                          checkpoint.get("aux_units"))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()
+
+
+class AcousticModelScorer:
+    """FrameScorer (steps.scorer) over the main senone head."""
+
+    def __init__(self, model: AcousticModel, log_priors: torch.Tensor | None, device: torch.device):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.num_outputs = model.num_senones
+        self.log_priors = None if log_priors is None else log_priors.to(self.device)
+
+    @torch.no_grad()
+    def log_posteriors(self, feats: torch.Tensor) -> torch.Tensor:
+        """[T, F] raw fbank -> [T, num_senones]: each output repeated over the subsampling
+        input frames it covers."""
+        feats = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
+        num_frames = feats.shape[0]
+        out = self.model(feats[None], torch.tensor([num_frames], device=self.device), with_aux=False)
+        return out.main.repeat_interleave(self.model.subsampling, dim=0)[:num_frames]
+
+
+def scorer_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> AcousticModelScorer:
+    return AcousticModelScorer(model_from_checkpoint(checkpoint, device), checkpoint.get("log_priors"),
+                               torch.device(device))

@@ -1,0 +1,185 @@
+"""AM batches: soft labels expanded to frames (vs a slow reference), subsampled labels,
+the cut store on real lhotse cuts (bad cuts reported), the sampler, SpecAugment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from lhotse import CutSet, NumpyHdf5Writer
+from lhotse.utils import fastcopy
+
+from steps.am_data import (AmDataset, CutStore, SpecAugmentConfig, expand_soft_labels,
+                           make_sampler, senone_targets, spec_augment)
+from steps.bench.bench_am import make_synthetic_am_data
+from steps.soft_labels import SoftLabels, load_soft_labels
+
+
+def slow_expand(labels, num_frames, s):
+    """Reference: a loop over output frames and tokens."""
+    n = [(t + s - 1) // s for t in num_frames]
+    width, k = max(n), max(lab.top_k for lab in labels if lab is not None)
+    ids = np.zeros((len(labels), width, k), dtype=np.int64)
+    probs = np.zeros((len(labels), width, k), dtype=np.float32)
+    hard = np.full((len(labels), width), -1)
+    mask = np.zeros((len(labels), width), dtype=bool)
+    for b, lab in enumerate(labels):
+        if lab is None:
+            continue
+        for j in range(n[b]):
+            f = min(j * s + s // 2, num_frames[b] - 1)
+            for i in range(len(lab)):
+                if lab.spans[i, 0] <= f < lab.spans[i, 1]:
+                    ids[b, j, : lab.top_k] = lab.ids[i]
+                    probs[b, j, : lab.top_k] = lab.probs[i].astype(np.float32)
+                    hard[b, j] = lab.tokens[i]
+                    mask[b, j] = True
+    return ids, probs, hard, mask
+
+
+def random_labels(rng, num_frames, k, vocab=50):
+    pairs = int(rng.integers(1, min(8, (num_frames + 1) // 2) + 1))  # SoftLabels cannot hold 0 rows
+    edges = np.sort(rng.choice(np.arange(num_frames + 1), size=2 * pairs, replace=False))
+    spans = edges.reshape(-1, 2)
+    n = len(spans)
+    probs = np.sort(rng.dirichlet(np.ones(k), size=n), axis=1)[:, ::-1] if n else np.zeros((0, k))
+    return SoftLabels(rng.integers(0, vocab, n), spans, rng.integers(0, vocab, (n, k)), probs)
+
+
+@pytest.mark.parametrize("s", [1, 2, 3])
+def test_expand_matches_slow_reference(s):
+    rng = np.random.default_rng(s)
+    for _ in range(20):
+        num_frames = rng.integers(1, 40, size=5)
+        labels = [random_labels(rng, int(t), 4) for t in num_frames]
+        labels[1] = None  # a cut without this level
+        got = expand_soft_labels(labels, num_frames, s)
+        ids, probs, hard, mask = slow_expand(labels, list(num_frames), s)
+        np.testing.assert_array_equal(got.ids.numpy(), ids)
+        np.testing.assert_array_equal(got.probs.numpy(), probs)
+        np.testing.assert_array_equal(got.hard.numpy(), hard)
+        np.testing.assert_array_equal(got.mask.numpy(), mask)
+
+
+def test_expand_by_hand():
+    lab = SoftLabels([7, 9], [[1, 3], [4, 6]], [[7, 1], [9, 2]], [[0.75, 0.25], [0.5, 0.5]])
+    t = expand_soft_labels([lab], [7], 1)
+    assert t.mask[0].tolist() == [False, True, True, False, True, True, False]
+    assert t.hard[0].tolist() == [-1, 7, 7, -1, 9, 9, -1]
+    assert t.ids[0, 2].tolist() == [7, 1] and t.probs[0, 2].tolist() == [0.75, 0.25]
+    assert t.ids[0, 0].tolist() == [0, 0] and t.probs[0, 0].tolist() == [0.0, 0.0]
+    # subsampling 3: outputs take input frames 1, 4 and min(7, 6) = 6
+    t3 = expand_soft_labels([lab], [7], 3)
+    assert t3.hard[0].tolist() == [7, 9, -1]
+    assert senone_targets([np.arange(7)], [7], 3)[0].tolist() == [1, 4, 6]
+    ali = senone_targets([np.arange(7), np.arange(10, 13)], [7, 3], 3)
+    assert ali.tolist() == [[1, 4, 6], [11, -1, -1]]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_synthetic_am_data(tmp_path_factory.mktemp("am_data"), num_cuts=24, num_dev=4,
+                                  num_senones=60, num_subwords=30, top_k=3, mean_words=3)
+
+
+def test_store_reads_checks_and_counts(tiny, tmp_path):
+    cuts = CutSet.from_file(tiny["train"]).to_eager()
+    good = list(cuts)
+    # make bad cuts: alignment of the wrong length; missing phone soft labels
+    with NumpyHdf5Writer(tmp_path / "bad") as w:
+        short = fastcopy(good[0], id="short_ali", custom=dict(good[0].custom))
+        short.senone_ali = w.store_array("short", np.zeros(5, dtype=np.int32), frame_shift=0.01,
+                                         temporal_dim=0)
+    nophone = fastcopy(good[1], id="no_phone",
+                       custom={k: v for k, v in good[1].custom.items() if not k.startswith("kd_phone")})
+    store, skipped = CutStore.build(CutSet.from_cuts(good + [short, nophone]),
+                                    ("senone", "phone"), cache=True)
+    reasons = dict(skipped)
+    assert set(reasons) == {"short_ali", "no_phone"}
+    assert "senone_ali has 5 frames" in reasons["short_ali"]
+    assert reasons["no_phone"] == "no phone soft labels"
+    feats = np.concatenate([c.load_features() for c in good])
+    mean, std = store.mean_std()
+    np.testing.assert_allclose(mean.numpy(), feats.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(std.numpy(), feats.std(0), rtol=1e-3)
+    ali = np.concatenate([c.load_custom("senone_ali") for c in good])
+    np.testing.assert_array_equal(store.senone_counts, np.bincount(ali))
+    assert store.num_frames == len(ali)
+    # ids beyond the model's units are reported and left out
+    bad = store.drop_out_of_range({"ali": int(ali.max())})
+    assert bad and all("senone_ali: id" in r for _, r in bad)
+    assert len(store.cuts) == len(good) - len(bad)
+
+
+def test_dataset_batches_match_cuts(tiny):
+    store, _ = CutStore.build(CutSet.from_file(tiny["train"]), ("phone",), cache=False)
+    dataset = AmDataset(store, subsampling=3)
+    cuts = CutSet.from_cuts(list(store.cuts)[:3])
+    batch = dataset[cuts]
+    for b, cut in enumerate(cuts):
+        T = cut.num_frames
+        n = (T + 2) // 3
+        assert batch.feat_lens[b] == T and batch.out_lens[b] == n
+        np.testing.assert_array_equal(batch.feats[b, :T].numpy(), cut.load_features())
+        assert (batch.feats[b, T:] == 0).all()
+        ali = cut.load_custom("senone_ali")
+        pos = np.minimum(np.arange(n) * 3 + 1, T - 1)
+        assert batch.senone[b, :n].tolist() == ali[pos].tolist()
+        assert (batch.senone[b, n:] == -1).all()
+        lab = load_soft_labels(cut, "phone")
+        t = batch.levels["phone"]
+        assert not t.mask[b, n:].any()
+        for j in range(n):
+            inside = [i for i in range(len(lab)) if lab.spans[i, 0] <= pos[j] < lab.spans[i, 1]]
+            assert bool(t.mask[b, j]) == bool(inside)
+            if inside:
+                assert t.hard[b, j] == lab.tokens[inside[0]]
+
+
+def test_sampler_covers_every_cut_once_per_epoch(tiny):
+    cuts = CutSet.from_file(tiny["train"]).to_eager()
+    from steps.am_data import DataConfig
+
+    sampler = make_sampler(cuts, DataConfig(max_duration=5.0, num_buckets=2), seed=3)
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        ids = [c.id for batch in sampler for c in batch]
+        assert sorted(ids) == sorted(c.id for c in cuts)
+
+
+def test_spec_augment_masks_deterministically():
+    x = torch.ones(2, 50, 20)
+    lengths = torch.tensor([50, 30])
+    config = SpecAugmentConfig(enabled=True, num_freq_masks=1, max_freq_width=5, num_time_masks=1,
+                               max_time_width=10, max_time_frac=0.2)
+    a = spec_augment(x, lengths, config, torch.Generator().manual_seed(0))
+    b = spec_augment(x, lengths, config, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    for u in range(2):  # masked values are whole frequency bands and whole time spans
+        zero = a[u] == 0
+        cols = zero.all(dim=0)
+        rows = zero.all(dim=1)
+        assert torch.equal(zero, cols[None, :] | rows[:, None])
+        assert int(cols.sum()) <= 5 and int(rows.sum()) <= min(10, int(0.2 * lengths[u]))
+    off = spec_augment(x, lengths, SpecAugmentConfig(enabled=False), torch.Generator())
+    assert off is x
+
+
+def test_disk_cache_gives_the_same_store(tiny, tmp_path):
+    built, skipped = CutStore.load_or_build(tiny["train"], tmp_path / "cache", ("phone", "subword"))
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    read, skipped_again = CutStore.load_or_build(tiny["train"], tmp_path / "cache", ("phone", "subword"))
+    assert skipped == skipped_again
+    direct, _ = CutStore.build(CutSet.from_file(tiny["train"]), ("phone", "subword"), cache=False)
+    assert [c.id for c in read.cuts] == [c.id for c in direct.cuts] == [c.id for c in built.cuts]
+    for a, b in ((read.mean_std(), direct.mean_std()), ((read.senone_counts,), (direct.senone_counts,))):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
+    assert read.max_id == direct.max_id
+    cuts = CutSet.from_cuts(list(direct.cuts)[:4])
+    one, two = AmDataset(read, 3)[cuts], AmDataset(direct, 3)[cuts]
+    assert torch.equal(one.feats, two.feats) and torch.equal(one.senone, two.senone)
+    for level in ("phone", "subword"):
+        for name in ("ids", "probs", "mask", "hard"):
+            assert torch.equal(getattr(one.levels[level], name), getattr(two.levels[level], name))

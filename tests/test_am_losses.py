@@ -1,0 +1,143 @@
+"""Objectives of the AM against hand computations; where the gradients of each term go."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from steps.am_data import AmBatch, LevelTargets, expand_soft_labels, senone_targets
+from steps.am_losses import kd_sum, loss_terms, total_loss
+from steps.am_model import AcousticModel, AuxHeadConfig, ModelConfig, ModelOutput
+from steps.soft_labels import SoftLabels
+
+MAIN_LOGITS = [[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 1.5, -0.3], [0.0, 1.0, 0.0, -2.0]]
+AUX_LOGITS = [[1.0, 0.0, 0.0, -1.0], [0.3, -0.2, 0.9, 0.4], [0.0, 0.0, 0.0, 0.0]]
+
+
+def log_softmax(row):
+    z = math.log(sum(math.exp(v) for v in row))
+    return [v - z for v in row]
+
+
+def fake(objective_levels=("senone",)):
+    """One utterance, 3 valid output frames + 1 padding frame. Senone labels 0, 2, 1; the
+    third frame is silence (no token); the second frame's soft label has a zero entry."""
+    mask = torch.tensor([[True, True, True, False]])
+    out = ModelOutput(torch.tensor(MAIN_LOGITS).log_softmax(-1),
+                      {lv: torch.tensor(AUX_LOGITS).log_softmax(-1) for lv in objective_levels},
+                      torch.tensor([3]), mask)
+    targets = LevelTargets(ids=torch.tensor([[[0, 1], [2, 3], [0, 0], [0, 0]]]),
+                           probs=torch.tensor([[[0.7, 0.3], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]]),
+                           mask=torch.tensor([[True, True, False, False]]),
+                           hard=torch.tensor([[1, 2, -1, -1]]))
+    batch = AmBatch(["u"], torch.zeros(1, 12, 80), torch.tensor([12]), torch.tensor([[0, 2, 1, -1]]),
+                    torch.tensor([4]), {lv: targets for lv in objective_levels})
+    return out, batch
+
+
+def by_name(terms, counts=None):
+    return {t.name: float(t.mean(None if counts is None else counts[i])) for i, t in enumerate(terms)}
+
+
+def test_baseline_ce_by_hand():
+    out, batch = fake()
+    lp = [log_softmax(r) for r in MAIN_LOGITS]
+    terms = loss_terms("baseline", 0.0, [], out, batch)
+    expected = -(lp[0][0] + lp[1][2] + lp[2][1]) / 3
+    assert [t.name for t in terms] == ["main_ce"]
+    assert int(terms[0].count) == 3
+    assert by_name(terms)["main_ce"] == pytest.approx(expected, rel=1e-6)
+    assert float(total_loss(terms)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_label_interpolation_by_hand():
+    out, batch = fake()
+    lam = 0.25
+    lp = [log_softmax(r) for r in MAIN_LOGITS]
+    f0 = (1 - lam) * -lp[0][0] + lam * -(0.7 * lp[0][0] + 0.3 * lp[0][1])
+    f1 = (1 - lam) * -lp[1][2] + lam * -(1.0 * lp[1][2] + 0.0 * lp[1][3])
+    f2 = -lp[2][1]  # silence keeps the plain onehot
+    terms = loss_terms("li", lam, [], out, batch)
+    assert [t.name for t in terms] == ["main_li"]
+    assert by_name(terms)["main_li"] == pytest.approx((f0 + f1 + f2) / 3, rel=1e-6)
+    # lambda 0 is the baseline
+    assert by_name(loss_terms("li", 0.0, [], out, batch))["main_li"] == pytest.approx(
+        by_name(loss_terms("baseline", 0.0, [], out, batch))["main_ce"], rel=1e-6)
+
+
+def test_aux_kl_and_hard_ce_by_hand():
+    out, batch = fake(("phone",))
+    heads = [AuxHeadConfig(level="phone", layer=1, beta=0.5, alpha=0.2)]
+    lp = [log_softmax(r) for r in MAIN_LOGITS]
+    la = [log_softmax(r) for r in AUX_LOGITS]
+    kl0 = 0.7 * (math.log(0.7) - la[0][0]) + 0.3 * (math.log(0.3) - la[0][1])
+    kl1 = 1.0 * (math.log(1.0) - la[1][2])  # the 0-probability entry adds nothing
+    ce = (-la[0][1] - la[1][2]) / 2  # hard labels 1, 2 on the two non-silence frames
+    main = -(lp[0][0] + lp[1][2] + lp[2][1]) / 3
+    terms = loss_terms("aux", 0.0, heads, out, batch)
+    got = by_name(terms)
+    assert list(got) == ["main_ce", "kd_phone", "ce_phone"]
+    assert [int(t.count) for t in terms] == [3, 2, 2]  # silence and padding are masked
+    assert got["kd_phone"] == pytest.approx((kl0 + kl1) / 2, rel=1e-6)
+    assert got["ce_phone"] == pytest.approx(ce, rel=1e-6)
+    assert float(total_loss(terms)) == pytest.approx(main + 0.5 * (kl0 + kl1) / 2 + 0.2 * ce, rel=1e-6)
+    # alpha 0: no CE term at all
+    assert [t.name for t in loss_terms("aux", 0.0, [AuxHeadConfig(level="phone", layer=1)], out, batch)] \
+        == ["main_ce", "kd_phone"]
+    # global counts (several processes): each sum divided by the given count, times the scale
+    counts = torch.tensor([6.0, 4.0, 4.0])
+    scaled = float(total_loss(terms, counts, scale=2.0))
+    assert scaled == pytest.approx(main + 0.5 * (kl0 + kl1) / 2 + 0.2 * ce, rel=1e-6)
+
+
+def test_kl_is_zero_when_the_head_matches_the_teacher():
+    q = torch.tensor([[0.6, 0.4], [1.0, 0.0]])
+    ids = torch.tensor([[1, 0], [2, 0]])
+    log_p = torch.full((2, 3), -50.0)
+    log_p[0, 1], log_p[0, 0] = math.log(0.6), math.log(0.4)
+    log_p[1, 2] = 0.0
+    s, c = kd_sum(log_p, ids, q, torch.tensor([True, True]))
+    assert float(s) == pytest.approx(0.0, abs=1e-6) and int(c) == 2
+
+
+def tiny_model(aux_layer: int):
+    torch.manual_seed(0)
+    config = ModelConfig(num_layers=3, hidden_dim=16, bottleneck_dim=8, prefinal_dim=12, dropout=0.0,
+                         aux_heads=[AuxHeadConfig(level="phone", layer=aux_layer, hidden_dim=8)])
+    return AcousticModel(80, 10, config, {"phone": 6})
+
+
+def real_batch(s=3):
+    rng = np.random.default_rng(0)
+    lengths = [20, 14]
+    labels = [SoftLabels([1, 2], [[2, 8], [10, 18]], [[1, 0], [2, 5]], [[0.8, 0.2], [0.6, 0.4]]),
+              SoftLabels([3], [[0, 9]], [[3, 4]], [[0.9, 0.1]])]
+    feats = torch.from_numpy(rng.normal(size=(2, 20, 80)).astype(np.float32))
+    alis = [rng.integers(0, 10, t) for t in lengths]
+    return AmBatch(["a", "b"], feats, torch.tensor(lengths), senone_targets(alis, lengths, s),
+                   torch.tensor([(t + s - 1) // s for t in lengths]),
+                   {"phone": expand_soft_labels(labels, lengths, s)})
+
+
+def test_aux_gradient_does_not_reach_the_main_head():
+    model = tiny_model(aux_layer=1)
+    batch = real_batch()
+    out = model(batch.feats, batch.feat_lens)
+    terms = {t.name: t for t in loss_terms("aux", 0.0, model.config.aux_heads, out, batch)}
+    terms["kd_phone"].mean().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.main_head.parameters())
+    # layers above the head's layer get nothing either; those below do
+    assert all(p.grad is None for p in model.layers[1:].parameters())
+    assert model.layers[0].linear.weight.grad.abs().sum() > 0
+    assert model.input_layer.conv.weight.grad.abs().sum() > 0
+    assert model.aux_heads["phone"].output.weight.grad.abs().sum() > 0
+    # and the main term leaves the auxiliary head alone
+    model.zero_grad(set_to_none=True)
+    out = model(batch.feats, batch.feat_lens)
+    terms = {t.name: t for t in loss_terms("aux", 0.0, model.config.aux_heads, out, batch)}
+    terms["main_ce"].mean().backward()
+    assert all(p.grad is None for p in model.aux_heads.parameters())
+    assert model.main_head.output.weight.grad.abs().sum() > 0

@@ -1,0 +1,208 @@
+"""AM training: config errors name file and key; a tiny end-to-end run (outputs, scorer,
+priors, dev accuracy per head); --resume gives the uninterrupted result; two DDP
+processes compute the single-process gradient of the same global batch, and the entry
+point runs under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lhotse import CutSet
+
+from steps import checkpoint as ckpt_io
+from steps.bench.bench_am import make_synthetic_am_data
+from steps.config import ConfigError
+from steps.scorer import load_scorer
+from steps.train_am import load_am_config, main
+
+REPO = Path(__file__).resolve().parent.parent
+CONF = REPO / "egs" / "synth" / "s5" / "conf"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic_am_data(tmp_path_factory.mktemp("am_train"), num_cuts=60, num_dev=8,
+                                  num_senones=40, num_subwords=30, top_k=3, mean_words=2.5,
+                                  dev_soft_labels=True)
+
+
+def args_for(data, exp_dir, system="aux_phone", extra_overrides=(), *more):
+    argv = ["--config", str(CONF / f"am_{system}.yaml"), "--override", str(CONF / "am_tiny.yaml")]
+    for o in extra_overrides:
+        argv += ["--override", str(o)]
+    return argv + ["--cuts", str(data["train"]), "--dev-cuts", str(data["dev"]), "--exp-dir", str(exp_dir),
+                   "--seed", "3", "--senone-counts", str(data["senone_counts"]),
+                   "--lm-dir", str(data["lm_dir"]), "--num-threads", "1", *more]
+
+
+def free_port() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------ config errors
+
+
+def test_config_errors_name_file_and_key(tmp_path):
+    bad = write(tmp_path / "bad.yaml", "model:\n  hidden_dimm: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: model.hidden_dimm: unknown key"):
+        load_am_config(bad)
+    over = write(tmp_path / "over.yaml", "train:\n  lr: -1.0\n")
+    with pytest.raises(ConfigError, match=r"over.yaml: train.lr: must be positive"):
+        load_am_config(CONF / "am_baseline.yaml", [over])
+    typo = write(tmp_path / "typo.yaml", "data:\n  max_duration: lots\n")
+    with pytest.raises(ConfigError, match=r"typo.yaml: data.max_duration: expected a number"):
+        load_am_config(CONF / "am_hier.yaml", [typo])
+    two = write(tmp_path / "two.yaml", "loss:\n  objective: hier\n" + "model:\n  aux_heads:\n"
+                "    - {level: phone, layer: 2}\n")
+    with pytest.raises(ConfigError, match=r"two.yaml: model.aux_heads: objective hier needs one head per level"):
+        load_am_config(two)
+    li = write(tmp_path / "li.yaml", "loss:\n  objective: li\n  li_lambda: 1.5\n")
+    with pytest.raises(ConfigError, match=r"li.yaml: loss.li_lambda: must be in \[0, 1\]"):
+        load_am_config(li)
+    # every system config loads, also with the tiny override
+    for system in ("baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier"):
+        tiny = load_am_config(CONF / f"am_{system}.yaml", [CONF / "am_tiny.yaml"])
+        full = load_am_config(CONF / f"am_{system}.yaml")
+        assert tiny.model.aux_heads == full.model.aux_heads and tiny.model.hidden_dim < full.model.hidden_dim
+
+
+# ------------------------------------------------------------------ end to end and resume
+
+
+def state_dicts_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_end_to_end_and_resume(data, tmp_path):
+    # dropout and SpecAugment on, so that the RNG states matter for the resumed run
+    noisy = write(tmp_path / "noisy.yaml", "model:\n  dropout: 0.2\ndata:\n  max_duration: 20\n"
+                  "  spec_augment:\n    enabled: true\n")
+    full = tmp_path / "full"
+    assert main(args_for(data, full, "aux_phone", [noisy])) == 0
+    for name in ("final.pt", "epoch-1.pt", "epoch-2.pt", "state.pt", "priors.txt", "train_stats.json",
+                 ".done", "skipped_train.txt"):
+        assert (full / name).exists(), name
+    assert any((full / "tensorboard").iterdir())
+    stats = json.loads((full / "train_stats.json").read_text())
+    assert stats["num_senones"] == 40 and stats["aux_units"] == {"phone": 40}
+    dev = stats["final_dev"]
+    assert dev["acc_main"] > 0.2  # 40 senones: chance is ~0.1 at best
+    assert dev["acc_phone"] is not None and 0.0 <= dev["acc_phone"] <= 1.0  # too few steps to learn it
+    assert set(stats["epochs"][0]["train"]) == {"main_ce", "kd_phone", "total"}
+
+    # final.pt: the average of epochs 1 and 2, a FrameScorer with the floored priors
+    final = ckpt_io.load(full / "final.pt")
+    e1, e2 = ckpt_io.load(full / "epoch-1.pt"), ckpt_io.load(full / "epoch-2.pt")
+    key = "main_head.output.weight"
+    torch.testing.assert_close(final["state_dict"][key], (e1["state_dict"][key] + e2["state_dict"][key]) / 2)
+    scorer = load_scorer(full / "final.pt")
+    cut = next(iter(CutSet.from_file(data["dev"])))
+    post = scorer.log_posteriors(torch.from_numpy(cut.load_features()))
+    assert post.shape == (cut.num_frames, 40)
+    counts = np.array([int(line.split()[1]) for line in Path(data["senone_counts"]).read_text().splitlines()])
+    priors = [line.split() for line in (full / "priors.txt").read_text().splitlines()]
+    assert [int(p[1]) for p in priors] == counts.tolist()
+    expected = np.log(np.maximum(counts / counts.sum(), 1e-5) / np.maximum(counts / counts.sum(), 1e-5).sum())
+    np.testing.assert_allclose([float(p[2]) for p in priors], expected, atol=1e-5)
+    np.testing.assert_allclose(scorer.log_priors.numpy(), expected, rtol=1e-5)
+
+    # a finished run is not redone
+    mtime = (full / "final.pt").stat().st_mtime
+    assert main(args_for(data, full, "aux_phone", [noisy])) == 0
+    assert (full / "final.pt").stat().st_mtime == mtime
+
+    # interrupted in the middle of epoch 1, then resumed: the same models, bit for bit
+    steps_per_epoch = stats["epochs"][0]["step"]
+    assert steps_per_epoch >= 3
+    part = tmp_path / "part"
+    assert main(args_for(data, part, "aux_phone", [noisy], "--stop-after-steps",
+                         str(steps_per_epoch // 2))) == 0
+    assert not (part / "final.pt").exists() and (part / "state.pt").exists()
+    assert main(args_for(data, part, "aux_phone", [noisy], "--resume")) == 0
+    for name in ("epoch-1.pt", "epoch-2.pt", "final.pt"):
+        assert state_dicts_equal(ckpt_io.load(full / name)["state_dict"], ckpt_io.load(part / name)["state_dict"]), name
+    # interrupted at an epoch end (state.pt after epoch 1), resumed
+    ends = tmp_path / "ends"
+    assert main(args_for(data, ends, "aux_phone", [noisy], "--stop-after-steps", str(steps_per_epoch + 1))) == 0
+    assert main(args_for(data, ends, "aux_phone", [noisy], "--resume")) == 0
+    assert state_dicts_equal(ckpt_io.load(full / "final.pt")["state_dict"],
+                             ckpt_io.load(ends / "final.pt")["state_dict"])
+
+
+# ------------------------------------------------------------------ several processes
+
+DDP_SCRIPT = r'''
+import sys, torch
+from pathlib import Path
+from lhotse import CutSet
+from torch.nn.parallel import DistributedDataParallel
+from steps.am_data import AmDataset, CutStore
+from steps.am_losses import required_levels
+from steps.am_model import AcousticModel
+from steps.train_am import gradient_on_batch, init_world, load_am_config, resolve_sizes
+
+config_path, override, cuts_path, lm_dir, out = sys.argv[1:6]
+world, device = init_world("cpu")
+config = load_am_config(config_path, [override])
+levels = required_levels(config.loss.objective, config.model.aux_heads)
+store, _ = CutStore.build(CutSet.from_file(cuts_path), levels, True)
+num_senones, aux, _, _ = resolve_sizes(config, store, None, Path(lm_dir))
+torch.manual_seed(0)
+model = AcousticModel(store.feature_dim, num_senones, config.model, aux)
+model.set_normalisation(*store.mean_std())
+cuts = list(store.cuts)[:7]
+mine = cuts[world.rank::world.size] if world.size > 1 else cuts
+batch = AmDataset(store, config.model.subsampling, levels)[CutSet.from_cuts(mine)]
+wrapped = DistributedDataParallel(model) if world.size > 1 else model
+grads = gradient_on_batch(wrapped, model, batch, config, world)
+if world.rank == 0:
+    torch.save(grads, out)
+'''
+
+
+def test_ddp_gradient_equals_single_process(data, tmp_path):
+    script = write(tmp_path / "ddp_grad.py", DDP_SCRIPT)
+    nodrop = write(tmp_path / "nodrop.yaml", "model:\n  dropout: 0.0\n  hidden_dim: 32\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    common = [str(CONF / "am_hier.yaml"), str(nodrop), str(data["train"]), str(data["lm_dir"])]
+    subprocess.run([sys.executable, str(script), *common, str(tmp_path / "one.pt")], check=True, env=env,
+                   cwd=REPO)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    "--master_port", free_port(), str(script), *common, str(tmp_path / "two.pt")],
+                   check=True, env=env, cwd=REPO)
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert one.keys() == two.keys() and len(one) > 10
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], atol=2e-6, rtol=1e-4, msg=name)
+    assert any(n.startswith("aux_heads.subword") for n in one)
+
+
+def test_entry_point_under_torchrun(data, tmp_path):
+    exp = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    one_epoch = write(tmp_path / "one_epoch.yaml", "train:\n  num_epochs: 1\n  average_last: 1\n")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             "--master_port", free_port(), "-m", "steps.train_am",
+                             *args_for(data, exp, "hier", [one_epoch])],
+                            env=env, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = json.loads((exp / "train_stats.json").read_text())
+    assert stats["world_size"] == 2
+    assert set(stats["epochs"][0]["train"]) == {"main_ce", "kd_senone", "kd_phone", "kd_subword", "total"}
+    assert load_scorer(exp / "final.pt").num_outputs == 40
