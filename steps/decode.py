@@ -1,0 +1,334 @@
+"""Decode cuts with a hybrid acoustic model on an HCLG graph; LM-weight sweep on dev.
+
+For each cut: raw fbank -> the AM's senone log-posteriors (steps.scorer.load_scorer) minus
+its log-priors -> search of HCLG.fst (steps.graph_search) -> the best word sequence for
+each LM weight w in --lm-weights (minimising w * graph cost + acoustic cost, Kaldi's
+scoring with LMWT = w). --decoder lattice (default): Kaldi's lattice decoder at
+--acoustic-scale with --beam and --lattice-beam, every weight's 1-best from that one
+lattice. --decoder faster: FasterDecoder with --beam, --max-active, --min-active, one
+search per weight at acoustic scale 1/w. The AM runs once per cut either way.
+
+Choosing the LM weight (never on test):
+  dev:   --lm-weights "7 8 9 10 11 12 13 14 15 16 17" (the default). With references (the
+         cuts' supervision texts) each weight is scored (steps.score: wer_<w>, recogs_<w>,
+         errs_<w>), the best is written to <out-dir>/best_lm_weight and its hypotheses to
+         hyp.txt.
+  test:  --lm-weight-from <dev decode dir>: reads that dir's best_lm_weight and decodes with
+         that weight only; nothing is chosen on this set. (--lm-weights 12 also works: one
+         weight, no choice.)
+
+Reads:  --model (checkpoint with a FrameScorer), --graph (steps.mkgraph's dir), --cuts
+        (cuts with fbank features), --lang-dir (words.txt, for a check against the graph)
+Writes: <out-dir>/hyp.txt            `utt-id WORDS` at the chosen weight (every cut; an
+                                     utterance that could not be decoded has no words)
+        <out-dir>/hyp_<w>.txt        per weight of a sweep (more than one weight)
+        <out-dir>/wer_<w>, recogs_<w>, errs_<w>   per weight of a sweep with references
+        <out-dir>/best_lm_weight     the weight chosen on this set (sweep only)
+        <out-dir>/lm_weight          the weight of hyp.txt
+        <out-dir>/text               the references (supervision texts)
+        <out-dir>/bad_utts.txt       `utt-id reason` for every cut not decoded normally
+        <out-dir>/decode_info.json   counts, seconds of audio, AM and search times, RTFs
+        <out-dir>/split<nj>/         per-job outputs; <out-dir>/log/decode.JOB.log
+        <out-dir>/.done              with the inputs' fingerprint: a second run with the same
+                                     model, graph, cuts and options is skipped (--force redoes it)
+
+Example:
+  python -m steps.decode --model exp/am_baseline/final.pt --graph exp/graph \\
+      --cuts data/fbank/synth_cuts_dev.jsonl.gz --lang-dir data/lang \\
+      --out-dir exp/am_baseline/decode_dev --nj 2
+  python -m steps.decode --model exp/am_baseline/final.pt --graph exp/graph \\
+      --cuts data/fbank/synth_cuts_test.jsonl.gz --lang-dir data/lang \\
+      --out-dir exp/am_baseline/decode_test --lm-weight-from exp/am_baseline/decode_dev --nj 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from steps import atomic, jobs
+from steps.graph_search import DECODERS, HybridGraph, SearchOptions
+from steps.log import setup_logging
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LM_WEIGHTS = "7 8 9 10 11 12 13 14 15 16 17"
+FRAME_SHIFT = 0.01
+
+
+def format_weight(weight: float) -> str:
+    return f"{weight:g}"
+
+
+def parse_weights(text: str) -> list[float]:
+    weights = [float(x) for x in text.replace(",", " ").split()]
+    if not weights or any(w <= 0 for w in weights):
+        raise ValueError(f"--lm-weights must be positive numbers, got {text!r}")
+    return sorted(set(weights))
+
+
+def weight_from_dir(directory: str | Path) -> float:
+    path = Path(directory) / "best_lm_weight"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: decode the dev set with an LM-weight sweep first")
+    return float(path.read_text().split()[0])
+
+
+# ----------------------------------------------------------------------------- one job
+
+
+def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weights: list[float]):
+    """Yields one record per cut: id, reference, hyps {weight: words or None}, problem, times."""
+    import torch
+
+    log_priors = None if scorer.log_priors is None else scorer.log_priors.detach().cpu().numpy()
+    if log_priors is None:
+        log.warning("the model has no log-priors; decoding with posteriors instead of scaled likelihoods")
+    for cut in cuts:
+        record = {"id": cut.id, "ref": " ".join(s.text or "" for s in cut.supervisions).split(),
+                  "hyps": {}, "problem": None, "frames": 0, "am_seconds": 0.0, "search_seconds": 0.0}
+        try:
+            if not cut.has_features:
+                raise _BadCut("no features")
+            feats = cut.load_features()
+            if feats is None or len(feats) == 0:
+                raise _BadCut("empty features")
+            record["frames"] = int(len(feats))
+            t0 = time.perf_counter()
+            log_post = scorer.log_posteriors(torch.from_numpy(np.asarray(feats, dtype=np.float32)))
+            loglikes = log_post.detach().cpu().numpy()
+            if log_priors is not None:
+                loglikes = loglikes - log_priors
+            if not np.isfinite(loglikes).all():
+                raise _BadCut("non-finite acoustic scores")
+            t1 = time.perf_counter()
+            result = graph.decode(loglikes, weights, options)
+            record["hyps"] = {format_weight(w): ids for w, ids in result.words.items()}
+            t2 = time.perf_counter()
+            record["am_seconds"], record["search_seconds"] = t1 - t0, t2 - t1
+            if any(h is None for h in result.words.values()):
+                record["problem"] = "no path survived the beam (empty output)"
+            elif not result.reached_final:
+                record["problem"] = "no final state reached (partial hypothesis)"
+        except _BadCut as error:
+            record["problem"] = str(error)
+        except Exception as error:  # report and go on: one bad cut must not stop a job
+            record["problem"] = f"{type(error).__name__}: {error}"
+        record["hyps"] = {w: [graph.words[i] for i in ids] if ids else [] for w, ids in record["hyps"].items()}
+        yield record
+
+
+class _BadCut(Exception):
+    pass
+
+
+def run_job(args, job: int, nj: int, weights: list[float]) -> Path:
+    """Decodes this job's share of the cuts; writes <out-dir>/split<nj>/decode.<job>.jsonl."""
+    import torch
+    from lhotse import CutSet
+
+    from steps.scorer import load_scorer
+
+    torch.set_num_threads(args.num_threads or max(1, (os.cpu_count() or 1) // nj))
+    cuts = CutSet.from_file(args.cuts)
+    if nj > 1:
+        parts = cuts.split(nj)
+        cuts = parts[job - 1] if job <= len(parts) else CutSet.from_cuts([])
+    graph = HybridGraph.load(args.graph)
+    check_words(graph, args.lang_dir)
+    scorer = load_scorer(args.model, args.device)
+    if scorer.num_outputs != graph.num_senones:
+        raise SystemExit(f"{args.model} has {scorer.num_outputs} outputs; {args.graph} was built for "
+                         f"{graph.num_senones} senones (another tree?)")
+    options = search_options(args)
+    out = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"
+    from tqdm import tqdm
+
+    with atomic.atomic_path(out) as tmp, open(tmp, "w") as f:
+        for record in tqdm(decode_cuts(cuts, scorer, graph, options, weights), total=len(cuts),
+                           desc=f"decode job {job}", disable=None):
+            if record["problem"]:
+                log.warning("%s: %s", record["id"], record["problem"])
+            f.write(json.dumps(record) + "\n")
+    return out
+
+
+def search_options(args) -> SearchOptions:
+    return SearchOptions(decoder=args.decoder, acoustic_scale=args.acoustic_scale, beam=args.beam,
+                         max_active=args.max_active, min_active=args.min_active,
+                         lattice_beam=args.lattice_beam)
+
+
+def check_words(graph: HybridGraph, lang_dir: Path) -> None:
+    from steps.lexicon import read_symbol_table
+
+    table = read_symbol_table(Path(lang_dir) / "words.txt")
+    if any(graph.words[i] != w for w, i in table.items() if i < len(graph.words)) or len(table) != len(graph.words):
+        raise SystemExit(f"{lang_dir}/words.txt differs from the graph's words.txt")
+
+
+# ----------------------------------------------------------------------------- merge
+
+
+def kaldi_text(texts: dict[str, list[str]]) -> str:
+    """`utt-id WORD ...` lines; an empty transcript is the id alone."""
+    return "".join(" ".join([utt, *words]) + "\n" for utt, words in texts.items())
+
+
+def choose_lm_weight(refs: dict[str, list[str]], hyps: dict[float, dict[str, list[str]]]):
+    """The weight with the fewest word errors against refs (ties: the smallest weight), and
+    the steps.score result of every weight."""
+    from steps.score import score
+
+    results = {w: score(refs, hyps[w]) for w in sorted(hyps)}
+    best = min(results, key=lambda w: (results[w].counts.errors, w))
+    return best, results
+
+
+def merge(args, nj: int, weights: list[float], choose: bool) -> dict:
+    records = []
+    for job in range(1, nj + 1):
+        path = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"
+        with open(path) as f:
+            records += [json.loads(line) for line in f if line.strip()]
+    out = args.out_dir
+    refs = {r["id"]: r["ref"] for r in records}
+    hyps = {w: {r["id"]: r["hyps"].get(format_weight(w), []) for r in records} for w in weights}
+    atomic.write_text(out / "text", kaldi_text(refs))
+
+    summary: dict = {"weights": {}}
+    if len(weights) > 1:
+        for w in weights:
+            atomic.write_text(out / f"hyp_{format_weight(w)}.txt", kaldi_text(hyps[w]))
+    if choose:
+        if not any(refs.values()):
+            raise SystemExit("an LM-weight sweep needs reference texts in the cuts' supervisions")
+        from steps.score import write_scoring
+
+        chosen, results = choose_lm_weight(refs, hyps)
+        for w, result in results.items():
+            write_scoring(out, result, f"_{format_weight(w)}")
+            counts = result.counts
+            summary["weights"][format_weight(w)] = {"wer": counts.wer, "errors": counts.errors,
+                                                    "words": counts.words}
+            log.info("LM weight %-5s %s", format_weight(w), counts.kaldi_lines().splitlines()[0])
+        atomic.write_text(out / "best_lm_weight", format_weight(chosen) + "\n")
+        log.info("best LM weight on %s: %s", args.cuts, format_weight(chosen))
+    else:
+        chosen = weights[0]
+    atomic.write_text(out / "lm_weight", format_weight(chosen) + "\n")
+    atomic.write_text(out / "hyp.txt", kaldi_text(hyps[chosen]))
+
+    bad = [(r["id"], r["problem"]) for r in records if r["problem"]]
+    atomic.write_text(out / "bad_utts.txt", "".join(f"{u} {reason}\n" for u, reason in bad))
+    audio = sum(r["frames"] for r in records) * FRAME_SHIFT
+    am = sum(r["am_seconds"] for r in records)
+    search = sum(r["search_seconds"] for r in records)
+    reasons: dict[str, int] = {}
+    for _, reason in bad:
+        key = reason.split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    summary.update({
+        "cuts": len(records), "bad": len(bad), "bad_reasons": reasons, "lm_weight": chosen,
+        "audio_seconds": round(audio, 2), "am_seconds": round(am, 2), "search_seconds": round(search, 2),
+        "rtf_am": round(am / audio, 4) if audio else None,
+        "rtf_search": round(search / audio, 4) if audio else None,
+        "nj": nj, "decoder": args.decoder, "acoustic_scale": args.acoustic_scale, "beam": args.beam,
+        "lattice_beam": args.lattice_beam, "max_active": args.max_active,
+    })
+    atomic.write_text(out / "decode_info.json", json.dumps(summary, indent=2) + "\n")
+    log.info("%d cuts decoded, %d reported in %s (%s); %.0f s of audio, RTF AM %.3f, search %.3f "
+             "(per job, %d jobs)", len(records), len(bad), out / "bad_utts.txt",
+             ", ".join(f"{k}: {v}" for k, v in reasons.items()) or "none", audio,
+             am / audio if audio else 0.0, search / audio if audio else 0.0, nj)
+    return summary
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="checkpoint (steps.scorer.load_scorer)")
+    parser.add_argument("--graph", type=Path, required=True, help="steps.mkgraph output dir")
+    parser.add_argument("--cuts", required=True, help="cuts with fbank features")
+    parser.add_argument("--lang-dir", type=Path, required=True)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--decoder", choices=DECODERS, default="lattice",
+                        help="lattice: Kaldi's lattice decoder, one search for all LM weights; "
+                             "faster: FasterDecoder with --max-active, one search per LM weight")
+    parser.add_argument("--acoustic-scale", type=float, default=0.1,
+                        help="scale of the acoustic scores in the lattice search (lattice decoder)")
+    parser.add_argument("--beam", type=float, default=13.0)
+    parser.add_argument("--lattice-beam", type=float, default=6.0, help="lattice decoder")
+    parser.add_argument("--max-active", type=int, default=7000, help="faster decoder: most active states")
+    parser.add_argument("--min-active", type=int, default=200, help="faster decoder: fewest active states")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--lm-weights", default=None,
+                       help=f"LM weights to try (best chosen on this set); default \"{DEFAULT_LM_WEIGHTS}\"")
+    group.add_argument("--lm-weight-from", type=Path, default=None,
+                       help="decode dir whose best_lm_weight to use (e.g. decode_dev for test)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num-threads", type=int, default=0, help="torch threads per job (0: cores / nj)")
+    parser.add_argument("--force", action="store_true", help="decode again even if up to date")
+    jobs.add_job_arguments(parser)
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def fingerprint(args, weights: list[float]) -> str:
+    """Of the inputs (model, graph, cuts) and every option that changes the output."""
+    digest = hashlib.sha256()
+    for path in (Path(args.model), args.graph / ".done", Path(args.cuts)):
+        digest.update(str(path).encode())
+        if path.is_file():
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    options = {k: str(v) for k, v in vars(args).items() if k not in ("nj", "job", "cmd", "force", "verbose",
+                                                                     "num_threads")}
+    digest.update(json.dumps([options, weights], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = get_parser().parse_args(argv)
+    if args.lm_weight_from is not None:
+        weights, choose = [weight_from_dir(args.lm_weight_from)], False
+    else:
+        weights = parse_weights(args.lm_weights or DEFAULT_LM_WEIGHTS)
+        choose = len(weights) > 1
+    if args.job is not None:
+        setup_logging(args.verbose)
+        run_job(args, args.job, args.nj, weights)
+        return
+    setup_logging(args.verbose, args.out_dir / "log" / "decode.log")
+    digest = fingerprint(args, weights)
+    done = args.out_dir / ".done"
+    if not args.force and done.is_file() and json.loads(done.read_text()).get("fingerprint") == digest:
+        log.info("%s is up to date (same model, graph, cuts and options); skipping", args.out_dir)
+        return
+    atomic.clear_done(args.out_dir)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.lm_weight_from is not None:
+        log.info("LM weight %s from %s", format_weight(weights[0]), args.lm_weight_from)
+    if args.nj > 1:
+        jobs.run_jobs(args.cmd, args.nj, args.out_dir / "log" / "decode.JOB.log", "steps.decode",
+                      jobs.job_argv(argv))
+    else:
+        run_job(args, 1, 1, weights)
+    merge(args, args.nj, weights, choose)
+    atomic.mark_done(args.out_dir, {"fingerprint": digest})
+
+
+if __name__ == "__main__":
+    main()
