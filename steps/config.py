@@ -14,6 +14,7 @@ Literal[...], and nested dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
@@ -47,7 +48,7 @@ def _convert(value: Any, kind: Any, path: str) -> Any:
     origin, args = get_origin(kind), get_args(kind)
     if kind is Any:
         return value
-    if origin is Union:
+    if origin is Union or origin is types.UnionType:  # Optional[X] and X | None
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]

@@ -6,3 +6,4 @@ fi
 export PATH="$lm2am_root/.venv/bin:$PATH"
 export PYTHONUNBUFFERED=1
 export LC_ALL=C
+export PYTHONPATH="$lm2am_root${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,0 +1,188 @@
+"""Forced alignment of a part with a trained alignment model (Kaldi's align_si.sh).
+
+For each cut: the numerator graph of its transcript (all pronunciations, optional
+silence), the model's log-posteriors, the best path by k2.intersect_dense +
+k2.shortest_path. The per-frame HMM-state ids are stored losslessly (NumpyHdf5Writer,
+frame_shift 0.01, temporal_dim 0) as the cut's custom field `mono_ali`; the phone and
+word segments of the path go into the supervision's alignment under `ali_phone` and
+`ali_word` (lhotse AlignmentItems, times relative to the cut start, which for whole
+recordings is the recording). Utterances that cannot be aligned (too short for their
+transcript, no path) are left out and listed with their reason in unaligned_<part>.txt.
+Word pronunciation counts (which pronunciation the aligner chose) go to
+pron_counts_<part>.txt as `WORD COUNT PHONES...`.
+
+Reads:  --cuts (fbank cuts), --model (exp/mono/final.pt), --lang-dir, --topology
+Writes: <out-dir>/cuts_<part>.jsonl.gz, <out-dir>/ali_<part>/*.h5,
+        <out-dir>/unaligned_<part>.txt, <out-dir>/pron_counts_<part>.txt, <out-dir>/log/
+
+Example:
+  python -m steps.align --model exp/mono/final.pt --topology exp/mono/topology.json \\
+      --cuts data/fbank/synth_cuts_dev.jsonl.gz --lang-dir data/lang --part dev \\
+      --out-dir exp/mono_ali --nj 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+from lhotse import CutSet, NumpyHdf5Writer
+from lhotse.supervision import AlignmentItem
+from lhotse.utils import fastcopy
+
+from steps import atomic, checkpoint
+from steps.align_model import model_from_checkpoint
+from steps.forced_align import Alignment
+from steps.jobs import add_job_arguments, job_argv, run_jobs
+from steps.lexicon import Lang
+from steps.log import setup_logging
+from steps.topology import Topology
+from steps.train_mono import align_utterances
+from steps.training_graph import TrainingGraphCompiler
+from steps.utterances import load_utterances
+
+log = logging.getLogger(__name__)
+FRAME_SHIFT = 0.01
+
+
+def _items(segments, symbol_of, offset: float) -> list[AlignmentItem]:
+    return [AlignmentItem(symbol=symbol_of(s), start=round(offset + start * FRAME_SHIFT, 4),
+                          duration=round((end - start) * FRAME_SHIFT, 4))
+            for s, start, end in segments]
+
+
+def attach_alignment(cut, alignment: Alignment, lang: Lang, writer: NumpyHdf5Writer,
+                     field_name: str = "mono_ali"):
+    """The cut with its per-frame ids stored and its phone/word segments attached."""
+    array = writer.store_array(cut.id, alignment.states, frame_shift=FRAME_SHIFT, temporal_dim=0,
+                               start=cut.start)
+    supervision = cut.supervisions[0]
+    offset = -supervision.start  # alignment times are relative to the cut, like the supervision's
+    supervision = supervision.with_alignment("ali_phone", _items(alignment.phones, lambda p: lang.phones[p], offset))
+    supervision = supervision.with_alignment("ali_word", _items(alignment.words, lambda w: w, offset))
+    cut = fastcopy(cut, supervisions=[supervision, *cut.supervisions[1:]])
+    cut.custom = dict(cut.custom or {}, **{field_name: array})
+    return cut
+
+
+def word_prons(alignment: Alignment, lang: Lang) -> list[tuple[str, tuple[str, ...]]]:
+    """(word, the pronunciation the path took) for each word of the alignment."""
+    result = []
+    for word, start, end in alignment.words:
+        phones = tuple(lang.phones[p] for p, s, e in alignment.phones if s >= start and e <= end)
+        result.append((word, phones))
+    return result
+
+
+def align_part(cuts: CutSet, model_path: Path, lang: Lang, topology: Topology, sil_probs: tuple[float, float],
+               output_beam: float, out_dir: Path, part: str, suffix: str, device: torch.device):
+    """Aligns cuts; writes cuts_<part><suffix>.jsonl.gz, the arrays, and the reports."""
+    ckpt = checkpoint.load(model_path)
+    model = model_from_checkpoint(ckpt).to(device)
+    utterances, skipped = load_utterances(cuts, f"loading {part}{suffix}")
+    compiler = TrainingGraphCompiler(lang, topology, *sil_probs)
+    graphs = [compiler.compile(u.words) for u in utterances]
+    prior_scale = ckpt.get("train_config", {}).get("training", {}).get("prior_scale", 0.0)
+    results = align_utterances(model, utterances, graphs, 20000, output_beam, device, f"aligning {part}{suffix}",
+                               ckpt.get("log_priors"), prior_scale)
+    by_id = {u.cut_id: r for u, r in zip(utterances, results)}
+    array_dir = out_dir / f"ali_{part}"
+    array_dir.mkdir(parents=True, exist_ok=True)
+    aligned, prons = [], Counter()
+    with NumpyHdf5Writer(array_dir / f"mono_ali{suffix}.h5", mode="w") as writer:
+        for cut in cuts:
+            result = by_id.get(cut.id)
+            if result is None:
+                continue  # already in `skipped`
+            if isinstance(result, str):
+                skipped.append((cut.id, result))
+                continue
+            aligned.append(attach_alignment(cut, result, lang, writer))
+            prons.update(word_prons(result, lang))
+    with atomic.atomic_path(out_dir / f"cuts_{part}{suffix}.jsonl.gz") as tmp:
+        CutSet.from_cuts(aligned).to_file(tmp)
+    atomic.write_text(out_dir / f"unaligned_{part}{suffix}.txt",
+                      "".join(f"{cut_id} {reason}\n" for cut_id, reason in skipped))
+    atomic.write_text(out_dir / f"pron_counts_{part}{suffix}.txt",
+                      "".join(f"{w} {c} {' '.join(p)}\n" for (w, p), c in sorted(prons.items())))
+    return len(aligned), skipped
+
+
+def merge_jobs(out_dir: Path, part: str, nj: int) -> tuple[int, int]:
+    """Concatenates the per-job outputs into the part's files."""
+    cuts = [cut for j in range(1, nj + 1) for cut in CutSet.from_file(out_dir / f"cuts_{part}.{j}.jsonl.gz")]
+    with atomic.atomic_path(out_dir / f"cuts_{part}.jsonl.gz") as tmp:
+        CutSet.from_cuts(cuts).to_file(tmp)
+    unaligned = "".join((out_dir / f"unaligned_{part}.{j}.txt").read_text() for j in range(1, nj + 1))
+    atomic.write_text(out_dir / f"unaligned_{part}.txt", unaligned)
+    counts = Counter()
+    for j in range(1, nj + 1):
+        for line in (out_dir / f"pron_counts_{part}.{j}.txt").read_text().splitlines():
+            word, count, *phones = line.split()
+            counts[(word, tuple(phones))] += int(count)
+    atomic.write_text(out_dir / f"pron_counts_{part}.txt",
+                      "".join(f"{w} {c} {' '.join(p)}\n" for (w, p), c in sorted(counts.items())))
+    for j in range(1, nj + 1):
+        for name in (f"cuts_{part}.{j}.jsonl.gz", f"unaligned_{part}.{j}.txt", f"pron_counts_{part}.{j}.txt"):
+            (out_dir / name).unlink()
+    return len(cuts), len(unaligned.splitlines())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--topology", required=True)
+    parser.add_argument("--cuts", required=True)
+    parser.add_argument("--lang-dir", required=True)
+    parser.add_argument("--part", required=True, help="name used in the output files")
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--sil-prob", type=float, default=None,
+                        help="optional silence probability (default: the model's training config)")
+    parser.add_argument("--edge-sil-prob", type=float, default=None,
+                        help="optional silence probability at the utterance ends (default: as trained)")
+    parser.add_argument("--output-beam", type=float, default=20.0)
+    parser.add_argument("--device", default="cpu")
+    add_job_arguments(parser)
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    setup_logging()
+    if args.job is not None:
+        torch.set_num_threads(1)  # the jobs share the cores
+
+    lang = Lang.load(args.lang_dir)
+    topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
+    train_config = checkpoint.load(args.model).get("train_config", {})
+    sil_prob = train_config.get("sil_prob", 0.5) if args.sil_prob is None else args.sil_prob
+    edge_sil_prob = train_config.get("edge_sil_prob", sil_prob) if args.edge_sil_prob is None else args.edge_sil_prob
+    cuts = CutSet.from_file(args.cuts)
+
+    if args.job is not None:  # one job of several
+        part_cuts = cuts.split(args.nj)[args.job - 1]
+        align_part(part_cuts, Path(args.model), lang, topology, (sil_prob, edge_sil_prob), args.output_beam,
+                   out_dir, args.part, f".{args.job}", torch.device(args.device))
+        return
+
+    marker_dir = out_dir / f".{args.part}"
+    atomic.clear_done(marker_dir)
+    shutil.rmtree(out_dir / f"ali_{args.part}", ignore_errors=True)
+    if args.nj > 1:
+        run_jobs(args.cmd, args.nj, out_dir / "log" / f"align_{args.part}.JOB.log", "steps.align",
+                 job_argv(argv if argv is not None else sys.argv[1:]))
+        num_aligned, num_unaligned = merge_jobs(out_dir, args.part, args.nj)
+    else:
+        num_aligned, skipped = align_part(cuts, Path(args.model), lang, topology, (sil_prob, edge_sil_prob), args.output_beam,
+                                          out_dir, args.part, "", torch.device(args.device))
+        num_unaligned = len(skipped)
+    atomic.mark_done(marker_dir, {"aligned": num_aligned, "unaligned": num_unaligned})
+    log.info("%s: aligned %d cuts, %d left out (see %s); wrote %s", args.part, num_aligned, num_unaligned,
+             out_dir / f"unaligned_{args.part}.txt", out_dir / f"cuts_{args.part}.jsonl.gz")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""How far the aligner's word boundaries are from the true ones.
+
+For every word of every cut that carries both the true word segments (supervision
+alignment `word`, from the synthesiser) and the aligner's (`ali_word`), the absolute
+differences of the start times and of the end times are pooled. Reported per part: the
+median and 90th percentile absolute boundary error, and the share of boundaries within
+20 ms and within 50 ms. Cuts whose two word sequences differ are reported and skipped.
+
+Reads:  alignment cuts (e.g. exp/mono_ali/cuts_dev.jsonl.gz)
+Writes: --out (e.g. exp/mono_ali/quality_dev.json) and a one-line summary on stdout
+
+Example:
+  python -m steps.score_alignment --cuts exp/mono_ali/cuts_dev.jsonl.gz \\
+      --out exp/mono_ali/quality_dev.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from lhotse import CutSet
+
+from steps import atomic
+from steps.log import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BoundaryQuality:
+    cuts: int
+    boundaries: int
+    median_ms: float
+    p90_ms: float
+    within_20ms: float
+    within_50ms: float
+    mismatched_cuts: int
+
+    def summary(self) -> str:
+        return (f"{self.boundaries} word boundaries in {self.cuts} cuts: median {self.median_ms:.1f} ms, "
+                f"90th percentile {self.p90_ms:.1f} ms, within 20 ms {100 * self.within_20ms:.1f}%, "
+                f"within 50 ms {100 * self.within_50ms:.1f}%")
+
+
+def boundary_errors(truth, hypothesis) -> np.ndarray | None:
+    """|start - start'| and |end - end'| in seconds for words in order; None if the word
+    sequences differ."""
+    if [t.symbol for t in truth] != [h.symbol for h in hypothesis]:
+        return None
+    starts = np.array([[t.start, h.start] for t, h in zip(truth, hypothesis)])
+    ends = np.array([[t.end, h.end] for t, h in zip(truth, hypothesis)])
+    return np.concatenate([np.abs(starts[:, 0] - starts[:, 1]), np.abs(ends[:, 0] - ends[:, 1])])
+
+
+def score_cuts(cuts, truth_key: str = "word", hyp_key: str = "ali_word") -> tuple[BoundaryQuality, list[str]]:
+    errors, mismatched, scored = [], [], 0
+    for cut in cuts:
+        supervision = cut.supervisions[0]
+        alignment = supervision.alignment or {}
+        if truth_key not in alignment or hyp_key not in alignment:
+            continue
+        e = boundary_errors(alignment[truth_key], alignment[hyp_key])
+        if e is None:
+            mismatched.append(cut.id)
+            continue
+        errors.append(e)
+        scored += 1
+    if not errors:
+        raise ValueError(f"no cut has both '{truth_key}' and '{hyp_key}' alignments with the same words")
+    all_errors = np.concatenate(errors)
+    quality = BoundaryQuality(
+        cuts=scored, boundaries=len(all_errors),
+        median_ms=float(np.median(all_errors) * 1000), p90_ms=float(np.percentile(all_errors, 90) * 1000),
+        # a hair of tolerance: times are multiples of 10 ms stored as floats
+        within_20ms=float(np.mean(all_errors <= 0.020 + 1e-6)),
+        within_50ms=float(np.mean(all_errors <= 0.050 + 1e-6)),
+        mismatched_cuts=len(mismatched))
+    return quality, mismatched
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cuts", required=True)
+    parser.add_argument("--out", required=True, help="JSON file for the figures")
+    parser.add_argument("--truth-key", default="word")
+    parser.add_argument("--hyp-key", default="ali_word")
+    args = parser.parse_args(argv)
+    setup_logging()
+    quality, mismatched = score_cuts(CutSet.from_file(args.cuts), args.truth_key, args.hyp_key)
+    if mismatched:
+        log.warning("%d cuts have different word sequences in the two alignments, e.g. %s",
+                    len(mismatched), ", ".join(mismatched[:5]))
+    atomic.write_text(args.out, json.dumps(asdict(quality), indent=1) + "\n")
+    print(f"{Path(args.cuts).name}: {quality.summary()}")
+
+
+if __name__ == "__main__":
+    main()
