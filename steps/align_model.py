@@ -23,6 +23,9 @@ class AlignModelConfig:
     # (kernel size, dilation) per layer; the context each side is sum((k - 1) // 2 * d)
     layers: list[list[int]] = field(default_factory=lambda: [[3, 1], [3, 1], [3, 2], [3, 2], [1, 1]])
     dropout: float = 0.1
+    # subtract each utterance's own feature mean first (per-utterance CMN), so that the
+    # recording level and the background do not move every feature
+    utterance_mean_norm: bool = True
 
     def __post_init__(self):
         require(self.hidden_dim > 0, "hidden_dim", "must be positive")
@@ -61,9 +64,18 @@ class AlignModel(nn.Module):
         self.feature_mean.copy_(mean)
         self.feature_inv_std.copy_(1.0 / std.clamp(min=1e-5))
 
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """[B, T, F] raw fbank -> [B, T, num_outputs] log-posteriors. Padding frames
-        influence their neighbours only through the narrow context."""
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, T, F] raw fbank -> [B, T, num_outputs] log-posteriors; lengths [B] give the
+        valid frames of a padded batch (default: all). Padding frames influence their
+        neighbours only through the narrow context."""
+        if self.config.utterance_mean_norm:
+            if lengths is None:
+                feats = feats - feats.mean(dim=1, keepdim=True)
+            else:
+                valid = (torch.arange(feats.shape[1], device=feats.device)[None, :]
+                         < lengths.to(feats.device)[:, None]).unsqueeze(-1)
+                mean = (feats * valid).sum(dim=1, keepdim=True) / lengths.to(feats.device).view(-1, 1, 1)
+                feats = (feats - mean) * valid
         x = (feats - self.feature_mean) * self.feature_inv_std
         x = self.encoder(x.transpose(1, 2))
         return self.output(x).transpose(1, 2).log_softmax(dim=-1)

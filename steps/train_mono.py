@@ -148,7 +148,7 @@ def align_utterances(model: AlignModel, utterances: list[Utterance], graphs: lis
     results: list[Alignment | str | None] = [None] * len(utterances)
     for batch in tqdm(_batches_of(utterances, max_frames), desc=description, leave=False):
         feats, lengths = pad_features([utterances[i] for i in batch])
-        log_probs = model(feats.to(device)).cpu()
+        log_probs = model(feats.to(device), lengths).cpu()
         if log_priors is not None and prior_scale > 0:
             log_probs = log_probs - prior_scale * log_priors
         for i, result in zip(batch, align(log_probs, lengths, [graphs[i] for i in batch], output_beam)):
@@ -168,7 +168,7 @@ def train_flat_start_epoch(model, optimizer, utterances, graphs, config: MonoTra
     for batch in tqdm(_batches_of(utterances, config.max_frames_per_batch, rng), desc="flat start",
                       leave=False):
         feats, lengths = pad_features([utterances[i] for i in batch])
-        log_probs = model(feats.to(device)).cpu()
+        log_probs = model(feats.to(device), lengths).cpu()
         valid = torch.arange(log_probs.shape[1])[None, :] < lengths[:, None]
         with torch.no_grad():
             batch_prior = log_probs[valid].exp().mean(dim=0)
@@ -197,7 +197,7 @@ def train_viterbi_epoch(model, optimizer, utterances, targets: list[np.ndarray],
         target = torch.full(feats.shape[:2], -100, dtype=torch.long)
         for row, i in enumerate(batch):
             target[row, : len(targets[i])] = torch.from_numpy(targets[i]).long()
-        log_probs = model(feats.to(device))
+        log_probs = model(feats.to(device), lengths)
         loss = torch.nn.functional.nll_loss(log_probs.transpose(1, 2), target.to(device),
                                             ignore_index=-100, reduction="sum")
         num_frames = int(lengths.sum())
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
 
     feature_dim = utterances[0].feats.shape[1]
     model = AlignModel(feature_dim, topology.num_hmm_states, config.model).to(device)
-    model.set_normalisation(*feature_stats(utterances))
+    model.set_normalisation(*feature_stats(utterances, config.model.utterance_mean_norm))
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
     log.info("Model: %d parameters, context +-%d frames, %d HMM states",
              sum(p.numel() for p in model.parameters()), config.model.context, topology.num_hmm_states)
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     log_priors = running_log_priors if train.flat_start_epochs else None
     if config.realign_model is not None and train.viterbi_rounds > 0:
         realign_model = AlignModel(feature_dim, topology.num_hmm_states, config.realign_model).to(device)
-        realign_model.set_normalisation(model.feature_mean, 1.0 / model.feature_inv_std)
+        realign_model.set_normalisation(*feature_stats(utterances, config.realign_model.utterance_mean_norm))
         log.info("Viterbi rounds train a new model: %d parameters, context +-%d frames",
                  sum(p.numel() for p in realign_model.parameters()), config.realign_model.context)
     else:

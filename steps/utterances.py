@@ -52,14 +52,18 @@ def load_utterances(cuts: CutSet, description: str = "loading features") -> tupl
     return utterances, skipped
 
 
-def feature_stats(utterances: list[Utterance]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global mean and standard deviation of the features (for CMVN inside models)."""
+def feature_stats(utterances: list[Utterance], utterance_mean_norm: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global mean and standard deviation of the features (for CMVN inside models), of
+    the features after per-utterance mean subtraction if the model does that first."""
     total = sum(u.num_frames for u in utterances)
     s = np.zeros(utterances[0].feats.shape[1], dtype=np.float64)
     s2 = np.zeros_like(s)
     for u in utterances:
-        s += u.feats.sum(axis=0)
-        s2 += (u.feats.astype(np.float64) ** 2).sum(axis=0)
+        feats = u.feats.astype(np.float64)
+        if utterance_mean_norm:
+            feats = feats - feats.mean(axis=0)
+        s += feats.sum(axis=0)
+        s2 += (feats**2).sum(axis=0)
     mean = s / total
     std = np.sqrt(np.maximum(s2 / total - mean**2, 1e-10))
     return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
