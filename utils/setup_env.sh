@@ -112,7 +112,8 @@ else
 fi
 
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
-"${pip[@]}" install -q --upgrade pip setuptools wheel
+# pip 25.2+ rejects the registry k2 wheel's nonstandard tag (k2-1.23.4-py3.10-none-any.whl).
+"${pip[@]}" install -q --upgrade "pip>=23,<25" setuptools wheel
 log "Installing the Python stack into $venv (torch: $torch_spec, k2: $k2_spec)"
 "${pip[@]}" install -q "${python_packages[@]}"
 if [ -n "$k2_find_links" ]; then
