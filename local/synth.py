@@ -64,10 +64,14 @@ Writes: <out-dir>/audio/<part>/<speaker>/<utt>.flac   16 kHz mono FLAC
         <out-dir>/manifests/synth_skipped_<part>.txt  `id reason` (see local/manifest_checks.py;
                                                       also synthesis-failed: espeak made nothing)
         <out-dir>/audio/log/synth.JOB.log             per job, when --nj > 1
+        <out-dir>/manifests/.synth_<part>/.done        written last, with the fingerprint of
+                                                      the part's inputs (its transcripts, the
+                                                      seed, speaker and audio settings)
 Recordings point at the FLAC files by the path as given (data/audio/... when run from
-egs/synth/s5). A part whose two manifests exist is finished and is not redone (--force
-redoes it); when the text or the config changed, the part and the utterances whose
-inputs changed are made again.
+egs/synth/s5). A part whose manifests exist and whose marker holds the same fingerprint
+is finished and is not redone (--force rewrites its manifests); when the text or the
+config changed, the part and the utterances whose inputs changed are made again. An
+interrupted part is finished by the next run: the utterances already made are kept.
 
 Example (from egs/synth/s5):
   python -m local.synth --config conf/data_tiny.yaml --text-dir data/text --out-dir data --nj 2
@@ -864,21 +868,26 @@ def manifest_paths(out_dir: Path, part: str) -> tuple[Path, Path]:
     return (m / f"{CORPUS}_recordings_{part}.jsonl.gz", m / f"{CORPUS}_supervisions_{part}.jsonl.gz")
 
 
-def part_stamp_path(out_dir: Path, part: str) -> Path:
-    return out_dir / "manifests" / f".{CORPUS}_{part}.done"
+def part_marker_dir(out_dir: Path, part: str) -> Path:
+    return out_dir / "manifests" / f".{CORPUS}_{part}"
 
 
-def part_fingerprint(config: SynthDataConfig, text_dir: Path, part: str) -> str:
-    text = (text_dir / f"{part}.txt").read_bytes() if (text_dir / f"{part}.txt").is_file() else b""
-    return hashlib.sha256(config_fingerprint(config).encode() + text).hexdigest()
+def part_fingerprint(config: SynthDataConfig, text_dir: Path, part: str) -> dict:
+    """What a part's manifests are made from: its transcripts and the settings the audio
+    depends on."""
+    from steps import atomic
+
+    return atomic.inputs_fingerprint([text_dir / f"{part}.txt"], seed=config.seed,
+                                     speakers=dataclasses.asdict(config.speakers),
+                                     audio=dataclasses.asdict(config.audio))
 
 
-def part_done(out_dir: Path, part: str, stamp: str) -> bool:
-    """The part's manifests exist and were made from the same inputs."""
-    if not all(p.is_file() for p in manifest_paths(out_dir, part)):
-        return False
-    path = part_stamp_path(out_dir, part)
-    return path.is_file() and path.read_text().strip() == stamp
+def part_done(out_dir: Path, part: str, stamp: dict, force: bool = False) -> bool:
+    """The part's manifests exist and were made from the same inputs (logs why not)."""
+    from steps import atomic
+
+    return atomic.up_to_date(part_marker_dir(out_dir, part), stamp, force, manifest_paths(out_dir, part),
+                             what=f"{CORPUS} {part} manifests", logger=log)
 
 
 def write_part_manifests(plan: list[Utterance], duplicates: list[str], out_dir: Path, part: str,
@@ -968,13 +977,17 @@ def main(argv: list[str] | None = None) -> int:
         log.info("job %d/%d: %s", args.job, args.nj, counts)
         return 0
 
+    from steps import atomic
+
     stamps = {p: part_fingerprint(config, text_dir, p) for p in args.parts}
-    parts = [p for p in args.parts if args.force or not part_done(out_dir, p, stamps[p])]
-    for p in args.parts:
-        if p not in parts:
-            log.info("%s: manifests exist, nothing to do (--force redoes them)", p)
+    parts = [p for p in args.parts if not part_done(out_dir, p, stamps[p], args.force)]
     if not parts:
         return 0
+    for part in parts:
+        # Unfinished until its manifests are rewritten; the old ones go first, since the
+        # audio they point at may be remade.
+        atomic.clear_done(part_marker_dir(out_dir, part))
+        atomic.remove(*manifest_paths(out_dir, part))
     started = time.time()
     plans, duplicates = build_plans(config, text_dir, parts)
     if args.nj > 1:
@@ -998,9 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, AssertionError) as e:
             log.error("%s: %s", part, e)
             return 1
-        from steps import atomic
-
-        atomic.write_text(part_stamp_path(out_dir, part), stamps[part] + "\n")
+        atomic.mark_done(part_marker_dir(out_dir, part), fingerprint=stamps[part])
     return 0
 
 

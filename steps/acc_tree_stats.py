@@ -20,6 +20,9 @@ Writes: <out-dir>/stats.npz        events [E,4], counts [E], sums [E,D], sumsq [
         <out-dir>/stats_info.json  frames, cuts, events, feature dim, ci phones
         <out-dir>/acc_skipped.txt  `cut_id reason` per cut left out
         <out-dir>/log/acc_tree_stats.log (and .JOB.log of each job)
+        <out-dir>/.stats/.done     written last, with the fingerprint of the inputs (cuts,
+                                   lang, topology) and options: a second run with the same
+                                   ones is skipped (--force redoes it)
 
 Example:
   python -m steps.acc_tree_stats --cuts exp/mono_ali/cuts_train.jsonl.gz \\
@@ -160,18 +163,29 @@ def main(argv: list[str] | None = None) -> None:
                         help="context-independent phones (default: the lang's silence phones)")
     parser.add_argument("--chunk-frames", type=int, default=100_000,
                         help="frames gathered before they are reduced to events (memory vs speed)")
+    parser.add_argument("--force", action="store_true", help="accumulate again even if done with the same inputs")
     add_job_arguments(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
     setup_logging(log_file=None if args.job is not None else out_dir / "log" / "acc_tree_stats.log")
 
-    cuts = CutSet.from_file(args.cuts)
     if args.job is not None:
-        run_part(cuts.split(args.nj)[args.job - 1], args, out_dir, f".{args.job}")
+        run_part(CutSet.from_file(args.cuts).split(args.nj)[args.job - 1], args, out_dir, f".{args.job}")
         return
 
+    marker_dir = out_dir / ".stats"
+    fingerprint = atomic.inputs_fingerprint([args.cuts, args.lang_dir, args.topology], ci_phones=args.ci_phones,
+                                            chunk_frames=args.chunk_frames)
+    if atomic.up_to_date(marker_dir, fingerprint, args.force, [out_dir / "stats.npz"],
+                         what=f"{out_dir} statistics"):
+        return
+    atomic.clear_done(marker_dir)
     atomic.clear_done(out_dir)  # the tree built from older statistics is stale
+    # From clean: no statistics of another run, no job files of an interrupted one.
+    atomic.remove(out_dir / "stats.npz", out_dir / "stats_info.json")
+    shutil.rmtree(out_dir / "acc", ignore_errors=True)
+    cuts = CutSet.from_file(args.cuts)
     lang = Lang.load(args.lang_dir)
     nj = max(1, min(args.nj, len(cuts)))
     if nj > 1:
@@ -182,6 +196,11 @@ def main(argv: list[str] | None = None) -> None:
             log.error("%s", e)
             sys.exit(1)
         paths = [out_dir / "acc" / f"stats.{j}.npz" for j in range(1, nj + 1)]
+        missing = [str(p) for j in range(1, nj + 1)
+                   for p in (paths[j - 1], out_dir / "acc" / f"skipped.{j}.txt") if not p.is_file()]
+        if missing:
+            log.error("job outputs missing (a job did not finish): %s", ", ".join(missing))
+            sys.exit(1)
         skipped = [s for j in range(1, nj + 1) for s in _read_skipped(out_dir / "acc" / f"skipped.{j}.txt")]
     else:
         path, skipped, _ = run_part(cuts, args, out_dir, ".1")
@@ -206,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic.write_text(out_dir / "acc_skipped.txt", _skipped_text(skipped))
     atomic.write_text(out_dir / "stats_info.json", json.dumps(info, indent=2) + "\n")
     shutil.rmtree(out_dir / "acc", ignore_errors=True)  # the per-job files, now merged
+    atomic.mark_done(marker_dir, {"num_cuts": num_cuts, "num_events": stats.num_events}, fingerprint)
     if skipped:
         log.warning("%d cuts left out, see %s", len(skipped), out_dir / "acc_skipped.txt")
     log.info("%d cuts, %d frames -> %d events (%d-dim); wrote %s", num_cuts, info["num_frames"],

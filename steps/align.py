@@ -14,6 +14,9 @@ pron_counts_<part>.txt as `WORD COUNT PHONES...`.
 Reads:  --cuts (fbank cuts), --model (exp/mono/final.pt), --lang-dir, --topology
 Writes: <out-dir>/cuts_<part>.jsonl.gz, <out-dir>/ali_<part>/*.h5,
         <out-dir>/unaligned_<part>.txt, <out-dir>/pron_counts_<part>.txt, <out-dir>/log/
+        <out-dir>/.<part>/.done   written last, with the fingerprint of the inputs (model,
+                                  topology, cuts, lang) and options: a second run with the
+                                  same ones is skipped (--force redoes it)
 
 Example:
   python -m steps.align --model exp/mono/final.pt --topology exp/mono/topology.json \\
@@ -39,7 +42,7 @@ from lhotse.utils import fastcopy
 from steps import atomic, checkpoint
 from steps.align_model import model_from_checkpoint
 from steps.forced_align import Alignment
-from steps.jobs import add_job_arguments, job_argv, run_jobs
+from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
 from steps.lexicon import Lang
 from steps.log import setup_logging
 from steps.topology import Topology
@@ -114,8 +117,17 @@ def align_part(cuts: CutSet, model_path: Path, lang: Lang, topology: Topology, s
     return len(aligned), skipped
 
 
+def job_files(out_dir: Path, part: str, job: int) -> list[Path]:
+    return [out_dir / f"cuts_{part}.{job}.jsonl.gz", out_dir / f"unaligned_{part}.{job}.txt",
+            out_dir / f"pron_counts_{part}.{job}.txt"]
+
+
 def merge_jobs(out_dir: Path, part: str, nj: int) -> tuple[int, int]:
-    """Concatenates the per-job outputs into the part's files."""
+    """Concatenates the per-job outputs into the part's files (every job must have
+    written all of its files)."""
+    missing = [str(f) for j in range(1, nj + 1) for f in job_files(out_dir, part, j) if not f.is_file()]
+    if missing:
+        raise SystemExit(f"align: {part}: job outputs missing (a job did not finish): {', '.join(missing)}")
     cuts = [cut for j in range(1, nj + 1) for cut in CutSet.from_file(out_dir / f"cuts_{part}.{j}.jsonl.gz")]
     with atomic.atomic_path(out_dir / f"cuts_{part}.jsonl.gz") as tmp:
         CutSet.from_cuts(cuts).to_file(tmp)
@@ -129,8 +141,7 @@ def merge_jobs(out_dir: Path, part: str, nj: int) -> tuple[int, int]:
     atomic.write_text(out_dir / f"pron_counts_{part}.txt",
                       "".join(f"{w} {c} {' '.join(p)}\n" for (w, p), c in sorted(counts.items())))
     for j in range(1, nj + 1):
-        for name in (f"cuts_{part}.{j}.jsonl.gz", f"unaligned_{part}.{j}.txt", f"pron_counts_{part}.{j}.txt"):
-            (out_dir / name).unlink()
+        atomic.remove(*job_files(out_dir, part, j))
     return len(cuts), len(unaligned.splitlines())
 
 
@@ -148,12 +159,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="optional silence probability at the utterance ends (default: as trained)")
     parser.add_argument("--output-beam", type=float, default=20.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--force", action="store_true", help="realign even if done with the same inputs")
     add_job_arguments(parser)
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
     setup_logging()
     if args.job is not None:
         torch.set_num_threads(1)  # the jobs share the cores
+
+    marker_dir = out_dir / f".{args.part}"
+    final = out_dir / f"cuts_{args.part}.jsonl.gz"
+    fingerprint = atomic.inputs_fingerprint(
+        [args.model, args.topology, args.cuts, args.lang_dir], part=args.part, sil_prob=args.sil_prob,
+        edge_sil_prob=args.edge_sil_prob, output_beam=args.output_beam)
+    if args.job is None and atomic.up_to_date(marker_dir, fingerprint, args.force, [final],
+                                              what=f"{out_dir} {args.part}"):
+        return
 
     lang = Lang.load(args.lang_dir)
     topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
@@ -168,18 +189,26 @@ def main(argv: list[str] | None = None) -> None:
                    out_dir, args.part, f".{args.job}", torch.device(args.device))
         return
 
-    marker_dir = out_dir / f".{args.part}"
+    # From clean: the part's old cuts point at the arrays about to be rewritten, and job
+    # files of an interrupted run must not be merged.
     atomic.clear_done(marker_dir)
+    atomic.remove(final, out_dir / f"unaligned_{args.part}.txt", out_dir / f"pron_counts_{args.part}.txt",
+                  *[f for j in range(1, max(args.nj, 1) + 1) for f in job_files(out_dir, args.part, j)])
     shutil.rmtree(out_dir / f"ali_{args.part}", ignore_errors=True)
     if args.nj > 1:
-        run_jobs(args.cmd, args.nj, out_dir / "log" / f"align_{args.part}.JOB.log", "steps.align",
-                 job_argv(argv if argv is not None else sys.argv[1:]))
+        try:
+            run_jobs(args.cmd, args.nj, out_dir / "log" / f"align_{args.part}.JOB.log", "steps.align",
+                     job_argv(argv if argv is not None else sys.argv[1:]))
+        except JobsFailed as e:
+            log.error("%s", e)
+            sys.exit(1)
         num_aligned, num_unaligned = merge_jobs(out_dir, args.part, args.nj)
     else:
         num_aligned, skipped = align_part(cuts, Path(args.model), lang, topology, (sil_prob, edge_sil_prob), args.output_beam,
                                           out_dir, args.part, "", torch.device(args.device))
         num_unaligned = len(skipped)
-    atomic.mark_done(marker_dir, {"aligned": num_aligned, "unaligned": num_unaligned})
+    atomic.mark_done(marker_dir, {"aligned": num_aligned, "unaligned": num_unaligned, "num_jobs": args.nj},
+                     fingerprint)
     log.info("%s: aligned %d cuts, %d left out (see %s); wrote %s", args.part, num_aligned, num_unaligned,
              out_dir / f"unaligned_{args.part}.txt", out_dir / f"cuts_{args.part}.jsonl.gz")
 

@@ -33,6 +33,9 @@ Writes: <out-dir>/tree.txt        the tree (steps.tree.Tree.load reads it)
         <out-dir>/occs.txt        `id frames` occupancy of each senone
         <out-dir>/build_info.json options and summary (events, leaves, gains, objf)
         <out-dir>/log/build_tree.log, <out-dir>/log/splits.txt (every split and its gain)
+        <out-dir>/.done           written last, with the fingerprint of the inputs (stats,
+                                  lang, topology, question and roots files) and options: a
+                                  second run with the same ones is skipped (--force rebuilds)
 
 Example:
   python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang \\
@@ -193,13 +196,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cluster-states", choices=("middle", "all"), default="middle",
                         help="which HMM states' statistics cluster the phones into questions")
     parser.add_argument("--seed", type=int, default=0, help="seed of the k-means starts of phone clustering")
+    parser.add_argument("--force", action="store_true", help="rebuild even if done with the same inputs")
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
     setup_logging(log_file=out_dir / "log" / "build_tree.log")
     log.info("%s", " ".join(["python -m steps.build_tree", *(sys.argv[1:] if argv is None else argv)]))
     start = time.time()
 
+    extra_path = args.extra_questions
+    if extra_path is None and (Path(args.lang_dir) / "extra_questions.txt").is_file():
+        extra_path = str(Path(args.lang_dir) / "extra_questions.txt")
+    options = {k: v for k, v in vars(args).items() if k not in ("out_dir", "stats_dir", "force")}
+    fingerprint = atomic.inputs_fingerprint(
+        [Path(args.stats_dir) / "stats.npz", args.lang_dir, args.topology, extra_path or None, args.roots],
+        **options)
+    if atomic.up_to_date(out_dir, fingerprint, args.force, [out_dir / "tree.txt"], what=f"{out_dir} tree"):
+        return
     atomic.clear_done(out_dir)
+    atomic.remove(out_dir / "tree.txt")  # no later stage may read the old tree while this one is built
     lang = Lang.load(args.lang_dir)
     topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
     stats, info = load_stats(Path(args.stats_dir) / "stats.npz")
@@ -207,9 +221,6 @@ def main(argv: list[str] | None = None) -> None:
     ci_phones = list(info.get("ci_phones", sorted(lang.silence_phone_ids)))
     roots = read_roots(args.roots, lang, topology) if args.roots else make_roots(topology, ci_phones,
                                                                                  args.shared_states)
-    extra_path = args.extra_questions
-    if extra_path is None and (Path(args.lang_dir) / "extra_questions.txt").is_file():
-        extra_path = str(Path(args.lang_dir) / "extra_questions.txt")
     extra = read_extra_questions(Path(extra_path), lang) if extra_path else []
     questions = make_questions(stats, lang, topology, roots, silence, extra, args.cluster_states,
                                args.var_floor, args.seed)
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": round(time.time() - start, 2),
     }
     atomic.write_text(out_dir / "build_info.json", json.dumps(summary, indent=2) + "\n")
-    atomic.mark_done(out_dir, {"num_senones": tree.num_senones})
+    atomic.mark_done(out_dir, {"num_senones": tree.num_senones}, fingerprint)
     log.info("%d senones; wrote %s, senones.txt, occs.txt, questions.txt (%.1f s)", tree.num_senones,
              out_dir / "tree.txt", time.time() - start)
 

@@ -32,8 +32,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import shutil
 import sys
@@ -152,12 +150,10 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {text[:300]}"
 
 
-def fingerprint(paths: list[Path], options: dict) -> str:
-    """What a finished part was made from: its input files' bytes and the options."""
-    digest = hashlib.sha256(repr(sorted(options.items())).encode())
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+def fingerprint(paths: list[Path], options: dict) -> dict:
+    """What a finished part was made from: its input files (steps.atomic.inputs_fingerprint)
+    and the options."""
+    return atomic.inputs_fingerprint(paths, **options)
 
 
 def _skipped_text(skipped: list[tuple[str, str]]) -> str:
@@ -185,15 +181,6 @@ def run_job(args, part: str, job: int, nj: int, cuts: CutSet | None = None) -> N
     log.info("%s job %d/%d: %d cuts, %d skipped", part, job, nj, len(done), len(skipped))
 
 
-def _done_stamp(directory: Path) -> str | None:
-    if not atomic.is_done(directory):
-        return None
-    try:
-        return json.loads((directory / ".done").read_text()).get("fingerprint")
-    except ValueError:
-        return None
-
-
 def _factors(args, part: str) -> tuple[float, ...]:
     return SPEED_FACTORS if args.speed_perturb and part in args.perturb_parts else ()
 
@@ -210,8 +197,7 @@ def process_part(args, part: str, argv: list[str]) -> None:
     options = {"sampling_rate": args.sampling_rate, "speed_factors": _factors(args, part),
                "extractor": KnfFbank().to_dict()}
     stamp = fingerprint(inputs, options)
-    if not args.force and final.is_file() and _done_stamp(directory) == stamp:
-        log.info("%s: already done (%s), skipping", part, final)
+    if atomic.up_to_date(directory, stamp, args.force, [final], what=f"{part} features ({final})"):
         return
 
     # From clean: no marker, no archives or job files of an interrupted run.
@@ -225,6 +211,9 @@ def process_part(args, part: str, argv: list[str]) -> None:
                  [*job_argv(argv), "--parts", part])
     else:
         run_job(args, part, 1, 1, cuts)
+    missing = [str(f) for job in range(1, nj + 1) for f in _job_files(directory, job) if not f.is_file()]
+    if missing:
+        raise SystemExit(f"compute_fbank: {part}: job outputs missing (a job did not finish): {', '.join(missing)}")
     merged = []
     for job in range(1, nj + 1):
         _, cuts_file, skipped_file = _job_files(directory, job)
@@ -236,9 +225,9 @@ def process_part(args, part: str, argv: list[str]) -> None:
     with atomic.atomic_path(final) as tmp:
         CutSet.from_cuts(merged).to_file(tmp)
     hours = sum(c.duration for c in merged) / 3600
-    atomic.mark_done(directory, {"fingerprint": stamp, "num_jobs": nj, "num_cuts": len(merged),
+    atomic.mark_done(directory, {"num_jobs": nj, "num_cuts": len(merged),
                                  "num_skipped": len(skipped), "hours": round(hours, 4),
-                                 "storage_type": LilcomChunkyWriter.name, **options})
+                                 "storage_type": LilcomChunkyWriter.name, **options}, stamp)
     if skipped:
         log.warning("%s: %d cuts left out, see %s", part, len(skipped),
                     out_dir / f"{args.corpus}_skipped_{part}.txt")

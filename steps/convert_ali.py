@@ -20,6 +20,9 @@ Writes: <out-dir>/cuts_<part>.jsonl.gz           the cuts with senone_ali
         <out-dir>/log/convert_ali_<part>.log       (and .JOB.log of each job)
         for --part train also senone_counts.txt and pron_counts.txt (the priors and the
         pronunciations that steps.lm_tokens reads)
+        <out-dir>/.<part>/.done   written last, with the fingerprint of the inputs (cuts,
+                                  tree, lang, topology): a second run with the same ones is
+                                  skipped (--force redoes it)
 
 Example:
   python -m steps.convert_ali --cuts exp/mono_ali/cuts_train.jsonl.gz --tree exp/tree \\
@@ -153,7 +156,20 @@ def run_part(cuts, args, out_dir: Path, part: str, suffix: str) -> dict:
     return {"converted": len(done), "skipped": len(skipped), "disagree": len(disagree)}
 
 
+JOB_FILES = ("cuts_{}.{}.jsonl.gz", "skipped_{}.{}.txt", "disagree_{}.{}.txt", "senone_counts_{}.{}.txt",
+             "pron_counts_{}.{}.txt")
+
+
+def job_files(out_dir: Path, part: str, job: int) -> list[Path]:
+    return [out_dir / name.format(part, job) for name in JOB_FILES]
+
+
 def merge_jobs(out_dir: Path, part: str, nj: int, num_senones: int) -> dict:
+    """Concatenates the per-job outputs (every job must have written all of its files)."""
+    missing = [str(f) for j in range(1, nj + 1) for f in job_files(out_dir, part, j) if not f.is_file()]
+    if missing:
+        raise SystemExit(f"convert_ali: {part}: job outputs missing (a job did not finish): "
+                         f"{', '.join(missing)}")
     cuts, counts, prons = [], np.zeros(num_senones, dtype=np.int64), Counter()
     skipped, disagree = "", ""
     for j in range(1, nj + 1):
@@ -173,9 +189,7 @@ def merge_jobs(out_dir: Path, part: str, nj: int, num_senones: int) -> dict:
     atomic.write_text(out_dir / f"senone_counts_{part}.txt", _lines(enumerate(counts.tolist())))
     atomic.write_text(out_dir / f"pron_counts_{part}.txt", _prons_text(prons))
     for j in range(1, nj + 1):
-        for name in ("cuts_{}.{}.jsonl.gz", "skipped_{}.{}.txt", "disagree_{}.{}.txt",
-                     "senone_counts_{}.{}.txt", "pron_counts_{}.{}.txt"):
-            (out_dir / name.format(part, j)).unlink()
+        atomic.remove(*job_files(out_dir, part, j))
     return {"converted": len(cuts), "skipped": len(skipped.splitlines()), "disagree": len(disagree.splitlines())}
 
 
@@ -193,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--topology", required=True)
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--part", default=None, help="name in the output files (default: from --cuts)")
+    parser.add_argument("--force", action="store_true", help="convert again even if done with the same inputs")
     add_job_arguments(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -200,14 +215,25 @@ def main(argv: list[str] | None = None) -> None:
     part = args.part or part_name(args.cuts)
     setup_logging(log_file=None if args.job is not None else out_dir / "log" / f"convert_ali_{part}.log")
 
-    cuts = CutSet.from_file(args.cuts)
     if args.job is not None:
-        run_part(cuts.split(args.nj)[args.job - 1], args, out_dir, part, f".{args.job}")
+        run_part(CutSet.from_file(args.cuts).split(args.nj)[args.job - 1], args, out_dir, part, f".{args.job}")
         return
 
     marker_dir = out_dir / f".{part}"
+    final = out_dir / f"cuts_{part}.jsonl.gz"
+    fingerprint = atomic.inputs_fingerprint([args.cuts, args.tree, args.lang_dir, args.topology], part=part)
+    if atomic.up_to_date(marker_dir, fingerprint, args.force, [final], what=f"{out_dir} {part}"):
+        return
+    # From clean: the part's old cuts point at the arrays about to be rewritten, and job
+    # files of an interrupted run must not be merged.
     atomic.clear_done(marker_dir)
+    summaries = [f"{name}_{part}.txt" for name in ("skipped", "disagree", "senone_counts", "pron_counts")]
+    atomic.remove(final, *[out_dir / name for name in summaries],
+                  *[f for j in range(1, max(args.nj, 1) + 1) for f in job_files(out_dir, part, j)])
+    if part == "train":
+        atomic.remove(out_dir / "senone_counts.txt", out_dir / "pron_counts.txt")
     shutil.rmtree(out_dir / f"ali_{part}", ignore_errors=True)
+    cuts = CutSet.from_file(args.cuts)
     nj = max(1, min(args.nj, len(cuts)))
     if nj > 1:
         try:
@@ -226,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
                        (out_dir / f"senone_counts_{part}.txt").read_text().splitlines()])
     converted = summary["converted"]
     rate = (converted - summary["disagree"]) / converted if converted else 0.0
-    atomic.mark_done(marker_dir, {**summary, "num_jobs": nj, "agreement": round(rate, 6)})
+    atomic.mark_done(marker_dir, {**summary, "num_jobs": nj, "agreement": round(rate, 6)}, fingerprint)
     log.info("%s: converted %d cuts (%d skipped, see %s); %d of %d senones seen, %d frames", part, converted,
              summary["skipped"], out_dir / f"skipped_{part}.txt", int((counts > 0).sum()), len(counts),
              int(counts.sum()))

@@ -25,6 +25,7 @@ Writes: <out-dir>/hyp.txt            `utt-id WORDS` at the chosen weight (every 
         <out-dir>/wer_<w>, recogs_<w>, errs_<w>   per weight of a sweep with references
         <out-dir>/best_lm_weight     the weight chosen on this set (sweep only)
         <out-dir>/lm_weight          the weight of hyp.txt
+        <out-dir>/wer, recogs, errs  the scoring of hyp.txt (when the cuts have references)
         <out-dir>/text               the references (supervision texts)
         <out-dir>/bad_utts.txt       `utt-id reason` for every cut not decoded normally
         <out-dir>/decode_info.json   counts, seconds of audio, AM and search times, RTFs
@@ -44,10 +45,10 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -226,6 +227,15 @@ def merge(args, nj: int, weights: list[float], choose: bool) -> dict:
         chosen = weights[0]
     atomic.write_text(out / "lm_weight", format_weight(chosen) + "\n")
     atomic.write_text(out / "hyp.txt", kaldi_text(hyps[chosen]))
+    if any(refs.values()):
+        from steps.score import score, write_scoring
+
+        # wer, recogs, errs of hyp.txt: the figure of this set at the weight it was decoded with.
+        result = score(refs, hyps[chosen])
+        write_scoring(out, result)
+        summary["wer"] = result.counts.wer
+        log.info("%s at LM weight %s: %s", out, format_weight(chosen),
+                 result.counts.kaldi_lines().splitlines()[0])
 
     bad = [(r["id"], r["problem"]) for r in records if r["problem"]]
     atomic.write_text(out / "bad_utts.txt", "".join(f"{u} {reason}\n" for u, reason in bad))
@@ -284,19 +294,12 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fingerprint(args, weights: list[float]) -> str:
-    """Of the inputs (model, graph, cuts) and every option that changes the output."""
-    digest = hashlib.sha256()
-    for path in (Path(args.model), args.graph / ".done", Path(args.cuts)):
-        digest.update(str(path).encode())
-        if path.is_file():
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    options = {k: str(v) for k, v in vars(args).items() if k not in ("nj", "job", "cmd", "force", "verbose",
-                                                                     "num_threads")}
-    digest.update(json.dumps([options, weights], sort_keys=True).encode())
-    return digest.hexdigest()
+def fingerprint(args, weights: list[float]) -> dict:
+    """Of the inputs (model, graph, cuts; steps.atomic.inputs_fingerprint) and every option
+    that changes the output, the LM weights included."""
+    options = {k: str(v) for k, v in vars(args).items()
+               if k not in ("nj", "job", "cmd", "force", "verbose", "num_threads", "model", "graph", "cuts")}
+    return atomic.inputs_fingerprint([args.model, args.graph, args.cuts], weights=weights, **options)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -313,11 +316,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     setup_logging(args.verbose, args.out_dir / "log" / "decode.log")
     digest = fingerprint(args, weights)
-    done = args.out_dir / ".done"
-    if not args.force and done.is_file() and json.loads(done.read_text()).get("fingerprint") == digest:
-        log.info("%s is up to date (same model, graph, cuts and options); skipping", args.out_dir)
+    if atomic.up_to_date(args.out_dir, digest, args.force, [args.out_dir / "hyp.txt"],
+                         what=f"{args.out_dir} decoding"):
         return
     atomic.clear_done(args.out_dir)
+    # From clean: no figures of an older decoding next to an unfinished one, no job files of
+    # an interrupted run.
+    atomic.remove(*[args.out_dir / n for n in ("wer", "hyp.txt", "lm_weight", "best_lm_weight")])
+    shutil.rmtree(args.out_dir / f"split{args.nj}", ignore_errors=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.lm_weight_from is not None:
         log.info("LM weight %s from %s", format_weight(weights[0]), args.lm_weight_from)
@@ -327,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         run_job(args, 1, 1, weights)
     merge(args, args.nj, weights, choose)
-    atomic.mark_done(args.out_dir, {"fingerprint": digest})
+    atomic.mark_done(args.out_dir, fingerprint=digest)
 
 
 if __name__ == "__main__":

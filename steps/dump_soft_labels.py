@@ -11,6 +11,10 @@ Reads the aligned cuts (exp/tri_ali: custom field `senone_ali`, supervision alig
     <corpus>_<part>_bad_items.txt     `cut_id <TAB> level <TAB> reason` for everything left out
     <corpus>_<part>_dump_stats.json   counts (tokens, frames, every kind of problem)
     jobs/                             per-job cuts and stats (a finished job is not redone)
+    .<corpus>_<part>/.done            written last, with the fingerprint of the inputs (cuts,
+                                      lang, tree, topology, sentencepiece model, teachers)
+                                      and options: a second run with the same ones is
+                                      skipped (--force redoes every job)
 
 Tokens come from the ALIGNMENT, one reference per cut and level:
 - phone: the aligned phone segments (ali_phone) except SIL, with their frame spans.
@@ -64,6 +68,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from steps import atomic
 from steps import checkpoint as ckpt_io
 from steps import soft_labels as sl
 from steps.atomic import atomic_path, write_text
@@ -490,15 +495,18 @@ def _job_files(args, job: int) -> tuple[Path, Path]:
             jobs_dir / f"{args.corpus}_cuts_{args.part}.{job}.jsonl.gz")
 
 
+def inputs_fingerprint(args) -> dict:
+    """What the soft labels are made from: the inputs' stamps and the options."""
+    teachers = [Path(t) / "final.pt" if Path(t).is_dir() else Path(t) for t in args.teachers]
+    return atomic.inputs_fingerprint(
+        [args.cuts, args.lang_dir, args.tree, args.topology, args.bpe_model, *teachers],
+        top_k=args.top_k, temperature=args.temperature, corpus=args.corpus, part=args.part,
+        batch_cuts=args.batch_cuts, batch_tokens=args.batch_tokens)
+
+
 def _job_params(args, nj: int) -> dict:
     """What a finished job's outputs depend on; a job with other parameters is redone."""
-    def stamp(path: str) -> list:
-        p = Path(path)
-        p = p / "final.pt" if p.is_dir() else p
-        return [str(p.resolve()), p.stat().st_mtime_ns if p.exists() else None]
-
-    return {"cuts": stamp(args.cuts), "teachers": [stamp(t) for t in args.teachers],
-            "top_k": args.top_k, "temperature": args.temperature, "nj": nj}
+    return {**inputs_fingerprint(args), "nj": nj}
 
 
 def job_done(args, job: int, nj: int) -> bool:
@@ -517,6 +525,8 @@ def run_job(args, job: int, nj: int) -> dict:
     if job_done(args, job, nj):
         log.info("job %d of %d already done (%s)", job, nj, cuts_file)
         return json.loads(stats_file.read_text())["stats"]
+    # The stats file marks a finished job: it goes before the job's arrays are rewritten.
+    atomic.remove(stats_file, cuts_file)
     teachers = {}
     for directory in args.teachers:
         teacher = Teacher.load(directory, args.device)
@@ -537,6 +547,9 @@ def run_job(args, job: int, nj: int) -> dict:
 def merge(args, nj: int) -> dict:
     out_dir = Path(args.out_dir)
     jobs_dir = out_dir / "jobs"
+    missing = [str(f) for j in range(1, nj + 1) for f in _job_files(args, j) if not f.is_file()]
+    if missing:
+        raise SystemExit(f"dump_soft_labels: job outputs missing (a job did not finish): {', '.join(missing)}")
     stats = merge_stats([json.loads((jobs_dir / f"{args.corpus}_{args.part}_stats.{j}.json")
                                     .read_text())["stats"] for j in range(1, nj + 1)])
     write_text(out_dir / f"{args.corpus}_{args.part}_bad_items.txt", "".join(
@@ -554,7 +567,7 @@ def merge(args, nj: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.jobs import add_job_arguments, run_jobs
+    from steps.jobs import JobsFailed, add_job_arguments, run_jobs
     from steps.log import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -576,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-tokens", type=int, default=8192, help="positions per teacher batch")
     parser.add_argument("--num-threads", type=int, default=0,
                         help="torch threads per job (0: cores / nj)")
+    parser.add_argument("--force", action="store_true", help="redo every job even if done with the same inputs")
     add_job_arguments(parser)
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)
@@ -587,16 +601,33 @@ def main(argv: list[str] | None = None) -> int:
         run_job(args, args.job, args.nj)
         return 0
     setup_logging(log_file=out_dir / "log" / "dump_soft_labels.log")
+    marker_dir = out_dir / f".{args.corpus}_{args.part}"
+    final = out_dir / f"{args.corpus}_cuts_{args.part}.jsonl.gz"
+    fingerprint = inputs_fingerprint(args)
+    if atomic.up_to_date(marker_dir, fingerprint, args.force, [final],
+                         what=f"{out_dir} {args.corpus} {args.part} soft labels"):
+        return 0
+    atomic.clear_done(marker_dir)
+    # The merged cuts point at the job arrays, which unfinished jobs are about to rewrite.
+    atomic.remove(final)
+    if args.force:  # every job is redone
+        atomic.remove(*[f for job in range(1, args.nj + 1) for f in _job_files(args, job)])
     if all(job_done(args, job, args.nj) for job in range(1, args.nj + 1)):
         log.info("all %d jobs already done; merging (remove %s/jobs to redo)", args.nj, out_dir)
     elif args.nj > 1:
-        run_jobs(args.cmd, args.nj, out_dir / "log" / "dump.JOB.log", "steps.dump_soft_labels",
-                 _job_argv(argv))
+        try:
+            run_jobs(args.cmd, args.nj, out_dir / "log" / "dump.JOB.log", "steps.dump_soft_labels",
+                     [a for a in _job_argv(argv) if a != "--force"])
+        except JobsFailed as e:
+            log.error("%s", e)
+            return 1
     else:
         if args.num_threads:
             torch.set_num_threads(args.num_threads)
         run_job(args, 1, 1)
     stats = merge(args, args.nj)
+    atomic.mark_done(marker_dir, {"cuts_in": stats["cuts_in"], "cuts_out": stats["cuts_out"], "num_jobs": args.nj},
+                     fingerprint)
     log.info("%d cuts in, %d out (%s left out: %s); tokens %s; rows %s; %d frames, %d speech; "
              "windowed references %s; problems %s; details in %s", stats["cuts_in"],
              stats["cuts_out"], sum(stats.get("cuts_failed", {}).values()),

@@ -24,6 +24,8 @@ class Alignment:
     phones: list[tuple[int, int, int]]  # (phone id, start frame, end frame), SIL included
     words: list[tuple[str, int, int]]  # (word, start frame, end frame)
     score: float  # log-probability of the best path
+    # graphs whose labels are senones carry each arc's monophone state (+1) as `mono_state`
+    mono_states: np.ndarray | None = None
 
 
 def _dense(log_probs: torch.Tensor, lengths: torch.Tensor) -> k2.DenseFsaVec:
@@ -108,6 +110,9 @@ def align(log_probs: torch.Tensor, lengths: torch.Tensor, graphs: list[Utterance
         if int(keep.sum()) != n:
             results[i] = f"best path covers {int(keep.sum())} of {n} frames"
             continue
-        results[i] = alignment_from_path(labels[keep], path.phone_instance.numpy()[keep],
-                                         graphs[i], float(scores[j]))
+        result = alignment_from_path(labels[keep], path.phone_instance.numpy()[keep], graphs[i],
+                                     float(scores[j]))
+        if hasattr(path, "mono_state"):
+            result.mono_states = (path.mono_state.numpy()[keep] - 1).astype(np.int32)
+        results[i] = result
     return results  # type: ignore[return-value]

@@ -9,6 +9,10 @@ Reads data/text/lm_text.txt (one sentence per line, uppercase words) and writes 
     valid.txt         the held-out sentences, same format
     tokens_info.json  counts, the pronunciation source, skipped lines
     skipped.txt       `line_number<TAB>reason` for every line not turned into tokens
+    .tokens/.done     written last, with the fingerprint of the inputs (text, lang, tree,
+                      topology, sentencepiece model, pronunciation counts) and options: a
+                      second run with the same ones is skipped (--force redoes it), so that
+                      the teacher trained on these files is not retrained for nothing
 
 Levels:
 - phone: words -> phones with steps.units.words_to_phones. Pronunciation of a word with
@@ -42,6 +46,7 @@ from typing import Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
+from steps import atomic
 from steps.atomic import atomic_path, write_text
 from steps.lexicon import SILENCE, Lang, write_symbol_table
 
@@ -240,10 +245,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pron-counts", help="pronunciation counts of the training alignments")
     parser.add_argument("--valid-fraction", type=float, default=0.02)
     parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--force", action="store_true", help="redo even if done with the same inputs")
     args = parser.parse_args(argv)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(log_file=out / "log" / "lm_tokens.log")
+    # Only the inputs this level reads.
+    uses_prons = args.level in ("phone", "senone")
+    inputs = [args.lm_text, args.lang_dir,
+              args.tree if args.level == "senone" else None,
+              args.topology if args.level == "senone" else None,
+              args.bpe_model if args.level == "subword" else None,
+              args.pron_counts if uses_prons else None]
+    fingerprint = atomic.inputs_fingerprint(inputs, level=args.level, valid_fraction=args.valid_fraction)
+    marker_dir = out / ".tokens"
+    if atomic.up_to_date(marker_dir, fingerprint, args.force,
+                         [out / n for n in ("tokens.txt", "train.txt", "valid.txt")],
+                         what=f"{out} {args.level} tokens"):
+        return 0
+    atomic.clear_done(marker_dir)
+    # No teacher may be trained on a mixture of old and new files.
+    atomic.remove(*[out / n for n in ("tokens.txt", "train.txt", "valid.txt")])
 
     lang = Lang.load(args.lang_dir)
     pron_source = "lexicon first"
@@ -296,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         "valid_fraction": args.valid_fraction,
     }
     write_text(out / "tokens_info.json", json.dumps(info, indent=2) + "\n")
+    atomic.mark_done(marker_dir, {"train_sentences": len(train), "valid_sentences": len(valid)}, fingerprint)
     log.info("%s level: %d units; %d train / %d valid sentences, %d / %d tokens "
              "(mean %.1f per sentence, max %d); %d lines skipped (see %s); %d OOV word tokens; "
              "pronunciations: %s", args.level, len(units), len(train), len(valid),

@@ -16,7 +16,7 @@ to --out-dir, a copy of data/lang plus the LM:
     log/make_lm.log       n-gram counts, discounts, OOV words, held-out perplexity
     .done                 written last, with the inputs' fingerprint and the figures
 
-A finished directory is skipped unless an input (text, words.txt, options) changed or
+A finished directory is skipped unless an input (text, lang dir, options) changed or
 --force is given. Blank lines of the text are skipped (and counted); words not in words.txt
 are counted as <UNK> (and listed in the log).
 
@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from steps.atomic import atomic_path, clear_done, is_done, mark_done, write_text
+from steps import atomic
+from steps.atomic import atomic_path, write_text
 from steps.lexicon import read_symbol_table
 from steps.log import setup_logging
 from steps.ngram import (BOS, EOS, estimate_kneser_ney, lm_vocabulary, parse_min_counts,
@@ -76,13 +76,6 @@ def _fingerprint(args: argparse.Namespace, min_counts: dict[int, int]) -> dict:
         "prune": args.prune,
         "valid_text": _file_fingerprint(Path(args.valid_text)) if args.valid_text else None,
     }
-
-
-def _previous_inputs(out_dir: Path) -> dict | None:
-    try:
-        return json.loads((out_dir / ".done").read_text()).get("inputs")
-    except (OSError, ValueError):
-        return None
 
 
 def arpa_to_g(arpa: Path, words_txt: Path, out_dir: Path) -> dict:
@@ -164,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     inputs = _fingerprint(args, min_counts)
-    if is_done(out_dir) and not args.force:
-        if _previous_inputs(out_dir) == inputs:
-            log.info("%s is done (same inputs); skipping (--force to redo)", out_dir)
-            return 0
-        log.info("inputs changed since %s was made; rebuilding", out_dir)
-    clear_done(out_dir)
+    fingerprint = atomic.inputs_fingerprint(
+        [args.text, lang_dir, args.valid_text], order=args.order,
+        min_counts={str(k): v for k, v in sorted(min_counts.items())}, prune=args.prune)
+    if atomic.up_to_date(out_dir, fingerprint, args.force, [out_dir / "G.fst", out_dir / "G.fst.txt"]):
+        return 0
+    atomic.clear_done(out_dir)
+    atomic.remove(out_dir / "G.fst.txt")  # nothing may build a graph with the old G while this one is made
 
     start = time.time()
     sentences, blank = read_sentences(args.text)
@@ -205,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                  "</s> counted)", args.valid_text, ppl["ppl"], ppl["sentences"], ppl["words"],
                  ppl["oov"])
         info["valid"] = ppl
-    mark_done(out_dir, info)
+    atomic.mark_done(out_dir, info, fingerprint)
     log.info("done in %.1f s", time.time() - start)
     return 0
 

@@ -18,9 +18,10 @@ Writes: <out-dir>/HCLG.fst     OpenFst binary ConstFst (as Kaldi's); input label
                                (units.txt, from 1), output labels: words.txt ids
         <out-dir>/units.txt    `unit phone state senone`: what each input label means
         <out-dir>/words.txt    copy of the lang's
-        <out-dir>/graph.json   options, sizes and the inputs' fingerprint
+        <out-dir>/graph.json   options, sizes and the inputs
         <out-dir>/stats.txt    states, arcs and seconds of every stage, size on disk
-        <out-dir>/.done
+        <out-dir>/.done        written last, with the fingerprint of the inputs and options:
+                               a second run with the same ones is skipped (--force rebuilds)
 
 Example:
   python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \\
@@ -30,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import resource
@@ -53,14 +53,8 @@ def input_files(lang_dir: Path, lm_dir: Path, tree: Path, topology: Path) -> lis
     return [f for f in files if f.exists()] + [lm_dir / "G.fst.txt", tree_file, topology]
 
 
-def fingerprint(paths: list[Path], options: dict) -> str:
-    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
-    for path in paths:
-        digest.update(str(path.name).encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+def fingerprint(paths: list[Path], options: dict) -> dict:
+    return atomic.inputs_fingerprint(paths, **options)
 
 
 def load_tree(path: Path):
@@ -100,11 +94,11 @@ def make_graph(lang_dir: Path, lm_dir: Path, tree_path: Path, topology_path: Pat
         if not path.exists():
             raise FileNotFoundError(f"missing input {path}")
     digest = fingerprint(inputs, options_dict)
-    done = out_dir / ".done"
-    if not force and done.is_file() and json.loads(done.read_text()).get("fingerprint") == digest:
-        log.info("%s is up to date (same inputs and options); skipping", out_dir)
+    if atomic.up_to_date(out_dir, digest, force, [out_dir / "HCLG.fst", out_dir / "graph.json"],
+                         what=f"{out_dir} graph"):
         return json.loads((out_dir / "graph.json").read_text())
     atomic.clear_done(out_dir)
+    atomic.remove(out_dir / "HCLG.fst")  # nothing may decode with the old graph while this one is built
     out_dir.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
@@ -135,7 +129,7 @@ def make_graph(lang_dir: Path, lm_dir: Path, tree_path: Path, topology_path: Pat
         "inputs": [str(p) for p in inputs],
     }
     atomic.write_text(out_dir / "graph.json", json.dumps(info, indent=2) + "\n")
-    atomic.mark_done(out_dir, {"fingerprint": digest})
+    atomic.mark_done(out_dir, fingerprint=digest)
     log.info("HCLG: %d states, %d arcs, %.1f MiB, built in %.1f s (peak RSS %.0f MiB) -> %s",
              build.hclg.num_states, build.hclg.num_arcs, size / 2**20, seconds, peak_mb, out_dir)
     return info

@@ -7,10 +7,19 @@ order. `!SIL` is pronounced SIL and `<UNK>` SPN. The phone set is CMUdict's 39 p
 (all of them, whether or not the vocabulary uses them, so that phone ids do not depend
 on the corpus) after SIL and SPN.
 
+--extra-lexicon FILE (optional, may be repeated) merges another lexicon in, e.g. the
+LibriSpeech lexicon (librispeech-lexicon.txt: CMUdict plus G2P pronunciations of the
+LM corpus' other words). Lines are `WORD P1 P2 ...` (tabs or spaces); stress digits are
+removed, words uppercased. A word's pronunciations are CMUdict's first, then the extra
+lexicons' in file order, duplicates merged, the first --num-prons kept: the extra
+lexicon gives the words CMUdict lacks their pronunciations and never displaces
+CMUdict's. Lines that cannot be used (no pronunciation, a phone outside the phone set,
+a special word) are logged with counts and listed in extra_lexicon_rejected.txt.
+
 Words of the transcripts that are not in the lexicon stay in the transcripts (later
 stages map them to <UNK>); they are listed per part in oov_<part>.txt. Words of the LM
-text that CMUdict does not know are left out of the vocabulary and listed in
-oov_lm_text.txt. Both as `WORD COUNT`, most frequent first.
+text that the lexicon (CMUdict and any extra lexicon) does not know are left out of the
+vocabulary and listed in oov_lm_text.txt. Both as `WORD COUNT`, most frequent first.
 
 Reads:  <manifest-dir>/<corpus>_supervisions_<part>.jsonl.gz, --lm-text
 Writes: <lang-dir>/lexicon.txt            WORD P1 P2 ... (one line per pronunciation)
@@ -26,18 +35,18 @@ Writes: <lang-dir>/lexicon.txt            WORD P1 P2 ... (one line per pronuncia
         <lang-dir>/extra_questions.txt    one phone set per line: the silence phones, then
                                           CMUdict's phonetic classes (vowel, stop, ...)
         <lang-dir>/oov_<part>.txt, oov_lm_text.txt
+        <lang-dir>/extra_lexicon_rejected.txt  `file:line reason: text` (--extra-lexicon only)
         <lang-dir>/.done                  marker with the inputs' fingerprint
 
 Example:
   python -m steps.prepare_lang --manifest-dir data/manifests --corpus synth \\
-      --lm-text data/text/lm_text.txt --lang-dir data/lang --num-prons 2
+      --lm-text data/text/lm_text.txt --lang-dir data/lang --num-prons 2 \\
+      [--extra-lexicon /data/librispeech-lexicon.txt]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import functools
 import logging
 from collections import Counter
@@ -67,6 +76,51 @@ def cmudict_prons(num_prons: int) -> dict[str, list[tuple[str, ...]]]:
         if len(prons) < num_prons and pron not in prons:
             prons.append(pron)
     return result
+
+
+def read_extra_lexicon(path: str | Path, phones: set[str]
+                       ) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """(WORD, stress-free phones) per usable line of a Kaldi-style lexicon, in file order;
+    and (`file:line`, `reason: text`) for every line that cannot be used."""
+    entries: list[Entry] = []
+    rejected: list[tuple[str, str]] = []
+    specials = {SIL_WORD, UNK, EPS}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            where = f"{path}:{number}"
+            if not fields:
+                continue
+            word = fields[0].upper()
+            pron = tuple(p.upper().rstrip("012") for p in fields[1:])
+            if len(pron) == 0:
+                rejected.append((where, f"no-pronunciation: {line.strip()}"))
+            elif word in specials or word.startswith("#"):
+                rejected.append((where, f"special-word: {line.strip()}"))
+            elif any(p not in phones for p in pron):
+                unknown = " ".join(sorted({p for p in pron if p not in phones}))
+                rejected.append((where, f"unknown-phone {unknown}: {line.strip()}"))
+            else:
+                entries.append((word, pron))
+    return entries, rejected
+
+
+def merge_prons(base: dict[str, list[tuple[str, ...]]], extra: Iterable[Entry], num_prons: int
+                ) -> tuple[dict[str, list[tuple[str, ...]]], int, int]:
+    """base's pronunciations, then extra's not already there, the first num_prons kept
+    per word (base is not modified). Also returns how many words extra added and how many
+    pronunciations it added to words base already had."""
+    merged = {word: list(prons) for word, prons in base.items()}
+    new_words, new_prons = 0, 0
+    for word, pron in extra:
+        prons = merged.get(word)
+        if prons is None:
+            merged[word] = [pron]
+            new_words += 1
+        elif len(prons) < num_prons and pron not in prons:
+            prons.append(pron)
+            new_prons += 1 if word in base else 0
+    return merged, new_words, new_prons
 
 
 def phone_classes() -> list[tuple[str, list[str]]]:
@@ -140,20 +194,39 @@ def transcript_lines(path: Path) -> list[str]:
     return [s.text or "" for s in SupervisionSet.from_file(path)]
 
 
-def fingerprint(paths: list[Path], options: dict) -> str:
-    digest = hashlib.sha256(repr(sorted(options.items())).encode())
-    for path in paths:
-        digest.update(path.name.encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+def fingerprint(paths: list[Path], options: dict) -> dict:
+    return atomic.inputs_fingerprint(paths, **options)
 
 
 def prepare_lang(part_lines: dict[str, list[str]], lm_lines: Iterable[str], lang_dir: Path,
-                 num_prons: int, train_part: str = "train") -> dict:
+                 num_prons: int, train_part: str = "train",
+                 extra_lexicons: Iterable[str | Path] = ()) -> dict:
     """Writes the lang directory (everything but the marker); returns counts for the log."""
     prons = cmudict_prons(num_prons)
+    extra_lexicons = list(extra_lexicons)
+    extra_stats: dict = {}
+    if extra_lexicons:
+        phone_set = {p for _, ps in phone_classes() for p in ps}
+        rejected: list[tuple[str, str]] = []
+        for path in extra_lexicons:
+            entries_read, rejected_here = read_extra_lexicon(path, phone_set)
+            prons, new_words, new_prons = merge_prons(prons, entries_read, num_prons)
+            rejected += rejected_here
+            log.info("extra lexicon %s: %d usable lines, %d rejected; %d words added, %d "
+                     "pronunciations added to words already known", path, len(entries_read),
+                     len(rejected_here), new_words, new_prons)
+            extra_stats["extra_lexicon_words_added"] = extra_stats.get("extra_lexicon_words_added", 0) + new_words
+        if rejected:
+            reasons = Counter(r.split(":", 1)[0].split()[0] for _, r in rejected)
+            log.warning("extra lexicons: %d lines rejected (%s), e.g. %s %s; list in %s", len(rejected),
+                        ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())), *rejected[0],
+                        lang_dir / "extra_lexicon_rejected.txt")
+        lang_dir.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(lang_dir / "extra_lexicon_rejected.txt",
+                          "".join(f"{where} {reason}\n" for where, reason in rejected))
+        extra_stats["extra_lexicon_rejected"] = len(rejected)
+    else:
+        (lang_dir / "extra_lexicon_rejected.txt").unlink(missing_ok=True)  # of an earlier run
     part_counts = {part: count_words(lines) for part, lines in part_lines.items()}
     lm_counts = count_words(lm_lines)
     known = set(prons) | {UNK, SIL_WORD}
@@ -178,10 +251,11 @@ def prepare_lang(part_lines: dict[str, list[str]], lm_lines: Iterable[str], lang
     atomic.write_text(lang_dir / "extra_questions.txt", "".join(" ".join(q) + "\n" for q in questions))
 
     lexicon_words = {w for w, _ in entries}
-    stats = {"words": len(lexicon_words) - 2, "entries": len(entries), "max_disambig": max_disambig}
+    stats = {"words": len(lexicon_words) - 2, "entries": len(entries), "max_disambig": max_disambig,
+             **extra_stats}
     text, types, tokens = oov_text(lm_counts, known)
     atomic.write_text(lang_dir / "oov_lm_text.txt", text)
-    log.info("LM text: %d word types, %d not in CMUdict (%d tokens), left out; see %s",
+    log.info("LM text: %d word types, %d not in the lexicon (%d tokens), left out; see %s",
              len(lm_counts), types, tokens, lang_dir / "oov_lm_text.txt")
     stats["oov_lm_text"] = types
     for part, counts in part_counts.items():
@@ -208,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lm-text", required=True)
     parser.add_argument("--lang-dir", required=True)
     parser.add_argument("--num-prons", type=int, default=2, help="CMUdict pronunciations kept per word")
+    parser.add_argument("--extra-lexicon", action="append", default=[], metavar="FILE",
+                        help="a lexicon (`WORD P1 P2 ...`) merged after CMUdict; may be repeated")
     parser.add_argument("--force", action="store_true", help="redo even if done with the same inputs")
     args = parser.parse_args(argv)
     setup_logging()
@@ -216,22 +292,24 @@ def main(argv: list[str] | None = None) -> None:
 
     lang_dir = Path(args.lang_dir)
     sup_paths = {p: Path(args.manifest_dir) / f"{args.corpus}_supervisions_{p}.jsonl.gz" for p in args.parts}
-    inputs = [Path(args.lm_text), *sup_paths.values()]
+    extra = [Path(p) for p in args.extra_lexicon]
+    inputs = [Path(args.lm_text), *sup_paths.values(), *extra]
     missing = [str(p) for p in inputs if not p.is_file()]
     if missing:
         raise SystemExit(f"prepare_lang: missing input(s): {', '.join(missing)}")
     if args.train_part not in sup_paths:
         parser.error(f"--train-part {args.train_part} is not one of --parts")
-    stamp = fingerprint(inputs, {"num_prons": args.num_prons, "train_part": args.train_part})
-    if not args.force and atomic.is_done(lang_dir):
-        if json.loads((lang_dir / ".done").read_text()).get("fingerprint") == stamp:
-            log.info("%s: already done with these inputs, skipping", lang_dir)
-            return
+    options = {"num_prons": args.num_prons, "train_part": args.train_part}
+    if extra:  # only then: the fingerprints of runs without one stay as they were
+        options["extra_lexicons"] = [str(p) for p in extra]
+    stamp = fingerprint(inputs, options)
+    if atomic.up_to_date(lang_dir, stamp, args.force, [lang_dir / "lexicon.txt", lang_dir / "phones.txt"]):
+        return
     atomic.clear_done(lang_dir)
     with open(args.lm_text, encoding="utf-8") as f:
         stats = prepare_lang({p: transcript_lines(path) for p, path in sup_paths.items()}, f,
-                             lang_dir, args.num_prons, args.train_part)
-    atomic.mark_done(lang_dir, {"fingerprint": stamp, **stats})
+                             lang_dir, args.num_prons, args.train_part, extra)
+    atomic.mark_done(lang_dir, stats, stamp)
     log.info("wrote %s", lang_dir)
 
 

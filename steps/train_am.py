@@ -17,14 +17,18 @@ Writes to --exp-dir:
         epoch-<n>.pt   the model after epoch n (kind acoustic_model, a FrameScorer checkpoint)
         state.pt       the latest training state: model, optimizer, scheduler, sampler
                        (epoch and position), RNG states of every process, step, counters,
-                       history; --resume continues from it to the same result as a run
-                       that was never interrupted
+                       history, and the fingerprint of the inputs; --resume continues from
+                       it (when the fingerprint is the same; with --force training starts
+                       from scratch) to the same result as a run that was never interrupted
         final.pt       the average of the last train.average_last epochs (FrameScorer)
         priors.txt     `senone_id count log_prior` (priors floored at train.prior_floor)
         train_stats.json  per-epoch loss terms, dev frame accuracy per head, time, frames/s
         skipped_{train,dev}.txt  `cut_id reason` for every cut left out
         tensorboard/   every loss term, lr, gradient norm; dev accuracies and loss
-        log/train_am.log;  .done (written last; a finished run is skipped unless --force)
+        log/train_am.log
+        .done          written last, with the fingerprint of the inputs (cuts, dev cuts,
+                       senone counts, config, seed): a second run with the same ones is
+                       skipped (--force retrains)
 
 Several processes: the same command under torchrun uses DDP (gloo on CPU, nccl on CUDA),
 one DynamicBucketingSampler shard per process; every loss term is divided by its frame
@@ -62,7 +66,8 @@ from steps.am_data import AmDataset, CutStore, DataConfig, make_sampler, sequent
 from steps.am_losses import LossConfig, loss_terms, required_levels, total_loss
 from steps.am_model import (AcousticModel, ModelConfig, checkpoint_dict, log_priors_from_counts,
                             parameter_summary)
-from steps.atomic import clear_done, is_done, mark_done, write_text
+from steps import atomic
+from steps.atomic import write_text
 from steps.config import ConfigError, from_dict, require, to_dict
 
 log = logging.getLogger(__name__)
@@ -420,14 +425,13 @@ def _summary_writer(path: Path):
 
 
 def fingerprint(args, config: AmConfig) -> dict:
-    def stat(path):
-        if not path:
-            return None
-        st = Path(path).stat()
-        return [str(path), st.st_size, int(st.st_mtime)]
-
-    return {"config": to_dict(config), "seed": args.seed, "cuts": stat(args.cuts),
-            "dev_cuts": stat(args.dev_cuts)}
+    """What a run's models are made from: the cuts, the senone counts, the teachers'
+    vocabularies (aux heads' sizes), the merged config and the seed."""
+    lm_dir = Path(args.lm_dir)
+    vocabularies = [lm_dir / f"lm_{h.level}" / "tokens.txt" for h in config.model.aux_heads
+                    if h.num_units is None]
+    return atomic.inputs_fingerprint([args.cuts, args.dev_cuts, args.senone_counts, *vocabularies],
+                                     config=to_dict(config), seed=args.seed)
 
 
 # ------------------------------------------------------------------ the program
@@ -440,15 +444,19 @@ def train(args) -> int:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     print_ = fingerprint(args, config)
-    if not args.force and is_done(exp_dir) and (exp_dir / "final.pt").exists():
-        if json.loads((exp_dir / ".done").read_text()).get("fingerprint") == print_:
-            if world.main:
-                log.info("%s already trained with the same data, config and seed (--force to "
-                         "retrain)", exp_dir)
-            return 0
+    if atomic.redo_reason(exp_dir, print_, args.force, [exp_dir / "final.pt"]) is None:
+        if world.main:
+            log.info("%s already trained with the same data, config and seed, nothing to do "
+                     "(--force retrains)", exp_dir)
+        return 0
+    if world.main:
+        log.info("%s: training: %s", exp_dir, atomic.redo_reason(exp_dir, print_, args.force,
+                                                                  [exp_dir / "final.pt"]))
     barrier(world)
     if world.main:
-        clear_done(exp_dir)
+        atomic.clear_done(exp_dir)
+        # The old model goes first: nothing may decode with it while this one trains.
+        atomic.remove(exp_dir / "final.pt")
     mc, tc = config.model, config.train
     levels = required_levels(config.loss.objective, mc.aux_heads)
     head_levels = tuple(h.level for h in mc.aux_heads)
@@ -522,8 +530,16 @@ def train(args) -> int:
     # (batches done in the current epoch, its loss sums, frames, seconds so far)
     resume_point: tuple[int, dict, int, float] = (0, {}, 0, 0.0)
     state_path = exp_dir / "state.pt"
-    if args.resume and state_path.exists():
-        state = ckpt_io.load(state_path, map_location="cpu")
+    # --force starts from scratch; a state saved for other inputs or settings is not resumed.
+    state = ckpt_io.load(state_path, map_location="cpu") if (args.resume and not args.force
+                                                             and state_path.exists()) else None
+    if state is not None and state.get("fingerprint") != print_:
+        if world.main:
+            log.info("--resume: %s was saved for other inputs or settings (%s); starting from "
+                     "scratch", state_path,
+                     "; ".join(atomic.fingerprint_changes(state.get("fingerprint"), print_)[:4]))
+        state = None
+    if state is not None:
         core.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -537,7 +553,7 @@ def train(args) -> int:
         if world.main:
             log.info("resumed from %s: epoch %d, %d batches into it, step %d", state_path, epoch + 1,
                      state["batches_done"], step)
-    elif args.resume and world.main:
+    elif args.resume and not state_path.exists() and world.main:
         log.info("--resume: no %s, starting from scratch", state_path)
 
     def save_state(batches_done: int, sums: dict, frames: int, seconds: float) -> None:
@@ -549,7 +565,8 @@ def train(args) -> int:
                           "step": step, "epoch": epoch, "batches_done": batches_done,
                           "epoch_sums": sums, "epoch_frames": frames, "epoch_seconds": seconds,
                           "skipped_steps": skipped_steps, "history": history, "rng": rngs,
-                          "seed": args.seed, "world_size": world.size}, state_path)
+                          "seed": args.seed, "world_size": world.size, "fingerprint": print_},
+                         state_path)
         barrier(world)
 
     writer = _summary_writer(exp_dir / "tensorboard") if world.main else None
@@ -656,7 +673,7 @@ def train(args) -> int:
         write_text(exp_dir / "train_stats.json", json.dumps(stats, indent=1) + "\n")
         if writer is not None:
             writer.close()
-        mark_done(exp_dir, {"fingerprint": print_, "final_dev": final_dev})
+        atomic.mark_done(exp_dir, {"final_dev": final_dev}, print_)
         log.info("wrote %s", exp_dir / "final.pt")
     barrier(world)
     return 0

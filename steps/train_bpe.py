@@ -20,10 +20,8 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import itertools
-import json
 import logging
 from pathlib import Path
 
@@ -62,14 +60,6 @@ def token_lines(model_path: Path) -> str:
     return "".join(f"{sp.id_to_piece(i)} {i}\n" for i in range(sp.get_piece_size()))
 
 
-def _fingerprint(path: Path, options: dict) -> str:
-    digest = hashlib.sha256(repr(sorted(options.items())).encode())
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lm-text", required=True)
@@ -84,20 +74,18 @@ def main(argv: list[str] | None = None) -> None:
     lang_dir, text = Path(args.lang_dir), Path(args.lm_text)
     if not text.is_file():
         raise SystemExit(f"train_bpe: missing LM text {text}")
-    stamp = _fingerprint(text, {"vocab_size": args.vocab_size, "max_sentences": args.max_sentences,
-                                "seed": SEED})
+    stamp = atomic.inputs_fingerprint([text], vocab_size=args.vocab_size, max_sentences=args.max_sentences,
+                                      seed=SEED)
     model = lang_dir / "bpe.model"
-    if not args.force and atomic.is_done(lang_dir) and model.is_file():
-        if json.loads((lang_dir / ".done").read_text()).get("fingerprint") == stamp:
-            log.info("%s: already done with these inputs, skipping", lang_dir)
-            return
+    if atomic.up_to_date(lang_dir, stamp, args.force, [model, lang_dir / "tokens.txt"]):
+        return
     atomic.clear_done(lang_dir)
     try:
         train_bpe(text, model, args.vocab_size, args.max_sentences)
     except RuntimeError as e:  # e.g. "Vocabulary size too high (500). Please set it to a value <= 312."
         raise SystemExit(f"train_bpe: sentencepiece failed on {text}: {e}") from None
     atomic.write_text(lang_dir / "tokens.txt", token_lines(model))
-    atomic.mark_done(lang_dir, {"fingerprint": stamp, "vocab_size": args.vocab_size})
+    atomic.mark_done(lang_dir, {"vocab_size": args.vocab_size}, stamp)
     log.info("wrote %s and %s (%d pieces)", model, lang_dir / "tokens.txt", args.vocab_size)
 
 

@@ -6,13 +6,18 @@ config (sections `model`: steps.lm_model.ModelConfig, `train`: TrainConfig below
 
     final.pt          the teacher: {"kind": "teacher_lm", "level", "config", "num_units",
                       "state_dict", "ppl"} (steps.checkpoint; loaded by steps.dump_soft_labels)
-    checkpoint.pt     the latest training state (model, optimizer, step, RNG); --resume
-                      continues from it
+    checkpoint.pt     the latest training state (model, optimizer, step, RNG) and the
+                      fingerprint of the data and config; --resume continues from it when
+                      the fingerprint is the same (else, and with --force, training starts
+                      from scratch)
     ppl               held-out perplexity of the teacher and of the count-based bigram anchor
                       (steps.bigram, interpolated Kneser-Ney, trained on train.txt) on the
                       same held-out sentences
     tensorboard/      training loss, learning rate, held-out perplexity
-    log/train_lm.log  the log;  .done  written last
+    log/train_lm.log  the log
+    .done             written last, with the fingerprint of the inputs (tokens, train and
+                      valid files, config): a second run with the same ones is skipped
+                      (--force retrains)
 
 Perplexity: causal teachers predict every unit and the final </s>, exactly the events the
 bigram predicts. A masked teacher's figure is the PSEUDO-perplexity, exp(-mean ln p(u_i |
@@ -47,7 +52,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from steps import checkpoint as ckpt_io
-from steps.atomic import clear_done, is_done, mark_done, write_text
+from steps import atomic
+from steps.atomic import write_text
 from steps.bigram import Bigram, perplexity
 from steps.config import load_config, require, to_dict
 from steps.lm_model import KIND, ModelConfig, Specials, build_model, log_likelihood
@@ -181,17 +187,17 @@ def valid_subset(valid: list[list[int]], max_tokens: int) -> list[list[int]]:
 # ------------------------------------------------------------------ training
 
 
-def fingerprint(data_dir: Path, config_path: Path) -> dict:
-    stats = {}
-    for name in ("tokens.txt", "train.txt", "valid.txt"):
-        st = (data_dir / name).stat()
-        stats[name] = [st.st_size, int(st.st_mtime)]
-    return {"data": stats, "config": config_path.read_text()}
+def fingerprint(level: str, data_dir: Path, config: LmConfig) -> dict:
+    """What a teacher is made from: its token files and its configuration."""
+    return atomic.inputs_fingerprint([data_dir / n for n in ("tokens.txt", "train.txt", "valid.txt")],
+                                     level=level, config=to_dict(config))
 
 
 def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: bool,
-          device: torch.device, config_path: Path | None = None) -> dict:
-    """Trains and evaluates one teacher; returns the perplexity report (also in exp_dir/ppl)."""
+          device: torch.device, config_path: Path | None = None, inputs: dict | None = None) -> dict:
+    """Trains and evaluates one teacher; returns the perplexity report (also in exp_dir/ppl).
+    `inputs`: the fingerprint stored with the training state; --resume continues only from a
+    state with the same one."""
     tc, mc = config.train, config.model
     units = read_tokens(data_dir / "tokens.txt")
     train_set = read_corpus(data_dir / "train.txt")
@@ -218,8 +224,12 @@ def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: b
                                    {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr)
     step, epoch, batch_index = 0, 0, 0
     state_path = exp_dir / "checkpoint.pt"
-    if resume and state_path.exists():
-        state = ckpt_io.load(state_path, map_location=device)
+    state = ckpt_io.load(state_path, map_location=device) if resume and state_path.exists() else None
+    if state is not None and inputs is not None and state.get("fingerprint") != json.loads(json.dumps(inputs)):
+        log.info("--resume: %s was saved for other inputs or settings (%s); starting from scratch",
+                 state_path, "; ".join(atomic.fingerprint_changes(state.get("fingerprint"), inputs)[:4]))
+        state = None
+    if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
@@ -228,7 +238,7 @@ def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: b
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         log.info("resumed from %s at step %d (epoch %d, batch %d)", state_path, step, epoch,
                  batch_index)
-    elif resume:
+    elif resume and not state_path.exists():
         log.info("--resume: no %s, starting from scratch", state_path)
 
     def save_state():
@@ -236,8 +246,8 @@ def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: b
                       "num_units": num_units, "state_dict": model.state_dict(),
                       "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
                       "batch_index": batch_index, "torch_rng": torch.get_rng_state(),
-                      "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
-                     state_path)
+                      "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                      "fingerprint": inputs}, state_path)
 
     writer = _summary_writer(exp_dir / "tensorboard")
     max_steps = tc.max_steps
@@ -358,15 +368,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     config = load_config(config_path, LmConfig)
-    print_ = fingerprint(data_dir, config_path)
-    done_file = exp_dir / ".done"
-    if not args.force and is_done(exp_dir) and (exp_dir / "final.pt").exists():
-        if json.loads(done_file.read_text()).get("fingerprint") == print_:
-            log.info("%s already trained on the same data and config (--force to retrain)", exp_dir)
-            return 0
-    clear_done(exp_dir)
-    report = train(args.level, config, data_dir, exp_dir, args.resume, torch.device(args.device),
-                   config_path)
+    print_ = fingerprint(args.level, data_dir, config)
+    if atomic.up_to_date(exp_dir, print_, args.force, [exp_dir / "final.pt", exp_dir / "ppl"],
+                         what=f"{exp_dir} {args.level} teacher"):
+        return 0
+    atomic.clear_done(exp_dir)
+    # The old teacher goes first: no soft labels may be dumped with it while this one trains.
+    atomic.remove(exp_dir / "final.pt", exp_dir / "ppl")
+    # --force starts from scratch; otherwise --resume continues a state of the same inputs.
+    report = train(args.level, config, data_dir, exp_dir, args.resume and not args.force,
+                   torch.device(args.device), config_path, print_)
     log.info("%s teacher: held-out %s %.3f vs the bigram's %.3f (%d events, %d sentences)",
              args.level, report["measure"], report["teacher_ppl"], report["bigram_ppl"],
              report["events"], report["valid_sentences"])
@@ -376,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                     report["bigram_ppl"], config_path)
         if config.train.fail_if_worse_than_bigram and not args.allow_worse_than_bigram:
             return EXIT_WORSE_THAN_BIGRAM
-    mark_done(exp_dir, {"fingerprint": print_, "ppl": report})
+    atomic.mark_done(exp_dir, {"ppl": report}, print_)
     return 0
 
 

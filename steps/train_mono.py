@@ -19,7 +19,9 @@ Writes: <exp-dir>/final.pt        the model (a FrameScorer checkpoint, kind alig
         <exp-dir>/topology.json   the HMM topology (and topology.txt, readable)
         <exp-dir>/skipped.txt     utterances left out, with the reason
         <exp-dir>/train_stats.json per-epoch losses and accuracies
-        <exp-dir>/.done
+        <exp-dir>/.done            written last, with the fingerprint of the inputs (cuts,
+                                   lang, config): a second run with the same ones is
+                                   skipped (--force retrains); an interrupted run is redone
 
 Example:
   python -m steps.train_mono --config conf/mono.yaml \\
@@ -112,7 +114,7 @@ class MonoConfig:
     model: AlignModelConfig = field(default_factory=AlignModelConfig)
     # the model of the Viterbi rounds (null: keep training the flat-start model)
     realign_model: AlignModelConfig | None = field(
-        default_factory=lambda: AlignModelConfig(layers=[[1, 1], [1, 1], [1, 1], [1, 1]]))
+        default_factory=lambda: AlignModelConfig(layers=[[3, 1], [1, 1], [1, 1], [1, 1]]))
     training: MonoTrainingConfig = field(default_factory=MonoTrainingConfig)
 
     def __post_init__(self):
@@ -229,15 +231,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lang-dir", required=True)
     parser.add_argument("--exp-dir", required=True)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--force", action="store_true", help="retrain even if done with the same inputs")
     args = parser.parse_args(argv)
     exp_dir = Path(args.exp_dir)
     setup_logging(log_file=exp_dir / "log" / "train_mono.log")
     config = load_config(args.config, MonoConfig)
+    fingerprint = atomic.inputs_fingerprint([args.cuts, args.lang_dir], config=to_dict(config))
+    if atomic.up_to_date(exp_dir, fingerprint, args.force, [exp_dir / "final.pt", exp_dir / "topology.json"]):
+        return
+    atomic.clear_done(exp_dir)
+    # The old model goes first: nothing downstream may align with it while this one trains.
+    atomic.remove(exp_dir / "final.pt")
     train = config.training
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)
     device = torch.device(args.device)
-    atomic.clear_done(exp_dir)
 
     lang = Lang.load(args.lang_dir)
     topology = config.topology.build(lang)
@@ -338,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic.write_text(exp_dir / "train_stats.json",
                       json.dumps({"epochs": history, "train_seconds": elapsed}, indent=1) + "\n")
     atomic.mark_done(exp_dir, {"utterances": len(utterances), "skipped": len(skipped),
-                               "train_seconds": round(elapsed, 1)})
+                               "train_seconds": round(elapsed, 1)}, fingerprint)
     log.info("Trained in %.1f s; wrote %s", elapsed, exp_dir / "final.pt")
 
 

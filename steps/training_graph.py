@@ -87,9 +87,13 @@ class TrainingGraphCompiler:
         if missing:
             raise ValueError(f"the topology has no HMM for phones {missing}")
 
-    def compile(self, words: list[str]) -> UtteranceGraph:
+    def compile(self, words: list[str], prons: list[tuple[str, ...]] | None = None) -> UtteranceGraph:
+        """prons: one pronunciation per word to use instead of all the lexicon's (e.g. the
+        ones an earlier alignment chose); silence stays optional."""
         if not words:
             raise ValueError("cannot build a graph for an empty transcript")
+        if prons is not None and len(prons) != len(words):
+            raise ValueError(f"{len(prons)} pronunciations for {len(words)} words")
         phone_id = self.lang.phone_id
         topo = self.topology
         arcs: list[tuple[int, int, int, float]] = []
@@ -136,7 +140,8 @@ class TrainingGraphCompiler:
             take_sil, skip_sil = log_or_none(p), math.log(1.0 - p)
             silence = add_instance(self.silence, -1) if take_sil is not None else None
             pron_firsts, pron_lasts = [], []
-            for pron in self.lang.prons(word):
+            word_prons = self.lang.prons(word) if prons is None else [prons[position]]
+            for pron in word_prons:
                 chain = [add_instance(phone_id[p], position) for p in pron]
                 for a, b in zip(chain, chain[1:]):
                     connect(last_state(a), b, 0.0)
@@ -151,8 +156,7 @@ class TrainingGraphCompiler:
                 for first in pron_firsts:
                     connect(last_state(silence), first, 0.0)
             ends = pron_lasts
-            min_frames += min(sum(topo.num_states[phone_id[p]] for p in pron)
-                              for pron in self.lang.prons(word))
+            min_frames += min(sum(topo.num_states[phone_id[p]] for p in pron) for pron in word_prons)
 
         take_sil, skip_sil = log_or_none(self.edge_sil_prob), math.log(1.0 - self.edge_sil_prob)
         if take_sil is not None:

@@ -1,10 +1,15 @@
 import os
+import shutil
+import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "egs" / "synth" / "s5"
 
 
 @pytest.fixture
@@ -20,3 +25,51 @@ def venv_python() -> str:
 def pytest_configure(config):
     # Programs started by tests must find the package and the runners.
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@dataclass
+class RecipeRun:
+    """The tiny recipe, run once through every stage in a copy (see `tiny_recipe`)."""
+    root: Path      # stands in for the repository: steps/ utils/ local/ .venv link to it
+    dir: Path       # <root>/egs/synth/s5, the recipe's copy, where run.sh ran
+    seconds: float  # wall-clock time of run.sh
+    log: Path       # its output
+
+
+def copy_recipe(root: Path) -> Path:
+    """A copy of egs/synth/s5 (scripts, conf, local; no data or exp) under `root`, which
+    links to the repository's steps/, utils/, local/ and .venv, so that the recipe's
+    relative links and path.sh work unchanged."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("steps", "utils", "local", ".venv"):
+        (root / name).symlink_to(REPO / name)
+    recipe = root / "egs" / "synth" / "s5"
+    recipe.mkdir(parents=True)
+    for name in ("run.sh", "cmd.sh", "path.sh"):
+        shutil.copy2(RECIPE / name, recipe / name)
+    for name in ("conf", "local"):
+        shutil.copytree(RECIPE / name, recipe / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("steps", "utils"):
+        (recipe / name).symlink_to(Path("..") / ".." / ".." / name)
+    return recipe
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(tmp_path_factory) -> RecipeRun:
+    """egs/synth/s5/run.sh --config conf/tiny.conf, stages 1-10, once per test session, in
+    a temporary copy of the recipe (tests/test_recipe_e2e.py checks what it made; other
+    tests take their inputs from it)."""
+    root = tmp_path_factory.mktemp("recipe")
+    recipe = copy_recipe(root)
+    log = recipe / "run.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    start = time.monotonic()
+    with open(log, "w") as out:
+        result = subprocess.run(["./run.sh", "--config", "conf/tiny.conf"], cwd=recipe, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - start
+    if result.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        pytest.fail(f"run.sh --config conf/tiny.conf failed (exit {result.returncode}) after "
+                    f"{seconds:.0f} s; the end of {log}:\n{tail}", pytrace=False)
+    return RecipeRun(root, recipe, seconds, log)

@@ -141,3 +141,40 @@ def test_disagreement_is_reported(pipeline, tmp_path):
     assert (tmp_path / "out" / "disagree_dev.txt").read_text().split() == [cut.id]
     assert len(CutSet.from_file(tmp_path / "out" / "cuts_dev.jsonl.gz")) == 1
     assert not (tmp_path / "out" / "senone_counts.txt").exists()  # priors come from train only
+
+
+def test_senone_graph_labels_follow_the_tree_in_context(pipeline):
+    """The realignment graph (steps.realign_senones) labels each HMM state with its senone
+    in context: along the silence-free path the senones are the text-derived sequence, and
+    every arc keeps its monophone state."""
+    from steps.realign_senones import senone_graph
+    from steps.training_graph import TrainingGraphCompiler
+    from steps.units import phones_to_senones, words_to_phones
+
+    root, lang, topology, _ = pipeline
+    tree = Tree.load(root / "tree")
+    multi = [w for w in lang.words if w and len(lang.prons(w)) > 1]
+    words = [lang.words[3], multi[0], lang.words[5], multi[0]]
+    prons = [lang.prons(words[0])[0], lang.prons(multi[0])[1], lang.prons(words[2])[0], lang.prons(multi[0])[0]]
+    graph = TrainingGraphCompiler(lang, topology, 0.5).compile(words, prons)
+    silence = lang.phone_id[lang.optional_silence]
+    relabelled = senone_graph(graph, topology, tree, silence)
+
+    labels = relabelled.fsa.labels.numpy()
+    mono = relabelled.fsa.mono_state.numpy()
+    instances = relabelled.fsa.phone_instance.numpy()
+    assert (mono == graph.fsa.labels.numpy()).all()
+    self_loops = relabelled.fsa.arcs.values()[:, 0] == relabelled.fsa.arcs.values()[:, 1]
+    path = []
+    for instance, phone in enumerate(graph.instance_phone):
+        if phone == silence:
+            continue
+        arcs = np.flatnonzero(self_loops.numpy() & (instances == instance))
+        path += [int(labels[a]) - 1 for a in sorted(arcs, key=lambda a: mono[a])]
+    collapsed = [s for i, s in enumerate(path) if i == 0 or s != path[i - 1]]
+    phones = []
+    for word, pron in zip(words, prons):
+        phones += words_to_phones([word], lang, {word: pron})
+    assert collapsed == phones_to_senones(phones, topology, tree)
+    # the second pronunciation of the repeated word is really used once, the first once
+    assert len(graph.instance_word[graph.instance_word >= 0]) == sum(len(p) for p in prons)

@@ -11,7 +11,8 @@
 #   booleans          a variable whose current value is true or false only
 #                     accepts true or false.
 #   --config FILE     FILE is sourced before any other option, so the
-#                     command line wins whatever the order.
+#                     command line wins whatever the order; the files read
+#                     are listed in $parse_options_configs.
 #   --help, -h        prints $help_message and exits 0.
 #   positional args   parsing stops at the first argument that is not an
 #                     option (or after "--"); the rest stay in "$@".
@@ -32,6 +33,8 @@ for ((__po_i = 0; __po_i < ${#__po_args[@]}; __po_i++)); do
     [ -n "$__po_file" ] || __po_fail "option --config needs a file"
     [ -r "$__po_file" ] || __po_fail "cannot read config file '$__po_file'"
     . "$__po_file"
+    # The settings files read, for scripts that record how they were run.
+    parse_options_configs="${parse_options_configs:+$parse_options_configs }$__po_file"
   fi
 done
 

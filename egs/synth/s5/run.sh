@@ -17,10 +17,13 @@ data_config=conf/data_default.yaml
 mono_config=conf/mono.yaml
 num_leaves=1000           # senone budget of the decision tree
 tree_thresh=300           # minimum log-likelihood gain of a split (Kaldi's build-tree --thresh)
+senone_realign=true       # retrain the alignment model on senones and realign (exp/tri1)
+realign_config=conf/realign.yaml
 bpe_vocab_size=500
 lm_config_suffix=         # teacher LM configs: conf/lm_<level>${lm_config_suffix}.yaml
 am_override=              # YAML merged over every conf/am_<system>.yaml (conf/am_tiny.yaml)
 seeds="1 2 3"
+decode_opts="--beam 8 --lattice-beam 5"  # steps.decode search options (its lattice decoder has no max-active)
 
 help_message="Usage: $0 [options]
   --stage N --stop-stage M   run stages N..M (default 1..10)
@@ -83,16 +86,98 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
 fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
-  log "Stage 5: decision tree -> exp/tree; senone alignments -> exp/tri_ali"
+  log "Stage 5: decision tree -> exp/tree; senone alignments -> exp/tri_ali (realigned by exp/tri1)"
   if $force || [ ! -f exp/tree/.done ]; then
     python -m steps.acc_tree_stats --cuts exp/mono_ali/cuts_train.jsonl.gz --lang-dir data/lang \
       --topology exp/mono/topology.json --out-dir exp/tree --nj $nj --cmd "$train_cmd"
     python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang \
       --topology exp/mono/topology.json --num-leaves $num_leaves --thresh $tree_thresh --out-dir exp/tree
   fi
+  # With senone_realign the converted alignments are an intermediate (exp/tri_conv): the
+  # alignment model is retrained on senones and realigns every part into exp/tri_ali.
+  conv_dir=exp/tri_ali
+  if $senone_realign; then conv_dir=exp/tri_conv; fi
   for part in train dev test; do
     python -m steps.convert_ali --cuts exp/mono_ali/cuts_$part.jsonl.gz --tree exp/tree \
-      --lang-dir data/lang --topology exp/mono/topology.json --out-dir exp/tri_ali --nj $nj \
+      --lang-dir data/lang --topology exp/mono/topology.json --out-dir $conv_dir --nj $nj \
       --cmd "$train_cmd"
   done
+  if $senone_realign; then
+    python -m steps.realign_senones --config $realign_config --cuts-dir exp/tri_conv \
+      --parts train dev test --init-model exp/mono/final.pt --tree exp/tree --lang-dir data/lang \
+      --topology exp/mono/topology.json --model-dir exp/tri1 --out-dir exp/tri_ali \
+      --num-threads $nj "${force_opt[@]}"
+  fi
+fi
+
+levels="senone phone subword"
+bpe_model=data/lang_bpe_$bpe_vocab_size/bpe.model
+
+if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
+  log "Stage 6: teacher LMs on senones, phones and subwords -> exp/lm_{senone,phone,subword}"
+  for level in $levels; do
+    python -m steps.lm_tokens --level $level --lm-text data/text/lm_text.txt --lang-dir data/lang \
+      --tree exp/tree --topology exp/mono/topology.json --bpe-model $bpe_model \
+      --pron-counts exp/mono_ali/pron_counts_train.txt --out-dir exp/lm_$level
+  done
+  # Three small models: one thread each, side by side.
+  for level in $levels; do
+    echo "python -m steps.train_lm --level $level --config conf/lm_$level$lm_config_suffix.yaml" \
+         "--data-dir exp/lm_$level --exp-dir exp/lm_$level --num-threads 1 --resume ${force_opt[*]}"
+  done > exp/lm_jobs.txt
+  $train_cmd --max-jobs-run 3 JOB=1:3 exp/log/train_lm.JOB.log utils/run_line.sh exp/lm_jobs.txt JOB
+  for level in $levels; do log "$level: $(grep -E "^(teacher|bigram)_ppl" exp/lm_$level/ppl | tr "\n" " ")"; done
+fi
+
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  log "Stage 7: teacher soft labels of the training cuts -> data/kd/${corpus}_cuts_train.jsonl.gz"
+  python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz --lang-dir data/lang \
+    --tree exp/tree --topology exp/mono/topology.json --bpe-model $bpe_model \
+    --teachers exp/lm_senone exp/lm_phone exp/lm_subword --top-k 8 --temperature 1.0 \
+    --out-dir data/kd --corpus $corpus --nj $nj --cmd "$train_cmd"
+fi
+
+systems="baseline li aux_senone aux_phone aux_subword hier"
+
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  log "Stage 8: acoustic models ($systems) x seeds ($seeds) -> exp/am_<system>_s<seed>"
+  override_opt=${am_override:+--override $am_override}
+  for system in $systems; do
+    for seed in $seeds; do
+      echo "python -m steps.train_am --config conf/am_$system.yaml $override_opt" \
+           "--cuts data/kd/${corpus}_cuts_train.jsonl.gz --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz" \
+           "--exp-dir exp/am_${system}_s$seed --seed $seed --num-threads 1 --resume ${force_opt[*]}"
+    done
+  done > exp/am_jobs.txt
+  num_runs=$(wc -l < exp/am_jobs.txt)
+  # One thread per run, $nj runs at a time.
+  $train_cmd --max-jobs-run $nj JOB=1:$num_runs exp/log/train_am.JOB.log \
+    utils/run_line.sh exp/am_jobs.txt JOB
+fi
+
+if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
+  log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep) and test -> exp/am_*/decode_*"
+  python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \
+    --topology exp/mono/topology.json --out-dir exp/graph "${force_opt[@]}"
+  for system in $systems; do
+    for seed in $seeds; do
+      dir=exp/am_${system}_s$seed
+      echo "python -m steps.decode --model $dir/final.pt --graph exp/graph" \
+           "--cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev" \
+           "--num-threads 1 $decode_opts ${force_opt[*]} &&" \
+           "python -m steps.decode --model $dir/final.pt --graph exp/graph" \
+           "--cuts data/fbank/${corpus}_cuts_test.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_test" \
+           "--lm-weight-from $dir/decode_dev --num-threads 1 $decode_opts ${force_opt[*]}"
+    done
+  done > exp/decode_jobs.txt
+  num_runs=$(wc -l < exp/decode_jobs.txt)
+  $decode_cmd --max-jobs-run $nj JOB=1:$num_runs exp/log/decode.JOB.log \
+    utils/run_line.sh exp/decode_jobs.txt JOB
+fi
+
+if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
+  log "Stage 10: results table -> RESULTS.md"
+  python -m steps.report --exp-dir exp --systems $systems --seeds $seeds \
+    --config-file "${parse_options_configs:-run.sh defaults}" --out RESULTS.md
+  cat RESULTS.md
 fi

@@ -1,0 +1,150 @@
+"""The ablation table of a recipe: dev and test WER of every system, mean ± std over seeds.
+
+    python -m steps.report --exp-dir exp --systems baseline li hier --seeds 1 2 3 \
+        --config-file conf/tiny.conf --out RESULTS.md
+
+Reads exp/am_<system>_s<seed>/decode_{dev,test}/wer (written by steps.decode). The std is
+the sample standard deviation over seeds (0 with one seed); the relative change is that of
+the mean WER against the first system (the baseline). A missing decode is reported in the
+table and in the log, never silently dropped. Also writes the same figures as JSON next to
+the Markdown file (RESULTS.json) for scripts and tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from steps.atomic import write_text
+from steps.log import setup_logging
+from steps.score import read_wer
+
+log = logging.getLogger(__name__)
+PARTS = ("dev", "test")
+
+
+@dataclass
+class SystemResult:
+    system: str
+    wers: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
+    missing: list[str] = field(default_factory=list)
+    lm_weights: list[str] = field(default_factory=list)
+
+    def mean(self, part: str) -> float | None:
+        return statistics.fmean(self.wers[part]) if self.wers[part] else None
+
+    def std(self, part: str) -> float | None:
+        values = self.wers[part]
+        if not values:
+            return None
+        return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def collect(exp_dir: Path, systems: list[str], seeds: list[int]) -> list[SystemResult]:
+    results = []
+    for system in systems:
+        result = SystemResult(system)
+        for seed in seeds:
+            run_dir = exp_dir / f"am_{system}_s{seed}"
+            for part in PARTS:
+                wer_file = run_dir / f"decode_{part}" / "wer"
+                if wer_file.exists():
+                    result.wers[part].append(read_wer(wer_file).wer)
+                else:
+                    result.missing.append(str(wer_file))
+            weight_file = run_dir / "decode_dev" / "best_lm_weight"
+            if weight_file.exists():
+                result.lm_weights.append(weight_file.read_text().strip())
+        results.append(result)
+    return results
+
+
+def _cell(mean: float | None, std: float | None) -> str:
+    return "n/a" if mean is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def _relative(value: float | None, reference: float | None) -> str:
+    if value is None or reference is None or reference == 0:
+        return "n/a"
+    return f"{100.0 * (value - reference) / reference:+.1f}%"
+
+
+def git_commit(path: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+
+
+def render(results: list[SystemResult], seeds: list[int], config_file: str, commit: str,
+           config_text: str | None) -> str:
+    baseline = results[0]
+    lines = [
+        "# Results",
+        "",
+        f"WER (%) as mean ± sample std over seeds {' '.join(map(str, seeds))}; relative change of "
+        f"the mean against `{baseline.system}`. The LM weight of each run is chosen on dev and "
+        "applied to test.",
+        "",
+        "| system | dev WER | test WER | dev rel. | test rel. | dev LM weights |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.system} | {_cell(r.mean('dev'), r.std('dev'))} | {_cell(r.mean('test'), r.std('test'))} "
+            f"| {_relative(r.mean('dev'), baseline.mean('dev'))} "
+            f"| {_relative(r.mean('test'), baseline.mean('test'))} | {' '.join(r.lm_weights) or 'n/a'} |")
+    lines += ["", "Per seed (dev / test):", ""]
+    for r in results:
+        pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(r.wers["dev"], r.wers["test"])]
+        lines.append(f"- {r.system}: {', '.join(pairs) or 'n/a'}")
+    missing = [m for r in results for m in r.missing]
+    if missing:
+        lines += ["", f"Missing decodes ({len(missing)}):", ""] + [f"- `{m}`" for m in missing]
+    lines += ["", f"Commit: `{commit}`. Config: `{config_file}`. "
+              f"Written {time.strftime('%Y-%m-%d %H:%M %Z')}."]
+    if config_text is not None:
+        lines += ["", "```", config_text.rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-dir", type=Path, required=True)
+    parser.add_argument("--systems", nargs="+", required=True, help="the first is the baseline")
+    parser.add_argument("--seeds", nargs="+", type=int, required=True)
+    parser.add_argument("--config-file", default="run.sh defaults",
+                        help="the recipe's settings files (space-separated); their text is copied in")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    setup_logging()
+
+    results = collect(args.exp_dir, args.systems, args.seeds)
+    missing = sum(len(r.missing) for r in results)
+    if missing:
+        log.warning("%d decodes have no wer file; they are listed in %s", missing, args.out)
+    config_paths = [Path(p) for p in args.config_file.split()]
+    config_text = "".join(f"# {p}\n{p.read_text()}" for p in config_paths if p.is_file()) or None
+    commit = git_commit(Path(__file__).resolve().parents[1])  # the code that made the results
+    write_text(args.out, render(results, args.seeds, args.config_file, commit, config_text))
+    summary = {
+        "commit": commit, "config": args.config_file, "seeds": args.seeds,
+        "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p]}
+                               for p in PARTS} | {"missing": r.missing} for r in results},
+    }
+    write_text(args.out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
+    log.info("wrote %s and %s", args.out, args.out.with_suffix(".json"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""The whole recipe, end to end: egs/synth/s5/run.sh --config conf/tiny.conf, stages 1-10,
+run once per test session in a temporary copy (tests/conftest.py: tiny_recipe), then its
+artifacts are checked: manifests, features, alignments against the true word boundaries,
+the tree, the teachers against their bigram anchors, the soft labels, the WER of every
+system on dev and test, and RESULTS.md.
+
+Measured on 2 cores (conf/tiny.conf: 150 / 20 / 20 utterances; see the figures next to
+each threshold): the thresholds leave a margin for other seeds of the thread pools and
+other machines, not for a broken stage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from lhotse import CutSet, RecordingSet, SupervisionSet
+from lhotse.qa import validate_recordings_and_supervisions
+
+from steps import soft_labels as sl
+from steps.score import read_wer
+from steps.score_alignment import score_cuts
+from steps.tree import Tree
+
+PARTS = ("train", "dev", "test")
+SYSTEMS = ("baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier")
+LEVELS = ("senone", "phone", "subword")
+
+# Thresholds, from measured runs (figures in the comments) with a margin.
+MIN_WITHIN_50MS = 0.80   # share of word boundaries within 50 ms of the truth; measured 0.92
+MAX_MEDIAN_MS = 25.0     # median boundary error; measured 10 ms
+MIN_SENONES = 100        # tree leaves (budget num_leaves=200 in tiny.conf); measured 163
+MAX_WER = 60.0           # every system, dev and test; measured 18-32%
+
+
+def settings(recipe: Path) -> dict:
+    """The shell variables conf/tiny.conf sets."""
+    text = (recipe / "conf" / "tiny.conf").read_text()
+    return {k: v.strip('"') for k, v in re.findall(r"^(\w+)=(\S+)", text, re.M)}
+
+
+@pytest.fixture(scope="module")
+def recipe(tiny_recipe) -> Path:
+    return tiny_recipe.dir
+
+
+def test_every_stage_ran_in_order(tiny_recipe):
+    """Stages 1-10 started in order; their durations go to stage_seconds.json (and the
+    test output) as the recipe's timing."""
+    starts = []
+    for line in tiny_recipe.log.read_text(errors="replace").splitlines():
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \(run\.sh:\d+\) Stage (\d+):", line)
+        if m:
+            starts.append((int(m.group(2)), datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
+    assert [s for s, _ in starts] == list(range(1, 11))
+    end = datetime.fromtimestamp((tiny_recipe.dir / "RESULTS.md").stat().st_mtime)
+    seconds = {str(s): round(((starts[i + 1][1] if i + 1 < len(starts) else end) - t).total_seconds())
+               for i, (s, t) in enumerate(starts)}
+    seconds["total"] = round(tiny_recipe.seconds)
+    (tiny_recipe.dir / "stage_seconds.json").write_text(json.dumps(seconds, indent=1) + "\n")
+    print(f"\nrun.sh --config conf/tiny.conf: {tiny_recipe.seconds:.0f} s; per stage: {seconds}")
+
+
+def test_manifests_and_features(recipe):
+    config = yaml.safe_load((recipe / settings(recipe)["data_config"]).read_text())
+    manifests = recipe / "data" / "manifests"
+    for part in PARTS:
+        recordings = RecordingSet.from_file(manifests / f"synth_recordings_{part}.jsonl.gz")
+        supervisions = SupervisionSet.from_file(manifests / f"synth_supervisions_{part}.jsonl.gz")
+        validate_recordings_and_supervisions(recordings, supervisions)
+        skipped = (manifests / f"synth_skipped_{part}.txt").read_text().splitlines()
+        assert len(recordings) + len(skipped) == config["text"][f"num_{part}"], part
+        assert len(recordings) >= 0.95 * config["text"][f"num_{part}"], skipped
+        speakers = {s.speaker for s in supervisions}
+        assert len(speakers) == config["speakers"][f"num_{part}"]
+        for s in supervisions:  # the truth for the alignment check
+            assert [a.symbol for a in s.alignment["word"]] == s.text.split()
+        cuts = CutSet.from_file(recipe / "data" / "fbank" / f"synth_cuts_{part}.jsonl.gz")
+        assert sorted(c.id for c in cuts) == sorted(r.id for r in recordings)
+        cut = next(iter(cuts))
+        assert cut.load_features().shape == (cut.num_frames, 80)
+
+
+def test_alignments_match_the_true_word_boundaries(recipe):
+    for part in ("dev", "test"):
+        stored = json.loads((recipe / "exp" / "mono_ali" / f"quality_{part}.json").read_text())
+        quality, mismatched = score_cuts(CutSet.from_file(recipe / "exp" / "mono_ali" / f"cuts_{part}.jsonl.gz"))
+        assert stored["within_50ms"] == pytest.approx(quality.within_50ms)
+        assert quality.cuts >= 0.9 * len(CutSet.from_file(recipe / "data" / "fbank" / f"synth_cuts_{part}.jsonl.gz"))
+        assert quality.within_50ms >= MIN_WITHIN_50MS, (part, quality)
+        assert quality.median_ms <= MAX_MEDIAN_MS, (part, quality)
+
+
+def test_tree_and_senone_alignments(recipe):
+    tree = Tree.load(recipe / "exp" / "tree")
+    budget = int(settings(recipe)["num_leaves"])
+    assert MIN_SENONES <= tree.num_senones <= budget
+    # the senone teacher's vocabulary and the senone alignments use the same ids
+    tokens = (recipe / "exp" / "lm_senone" / "tokens.txt").read_text().splitlines()
+    assert len(tokens) == tree.num_senones
+    counts = np.array([int(line.split()[1]) for line in
+                       (recipe / "exp" / "tri_ali" / "senone_counts.txt").read_text().splitlines()])
+    assert len(counts) == tree.num_senones and (counts > 0).mean() > 0.9
+    for cut in list(CutSet.from_file(recipe / "exp" / "tri_ali" / "cuts_dev.jsonl.gz"))[:5]:
+        ali = cut.load_custom("senone_ali")
+        assert len(ali) == cut.num_frames and 0 <= ali.min() and ali.max() < tree.num_senones
+
+
+def test_every_teacher_beats_its_bigram_anchor(recipe):
+    for level in LEVELS:
+        report = dict(line.split(" ", 1) for line in (recipe / "exp" / f"lm_{level}" / "ppl").read_text().splitlines())
+        teacher, bigram = float(report["teacher_ppl"]), float(report["bigram_ppl"])
+        assert teacher < bigram, (level, teacher, bigram)
+
+
+def test_soft_labels_load(recipe):
+    kd = list(CutSet.from_file(recipe / "data" / "kd" / "synth_cuts_train.jsonl.gz"))
+    aligned = CutSet.from_file(recipe / "exp" / "tri_ali" / "cuts_train.jsonl.gz")
+    assert len(kd) == len(aligned)
+    for cut in kd[:10]:
+        assert cut.custom["kd_info"]["top_k"] == 8
+        for level in LEVELS:
+            labels = sl.load_soft_labels(cut, level)
+            assert len(labels) > 0
+            labels.check(cut.num_frames)
+            np.testing.assert_allclose(labels.probs.astype(np.float32).sum(1), 1.0, atol=5e-3)
+
+
+def test_every_system_decodes_dev_and_test(recipe):
+    seeds = settings(recipe)["seeds"].split()
+    for system in SYSTEMS:
+        for seed in seeds:
+            run = recipe / "exp" / f"am_{system}_s{seed}"
+            assert (run / ".done").is_file() and (run / "final.pt").is_file()
+            for part in ("dev", "test"):
+                wer = read_wer(run / f"decode_{part}" / "wer")
+                assert wer.words > 0 and wer.wer < MAX_WER, (system, seed, part, wer)
+            # the test set is decoded at the LM weight chosen on dev
+            assert (run / "decode_test" / "lm_weight").read_text() == \
+                (run / "decode_dev" / "best_lm_weight").read_text()
+
+
+def test_results_table(recipe):
+    text = (recipe / "RESULTS.md").read_text()
+    summary = json.loads((recipe / "RESULTS.json").read_text())
+    for system in SYSTEMS:
+        assert re.search(rf"^\| {system} \| \d+\.\d\d ± \d+\.\d\d \| \d+\.\d\d ± ", text, re.M), system
+        entry = summary["systems"][system]
+        assert not entry["missing"] and entry["dev"]["mean"] is not None and entry["test"]["mean"] is not None
+    assert "Missing decodes" not in text
