@@ -139,15 +139,15 @@ def test_features_killed_and_rerun_equal_uninterrupted(tiny_recipe, tmp_path, mo
             directory / "synth_supervisions_train.jsonl.gz")
         return directory
 
-    def args(manifest_dir: Path, out: Path) -> list:
+    def args(manifest_dir: Path, out: Path, nj: int = 2) -> list:
         return ["steps.compute_fbank", "--manifest-dir", manifest_dir, "--corpus", "synth", "--parts", "train",
-                "--out-dir", out, "--nj", 2]
+                "--out-dir", out, "--nj", nj]
 
     wanted = manifests(tmp_path / "manifests", 0, NUM_CUTS)
     # A finished run on other recordings, then the wanted ones, killed while the jobs write.
     out = tmp_path / "out"
     stale = manifests(tmp_path / "manifests_stale", NUM_CUTS, NUM_CUTS + 8)
-    run(args(stale, out), recipe, tmp_path / "stale.log")
+    run(args(stale, out, nj=1), recipe, tmp_path / "stale.log")
     feats_dir = out / "synth_feats_train"
     trigger = rewritten(feats_dir / "feats-1.lca")
     run_and_kill(args(wanted, out), recipe, tmp_path / "killed.log", trigger)
@@ -189,7 +189,7 @@ def test_monophone_training_killed_and_rerun_equal_uninterrupted(tiny_recipe, tm
     config = tmp_path / "mono.yaml"
     config.write_text(SMALL_MONO)
     cuts = subset_cuts(recipe / "data" / "fbank" / "synth_cuts_train.jsonl.gz", tmp_path / "cuts.jsonl.gz",
-                       0, NUM_CUTS)
+                       0, 16)
 
     def args(exp: Path) -> list:
         return ["steps.train_mono", "--config", config, "--cuts", cuts, "--lang-dir", recipe / "data" / "lang",
@@ -217,17 +217,17 @@ def test_alignment_killed_and_rerun_equal_uninterrupted(tiny_recipe, tmp_path, m
     train = recipe / "data" / "fbank" / "synth_cuts_train.jsonl.gz"
     wanted = subset_cuts(train, tmp_path / "cuts.jsonl.gz", 0, NUM_CUTS)
 
-    def args(cuts: Path, out: Path) -> list:
+    def args(cuts: Path, out: Path, nj: int = 2) -> list:
         return ["steps.align", "--model", recipe / "exp" / "mono" / "final.pt",
                 "--topology", recipe / "exp" / "mono" / "topology.json", "--cuts", cuts,
-                "--lang-dir", recipe / "data" / "lang", "--part", "sub", "--out-dir", out, "--nj", 2]
+                "--lang-dir", recipe / "data" / "lang", "--part", "sub", "--out-dir", out, "--nj", nj]
 
     run(args(wanted, tmp_path / "ref"), recipe, tmp_path / "ref.log")
     # A finished alignment of other cuts, then the wanted ones, killed while a job writes
     # the arrays that the finished run's manifest points at.
     out = tmp_path / "out"
     stale = subset_cuts(train, tmp_path / "stale.jsonl.gz", NUM_CUTS, NUM_CUTS + 8)
-    run(args(stale, out), recipe, tmp_path / "stale.log")
+    run(args(stale, out, nj=1), recipe, tmp_path / "stale.log")
     run_and_kill(args(wanted, out), recipe, tmp_path / "killed.log", rewritten(out / "ali_sub" / "mono_ali.1.h5"))
     assert not (out / ".sub" / ".done").exists() and not (out / "cuts_sub.jsonl.gz").exists()
 
@@ -255,17 +255,17 @@ def test_soft_label_dump_killed_and_rerun_equal_uninterrupted(tiny_recipe, tmp_p
                          0, NUM_CUTS)
     (bpe_model,) = recipe.glob("data/lang_bpe_*/bpe.model")
 
-    def args(out: Path, top_k: int) -> list:
+    def args(out: Path, top_k: int, nj: int = 2) -> list:
         return ["steps.dump_soft_labels", "--cuts", wanted, "--lang-dir", recipe / "data" / "lang",
                 "--tree", recipe / "exp" / "tree", "--topology", recipe / "exp" / "mono" / "topology.json",
                 "--bpe-model", bpe_model, "--teachers", *[recipe / "exp" / f"lm_{level}" for level in sl.LEVELS],
-                "--top-k", top_k, "--temperature", 1.0, "--out-dir", out, "--corpus", "synth", "--nj", 2]
+                "--top-k", top_k, "--temperature", 1.0, "--out-dir", out, "--corpus", "synth", "--nj", nj]
 
     run(args(tmp_path / "ref", 8), recipe, tmp_path / "ref.log")
     # A finished dump with another top-k, then the wanted one, killed while the jobs
     # rewrite the arrays the finished dump's manifest points at.
     out = tmp_path / "out"
-    run(args(out, 4), recipe, tmp_path / "stale.log")
+    run(args(out, 4, nj=1), recipe, tmp_path / "stale.log")
     run_and_kill(args(out, 8), recipe, tmp_path / "killed.log", rewritten(out / "synth_train_phone.1.h5"))
     assert not (out / ".synth_train" / ".done").exists() and not (out / "synth_cuts_train.jsonl.gz").exists()
 

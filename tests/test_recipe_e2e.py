@@ -44,8 +44,9 @@ def settings(recipe: Path) -> dict:
     return {k: v.strip('"') for k, v in re.findall(r"^(\w+)=(\S+)", text, re.M)}
 
 
-@pytest.fixture(scope="module")
-def recipe(tiny_recipe) -> Path:
+@pytest.fixture
+def recipe(tiny_recipe, monkeypatch) -> Path:
+    monkeypatch.chdir(tiny_recipe.dir)  # the manifests' paths are relative to it
     return tiny_recipe.dir
 
 
