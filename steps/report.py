@@ -1,7 +1,7 @@
 """The ablation table of a recipe: dev and test WER of every system, mean ± std over seeds.
 
     python -m steps.report --exp-dir exp --systems baseline li hier --seeds 1 2 3 \
-        --config-file conf/tiny.conf --out RESULTS.md
+        --config-files conf/tiny.conf --out RESULTS.md
 
 Reads exp/am_<system>_s<seed>/decode_{dev,test}/wer (written by steps.decode). The std is
 the sample standard deviation over seeds (0 with one seed); the relative change is that of
@@ -109,7 +109,7 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
     missing = [m for r in results for m in r.missing]
     if missing:
         lines += ["", f"Missing decodes ({len(missing)}):", ""] + [f"- `{m}`" for m in missing]
-    lines += ["", f"Commit: `{commit}`. Config: `{config_file}`. "
+    lines += ["", f"Commit: `{commit}`. Config: {config_file}. "
               f"Written {time.strftime('%Y-%m-%d %H:%M %Z')}."]
     if config_text is not None:
         lines += ["", "```", config_text.rstrip(), "```"]
@@ -122,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exp-dir", type=Path, required=True)
     parser.add_argument("--systems", nargs="+", required=True, help="the first is the baseline")
     parser.add_argument("--seeds", nargs="+", type=int, required=True)
-    parser.add_argument("--config-file", default="run.sh defaults",
-                        help="the recipe's settings files (space-separated); their text is copied in")
+    parser.add_argument("--config-files", nargs="*", default=[],
+                        help="the recipe's settings files (run.sh --config); their text is copied in")
+    parser.add_argument("--options", default="",
+                        help="the other options the recipe was run with, recorded as given")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -132,12 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     missing = sum(len(r.missing) for r in results)
     if missing:
         log.warning("%d decodes have no wer file; they are listed in %s", missing, args.out)
-    config_paths = [Path(p) for p in args.config_file.split()]
-    config_text = "".join(f"# {p}\n{p.read_text()}" for p in config_paths if p.is_file()) or None
+    missing = [p for p in args.config_files if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"settings files not found: {' '.join(missing)}")
+    config_text = "".join(f"# {p}\n{Path(p).read_text()}" for p in args.config_files) or None
+    config = " ".join(args.config_files) or "run.sh defaults"
+    if args.options:
+        config += f", options `{args.options}`"
     commit = git_commit(Path(__file__).resolve().parents[1])  # the code that made the results
-    write_text(args.out, render(results, args.seeds, args.config_file, commit, config_text))
+    write_text(args.out, render(results, args.seeds, config, commit, config_text))
     summary = {
-        "commit": commit, "config": args.config_file, "seeds": args.seeds,
+        "commit": commit, "config": config, "seeds": args.seeds,
         "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p]}
                                for p in PARTS} | {"missing": r.missing} for r in results},
     }

@@ -13,6 +13,7 @@ import torch
 
 from steps.bench.bench_decode import peaked_scores, senone_path, toy_graph, toy_topology
 from steps.graph_search import HybridGraph, SearchOptions
+from steps.score import read_wer
 
 GRAMMAR = [("CAT AT", 0.5), ("BAT", 1.0), ("BAD", 2.0), ("TAB BA", 1.5), ("KAT AT", 3.0)]
 WEIGHTS = [1.0, 10.0, 100.0]
@@ -163,7 +164,10 @@ def test_weight_is_chosen_on_dev_and_applied_to_test(world, tmp_path, monkeypatc
     assert (out_test / "lm_weight").read_text().strip() == "10"
     assert read_kaldi_text(out_test / "hyp.txt") == {"test1": "BAT"}
     assert not (out_test / "best_lm_weight").exists()
-    assert not list(out_test.glob("wer*")) and not list(out_test.glob("hyp_*"))
+    assert not list(out_test.glob("wer_*")) and not list(out_test.glob("hyp_*"))  # no sweep
+    # the one figure of test: hyp.txt scored against the references (BAT for BAD)
+    assert read_wer(out_test / "wer").wer == pytest.approx(100.0)
+    assert read_wer(out_test / "wer").subs == 1
 
 
 def test_weight_from_a_dir_without_a_sweep_is_an_error(world, tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ def test_mean_std_and_relative_change(tmp_path):
     conf.write_text("seeds=\"1 2\"\n")
     out = tmp_path / "RESULTS.md"
     assert report.main(["--exp-dir", str(exp), "--systems", "baseline", "hier", "--seeds", "1", "2",
-                        "--config-file", str(conf), "--out", str(out)]) == 0
+                        "--config-files", str(conf), "--out", str(out)]) == 0
 
     figures = json.loads(out.with_suffix(".json").read_text())["systems"]
     assert figures["baseline"]["dev"]["mean"] == pytest.approx(11.0)

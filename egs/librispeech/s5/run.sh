@@ -63,6 +63,7 @@ Stages: 1 data, 2 features, 3 lang, 4 monophone alignment, 5 tree and senone ali
 . ./cmd.sh
 . ./path.sh
 . utils/log.sh
+run_options="$*"  # recorded in RESULTS.md
 . utils/parse_options.sh
 
 force_opt=()
@@ -253,7 +254,7 @@ fi
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   log "Stage 10: results table -> RESULTS.md"
   python -m steps.report --exp-dir exp --systems $systems --seeds $seeds \
-    --config-file "${parse_options_configs:-run.sh defaults}" --out RESULTS.md
+    --config-files ${parse_options_configs:-} --options="$run_options" --out RESULTS.md
   cat RESULTS.md
   for part in ${eval_parts#dev test}; do
     log "$part (not in the table): $(grep -h WER exp/am_*_s*/decode_$part/wer 2>/dev/null | wc -l) decodes," \

@@ -37,6 +37,7 @@ Stages: 1 data, 2 features, 3 lang, 4 monophone alignment, 5 tree and senone ali
 . ./cmd.sh
 . ./path.sh
 . utils/log.sh
+run_options="$*"  # recorded in RESULTS.md
 . utils/parse_options.sh
 
 force_opt=()
@@ -178,6 +179,6 @@ fi
 if [ $stage -le 10 ] && [ $stop_stage -ge 10 ]; then
   log "Stage 10: results table -> RESULTS.md"
   python -m steps.report --exp-dir exp --systems $systems --seeds $seeds \
-    --config-file "${parse_options_configs:-run.sh defaults}" --out RESULTS.md
+    --config-files ${parse_options_configs:-} --options="$run_options" --out RESULTS.md
   cat RESULTS.md
 fi
