@@ -351,13 +351,15 @@ def test_configs_are_valid():
     from steps.config import load_config
     from steps.train_am import AmConfig, load_am_config
     from steps.train_lm import LmConfig
+    from steps.realign_senones import RealignConfig
     from steps.train_mono import MonoConfig
 
     conf = RECIPE / "conf"
     for path in sorted(conf.glob("*.yaml")):
         if path.name == "am_tiny.yaml":  # an override, checked with the systems below
             continue
-        cls = {"am": AmConfig, "lm": LmConfig, "mono": MonoConfig}[path.name.split("_")[0].split(".")[0]]
+        cls = {"am": AmConfig, "lm": LmConfig, "mono": MonoConfig,
+               "realign": RealignConfig}[path.name.split("_")[0].split(".")[0]]
         load_config(path, cls)
     systems = ["baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier"]
     for suffix in ("", "_gpu"):

@@ -164,7 +164,7 @@ def test_configs_load_and_unknown_keys_are_rejected(tmp_path):
 
     tiny = load_config(RECIPE / "conf" / "data_tiny.yaml", SynthDataConfig)
     default = load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)
-    assert (tiny.text.num_train, tiny.text.num_dev, tiny.text.num_test) == (300, 60, 60)
+    assert (tiny.text.num_train, tiny.text.num_dev, tiny.text.num_test) == (150, 20, 20)
     assert tiny.text.lm_factor >= 50 and default.text.lm_factor >= 50
     assert 2400 <= default.text.num_train <= 2800 and 250 <= default.text.num_dev <= 300
     assert default.speakers.num_train >= 60

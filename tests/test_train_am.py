@@ -92,7 +92,7 @@ def state_dicts_equal(a: dict, b: dict) -> bool:
 def test_train_end_to_end_and_resume(data, tmp_path):
     # dropout and SpecAugment on, so that the RNG states matter for the resumed run
     noisy = write(tmp_path / "noisy.yaml", "model:\n  dropout: 0.2\ndata:\n  max_duration: 20\n"
-                  "  spec_augment:\n    enabled: true\n")
+                  "  spec_augment:\n    enabled: true\ntrain:\n  num_epochs: 2\n  average_last: 2\n")
     full = tmp_path / "full"
     assert main(args_for(data, full, "aux_phone", [noisy])) == 0
     for name in ("final.pt", "epoch-1.pt", "epoch-2.pt", "state.pt", "priors.txt", "train_stats.json",

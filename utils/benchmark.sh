@@ -40,7 +40,7 @@ trap 'rm -rf "$tmp"' EXIT
        "\`$(git describe --always --dirty 2>/dev/null || echo unknown)\`."
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')," \
        "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)), load average at the" \
-       "start $(cut -d' ' -f1-3 /proc/loadavg); $($python -c 'import torch, k2, lhotse; print("torch", torch.__version__, "k2", k2.__version__, "lhotse", lhotse.__version__)')."
+       "start $(cut -d' ' -f1-3 /proc/loadavg); $($python -c 'import torch, k2, lhotse; print("torch", torch.__version__, "k2", k2.__dev_version__, "lhotse", lhotse.__version__)')."
   $quick && echo "Quick mode: reduced sizes, figures not comparable with a full run."
   echo
 } > "$tmp/report.md"

@@ -4,7 +4,7 @@
 # skipped when they are already there (a stage interrupted half-way is redone).
 #
 #   ./run.sh                               # everything, default size (~2.2 h of speech)
-#   ./run.sh --config conf/tiny.conf       # the small version (~15 min of speech)
+#   ./run.sh --config conf/tiny.conf       # the small version (~7.5 min of speech)
 #   ./run.sh --stage 4 --stop-stage 5      # a slice
 set -euo pipefail
 
