@@ -69,16 +69,13 @@ fi
 
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: flat-start monophone alignment model -> exp/mono; alignments -> exp/mono_ali"
-  if $force || [ ! -f exp/mono/.done ]; then
-    python -m steps.train_mono --config $mono_config \
-      --cuts data/fbank/${corpus}_cuts_train.jsonl.gz --lang-dir data/lang --exp-dir exp/mono
-  fi
+  # Each program skips what is up to date with its inputs and settings (--force redoes it).
+  python -m steps.train_mono --config $mono_config \
+    --cuts data/fbank/${corpus}_cuts_train.jsonl.gz --lang-dir data/lang --exp-dir exp/mono "${force_opt[@]}"
   for part in train dev test; do
-    if $force || [ ! -f exp/mono_ali/.$part/.done ]; then
-      python -m steps.align --model exp/mono/final.pt --topology exp/mono/topology.json \
-        --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz --lang-dir data/lang --part $part \
-        --out-dir exp/mono_ali --nj $nj --cmd "$train_cmd"
-    fi
+    python -m steps.align --model exp/mono/final.pt --topology exp/mono/topology.json \
+      --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz --lang-dir data/lang --part $part \
+      --out-dir exp/mono_ali --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
   done
   for part in dev test; do
     python -m steps.score_alignment --cuts exp/mono_ali/cuts_$part.jsonl.gz \
@@ -88,12 +85,10 @@ fi
 
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   log "Stage 5: decision tree -> exp/tree; senone alignments -> exp/tri_ali (realigned by exp/tri1)"
-  if $force || [ ! -f exp/tree/.done ]; then
-    python -m steps.acc_tree_stats --cuts exp/mono_ali/cuts_train.jsonl.gz --lang-dir data/lang \
-      --topology exp/mono/topology.json --out-dir exp/tree --nj $nj --cmd "$train_cmd"
-    python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang \
-      --topology exp/mono/topology.json --num-leaves $num_leaves --thresh $tree_thresh --out-dir exp/tree
-  fi
+  python -m steps.acc_tree_stats --cuts exp/mono_ali/cuts_train.jsonl.gz --lang-dir data/lang \
+    --topology exp/mono/topology.json --out-dir exp/tree --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
+  python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang --topology exp/mono/topology.json \
+    --num-leaves $num_leaves --thresh $tree_thresh --out-dir exp/tree "${force_opt[@]}"
   # With senone_realign the converted alignments are an intermediate (exp/tri_conv): the
   # alignment model is retrained on senones and realigns every part into exp/tri_ali.
   conv_dir=exp/tri_ali
@@ -101,7 +96,7 @@ if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   for part in train dev test; do
     python -m steps.convert_ali --cuts exp/mono_ali/cuts_$part.jsonl.gz --tree exp/tree \
       --lang-dir data/lang --topology exp/mono/topology.json --out-dir $conv_dir --nj $nj \
-      --cmd "$train_cmd"
+      --cmd "$train_cmd" "${force_opt[@]}"
   done
   if $senone_realign; then
     python -m steps.realign_senones --config $realign_config --cuts-dir exp/tri_conv \
@@ -119,7 +114,7 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   for level in $levels; do
     python -m steps.lm_tokens --level $level --lm-text data/text/lm_text.txt --lang-dir data/lang \
       --tree exp/tree --topology exp/mono/topology.json --bpe-model $bpe_model \
-      --pron-counts exp/mono_ali/pron_counts_train.txt --out-dir exp/lm_$level
+      --pron-counts exp/mono_ali/pron_counts_train.txt --out-dir exp/lm_$level "${force_opt[@]}"
   done
   # Three small models: one thread each, side by side.
   for level in $levels; do
@@ -135,7 +130,7 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz --lang-dir data/lang \
     --tree exp/tree --topology exp/mono/topology.json --bpe-model $bpe_model \
     --teachers exp/lm_senone exp/lm_phone exp/lm_subword --top-k 8 --temperature 1.0 \
-    --out-dir data/kd --corpus $corpus --nj $nj --cmd "$train_cmd"
+    --out-dir data/kd --corpus $corpus --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
 fi
 
 systems="baseline li aux_senone aux_phone aux_subword hier"
