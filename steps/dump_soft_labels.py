@@ -434,22 +434,6 @@ def merge_stats(all_stats: list[dict]) -> dict:
 # ------------------------------------------------------------------ program
 
 
-def _job_argv(argv: list[str]) -> list[str]:
-    try:
-        from steps.jobs import job_argv
-        return job_argv(argv)
-    except ImportError:
-        out, skip = [], False
-        for arg in argv:
-            if skip:
-                skip = False
-            elif arg in ("--nj", "--job", "--cmd"):
-                skip = True
-            elif not arg.startswith(("--nj=", "--job=", "--cmd=")):
-                out.append(arg)
-        return out
-
-
 def _phones_to_senones(phone_ids: list[int], topology, tree) -> list[int]:
     from steps.units import phones_to_senones
 
@@ -567,7 +551,7 @@ def merge(args, nj: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.jobs import JobsFailed, add_job_arguments, run_jobs
+    from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
     from steps.log import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -617,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.nj > 1:
         try:
             run_jobs(args.cmd, args.nj, out_dir / "log" / "dump.JOB.log", "steps.dump_soft_labels",
-                     [a for a in _job_argv(argv) if a != "--force"])
+                     [a for a in job_argv(argv) if a != "--force"])
         except JobsFailed as e:
             log.error("%s", e)
             return 1

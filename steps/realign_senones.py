@@ -225,18 +225,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
 
-    inputs = [args.cuts_dir / f"cuts_{p}.jsonl.gz" for p in args.parts]
-    inputs += [Path(args.init_model), Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)]
-    missing = [str(p) for p in inputs if not p.exists()]
+    part_cuts = [args.cuts_dir / f"cuts_{p}.jsonl.gz" for p in args.parts]
+    missing = [str(p) for p in [*part_cuts, Path(args.init_model), Path(args.tree)] if not p.exists()]
     if missing:
         raise SystemExit(f"missing inputs: {', '.join(missing)}")
-    fingerprint = {"config": to_dict(config), "parts": args.parts,
-                   "inputs": [[str(p), p.stat().st_size, int(p.stat().st_mtime)] for p in inputs]}
-    done_file = args.out_dir / ".done"
-    if not args.force and done_file.exists() and json.loads(done_file.read_text()).get("fingerprint") == fingerprint:
-        log.info("%s already realigned from the same inputs and config (--force to redo)", args.out_dir)
+    fingerprint = atomic.inputs_fingerprint([*part_cuts, args.init_model, args.tree, args.lang_dir, args.topology],
+                                            config=to_dict(config), parts=args.parts)
+    outputs = [args.out_dir / f"cuts_{p}.jsonl.gz" for p in args.parts] + [args.model_dir / "final.pt"]
+    if atomic.up_to_date(args.out_dir, fingerprint, args.force, outputs, what=f"{args.out_dir} realignment"):
         return
+    # From clean: old cuts would point at the arrays about to be rewritten.
     atomic.clear_done(args.out_dir)
+    atomic.remove(*outputs)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     torch.manual_seed(config.seed)
@@ -284,8 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("senone_counts", "pron_counts"):
         atomic.write_text(args.out_dir / f"{name}.txt", (args.out_dir / f"{name}_{train_part}.txt").read_text())
     atomic.write_text(args.out_dir / "quality.json", json.dumps(quality, indent=1) + "\n")
-    atomic.mark_done(args.out_dir, {"fingerprint": fingerprint, "parts": summaries,
-                                    "seconds": round(time.time() - start, 1)})
+    atomic.mark_done(args.out_dir, {"parts": summaries, "seconds": round(time.time() - start, 1)}, fingerprint)
     log.info("Realigned in %.1f s; wrote %s", time.time() - start, args.out_dir)
 
 
