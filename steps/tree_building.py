@@ -103,11 +103,9 @@ def group_sum(groups: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nd
     return sorted_groups[starts], np.add.reduceat(values[order], starts, axis=0)
 
 
-def reduce_events(events: np.ndarray, counts: np.ndarray, sums: np.ndarray, sumsq: np.ndarray) -> TreeStats:
-    """Rows with the same event summed; events sorted."""
-    dim = sums.shape[1]
-    if len(events) == 0:
-        return TreeStats.empty(dim)
+def _sorted_event_runs(events: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct events sorted, the stable order that sorts the rows, start of each run of
+    equal events in that order): what reduceat needs to sum rows per event."""
     events = np.asarray(events, dtype=np.int64)
     if events.min() < 0:
         raise ValueError("negative phone or state id in events")
@@ -116,7 +114,16 @@ def reduce_events(events: np.ndarray, counts: np.ndarray, sums: np.ndarray, sums
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-    return TreeStats(_decode(keys[starts], base), np.add.reduceat(counts[order], starts, dtype=np.float64),
+    return _decode(keys[starts], base), order, starts
+
+
+def reduce_events(events: np.ndarray, counts: np.ndarray, sums: np.ndarray, sumsq: np.ndarray) -> TreeStats:
+    """Rows with the same event summed; events sorted."""
+    dim = sums.shape[1]
+    if len(events) == 0:
+        return TreeStats.empty(dim)
+    unique, order, starts = _sorted_event_runs(events)
+    return TreeStats(unique, np.add.reduceat(counts[order], starts, dtype=np.float64),
                      np.add.reduceat(sums[order], starts, axis=0, dtype=np.float64),
                      np.add.reduceat(sumsq[order], starts, axis=0, dtype=np.float64))
 
@@ -129,20 +136,13 @@ def accumulate(events: np.ndarray, feats: np.ndarray) -> TreeStats:
     dim = feats.shape[1]
     if len(events) == 0:
         return TreeStats.empty(dim)
-    events = np.asarray(events, dtype=np.int64)
-    if events.min() < 0:
-        raise ValueError("negative phone or state id in events")
-    base = events.max(axis=0) + 1
-    keys = _encode(events, base)
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    unique, order, starts = _sorted_event_runs(events)
     frames = feats[order]
     sums = np.add.reduceat(frames, starts, axis=0, dtype=np.float64)
     np.multiply(frames, frames, out=frames)
     sumsq = np.add.reduceat(frames, starts, axis=0, dtype=np.float64)
-    counts = np.diff(np.concatenate([starts, [len(keys)]])).astype(np.float64)
-    return TreeStats(_decode(keys[starts], base), counts, sums, sumsq)
+    counts = np.diff(np.concatenate([starts, [len(events)]])).astype(np.float64)
+    return TreeStats(unique, counts, sums, sumsq)
 
 
 def merge_stats(parts: Sequence[TreeStats]) -> TreeStats:
