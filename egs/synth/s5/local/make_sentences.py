@@ -102,22 +102,23 @@ class Grammar:
             raise GrammarError(f"no start rule <{start}>")
         self.height = self._heights()
 
-    def _references(self) -> list[str]:
-        found: list[str] = []
-
+    def _terminals(self):
+        """Every Word and Ref of every rule, depth first (through optionals and alternatives)."""
         def visit(item):
-            if isinstance(item, Ref):
-                found.append(item.name)
-            elif isinstance(item, Optional_):
-                visit(item.body)
+            if isinstance(item, Optional_):
+                yield from visit(item.body)
             elif isinstance(item, Alt):
                 for option in item.options:
                     for x in option:
-                        visit(x)
+                        yield from visit(x)
+            else:
+                yield item
 
         for alt in self.rules.values():
-            visit(alt)
-        return found
+            yield from visit(alt)
+
+    def _references(self) -> list[str]:
+        return [item.name for item in self._terminals() if isinstance(item, Ref)]
 
     def _heights(self) -> dict[str, float]:
         # Fixed point of: height(rule) = 1 + min over options of max over items.
@@ -147,21 +148,7 @@ class Grammar:
         return h
 
     def vocabulary(self) -> list[str]:
-        words: set[str] = set()
-
-        def visit(item):
-            if isinstance(item, Word):
-                words.add(item.text)
-            elif isinstance(item, Optional_):
-                visit(item.body)
-            elif isinstance(item, Alt):
-                for option in item.options:
-                    for x in option:
-                        visit(x)
-
-        for alt in self.rules.values():
-            visit(alt)
-        return sorted(words)
+        return sorted({item.text for item in self._terminals() if isinstance(item, Word)})
 
     # ------------------------------------------------------------ generation
 
