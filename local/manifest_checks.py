@@ -211,3 +211,22 @@ def filter_manifests(recordings: Iterable[Recording], supervisions: Iterable[Sup
     write_skipped_report(skipped, skipped_report_path(manifest_dir, corpus, part), corpus, part,
                          total=total)
     return kept_recs, kept_sups, skipped
+
+
+def write_manifests(recordings: Iterable[Recording], supervisions: Iterable[SupervisionSegment],
+                    recordings_path: str | Path, supervisions_path: str | Path, part: str
+                    ) -> tuple[RecordingSet, SupervisionSet]:
+    """Checked manifests sorted by id (the order of a directory listing is not fixed),
+    validated by lhotse and written atomically; a part with nothing usable is an error."""
+    from lhotse.qa import validate_recordings_and_supervisions
+
+    recs = RecordingSet.from_recordings(sorted(recordings, key=lambda r: r.id))
+    sups = SupervisionSet.from_segments(sorted(supervisions, key=lambda s: s.id))
+    if len(recs) == 0:
+        raise RuntimeError(f"{part}: no usable utterance (see the skipped report)")
+    validate_recordings_and_supervisions(recs, sups)
+    with atomic.atomic_path(recordings_path) as tmp:
+        recs.to_file(tmp)
+    with atomic.atomic_path(supervisions_path) as tmp:
+        sups.to_file(tmp)
+    return recs, sups

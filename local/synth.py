@@ -894,11 +894,9 @@ def write_part_manifests(plan: list[Utterance], duplicates: list[str], out_dir: 
                          config: SynthDataConfig):
     """Collects the sidecars, drops and reports what is unusable, validates with lhotse
     and writes the part's manifests."""
-    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
-    from lhotse.qa import validate_recordings_and_supervisions
+    from lhotse import Recording, SupervisionSegment
 
     from local import manifest_checks
-    from steps import atomic
 
     recordings, supervisions, failed = [], [], []
     config_print = config_fingerprint(config)
@@ -922,16 +920,8 @@ def write_part_manifests(plan: list[Utterance], duplicates: list[str], out_dir: 
     manifest_checks.write_skipped_report(
         skipped, manifest_checks.skipped_report_path(manifest_dir, CORPUS, part), CORPUS, part,
         total=len(plan) + len(duplicates))
-    if len(recs) == 0:
-        raise RuntimeError(f"{part}: no usable utterance (see the skipped report)")
-    recs = RecordingSet.from_recordings(sorted(recs, key=lambda r: r.id))
-    sups = SupervisionSet.from_segments(sorted(sups, key=lambda s: s.id))
-    validate_recordings_and_supervisions(recs, sups)
     rec_path, sup_path = manifest_paths(out_dir, part)
-    with atomic.atomic_path(rec_path) as tmp:
-        recs.to_file(tmp)
-    with atomic.atomic_path(sup_path) as tmp:
-        sups.to_file(tmp)
+    recs, sups = manifest_checks.write_manifests(recs, sups, rec_path, sup_path, part)
     hours = sum(r.duration for r in recs) / 3600
     log.info("%s: %d utterances, %.2f h, %d speakers -> %s, %s", part, len(recs), hours,
              len({s.speaker for s in sups}), rec_path, sup_path)

@@ -293,11 +293,7 @@ def read_stamp(out_dir: Path, part: str) -> dict:
 
 def write_recipe_part(out_dir: Path, part: str, pieces: list[PartData], decode: bool) -> dict:
     """Checks, reports and writes one recipe part made of LibriSpeech parts' data."""
-    from lhotse import RecordingSet, SupervisionSet
-    from lhotse.qa import validate_recordings_and_supervisions
-
     from local import manifest_checks
-    from steps import atomic
 
     recordings = [r for p in pieces for r in p.recordings]
     supervisions = [s for p in pieces for s in p.supervisions]
@@ -306,18 +302,9 @@ def write_recipe_part(out_dir: Path, part: str, pieces: list[PartData], decode: 
     manifest_checks.write_skipped_report(
         skipped, manifest_checks.skipped_report_path(out_dir, CORPUS, part), CORPUS, part,
         total=sum(p.seen for p in pieces))
-    if len(recs) == 0:
-        raise RuntimeError(f"{part}: no usable utterance (see the skipped report)")
-    # LibriSpeech ids are unique across its parts, and the order becomes the ids' (the
-    # file system's listing order is not fixed).
-    recs = RecordingSet.from_recordings(sorted(recs, key=lambda r: r.id))
-    sups = SupervisionSet.from_segments(sorted(sups, key=lambda s: s.id))
-    validate_recordings_and_supervisions(recs, sups)
+    # LibriSpeech ids are unique across its parts: the manifests are sorted by them.
     rec_path, sup_path = manifest_paths(out_dir, part)
-    with atomic.atomic_path(rec_path) as tmp:
-        recs.to_file(tmp)
-    with atomic.atomic_path(sup_path) as tmp:
-        sups.to_file(tmp)
+    recs, sups = manifest_checks.write_manifests(recs, sups, rec_path, sup_path, part)
     hours = sum(r.duration for r in recs) / 3600
     with_ali = sum(1 for s in sups if s.alignment and "word" in s.alignment)
     log.info("%s: %d utterances, %.2f h, %d speakers, %d with reference word alignments, %d left out -> %s, %s",
