@@ -37,7 +37,7 @@ Stages: 1 data, 2 features, 3 lang, 4 monophone alignment, 5 tree and senone ali
 . ./cmd.sh
 . ./path.sh
 . utils/log.sh
-run_options="$*"  # recorded in RESULTS.md
+run_options="${*@Q}"  # recorded in RESULTS.md, quoted as typed
 . utils/parse_options.sh
 
 force_opt=()
