@@ -1,5 +1,6 @@
-# Puts the repo's .venv first on PATH; sourced by run.sh.
-lm2am_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+# Puts the repo's .venv first on PATH; sourced by run.sh. The repository is found from this
+# file's real location, so a working copy of the recipe made of symlinks works too.
+lm2am_root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../.." && pwd)
 if [ ! -x "$lm2am_root/.venv/bin/python" ]; then
   "$lm2am_root/utils/setup_env.sh"
 fi
