@@ -21,6 +21,8 @@
 #                        that names the wheel for your torch, e.g.
 #                        "k2==1.24.4.dev20240223+cpu.torch2.2.1".
 #   --force              reinstall even if .venv looks complete.
+#   --check              install nothing: say whether the environment's k2 (its compiled
+#                        module _k2) and the rest of the stack import; exit 1 if not.
 # The same settings can come from the environment: LM2AM_PYTHON, LM2AM_TORCH_SPEC,
 # LM2AM_K2_SPEC, LM2AM_K2_FIND_LINKS, LM2AM_TRANSFORMERS_SPEC; LM2AM_VENV names the
 # environment (default: .venv in the repository).
@@ -38,6 +40,7 @@ k2_default_sha256=1404589732fdb7f6f5bf62297a20dd73318b7b4f2e10dd52dc3d5b6669688a
 k2_find_links=${LM2AM_K2_FIND_LINKS:-}
 transformers_spec=${LM2AM_TRANSFORMERS_SPEC:-transformers==4.49.0}
 force=false
+check_only=false
 venv=${LM2AM_VENV:-$repo/.venv}
 
 while [ $# -gt 0 ]; do
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     --k2-spec) k2_spec=$2; shift 2 ;;
     --k2-find-links) k2_find_links=$2; shift 2 ;;
     --force) force=true; shift ;;
+    --check) check_only=true; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "$0: unknown option '$1' (see --help)" >&2; exit 1 ;;
   esac
@@ -121,6 +125,18 @@ check_k2() {
   } >&2
   return 1
 }
+
+if $check_only; then
+  [ -x "$venv/bin/python" ] || { echo "$0: no environment at $venv" >&2; exit 1; }
+  check_k2 "$venv/bin/python" || exit 1
+  if ! err=$("$venv/bin/python" -c "$import_check" 2>&1); then
+    echo "$0: the stack does not import in $venv: $(echo "$err" | tail -n 1)" >&2
+    echo "Run utils/setup_env.sh --force to reinstall it." >&2
+    exit 1
+  fi
+  log "Environment $venv imports the stack."
+  exit 0
+fi
 
 install_debian_packages
 
