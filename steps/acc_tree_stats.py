@@ -77,7 +77,7 @@ def cut_events(cut, lang: Lang, topology: Topology, silence: int, ci_phones: lis
     alignment = cut.supervisions[0].alignment if cut.supervisions else None
     if alignment and "ali_phone" in alignment:
         try:
-            segments = segments_from_items(alignment["ali_phone"], lang, len(ali))
+            segments = segments_from_items(alignment["ali_phone"], lang, len(ali), cut.start)
             starts = consistent_starts(segments, ali, topology) or []
         except ValueError:
             starts = []  # the state sequence alone still gives the instances

@@ -5,8 +5,8 @@ silence), the model's log-posteriors, the best path by k2.intersect_dense +
 k2.shortest_path. The per-frame HMM-state ids are stored losslessly (NumpyHdf5Writer,
 frame_shift 0.01, temporal_dim 0) as the cut's custom field `mono_ali`; the phone and
 word segments of the path go into the supervision's alignment under `ali_phone` and
-`ali_word` (lhotse AlignmentItems, times relative to the cut start, which for whole
-recordings is the recording). Utterances that cannot be aligned (too short for their
+`ali_word` (lhotse AlignmentItems on the recording's timeline, as lhotse keeps them:
+steps.ali_times). Utterances that cannot be aligned (too short for their
 transcript, no path) are left out and listed with their reason in unaligned_<part>.txt.
 Word pronunciation counts (which pronunciation the aligner chose) go to
 pron_counts_<part>.txt as `WORD COUNT PHONES...`.
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import torch
 from lhotse import CutSet, NumpyHdf5Writer
-from lhotse.supervision import AlignmentItem
 from lhotse.utils import fastcopy
 
 from steps import atomic, checkpoint
+from steps.ali_times import FRAME_SHIFT, frame_items
 from steps.align_model import model_from_checkpoint
 from steps.forced_align import Alignment
 from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
@@ -51,13 +51,6 @@ from steps.training_graph import TrainingGraphCompiler
 from steps.utterances import load_utterances
 
 log = logging.getLogger(__name__)
-FRAME_SHIFT = 0.01
-
-
-def _items(segments, symbol_of, offset: float) -> list[AlignmentItem]:
-    return [AlignmentItem(symbol=symbol_of(s), start=round(offset + start * FRAME_SHIFT, 4),
-                          duration=round((end - start) * FRAME_SHIFT, 4))
-            for s, start, end in segments]
 
 
 def attach_alignment(cut, alignment: Alignment, lang: Lang, writer: NumpyHdf5Writer,
@@ -66,9 +59,9 @@ def attach_alignment(cut, alignment: Alignment, lang: Lang, writer: NumpyHdf5Wri
     array = writer.store_array(cut.id, alignment.states, frame_shift=FRAME_SHIFT, temporal_dim=0,
                                start=cut.start)
     supervision = cut.supervisions[0]
-    offset = -supervision.start  # alignment times are relative to the cut, like the supervision's
-    supervision = supervision.with_alignment("ali_phone", _items(alignment.phones, lambda p: lang.phones[p], offset))
-    supervision = supervision.with_alignment("ali_word", _items(alignment.words, lambda w: w, offset))
+    supervision = supervision.with_alignment(
+        "ali_phone", frame_items(alignment.phones, lambda p: lang.phones[p], cut.start))
+    supervision = supervision.with_alignment("ali_word", frame_items(alignment.words, str, cut.start))
     cut = fastcopy(cut, supervisions=[supervision, *cut.supervisions[1:]])
     cut.custom = dict(cut.custom or {}, **{field_name: array})
     return cut

@@ -45,6 +45,7 @@ from lhotse.utils import fastcopy
 from tqdm import tqdm
 
 from steps import atomic
+from steps.ali_times import item_frames
 from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
 from steps.lexicon import Lang
 from steps.log import setup_logging
@@ -72,15 +73,14 @@ def check_tree_covers(tree: Tree, topology: Topology) -> None:
                          "was it built with this topology?")
 
 
-def word_prons(alignment: dict, lang: Lang, num_frames: int) -> list[tuple[str, tuple[str, ...]]]:
+def word_prons(alignment: dict, lang: Lang, num_frames: int, cut_start: float) -> list[tuple[str, tuple[str, ...]]]:
     """(word, the phones aligned inside its span) for each aligned word."""
     if "ali_word" not in alignment or "ali_phone" not in alignment:
         return []
-    phones = segments_from_items(alignment["ali_phone"], lang, num_frames)
+    phones = segments_from_items(alignment["ali_phone"], lang, num_frames, cut_start)
     result = []
     for item in alignment["ali_word"]:
-        start = int(round(item.start / FRAME_SHIFT))
-        end = int(round((item.start + item.duration) / FRAME_SHIFT))
+        start, end = item_frames(item, cut_start, num_frames)
         inside = tuple(lang.phones[p] for p, s, e in phones if s >= start and e <= end and e > s)
         if inside and not all(p == lang.optional_silence for p in inside):
             result.append((item.symbol, tuple(p for p in inside if p != lang.optional_silence)))
@@ -105,7 +105,7 @@ def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: Numpy
         segments, starts, readable = None, [], True
         if "ali_phone" in alignment:
             try:
-                segments = segments_from_items(alignment["ali_phone"], lang, len(ali))
+                segments = segments_from_items(alignment["ali_phone"], lang, len(ali), cut.start)
                 starts = consistent_starts(segments, ali, topology) or []
             except ValueError:
                 readable = False  # phones not in phones.txt: counted as a disagreement
@@ -124,7 +124,7 @@ def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: Numpy
         done.append(fastcopy(cut, custom=dict(cut.custom or {}, senone_ali=array)))
         counts += np.bincount(senones, minlength=tree.num_senones)
         if readable:
-            prons.update(word_prons(alignment, lang, len(ali)))
+            prons.update(word_prons(alignment, lang, len(ali), cut.start))
     return done, skipped, disagree, counts, prons
 
 

@@ -71,13 +71,13 @@ from tqdm import tqdm
 from steps import atomic
 from steps import checkpoint as ckpt_io
 from steps import soft_labels as sl
+from steps.ali_times import item_frames
 from steps.atomic import atomic_path, write_text
 from steps.lexicon import SILENCE, Lang
 from steps.lm_model import TransformerLM, model_from_checkpoint, unit_logits, unit_top_k
 
 log = logging.getLogger(__name__)
 
-FRAME_SHIFT = 0.01
 NOT_WORDS = {"!SIL", "<eps>", SILENCE, "<s>", "</s>"}
 
 
@@ -142,12 +142,6 @@ class LevelTokens:
     positions: np.ndarray  # int64 [N] index into teacher_tokens
     problems: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
-
-
-def _frames(item, num_frames: int) -> tuple[int, int]:
-    start = int(round(item.start / FRAME_SHIFT))
-    end = int(round((item.start + item.duration) / FRAME_SHIFT))
-    return max(0, min(start, num_frames)), max(0, min(end, num_frames))
 
 
 def _silent_before(speech: np.ndarray) -> list[int]:
@@ -287,7 +281,7 @@ def cut_tokens(cut, units: UnitMaps, num_units: dict[str, int]) -> dict[str, Lev
         raise NoAlignment("no senone_ali")
     senone_ali = np.asarray(cut.load_custom("senone_ali")).reshape(-1)
     num_frames = len(senone_ali)
-    phones = [(item.symbol, *_frames(item, num_frames)) for item in alignment["ali_phone"]]
+    phones = [(item.symbol, *item_frames(item, cut.start, num_frames)) for item in alignment["ali_phone"]]
     covered = np.zeros(num_frames, dtype=bool)
     speech = np.zeros(num_frames, dtype=bool)
     for symbol, start, end in phones:
@@ -310,7 +304,7 @@ def cut_tokens(cut, units: UnitMaps, num_units: dict[str, int]) -> dict[str, Lev
     if "subword" in num_units:
         if "ali_word" not in alignment:
             raise NoAlignment("no ali_word alignment")
-        words = [(item.symbol, *_frames(item, num_frames)) for item in alignment["ali_word"]]
+        words = [(item.symbol, *item_frames(item, cut.start, num_frames)) for item in alignment["ali_word"]]
         bounds = sorted({s for _, s, _ in phones} | {e for _, _, e in phones})
         result["subword"] = subword_tokens(words, bounds, speech, units.sp)
         text = (cut.supervisions[0].text or "").split()

@@ -45,6 +45,7 @@ from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
 from steps import atomic, checkpoint
+from steps.ali_times import FRAME_SHIFT
 from steps.align import attach_alignment
 from steps.align_model import checkpoint_dict, model_from_checkpoint
 from steps.config import load_config, require, to_dict
@@ -61,7 +62,6 @@ from steps.tree import Tree
 from steps.utterances import load_utterances
 
 log = logging.getLogger(__name__)
-FRAME_SHIFT = 0.01
 
 
 @dataclass
@@ -111,7 +111,7 @@ def senone_graph(graph: UtteranceGraph, topology: Topology, tree: Tree, silence:
 def aligned_words(cut, lang: Lang, num_frames: int) -> tuple[list[str], list[tuple[str, ...]]] | None:
     """The words and the pronunciations the earlier alignment chose, or None."""
     alignment = (cut.supervisions[0].alignment or {}) if cut.supervisions else {}
-    pairs = word_prons(alignment, lang, num_frames)
+    pairs = word_prons(alignment, lang, num_frames, cut.start)
     if not pairs:
         return None
     return [w for w, _ in pairs], [p for _, p in pairs]
@@ -179,7 +179,7 @@ def realign_part(cuts: CutSet, model, log_priors, config: RealignConfig, lang: L
                 out_cuts.append(cut)
             counts += np.bincount(senones, minlength=tree.num_senones)
             alignment = cut.supervisions[0].alignment or {}
-            prons.update(word_prons(alignment, lang, len(senones)))
+            prons.update(word_prons(alignment, lang, len(senones), cut.start))
     with atomic.atomic_path(out_dir / f"cuts_{part}.jsonl.gz") as tmp:
         CutSet.from_cuts(out_cuts).to_file(tmp)
     atomic.write_text(out_dir / f"kept_converted_{part}.txt",

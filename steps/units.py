@@ -23,11 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
+from steps.ali_times import FRAME_SHIFT, item_frames
 from steps.context import BOUNDARY, phone_contexts
 from steps.lexicon import Lang
 from steps.topology import Topology
 
-FRAME_SHIFT = 0.01
 SILENCE_ID = 1  # SIL's id in phones.txt by the conventions; a tree names its own
 
 
@@ -124,16 +124,14 @@ def frame_events(mono_ali: np.ndarray, topology: Topology, silence: int, ci_phon
     return events
 
 
-def segments_from_items(items, lang: Lang, num_frames: int) -> list[tuple[int, int, int]]:
-    """(phone id, start frame, end frame) of lhotse AlignmentItems (ali_phone), frames as
-    steps.dump_soft_labels counts them. Unknown symbols raise ValueError."""
+def segments_from_items(items, lang: Lang, num_frames: int, cut_start: float) -> list[tuple[int, int, int]]:
+    """(phone id, start frame, end frame) of lhotse AlignmentItems (ali_phone) of a cut that
+    starts at `cut_start` (steps.ali_times). Unknown symbols raise ValueError."""
     segments = []
     for item in items:
         if item.symbol not in lang.phone_id:
             raise ValueError(f"ali_phone symbol {item.symbol!r} is not in phones.txt")
-        start = min(max(int(round(item.start / FRAME_SHIFT)), 0), num_frames)
-        end = min(max(int(round((item.start + item.duration) / FRAME_SHIFT)), 0), num_frames)
-        segments.append((lang.phone_id[item.symbol], start, end))
+        segments.append((lang.phone_id[item.symbol], *item_frames(item, cut_start, num_frames)))
     return segments
 
 

@@ -33,7 +33,9 @@ def main() -> int:
     alignment = cut.supervisions[0].alignment or {}
     duration = feats.shape[0] * cut.frame_shift
     fig, ax = plt.subplots(figsize=(max(8.0, duration * 3), 4))
-    ax.imshow(feats.T, origin="lower", aspect="auto", extent=(0, duration, 0, feats.shape[1]), cmap="magma")
+    # alignment times are on the recording's timeline (steps.ali_times): so is the x axis
+    ax.imshow(feats.T, origin="lower", aspect="auto", extent=(cut.start, cut.start + duration, 0, feats.shape[1]),
+              cmap="magma")
     top = feats.shape[1]
     for item in alignment.get("ali_phone", []):
         ax.axvline(item.start, color="white", linewidth=0.5, alpha=0.6)
