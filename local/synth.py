@@ -825,7 +825,7 @@ def synthesize_share(config: SynthDataConfig, plans: dict[str, list[Utterance]],
     skipping finished ones. Returns counts."""
     import soundfile as sf
     import torch
-    from tqdm import tqdm
+    from steps.log import progress
 
     from local.espeak import Espeak
     from steps import atomic
@@ -844,7 +844,7 @@ def synthesize_share(config: SynthDataConfig, plans: dict[str, list[Utterance]],
         if not todo:
             continue
         babble = _LazyBabble(engine, plan, config, part)
-        for utt in tqdm(todo, desc=f"synth {part} job {job}/{nj}", mininterval=5):
+        for utt in progress(todo, desc=f"synth {part} job {job}/{nj}", mininterval=5):
             flac = audio_path(out_dir, utt)
             try:
                 rendered = render(engine, citations, utt, config, babble)

@@ -46,12 +46,11 @@ from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet
 from lhotse.augmentation.torchaudio import get_or_create_resampler
 from lhotse.cut import MonoCut
 from lhotse.utils import compute_num_frames, fastcopy
-from tqdm import tqdm
 
 from steps import atomic
 from steps.fbank import KnfFbank, KnfFbankConfig
 from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-from steps.log import setup_logging
+from steps.log import progress, setup_logging
 
 log = logging.getLogger(__name__)
 SPEED_FACTORS = (0.9, 1.1)
@@ -152,7 +151,7 @@ def compute_features(cuts: CutSet, extractor: KnfFbank, archive: Path, sampling_
     done, skipped = [], []
     archive.parent.mkdir(parents=True, exist_ok=True)
     with LilcomChunkyWriter(archive) as writer:
-        for cut in tqdm(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 10):
+        for cut in progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 10):
             if compute_num_frames(cut.duration, extractor.frame_shift, sampling_rate) < 1:
                 skipped.append((cut.id, f"too short ({cut.duration:.4f} s): no frame"))
                 continue

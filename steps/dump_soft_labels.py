@@ -66,7 +66,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from steps import atomic
 from steps import checkpoint as ckpt_io
@@ -74,6 +73,7 @@ from steps import soft_labels as sl
 from steps.atomic import atomic_path, write_text
 from steps.lexicon import SILENCE, Lang
 from steps.lm_model import TransformerLM, model_from_checkpoint, unit_logits, unit_top_k
+from steps.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
                 stats["speech_frames"] += tokens[levels[0]].problems["speech_frames"]
             batch.clear()
 
-        for cut in tqdm(cuts, desc=f"dump job {job}", mininterval=5):
+        for cut in progress(cuts, desc=f"dump job {job}", mininterval=5):
             stats["cuts_in"] += 1
             batch.append(cut)
             if len(batch) >= batch_cuts:
