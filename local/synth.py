@@ -209,9 +209,22 @@ def utterance_rng(seed: int, utt: Utterance) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(utt.part.encode()), zlib.crc32(utt.id.encode())])
 
 
+# The code that makes the audio: editing it redoes the audio and stage 1 (like a setting).
+AUDIO_SOURCES = (Path(__file__), Path(__file__).with_name("espeak.py"))
+
+
+def sources_fingerprint() -> str:
+    h = hashlib.sha256()
+    for path in AUDIO_SOURCES:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def config_fingerprint(config: SynthDataConfig) -> str:
-    """What the audio depends on besides the text: seed, speakers and audio settings."""
-    data = [config.seed, dataclasses.asdict(config.speakers), dataclasses.asdict(config.audio)]
+    """What the audio depends on besides the text: seed, speakers and audio settings, and
+    the code that makes it."""
+    data = [config.seed, dataclasses.asdict(config.speakers), dataclasses.asdict(config.audio),
+            sources_fingerprint()]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -873,13 +886,15 @@ def part_marker_dir(out_dir: Path, part: str) -> Path:
 
 
 def part_fingerprint(config: SynthDataConfig, text_dir: Path, part: str) -> dict:
-    """What a part's manifests are made from: its transcripts and the settings the audio
-    depends on."""
+    """What a part's manifests are made from: its transcripts, the settings the audio
+    depends on, and the code that makes the audio and checks it."""
+    from local import manifest_checks
     from steps import atomic
 
     return atomic.inputs_fingerprint([text_dir / f"{part}.txt"], seed=config.seed,
                                      speakers=dataclasses.asdict(config.speakers),
-                                     audio=dataclasses.asdict(config.audio))
+                                     audio=dataclasses.asdict(config.audio),
+                                     sources=atomic.source_fingerprint(*AUDIO_SOURCES, manifest_checks.__file__))
 
 
 def part_done(out_dir: Path, part: str, stamp: dict, force: bool = False) -> bool:

@@ -234,3 +234,75 @@ def test_entry_point_takes_paths_and_reports_every_bad_file(tmp_path, caplog):
                             skipped=[mc.Skipped("row9", "no-audio-path", "metadata row 9")])
     assert not again.redone and len(again.recordings) == 2
     assert {s.id: s.reason for s in again.skipped} == expected
+
+
+PREP = '''\
+"""A new corpus' stage 1: a tree of WAV files and a metadata table (id, file, speaker, text).
+
+Reads:  <corpus-dir>/metadata.tsv, <corpus-dir>/wavs/*.wav
+Writes: <out-dir>/mine_{recordings,supervisions}_train.jsonl.gz, mine_skipped_train.txt
+Example: python myprep.py --corpus-dir corpus --out-dir data/manifests
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from local.manifest_checks import CorpusItem, Skipped, prepare_part
+from steps.log import setup_logging
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--corpus-dir", type=Path, required=True)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    items, bad_rows = [], []
+    for number, row in enumerate((args.corpus_dir / "metadata.tsv").read_text().splitlines(), 1):
+        fields = row.split("\\t")
+        if len(fields) != 4:
+            bad_rows.append(Skipped(f"row{number}", "bad-metadata-row", row))
+            continue
+        utt, file, speaker, text = fields
+        items.append(CorpusItem(utt, args.corpus_dir / "wavs" / file, text.upper(), speaker))
+    done = prepare_part(items, args.out_dir, "mine", "train", sources=[__file__], skipped=bad_rows)
+    return 0 if len(done.recordings) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def test_a_new_corpus_prep_in_a_few_lines_and_an_edit_of_it_redoes_stage_one(repo, tmp_path):
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    (corpus / "wavs").mkdir(parents=True)
+    _wav(corpus / "wavs" / "a.wav")
+    _cut_in_half(_wav(corpus / "wavs" / "b.wav"))
+    _wav(corpus / "wavs" / "c.wav", rate=22050)
+    (corpus / "metadata.tsv").write_text("a\ta.wav\tspk1\thello world\nb\tb.wav\tspk1\tcut short\n"
+                                         "c\tc.wav\tspk2\tother rate\nno tabs here\n")
+    prep = tmp_path / "myprep.py"
+    prep.write_text(PREP)
+    assert len(PREP.splitlines()) < 40
+    out = tmp_path / "manifests"
+    command = [sys.executable, str(prep), "--corpus-dir", str(corpus), "--out-dir", str(out)]
+    env = {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}
+
+    first = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    report = sorted((out / "mine_skipped_train.txt").read_text().splitlines())
+    assert report == ["b truncated-audio", "c wrong-sampling-rate", "row4 bad-metadata-row"]
+    assert "skipped 3 of 4: bad-metadata-row 1, truncated-audio 1, wrong-sampling-rate 1" in first.stderr
+    assert list(RecordingSet.from_file(out / "mine_recordings_train.jsonl.gz").ids) == ["a"]
+
+    second = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert second.returncode == 0 and "mine train manifests: up to date" in second.stderr
+
+    prep.write_text(PREP.replace('text.upper()', '" ".join(text.upper().split())'))
+    third = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert third.returncode == 0, third.stderr
+    assert "mine train manifests: (re)doing it: inputs changed: setting sources.myprep.py:" in third.stderr
