@@ -907,29 +907,32 @@ def part_done(out_dir: Path, part: str, stamp: dict, force: bool = False) -> boo
 
 def write_part_manifests(plan: list[Utterance], duplicates: list[str], out_dir: Path, part: str,
                          config: SynthDataConfig):
-    """Collects the sidecars, drops and reports what is unusable, validates with lhotse
-    and writes the part's manifests."""
-    from lhotse import Recording, SupervisionSegment
+    """Collects the finished utterances, passes them through the shared entry point
+    (local.manifest_checks.manifests_from_files: every file checked and decoded, what is
+    unusable dropped and reported), validates with lhotse and writes the part's manifests."""
+    from lhotse import SupervisionSegment
 
     from local import manifest_checks
 
-    recordings, supervisions, failed = [], [], []
+    items, failed = [], []
     config_print = config_fingerprint(config)
     for utt in plan:
         data = read_sidecar(out_dir, utt, config_print)
         if data is not None:
-            recordings.append(Recording.from_dict(data["recording"]))
-            supervisions.append(SupervisionSegment.from_dict(data["supervision"]))
+            sup = SupervisionSegment.from_dict(data["supervision"])
+            items.append(manifest_checks.CorpusItem(
+                utt.id, audio_path(out_dir, utt), sup.text, sup.speaker, gender=sup.gender,
+                language=sup.language, alignment=sup.alignment, custom=sup.custom))
         elif not utt.text.strip():
             # Nothing to say: the checks report the empty transcript.
-            supervisions.append(SupervisionSegment(id=utt.id, recording_id=utt.id, start=0.0,
-                                                   duration=0.01, text=utt.text,
-                                                   speaker=utt.speaker.id))
+            items.append(manifest_checks.CorpusItem(utt.id, audio_path(out_dir, utt), utt.text,
+                                                    utt.speaker.id))
         else:
             failed.append(manifest_checks.Skipped(
                 utt.id, "synthesis-failed", "no audio was made (see the job's log)"))
     manifest_dir = out_dir / "manifests"
-    recs, sups, skipped = manifest_checks.check_manifests(recordings, supervisions, decode=True)
+    recs, sups, skipped = manifest_checks.manifests_from_files(
+        items, decode=True, audio=manifest_checks.AudioFormat(sampling_rate=config.audio.sample_rate))
     skipped = [manifest_checks.Skipped(u, "duplicate-id", "the id occurs again in the text")
                for u in duplicates] + failed + skipped
     manifest_checks.write_skipped_report(
