@@ -209,9 +209,22 @@ def utterance_rng(seed: int, utt: Utterance) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(utt.part.encode()), zlib.crc32(utt.id.encode())])
 
 
+# The code that makes the audio: editing it redoes the audio and stage 1 (like a setting).
+AUDIO_SOURCES = (Path(__file__), Path(__file__).with_name("espeak.py"))
+
+
+def sources_fingerprint() -> str:
+    h = hashlib.sha256()
+    for path in AUDIO_SOURCES:
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def config_fingerprint(config: SynthDataConfig) -> str:
-    """What the audio depends on besides the text: seed, speakers and audio settings."""
-    data = [config.seed, dataclasses.asdict(config.speakers), dataclasses.asdict(config.audio)]
+    """What the audio depends on besides the text: seed, speakers and audio settings, and
+    the code that makes it."""
+    data = [config.seed, dataclasses.asdict(config.speakers), dataclasses.asdict(config.audio),
+            sources_fingerprint()]
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -825,7 +838,7 @@ def synthesize_share(config: SynthDataConfig, plans: dict[str, list[Utterance]],
     skipping finished ones. Returns counts."""
     import soundfile as sf
     import torch
-    from tqdm import tqdm
+    from steps.log import progress
 
     from local.espeak import Espeak
     from steps import atomic
@@ -844,7 +857,7 @@ def synthesize_share(config: SynthDataConfig, plans: dict[str, list[Utterance]],
         if not todo:
             continue
         babble = _LazyBabble(engine, plan, config, part)
-        for utt in tqdm(todo, desc=f"synth {part} job {job}/{nj}", mininterval=5):
+        for utt in progress(todo, desc=f"synth {part} job {job}/{nj}", mininterval=5):
             flac = audio_path(out_dir, utt)
             try:
                 rendered = render(engine, citations, utt, config, babble)
@@ -873,13 +886,15 @@ def part_marker_dir(out_dir: Path, part: str) -> Path:
 
 
 def part_fingerprint(config: SynthDataConfig, text_dir: Path, part: str) -> dict:
-    """What a part's manifests are made from: its transcripts and the settings the audio
-    depends on."""
+    """What a part's manifests are made from: its transcripts, the settings the audio
+    depends on, and the code that makes the audio and checks it."""
+    from local import manifest_checks
     from steps import atomic
 
     return atomic.inputs_fingerprint([text_dir / f"{part}.txt"], seed=config.seed,
                                      speakers=dataclasses.asdict(config.speakers),
-                                     audio=dataclasses.asdict(config.audio))
+                                     audio=dataclasses.asdict(config.audio),
+                                     sources=atomic.source_fingerprint(*AUDIO_SOURCES, manifest_checks.__file__))
 
 
 def part_done(out_dir: Path, part: str, stamp: dict, force: bool = False) -> bool:
@@ -892,29 +907,32 @@ def part_done(out_dir: Path, part: str, stamp: dict, force: bool = False) -> boo
 
 def write_part_manifests(plan: list[Utterance], duplicates: list[str], out_dir: Path, part: str,
                          config: SynthDataConfig):
-    """Collects the sidecars, drops and reports what is unusable, validates with lhotse
-    and writes the part's manifests."""
-    from lhotse import Recording, SupervisionSegment
+    """Collects the finished utterances, passes them through the shared entry point
+    (local.manifest_checks.manifests_from_files: every file checked and decoded, what is
+    unusable dropped and reported), validates with lhotse and writes the part's manifests."""
+    from lhotse import SupervisionSegment
 
     from local import manifest_checks
 
-    recordings, supervisions, failed = [], [], []
+    items, failed = [], []
     config_print = config_fingerprint(config)
     for utt in plan:
         data = read_sidecar(out_dir, utt, config_print)
         if data is not None:
-            recordings.append(Recording.from_dict(data["recording"]))
-            supervisions.append(SupervisionSegment.from_dict(data["supervision"]))
+            sup = SupervisionSegment.from_dict(data["supervision"])
+            items.append(manifest_checks.CorpusItem(
+                utt.id, audio_path(out_dir, utt), sup.text, sup.speaker, gender=sup.gender,
+                language=sup.language, alignment=sup.alignment, custom=sup.custom))
         elif not utt.text.strip():
             # Nothing to say: the checks report the empty transcript.
-            supervisions.append(SupervisionSegment(id=utt.id, recording_id=utt.id, start=0.0,
-                                                   duration=0.01, text=utt.text,
-                                                   speaker=utt.speaker.id))
+            items.append(manifest_checks.CorpusItem(utt.id, audio_path(out_dir, utt), utt.text,
+                                                    utt.speaker.id))
         else:
             failed.append(manifest_checks.Skipped(
                 utt.id, "synthesis-failed", "no audio was made (see the job's log)"))
     manifest_dir = out_dir / "manifests"
-    recs, sups, skipped = manifest_checks.check_manifests(recordings, supervisions, decode=True)
+    recs, sups, skipped = manifest_checks.manifests_from_files(
+        items, decode=True, audio=manifest_checks.AudioFormat(sampling_rate=config.audio.sample_rate))
     skipped = [manifest_checks.Skipped(u, "duplicate-id", "the id occurs again in the text")
                for u in duplicates] + failed + skipped
     manifest_checks.write_skipped_report(

@@ -40,12 +40,11 @@ from pathlib import Path
 
 import numpy as np
 from lhotse import CutSet
-from tqdm import tqdm
 
 from steps import atomic
 from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
 from steps.lexicon import Lang
-from steps.log import setup_logging
+from steps.log import progress, setup_logging
 from steps.topology import Topology
 from steps.tree_building import TreeStats, accumulate, load_stats, merge_stats, save_stats
 from steps.units import consistent_starts, frame_events, segments_from_items
@@ -105,7 +104,7 @@ def accumulate_cuts(cuts, lang: Lang, topology: Topology, silence: int, ci_phone
             total = chunk if total is None else merge_stats([total, chunk])
         pending_events, pending_feats, pending = [], [], 0
 
-    for cut in tqdm(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
+    for cut in progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
         try:
             events, feats = cut_events(cut, lang, topology, silence, ci_phones)
         except SkipCut as e:

@@ -52,9 +52,9 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 from lhotse import CutSet
-from tqdm import tqdm
 
 from steps.config import require
+from steps.log import progress
 from steps.soft_labels import LEVELS, SoftLabels, has_soft_labels, load_soft_labels
 
 log = logging.getLogger(__name__)
@@ -215,7 +215,7 @@ class CutStore:
                 raise ValueError(f"unknown unit level {level!r} (known: {LEVELS})")
         kept, skipped, stored, info, counts = [], [], {}, {}, {}
         dim = None
-        for cut in tqdm(cuts, desc=description, leave=False, mininterval=2):
+        for cut in progress(cuts, desc=description, leave=False, mininterval=2):
             try:
                 arrays = load_cut_arrays(cut, levels, need_alignment)
             except BadCut as e:

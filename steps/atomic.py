@@ -24,6 +24,7 @@ point is redone from a clean state by the next one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -115,6 +116,13 @@ def inputs_fingerprint(paths: Iterable[str | Path | None], **settings) -> dict:
     ignored) with its path_stamp, and the settings (config dicts, options, seed)."""
     inputs = {str(p): path_stamp(p) for p in paths if p is not None and str(p) != ""}
     return {"inputs": inputs, "settings": _plain(settings)}
+
+
+def source_fingerprint(*paths: str | Path) -> dict:
+    """A short hash of the content of each program source a stage's outputs depend on
+    (content, not mtime: a checkout must not redo a stage, an edit must), for the
+    settings of inputs_fingerprint: `sources=atomic.source_fingerprint(__file__)`."""
+    return {Path(p).name: hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for p in paths}
 
 
 def read_fingerprint(directory: str | Path):

@@ -33,23 +33,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet
 from lhotse.augmentation.torchaudio import get_or_create_resampler
 from lhotse.cut import MonoCut
 from lhotse.utils import compute_num_frames, fastcopy
-from tqdm import tqdm
 
 from steps import atomic
 from steps.fbank import KnfFbank, KnfFbankConfig
 from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-from steps.log import setup_logging
+from steps.log import progress, setup_logging
 
 log = logging.getLogger(__name__)
 SPEED_FACTORS = (0.9, 1.1)
@@ -78,8 +79,11 @@ def make_cuts(recordings: RecordingSet, supervisions: SupervisionSet
     cuts, skipped = [], []
     for rec in recordings:
         sups = by_recording.pop(rec.id, [])
+        short = _short_file(rec)
         if rec.num_channels != 1:
             skipped.append((rec.id, f"{rec.num_channels} channels (one expected)"))
+        elif short:
+            skipped.append((rec.id, short))
         elif not sups:
             skipped.append((rec.id, "no supervision"))
         else:
@@ -88,6 +92,23 @@ def make_cuts(recordings: RecordingSet, supervisions: SupervisionSet
     for rec_id, sups in by_recording.items():
         skipped += [(s.id, f"supervision of unknown recording {rec_id}") for s in sups]
     return cuts, skipped
+
+
+def _short_file(rec) -> str | None:
+    """Why a recording's file holds fewer samples than the manifest says, or None. Checked
+    here because lhotse pads a shortfall of up to half its length without a word, and
+    reports a larger one as its own bug."""
+    for source in rec.sources:
+        if source.type != "file":
+            continue
+        try:
+            frames = sf.info(str(source.source)).frames
+        except Exception:
+            return None  # unreadable: loading it reports why
+        if rec.num_samples - frames > 0.025 * rec.sampling_rate:
+            return (f"truncated-audio: the file holds {frames} samples, the manifest says "
+                    f"{rec.num_samples} (local.manifest_checks reports such files at stage 1)")
+    return None
 
 
 def load_cuts(manifest_dir: Path, corpus: str, part: str,
@@ -130,7 +151,7 @@ def compute_features(cuts: CutSet, extractor: KnfFbank, archive: Path, sampling_
     done, skipped = [], []
     archive.parent.mkdir(parents=True, exist_ok=True)
     with LilcomChunkyWriter(archive) as writer:
-        for cut in tqdm(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 10):
+        for cut in progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 10):
             if compute_num_frames(cut.duration, extractor.frame_shift, sampling_rate) < 1:
                 skipped.append((cut.id, f"too short ({cut.duration:.4f} s): no frame"))
                 continue
@@ -140,13 +161,22 @@ def compute_features(cuts: CutSet, extractor: KnfFbank, archive: Path, sampling_
                     samples, writer, sampling_rate=sampling_rate, offset=cut.start, channel=cut.channel)
                 done.append(fastcopy(cut, features=features))
             except Exception as e:  # one bad file must not stop the part; reported
-                skipped.append((cut.id, _reason(e)))
+                skipped.append((cut.id, _reason(e, cut)))
     return done, skipped
 
 
-def _reason(error: Exception) -> str:
+_SHORT_AUDIO = re.compile(r"diverged from the one obtained when loading audio.*?audio\.shape=\(\d+, (\d+)\)",
+                          re.DOTALL)
+
+
+def _reason(error: Exception, cut=None) -> str:
     # lhotse appends whole manifests as "[extra info]"; the first part says what failed.
     text = str(error).split(" [extra info]")[0].replace("\n", " ")
+    short = _SHORT_AUDIO.search(text)
+    if short and cut is not None and cut.has_recording:
+        # lhotse asks for a bug report; what is wrong is the file (e.g. a WAV cut short).
+        return (f"truncated-audio: the file holds {short.group(1)} samples, the manifest says "
+                f"{cut.recording.num_samples} (local.manifest_checks reports such files at stage 1)")
     return f"{type(error).__name__}: {text[:300]}"
 
 

@@ -42,13 +42,12 @@ from pathlib import Path
 import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
-from tqdm import tqdm
 
 from steps import atomic
 from steps.ali_times import item_frames
 from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
 from steps.lexicon import Lang
-from steps.log import setup_logging
+from steps.log import progress, setup_logging
 from steps.topology import Topology
 from steps.tree import Tree
 from steps.units import (FRAME_SHIFT, alignment_agrees, consistent_starts, frame_events, phone_instances,
@@ -92,7 +91,7 @@ def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: Numpy
     done, skipped, disagree = [], [], []
     counts = np.zeros(tree.num_senones, dtype=np.int64)
     prons: Counter = Counter()
-    for cut in tqdm(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
+    for cut in progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
         if not cut.has_custom("mono_ali"):
             skipped.append((cut.id, "no mono_ali"))
             continue

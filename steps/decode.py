@@ -151,10 +151,10 @@ def run_job(args, job: int, nj: int, weights: list[float]) -> Path:
                          f"{graph.num_senones} senones (another tree?)")
     options = search_options(args)
     out = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"
-    from tqdm import tqdm
+    from steps.log import progress
 
     with atomic.atomic_path(out) as tmp, open(tmp, "w") as f:
-        for record in tqdm(decode_cuts(cuts, scorer, graph, options, weights), total=len(cuts),
+        for record in progress(decode_cuts(cuts, scorer, graph, options, weights), total=len(cuts),
                            desc=f"decode job {job}", disable=None):
             if record["problem"]:
                 log.warning("%s: %s", record["id"], record["problem"])

@@ -66,7 +66,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from steps import atomic
 from steps import checkpoint as ckpt_io
@@ -75,6 +74,7 @@ from steps.ali_times import item_frames
 from steps.atomic import atomic_path, write_text
 from steps.lexicon import SILENCE, Lang
 from steps.lm_model import TransformerLM, model_from_checkpoint, unit_logits, unit_top_k
+from steps.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +385,7 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
                 stats["speech_frames"] += tokens[levels[0]].problems["speech_frames"]
             batch.clear()
 
-        for cut in tqdm(cuts, desc=f"dump job {job}", mininterval=5):
+        for cut in progress(cuts, desc=f"dump job {job}", mininterval=5):
             stats["cuts_in"] += 1
             batch.append(cut)
             if len(batch) >= batch_cuts:

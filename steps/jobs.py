@@ -5,7 +5,8 @@ utils/slurm.py, or whatever `--cmd` names), Kaldi-style:
              "steps.align", ["--cuts", "...", "--out-dir", "exp/mono_ali"])
 
 runs `python -m steps.align ... --job JOB --nj 4` for JOB=1..4 and raises JobsFailed
-(with the runner's "k / N failed, see ..." message) if any job fails.
+(with the runner's "k / N failed, see ..." message and the failing logs' last lines) if
+any job fails.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def run_jobs(cmd: str | None, nj: int, log_template: str | Path, module: str,
     result = subprocess.run(command, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
         message = result.stderr.strip().splitlines()
-        raise JobsFailed(message[-1] if message else f"{shlex.join(command)} failed")
+        # From the runner's "failed" line on: it is followed by the failing logs' ends.
+        start = next((i for i, line in enumerate(message) if " failed, see " in line or "job failed" in line),
+                     len(message) - 1)
+        raise JobsFailed("\n".join(message[start:]) if message else f"{shlex.join(command)} failed")
 
 
 def job_argv(argv: list[str]) -> list[str]:

@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-from tqdm import tqdm
 
 from steps import atomic
 from steps.atomic import atomic_path, write_text
 from steps.lexicon import SILENCE, Lang, write_symbol_table
+from steps.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def make_corpus(lines: Iterable[str], convert: Converter, valid_fraction: float
                 ) -> tuple[list[list[int]], list[list[int]], list[tuple[int, str]]]:
     """(train, valid, skipped (line number, reason)) from the text lines."""
     train, valid, skipped = [], [], []
-    for number, line in enumerate(tqdm(lines, desc="sentences", mininterval=5), 1):
+    for number, line in enumerate(progress(lines, desc="sentences", mininterval=5), 1):
         words = line.split()
         if not words:
             skipped.append((number, "empty line"))

@@ -6,6 +6,12 @@ differences of the start times and of the end times are pooled. Reported per par
 median and 90th percentile absolute boundary error, and the share of boundaries within
 20 ms and within 50 ms. Cuts whose two word sequences differ are reported and skipped.
 
+A reference may know word starts only: a reference word of duration 0 contributes its
+start alone (`starts` and `ends` in the output count what was scored). When no cut carries
+reference boundaries (most real corpora), the program says "no reference boundaries:
+nothing scored", writes that to --out (cuts 0) and exits 0, so a recipe copied from synth
+goes on.
+
 Reads:  alignment cuts (e.g. exp/mono_ali/cuts_dev.jsonl.gz)
 Writes: --out (e.g. exp/mono_ali/quality_dev.json) and a one-line summary on stdout
 
@@ -40,25 +46,33 @@ class BoundaryQuality:
     within_20ms: float
     within_50ms: float
     mismatched_cuts: int
+    starts: int = 0
+    ends: int = 0
 
     def summary(self) -> str:
-        return (f"{self.boundaries} word boundaries in {self.cuts} cuts: median {self.median_ms:.1f} ms, "
+        ends = "" if self.ends == self.starts else f" ({self.starts} starts, {self.ends} ends)"
+        return (f"{self.boundaries} word boundaries{ends} in {self.cuts} cuts: median {self.median_ms:.1f} ms, "
                 f"90th percentile {self.p90_ms:.1f} ms, within 20 ms {100 * self.within_20ms:.1f}%, "
                 f"within 50 ms {100 * self.within_50ms:.1f}%")
 
 
-def boundary_errors(truth, hypothesis) -> np.ndarray | None:
-    """|start - start'| and |end - end'| in seconds for words in order; None if the word
-    sequences differ."""
+class NoReferences(ValueError):
+    """No cut carries both alignments with the same words: nothing to score."""
+
+
+def boundary_errors(truth, hypothesis) -> tuple[np.ndarray, np.ndarray] | None:
+    """|start - start'| of every word and |end - end'| of the words whose reference has an
+    end (duration > 0), in seconds, words in order; None if the word sequences differ."""
     if [t.symbol for t in truth] != [h.symbol for h in hypothesis]:
         return None
-    starts = np.array([[t.start, h.start] for t, h in zip(truth, hypothesis)])
-    ends = np.array([[t.end, h.end] for t, h in zip(truth, hypothesis)])
-    return np.concatenate([np.abs(starts[:, 0] - starts[:, 1]), np.abs(ends[:, 0] - ends[:, 1])])
+    starts = np.array([abs(t.start - h.start) for t, h in zip(truth, hypothesis)])
+    ends = np.array([abs(t.end - h.end) for t, h in zip(truth, hypothesis) if (t.duration or 0) > 0])
+    return starts, ends
 
 
 def score_cuts(cuts, truth_key: str = "word", hyp_key: str = "ali_word") -> tuple[BoundaryQuality, list[str]]:
-    errors, mismatched, scored = [], [], 0
+    """Raises NoReferences when no cut can be scored."""
+    errors, mismatched, scored, n_starts, n_ends = [], [], 0, 0, 0
     for cut in cuts:
         supervision = cut.supervisions[0]
         alignment = supervision.alignment or {}
@@ -68,10 +82,12 @@ def score_cuts(cuts, truth_key: str = "word", hyp_key: str = "ali_word") -> tupl
         if e is None:
             mismatched.append(cut.id)
             continue
-        errors.append(e)
+        errors += list(e)
+        n_starts, n_ends = n_starts + len(e[0]), n_ends + len(e[1])
         scored += 1
-    if not errors:
-        raise ValueError(f"no cut has both '{truth_key}' and '{hyp_key}' alignments with the same words")
+    if not n_starts:
+        raise NoReferences(f"no cut has both '{truth_key}' and '{hyp_key}' alignments with the same words"
+                           + (f" ({len(mismatched)} with different words)" if mismatched else ""))
     all_errors = np.concatenate(errors)
     quality = BoundaryQuality(
         cuts=scored, boundaries=len(all_errors),
@@ -79,7 +95,7 @@ def score_cuts(cuts, truth_key: str = "word", hyp_key: str = "ali_word") -> tupl
         # a hair of tolerance: times are multiples of 10 ms stored as floats
         within_20ms=float(np.mean(all_errors <= 0.020 + 1e-6)),
         within_50ms=float(np.mean(all_errors <= 0.050 + 1e-6)),
-        mismatched_cuts=len(mismatched))
+        mismatched_cuts=len(mismatched), starts=n_starts, ends=n_ends)
     return quality, mismatched
 
 
@@ -91,7 +107,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hyp-key", default="ali_word")
     args = parser.parse_args(argv)
     setup_logging()
-    quality, mismatched = score_cuts(CutSet.from_file(args.cuts), args.truth_key, args.hyp_key)
+    try:
+        quality, mismatched = score_cuts(CutSet.from_file(args.cuts), args.truth_key, args.hyp_key)
+    except NoReferences as e:
+        log.info("%s", e)
+        atomic.write_text(args.out, json.dumps({"cuts": 0, "boundaries": 0, "note": str(e)}, indent=1) + "\n")
+        print(f"{Path(args.cuts).name}: no reference boundaries: nothing scored")
+        return
     if mismatched:
         log.warning("%d cuts have different word sequences in the two alignments, e.g. %s",
                     len(mismatched), ", ".join(mismatched[:5]))

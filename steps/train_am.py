@@ -59,7 +59,6 @@ import numpy as np
 import torch
 import yaml
 from lhotse import CutSet
-from tqdm import tqdm
 
 from steps import checkpoint as ckpt_io
 from steps.am_data import AmDataset, CutStore, DataConfig, make_sampler, sequential_batches, spec_augment
@@ -69,6 +68,7 @@ from steps.am_model import (AcousticModel, ModelConfig, checkpoint_dict, log_pri
 from steps import atomic
 from steps.atomic import write_text
 from steps.config import ConfigError, from_dict, require, to_dict
+from steps.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -582,15 +582,15 @@ def train(args) -> int:
         resume_point = (0, {}, 0, 0.0)
         window: dict[str, list[float]] = {}
         started = time.time() - seconds
-        progress = tqdm(total=steps_per_epoch, initial=batches_done, desc=f"epoch {epoch + 1}",
-                        disable=not world.main, mininterval=5, leave=False)
+        bar = progress(total=steps_per_epoch, initial=batches_done, desc=f"epoch {epoch + 1}",
+                       disable=not world.main, mininterval=5, leave=False)
         for cuts in sampler:
             batch = dataset[cuts].to(device)
             result = train_step(model, core, optimizer, batch, config, world, augment)
             scheduler.step()
             step += 1
             batches_done += 1
-            progress.update(1)
+            bar.update(1)
             frames += batch.num_frames
             if result["skipped"]:
                 skipped_steps += 1
@@ -608,17 +608,17 @@ def train(args) -> int:
                     writer.add_scalar(f"train/{name}", s / max(c, 1.0), step)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                 writer.add_scalar("train/grad_norm", result["grad_norm"], step)
-                progress.set_postfix({k: f"{s / max(c, 1):.3f}" for k, (s, c) in window.items()})
+                bar.set_postfix({k: f"{s / max(c, 1):.3f}" for k, (s, c) in window.items()})
                 window = {}
             if args.stop_after_steps and step >= args.stop_after_steps:
                 save_state(batches_done, sums, frames, time.time() - started)
-                progress.close()
+                bar.close()
                 if world.main:
                     log.info("stopping after step %d as asked (state in %s)", step, state_path)
                 return 0
             if tc.save_every_steps and step % tc.save_every_steps == 0:
                 save_state(batches_done, sums, frames, time.time() - started)
-        progress.close()
+        bar.close()
         elapsed = time.time() - started
         frames = int(all_reduce_sum(torch.tensor([float(frames)], device=device), world)[0])
         means = {name: s / max(c, 1.0) for name, (s, c) in sums.items()}

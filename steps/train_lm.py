@@ -49,7 +49,6 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from steps import checkpoint as ckpt_io
 from steps import atomic
@@ -58,6 +57,7 @@ from steps.bigram import Bigram, perplexity
 from steps.config import load_config, require, to_dict
 from steps.lm_model import KIND, ModelConfig, Specials, build_model, log_likelihood
 from steps.lm_tokens import LEVELS, read_corpus, read_tokens
+from steps.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: b
     model.train()
     started = time.time()
     running, running_n = 0.0, 0
-    progress = tqdm(total=max_steps, initial=step, desc=f"train {level} LM", mininterval=2)
+    bar = progress(total=max_steps, initial=step, desc=f"train {level} LM", mininterval=2)
     while step < max_steps:
         if batch_index >= len(batches):
             epoch, batch_index = epoch + 1, 0
@@ -280,10 +280,10 @@ def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: b
         batch_index += 1
         running += float(loss)
         running_n += 1
-        progress.update(1)
+        bar.update(1)
         if step % tc.log_every == 0 or step == max_steps:
             mean = running / running_n
-            progress.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.2e}", epoch=epoch)
+            bar.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.2e}", epoch=epoch)
             if writer:
                 writer.add_scalar("train/loss", mean, step)
                 writer.add_scalar("train/lr", lr, step)
@@ -296,7 +296,7 @@ def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: b
                 writer.add_scalar("valid/ppl", ppl, step)
         if step % tc.save_every == 0 and step < max_steps:
             save_state()
-    progress.close()
+    bar.close()
     save_state()
     elapsed = time.time() - started
     log.info("%d steps (epoch %d) in %.1f s this run", step, epoch, elapsed)

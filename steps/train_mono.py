@@ -41,14 +41,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from lhotse import CutSet
-from tqdm import tqdm
 
 from steps import atomic, checkpoint
 from steps.align_model import AlignModel, AlignModelConfig, checkpoint_dict
 from steps.config import load_config, require, to_dict
 from steps.forced_align import Alignment, align, numerator_loss, too_short
 from steps.lexicon import Lang
-from steps.log import setup_logging
+from steps.log import progress, setup_logging
 from steps.topology import Topology
 from steps.training_graph import TrainingGraphCompiler, UtteranceGraph
 from steps.utterances import Utterance, feature_stats, length_batches, load_utterances, pad_features
@@ -148,7 +147,7 @@ def align_utterances(model: AlignModel, utterances: list[Utterance], graphs: lis
     prior_scale x log-priors), or why there is none."""
     model.eval()
     results: list[Alignment | str | None] = [None] * len(utterances)
-    for batch in tqdm(_batches_of(utterances, max_frames), desc=description, leave=False):
+    for batch in progress(_batches_of(utterances, max_frames), desc=description, leave=False):
         feats, lengths = pad_features([utterances[i] for i in batch])
         log_probs = model(feats.to(device), lengths).cpu()
         if log_priors is not None and prior_scale > 0:
@@ -167,7 +166,7 @@ def train_flat_start_epoch(model, optimizer, utterances, graphs, config: MonoTra
     """One full-sum epoch; log_priors (the running posterior average) is updated in place."""
     model.train()
     total, frames, failed = 0.0, 0, 0
-    for batch in tqdm(_batches_of(utterances, config.max_frames_per_batch, rng), desc="flat start",
+    for batch in progress(_batches_of(utterances, config.max_frames_per_batch, rng), desc="flat start",
                       leave=False):
         feats, lengths = pad_features([utterances[i] for i in batch])
         log_probs = model(feats.to(device), lengths).cpu()
@@ -193,7 +192,7 @@ def train_viterbi_epoch(model, optimizer, utterances, targets: list[np.ndarray],
                         config: MonoTrainingConfig, rng, device) -> dict:
     model.train()
     total, correct, frames = 0.0, 0, 0
-    for batch in tqdm(_batches_of(utterances, config.max_frames_per_batch, rng), desc="viterbi",
+    for batch in progress(_batches_of(utterances, config.max_frames_per_batch, rng), desc="viterbi",
                       leave=False):
         feats, lengths = pad_features([utterances[i] for i in batch])
         target = torch.full(feats.shape[:2], -100, dtype=torch.long)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from lhotse import CutSet
-from tqdm import tqdm
+
+from steps.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def load_utterances(cuts: CutSet, description: str = "loading features") -> tupl
     """Utterances with features and a non-empty transcript, and (cut id, reason) for
     the cuts left out."""
     utterances, skipped = [], []
-    for cut in tqdm(cuts, desc=description, leave=False):
+    for cut in progress(cuts, desc=description, leave=False):
         words = transcript_words(cut)
         if not words:
             skipped.append((cut.id, "empty transcript"))

@@ -250,3 +250,19 @@ def test_compute_fbank_redoes_interrupted_and_changed_parts(tmp_path):
     assert json.loads((feats_dir / ".done").read_text())["fingerprint"] != stamp
     check_cuts(out / "toy_cuts_dev.jsonl.gz", ["dev1"])
     assert (out / "toy_skipped_dev.txt").read_text() == "dev0 no supervision\n"
+
+
+def test_a_wav_cut_short_after_stage_one_is_named_not_sent_to_lhotse(tmp_path):
+    """The manifest holds the header's length, the file was cut short since: stage 2 says
+    what is wrong instead of lhotse's "please report this issue"."""
+    manifests = make_corpus(tmp_path, {"dev": [(16000, 1.0), (16000, 0.8)]})
+    wav = tmp_path / "wav" / "dev0.wav"
+    data = wav.read_bytes()
+    wav.write_bytes(data[: 44 + (len(data) - 44) // 2])  # header intact, half the data
+    out = tmp_path / "fbank"
+    compute_fbank.main(["--manifest-dir", str(manifests), "--corpus", "toy", "--parts", "dev",
+                        "--out-dir", str(out)])
+    assert [c.id for c in CutSet.from_file(out / "toy_cuts_dev.jsonl.gz")] == ["dev1"]
+    (line,) = (out / "toy_skipped_dev.txt").read_text().splitlines()
+    assert line == ("dev0 truncated-audio: the file holds 8000 samples, the manifest says 16000 "
+                    "(local.manifest_checks reports such files at stage 1)")

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,15 @@ def test_failures_are_counted_and_reported(repo, tmp_path):
     log = tmp_path / "log" / "t.JOB.log"
     # Jobs 2 and 4 fail, with different exit codes.
     out = runner(repo, "run.py", "JOB=1:5", str(log), "bash", "-c",
-                 "case JOB in 2) exit 3;; 4) exit 1;; esac")
+                 "seq 1 30 | sed s/^/line-JOB-/; case JOB in 2) echo bad input 2; exit 3;; 4) exit 1;; esac")
     assert out.returncode == 1
-    assert out.stderr.strip() == f"run.py: 2 / 5 failed, see {tmp_path}/log/t.*.log"
+    lines = out.stderr.strip().splitlines()
+    assert lines[0] == f"run.py: 2 / 5 failed, see {tmp_path}/log/t.*.log"
+    # The console shows the end of each failing log: its last 12 lines, framing left out.
+    assert lines[1] == f"run.py: the end of {tmp_path}/log/t.2.log:"
+    assert lines[2:14] == [f"  line-2-{i}" for i in range(20, 31)] + ["  bad input 2"]
+    assert lines[14] == f"run.py: the end of {tmp_path}/log/t.4.log:"
+    assert lines[15:] == [f"  line-4-{i}" for i in range(19, 31)]
     assert "# Ended (code 3)" in (tmp_path / "log" / "t.2.log").read_text()
     assert "# Ended (code 0)" in (tmp_path / "log" / "t.3.log").read_text()
 
@@ -163,7 +170,11 @@ def test_slurm_sbatch_failures_are_counted(repo, tmp_path, fake_slurm):
     log = tmp_path / "log" / "f.JOB.log"
     out = runner(repo, "slurm.py", "JOB=1:4", str(log), "test", "JOB", "-le", "1", env=env)
     assert out.returncode == 1
-    assert out.stderr.strip() == f"slurm.py: 3 / 4 failed, see {tmp_path}/log/f.*.log"
+    lines = out.stderr.strip().splitlines()
+    assert lines[0] == f"slurm.py: 3 / 4 failed, see {tmp_path}/log/f.*.log"
+    assert lines[1:4] == [f"slurm.py: the end of {tmp_path}/log/f.2.log:", "  # test 2 -le 1",
+                          f"slurm.py: the end of {tmp_path}/log/f.3.log:"]
+    assert lines[-1] == "slurm.py: ... and 1 more failing logs"
 
 
 def test_slurm_srun_launcher(repo, tmp_path, fake_slurm):
@@ -184,3 +195,52 @@ def test_slurm_without_sbatch_says_so(repo, tmp_path):
                           str(tmp_path / "l.JOB.log"), "true"],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 2 and "sbatch not found" in out.stderr
+
+
+def test_a_second_runner_of_the_same_array_is_refused_while_the_first_runs(repo, tmp_path):
+    log = tmp_path / "log" / "t.JOB.log"
+    first = subprocess.Popen([str(repo / "utils" / "run.py"), "JOB=1:2", str(log), "sleep", "3"],
+                             stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "log" / ".t.JOB.log.lock"
+    for _ in range(100):
+        if lock.is_file():
+            break
+        time.sleep(0.05)
+    second = runner(repo, "run.py", "JOB=1:2", str(log), "true")
+    assert second.returncode == 1
+    held = json.loads(lock.read_text())
+    assert held["pid"] == first.pid
+    assert f"is in use by another run (pid {first.pid} on {held['host']}, since {held['since']}: " \
+           f"utils/run.py JOB=1:2 {log} sleep 3)" in second.stderr
+    # Another array in the same log directory is not held up.
+    assert runner(repo, "run.py", "JOB=1:1", str(tmp_path / "log" / "u.JOB.log"), "true").returncode == 0
+    assert first.wait(timeout=30) == 0
+    assert not lock.exists()  # given back
+    assert runner(repo, "run.py", "JOB=1:2", str(log), "true").returncode == 0
+
+
+def test_runner_starts_no_new_job_when_its_parent_dies(repo, tmp_path):
+    """kill -9 of the script that started the runner: the running job finishes, the rest
+    are never started."""
+    log = tmp_path / "log" / "t.JOB.log"
+    parent = subprocess.Popen(
+        ["bash", "-c", f"{repo}/utils/run.py --max-jobs-run 1 JOB=1:4 {log} sleep 1.5 ';' echo done JOB "
+                       f"2> {tmp_path}/runner.err; echo never"], stdout=subprocess.PIPE, text=True)
+    first_log = tmp_path / "log" / "t.1.log"
+    for _ in range(100):
+        if first_log.is_file():
+            break
+        time.sleep(0.05)
+    parent.kill()
+    parent.wait()
+    lock = tmp_path / "log" / ".t.JOB.log.lock"
+    for _ in range(200):  # the runner lives on until its running job ends
+        if not lock.exists():
+            break
+        time.sleep(0.05)
+    assert not lock.exists()
+    assert "done 1" in first_log.read_text() and "# Ended (code 0)" in first_log.read_text()
+    assert sorted(p.name for p in (tmp_path / "log").glob("t.*.log")) == ["t.1.log"]
+    err = (tmp_path / "runner.err").read_text()
+    assert f"the process that started it (pid {parent.pid}) is gone: not starting the 3 jobs left" in err
+    assert "run.py: 3 / 4 failed" in err

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from lhotse import AudioSource, Recording, SupervisionSegment
+from lhotse import AudioSource, Recording, RecordingSet, SupervisionSegment
 from lhotse.qa import validate_recordings_and_supervisions
 
 from local import manifest_checks as mc
@@ -138,3 +138,171 @@ def test_a_bad_recording_drops_its_other_supervisions_too(tmp_path):
     assert {s.id: s.reason for s in skipped} == {
         "long": "missing-audio", "long-a": "missing-audio", "long-b": "missing-audio"}
     assert [s.id for s in sups] == ["good1"] and [r.id for r in recs] == ["good1"]
+
+
+# ---------------------------------------------------------------- issue 15: bad input a new corpus met
+
+def _wav(path: Path, seconds: float = 2.0, rate: int = SR, channels: int = 1) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * 220 * t)
+    sf.write(path, np.stack([x] * channels, axis=1) if channels > 1 else x, rate, subtype="PCM_16")
+    return path
+
+
+def _cut_in_half(path: Path) -> Path:
+    """The data cut in half, the header (declaring the full length) intact."""
+    data = path.read_bytes()
+    path.write_bytes(data[: 44 + (len(data) - 44) // 2])
+    return path
+
+
+def test_a_truncated_wav_is_reported_in_both_modes_and_never_passes(tmp_path):
+    truncated = _cut_in_half(_wav(tmp_path / "cut.wav"))
+    good = _wav(tmp_path / "good.wav")
+    assert sf.info(str(truncated)).frames == SR  # libsndfile reports only what is there
+    assert mc.declared_frames(truncated) == 2 * SR and mc.declared_frames(good) == 2 * SR
+    # The old flow: lhotse's Recording.from_file takes the 1 s that is there as the recording.
+    recordings = [Recording.from_file(truncated, recording_id="cut"),
+                  Recording.from_file(good, recording_id="good")]
+    assert recordings[0].num_samples == SR
+    supervisions = [_supervision("cut", duration=1.0), _supervision("good", duration=2.0)]
+    for decode in (True, False):
+        recs, _, skipped = mc.check_manifests(recordings, supervisions, decode=decode)
+        assert [(s.id, s.reason) for s in skipped] == [("cut", "truncated-audio")]
+        assert "16000 samples (1.00 s), its header declares 32000 (2.00 s)" in skipped[0].detail
+        assert [r.id for r in recs] == ["good"]
+    # A manifest that holds the header's length is caught the same way.
+    declared = Recording(id="cut", sources=recordings[0].sources, sampling_rate=SR,
+                         num_samples=2 * SR, duration=2.0)
+    _, _, skipped = mc.check_manifests([declared], [_supervision("cut", duration=2.0)])
+    assert [(s.id, s.reason) for s in skipped] == [("cut", "truncated-audio")]
+
+
+def test_channels_and_sampling_rate_are_flagged_at_stage_one(tmp_path):
+    items = [mc.CorpusItem("stereo", _wav(tmp_path / "s.wav", rate=44100, channels=2), "A B", "s1"),
+             mc.CorpusItem("cd_rate", _wav(tmp_path / "m.wav", rate=44100), "A B", "s1"),
+             mc.CorpusItem("ok", _wav(tmp_path / "ok.wav"), "A B", "s1")]
+    recs, sups, skipped = mc.manifests_from_files(items)
+    assert {s.id: s.reason for s in skipped} == {"stereo": "wrong-channel-count",
+                                                 "cd_rate": "wrong-sampling-rate"}
+    assert "2 channels, expected 1" in skipped[0].detail
+    assert "44100 Hz, expected 16000" in skipped[1].detail
+    assert [r.id for r in recs] == ["ok"]
+    # Resampling on purpose keeps the mono 44.1 kHz file (stage 2 resamples it); stereo is
+    # never downmixed.
+    recs, _, skipped = mc.manifests_from_files(items, audio=mc.AudioFormat(resample=True))
+    assert {s.id: s.reason for s in skipped} == {"stereo": "wrong-channel-count"}
+    assert sorted(r.id for r in recs) == ["cd_rate", "ok"]
+    assert recs["cd_rate"].sampling_rate == 44100
+    # Manifests made elsewhere are checked by the same rules.
+    _, _, skipped = mc.check_manifests([Recording.from_file(tmp_path / "s.wav", recording_id="st")],
+                                       [_supervision("st")])
+    assert [(s.id, s.reason) for s in skipped] == [("st", "wrong-channel-count")]
+
+
+def test_entry_point_takes_paths_and_reports_every_bad_file(tmp_path, caplog):
+    """Paths, transcripts and speakers in; checked manifests, the report and the skipped list
+    out; no file is opened by lhotse before it is checked, so nothing raises."""
+    audio = tmp_path / "wavs"
+    audio.mkdir()
+    (audio / "noise.wav").write_bytes(b"RIFF....WAVEnot really\n" * 20)
+    items = [mc.CorpusItem("u1", _wav(audio / "u1.wav"), "HELLO  WORLD", "spk1", gender="f"),
+             mc.CorpusItem("u2", _wav(audio / "u2.wav", 1.5), "GOOD BYE", "spk2"),
+             mc.CorpusItem("u3", _cut_in_half(_wav(audio / "u3.wav")), "CUT SHORT", "spk1"),
+             mc.CorpusItem("u4", audio / "noise.wav", "NOT AUDIO", "spk2"),
+             mc.CorpusItem("u5", audio / "absent.wav", "NO FILE", "spk2"),
+             mc.CorpusItem("u6", _wav(audio / "u6.wav"), "", "spk1"),
+             mc.CorpusItem("u1", _wav(audio / "u1b.wav"), "AGAIN", "spk1")]
+    caplog.set_level(logging.INFO)
+    done = mc.prepare_part(items, tmp_path / "manifests", "mine", "train",
+                           skipped=[mc.Skipped("row9", "no-audio-path", "metadata row 9")])
+    assert done.redone
+    expected = {"u3": "truncated-audio", "u4": "unreadable-audio", "u5": "missing-audio",
+                "u6": "empty-transcript", "u1": "duplicate-id", "row9": "no-audio-path"}
+    assert {s.id: s.reason for s in done.skipped} == expected
+    assert sorted(r.id for r in done.recordings) == ["u1", "u2"]
+    sup = done.supervisions["u1"]
+    assert (sup.text, sup.speaker, sup.gender, sup.duration) == ("HELLO WORLD", "spk1", "f", 2.0)
+    assert done.supervisions["u2"].duration == 1.5
+    report = (tmp_path / "manifests" / "mine_skipped_train.txt").read_text().splitlines()
+    assert sorted(report) == sorted(f"{k} {v}" for k, v in expected.items())
+    assert "skipped 6 of 7" in caplog.text
+    recs = RecordingSet.from_file(tmp_path / "manifests" / "mine_recordings_train.jsonl.gz")
+    assert sorted(recs.ids) == ["u1", "u2"]
+    # Run again with the same inputs: read back, not redone.
+    again = mc.prepare_part(items, tmp_path / "manifests", "mine", "train",
+                            skipped=[mc.Skipped("row9", "no-audio-path", "metadata row 9")])
+    assert not again.redone and len(again.recordings) == 2
+    assert {s.id: s.reason for s in again.skipped} == expected
+
+
+PREP = '''\
+"""A new corpus' stage 1: a tree of WAV files and a metadata table (id, file, speaker, text).
+
+Reads:  <corpus-dir>/metadata.tsv, <corpus-dir>/wavs/*.wav
+Writes: <out-dir>/mine_{recordings,supervisions}_train.jsonl.gz, mine_skipped_train.txt
+Example: python myprep.py --corpus-dir corpus --out-dir data/manifests
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from local.manifest_checks import CorpusItem, Skipped, prepare_part
+from steps.log import setup_logging
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--corpus-dir", type=Path, required=True)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    items, bad_rows = [], []
+    for number, row in enumerate((args.corpus_dir / "metadata.tsv").read_text().splitlines(), 1):
+        fields = row.split("\\t")
+        if len(fields) != 4:
+            bad_rows.append(Skipped(f"row{number}", "bad-metadata-row", row))
+            continue
+        utt, file, speaker, text = fields
+        items.append(CorpusItem(utt, args.corpus_dir / "wavs" / file, text.upper(), speaker))
+    done = prepare_part(items, args.out_dir, "mine", "train", sources=[__file__], skipped=bad_rows)
+    return 0 if len(done.recordings) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def test_a_new_corpus_prep_in_a_few_lines_and_an_edit_of_it_redoes_stage_one(repo, tmp_path):
+    import subprocess
+    import sys
+
+    corpus = tmp_path / "corpus"
+    (corpus / "wavs").mkdir(parents=True)
+    _wav(corpus / "wavs" / "a.wav")
+    _cut_in_half(_wav(corpus / "wavs" / "b.wav"))
+    _wav(corpus / "wavs" / "c.wav", rate=22050)
+    (corpus / "metadata.tsv").write_text("a\ta.wav\tspk1\thello world\nb\tb.wav\tspk1\tcut short\n"
+                                         "c\tc.wav\tspk2\tother rate\nno tabs here\n")
+    prep = tmp_path / "myprep.py"
+    prep.write_text(PREP)
+    assert len(PREP.splitlines()) < 40
+    out = tmp_path / "manifests"
+    command = [sys.executable, str(prep), "--corpus-dir", str(corpus), "--out-dir", str(out)]
+    env = {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"}
+
+    first = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    report = sorted((out / "mine_skipped_train.txt").read_text().splitlines())
+    assert report == ["b truncated-audio", "c wrong-sampling-rate", "row4 bad-metadata-row"]
+    assert "skipped 3 of 4: bad-metadata-row 1, truncated-audio 1, wrong-sampling-rate 1" in first.stderr
+    assert list(RecordingSet.from_file(out / "mine_recordings_train.jsonl.gz").ids) == ["a"]
+
+    second = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert second.returncode == 0 and "mine train manifests: up to date" in second.stderr
+
+    prep.write_text(PREP.replace('text.upper()', '" ".join(text.upper().split())'))
+    third = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert third.returncode == 0, third.stderr
+    assert "mine train manifests: (re)doing it: inputs changed: setting sources.myprep.py:" in third.stderr

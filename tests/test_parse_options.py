@@ -89,3 +89,50 @@ def test_help_prints_the_callers_help_message(script):
     out = run(script, "--help")
     assert out.returncode == 0
     assert out.stdout.strip() == "Usage: prog.sh [options] <in> <out>"
+
+
+def test_integer_accepts_only_a_whole_number(script):
+    assert "num_jobs=-1" in run(script, "--num-jobs", "-1").stdout
+    out = run(script, "--num-jobs", "ten")
+    assert out.returncode == 1
+    assert "option '--num-jobs' is an integer: give a whole number, not 'ten'" in out.stderr
+    # A variable that is neither keeps taking anything.
+    assert "lm_dir=7" in run(script, "--lm-dir", "7").stdout
+
+
+def test_config_file_typos_and_wrong_kinds_are_errors(script, tmp_path):
+    conf = tmp_path / "bad.conf"
+    conf.write_text("# a comment\nstage=3\n  num_job=2   # misspelt\n")
+    out = run(script, "--config", str(conf))
+    assert out.returncode == 1 and out.stdout == ""
+    assert f"config file '{conf}' line 3: unknown variable 'num_job'" in out.stderr
+    conf.write_text("stage=3\nnum_jobs=ten\n")
+    out = run(script, "--config", str(conf))
+    assert out.returncode == 1
+    assert f"config file '{conf}' line 2: 'num_jobs' is an integer: give a whole number, not 'ten'" in out.stderr
+    conf.write_text('use_gpu=yes\nlm_dir="any thing"\n')
+    out = run(script, "--config", str(conf))
+    assert out.returncode == 1 and "line 1: 'use_gpu' is boolean: give true or false, not 'yes'" in out.stderr
+    conf.write_text('use_gpu=true\nexport lm_dir="any thing"\nnum_jobs=3\n')
+    out = run(script, "--config", str(conf))
+    assert out.returncode == 0, out.stderr
+    assert "num_jobs=3 use_gpu=true lm_dir=any thing" in out.stdout
+
+
+@pytest.mark.parametrize("recipe", ["synth", "librispeech"])
+def test_the_recipes_reject_a_misspelt_setting_before_any_stage(repo, tmp_path, recipe):
+    conf = tmp_path / "typo.conf"
+    conf.write_text("num_leave=50\n")
+    out = subprocess.run(["./run.sh", "--config", str(conf)], cwd=repo / "egs" / recipe / "s5",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert f"line 1: unknown variable 'num_leave'" in out.stderr
+    assert "Stage 1" not in out.stderr
+    out = subprocess.run(["./run.sh", "--num-leaves", "ten"], cwd=repo / "egs" / recipe / "s5",
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "'--num-leaves' is an integer" in out.stderr
+    # Their own settings files pass the same rules.
+    for own in sorted((repo / "egs" / recipe / "s5" / "conf").glob("*.conf")):
+        out = subprocess.run(["./run.sh", "--config", str(own), "--help"], cwd=repo / "egs" / recipe / "s5",
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (own, out.stderr)

@@ -14,9 +14,11 @@ give the same logs, in Kaldi's run.pl format:
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -151,21 +153,56 @@ def write_wrapper(directory: Path) -> Path:
     return path
 
 
+TAIL_LINES = 12  # of each failing log shown on the console
+TAIL_LOGS = 2    # failing logs shown
+
+
+def log_tail(log: Path, lines: int = TAIL_LINES) -> list[str]:
+    """The last lines a job wrote to its log (the runner's own framing left out)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ["(no log: the job did not start)"]
+    body = [line for line in text.replace("\r", "\n").splitlines()
+            if line.strip() not in ("", "#") and not line.startswith(("# Accounting:", "# Ended (code", "# Started at"))]
+    return body[-lines:]
+
+
 def failure_message(runner: str, failed: int, jobs: JobArray) -> str:
+    """'k / N failed, see <logs>', then the last lines of the first failing logs, so that
+    the recipe's console shows what went wrong."""
     if jobs.num_jobs == 1:
-        return f"{runner}: job failed, see {jobs.log_path(jobs.first)}"
-    return f"{runner}: {failed} / {jobs.num_jobs} failed, see {jobs.log_pattern()}"
+        lines = [f"{runner}: job failed, see {jobs.log_path(jobs.first)}"]
+    else:
+        lines = [f"{runner}: {failed} / {jobs.num_jobs} failed, see {jobs.log_pattern()}"]
+    failing = [i for i in jobs.indices if exit_code_from_log(jobs.log_path(i)) != 0]
+    for index in failing[:TAIL_LOGS]:
+        log = jobs.log_path(index)
+        lines.append(f"{runner}: the end of {log}:")
+        lines += [f"  {line}" for line in log_tail(log)]
+    if len(failing) > TAIL_LOGS:
+        lines.append(f"{runner}: ... and {len(failing) - TAIL_LOGS} more failing logs")
+    return "\n".join(lines)
 
 
-def run_locally(jobs: JobArray, max_jobs: int, threads: int, launcher: list[str] = ()) -> int:
+def run_locally(jobs: JobArray, max_jobs: int, threads: int, launcher: list[str] = (),
+                runner: str = "run.py") -> int:
     """Runs every job through the wrapper, at most max_jobs at a time, each behind the
-    optional launcher prefix (e.g. srun and its options); returns how many failed."""
+    optional launcher prefix (e.g. srun and its options); returns how many failed or were
+    not started. When the process that started the runner dies (a recipe killed), no new
+    job is started: the running ones finish, the rest count as failed."""
+    parent = os.getppid()
     with tempfile.TemporaryDirectory(prefix="lm2am-jobs-") as tmp:
         wrapper = write_wrapper(Path(tmp))
         pending = list(jobs.indices)
         running: dict[int, subprocess.Popen] = {}
         failed = 0
         while pending or running:
+            if pending and len(running) < max_jobs and os.getppid() != parent:
+                print(f"{runner}: the process that started it (pid {parent}) is gone: not starting "
+                      f"the {len(pending)} jobs left ({jobs.log_path(pending[0])} ...)", file=sys.stderr)
+                failed += len(pending)
+                pending.clear()
             while pending and len(running) < max_jobs:
                 index = pending.pop(0)
                 running[index] = subprocess.Popen(

@@ -40,6 +40,11 @@ Stages: 1 data, 2 features, 3 lang, 4 monophone alignment, 5 tree and senone ali
 run_options="${*@Q}"  # recorded in RESULTS.md, quoted as typed
 . utils/parse_options.sh
 
+# One run at a time in this directory: a second one says who runs (pid, host, command,
+# since when) and stops; the lock of a run that was killed is taken over.
+utils/lock.py acquire . --pid $$ --command "$0 $run_options"
+trap 'utils/lock.py release . --pid $$' EXIT
+
 force_opt=()
 if $force; then force_opt=(--force); fi
 

@@ -119,8 +119,15 @@ def audio_path(part_dir: Path, utt_id: str) -> Path:
 
 
 def fingerprint(corpus_dir: Path, ls_parts: list[str], options: dict) -> str:
-    """A recipe part's inputs: its transcript files' bytes and the options."""
+    """A recipe part's inputs: its transcript files' bytes, the options, and the code that
+    prepares and checks it (this program, its text normalisation, the shared checks: an
+    edit redoes the part)."""
+    from local import manifest_checks
+
     digest = hashlib.sha256(json.dumps([VERSION, options, ls_parts], sort_keys=True).encode())
+    here = Path(__file__).resolve().parent
+    for source in (here / "prepare_librispeech.py", here / "librispeech_text.py", Path(manifest_checks.__file__)):
+        digest.update(source.read_bytes())
     for part in ls_parts:
         for trans in transcript_files(corpus_dir / part):
             digest.update(str(trans.relative_to(corpus_dir)).encode())

@@ -70,10 +70,10 @@ def read_transcripts(path: Path) -> list[str]:
 
 def lm_sentences(path: Path, fraction: float, counts: dict) -> Iterator[str]:
     """Normalised, non-blank sentences of the LM corpus in the subset."""
-    from tqdm import tqdm
+    from steps.log import progress
 
     with open_text(path) as f:
-        for line in tqdm(f, desc="LM corpus", unit=" lines", mininterval=30, disable=None):
+        for line in progress(f, desc="LM corpus", unit=" lines", mininterval=30):
             counts["lm_lines"] += 1
             sentence = normalise(line)
             if not sentence:

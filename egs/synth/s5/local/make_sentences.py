@@ -400,8 +400,10 @@ def transcript_lines(part: str, sentences: list[str]) -> str:
 
 
 def fingerprint(seed: int, text_config, grammar_dir: Path) -> str:
-    """Hash of everything the output depends on: seed, text settings, grammar files."""
+    """Hash of everything the output depends on: seed, text settings, grammar files and
+    this program (an edit redoes the text)."""
     h = hashlib.sha256(json.dumps([seed, dataclasses.asdict(text_config)], sort_keys=True).encode())
+    h.update(Path(__file__).read_bytes())
     for path in sorted(grammar_dir.rglob("*")):
         if path.is_file() and path.suffix in (".grammar", ".txt"):
             h.update(str(path.relative_to(grammar_dir)).encode() + b"\0" + path.read_bytes())

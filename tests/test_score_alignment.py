@@ -1,0 +1,67 @@
+"""steps.score_alignment on cuts made here: with full references, with start times only,
+and with none (a real corpus): the last is reported and scores nothing, without a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from lhotse import CutSet, MonoCut, SupervisionSegment
+from lhotse.supervision import AlignmentItem
+
+from steps.score_alignment import NoReferences, score_cuts
+
+
+def _cut(cut_id: str, truth: list[tuple[str, float, float]] | None, hyp: list[tuple[str, float, float]]):
+    alignment = {"ali_word": [AlignmentItem(w, s, d) for w, s, d in hyp]}
+    if truth is not None:
+        alignment["word"] = [AlignmentItem(w, s, d) for w, s, d in truth]
+    sup = SupervisionSegment(cut_id, cut_id, 0.0, 2.0, text=" ".join(w for w, _, _ in hyp),
+                             alignment=alignment)
+    return MonoCut(cut_id, 0.0, 2.0, 0, supervisions=[sup])
+
+
+HYP = [("A", 0.10, 0.30), ("B", 0.40, 0.50)]
+
+
+def _run(repo, cuts, tmp_path):
+    path = tmp_path / "cuts.jsonl.gz"
+    CutSet.from_cuts(cuts).to_file(path)
+    out = tmp_path / "quality.json"
+    run = subprocess.run([sys.executable, "-m", "steps.score_alignment", "--cuts", str(path), "--out", str(out)],
+                         cwd=repo, capture_output=True, text=True)
+    return run, json.loads(out.read_text()) if out.is_file() else None
+
+
+def test_full_references_are_scored_at_both_ends():
+    # truth A 0.12-0.40, B 0.40-0.95: errors 20 ms, 0, 0, 50 ms
+    quality, mismatched = score_cuts([_cut("c1", [("A", 0.12, 0.28), ("B", 0.40, 0.55)], HYP)])
+    assert (quality.cuts, quality.boundaries, quality.starts, quality.ends) == (1, 4, 2, 2)
+    assert quality.within_20ms == pytest.approx(0.75) and quality.within_50ms == pytest.approx(1.0)
+    assert mismatched == []
+
+
+def test_start_times_only_are_scored_by_their_starts(repo, tmp_path):
+    cuts = [_cut("c1", [("A", 0.13, 0.0), ("B", 0.40, 0.0)], HYP),       # starts only
+            _cut("c2", [("A", 0.10, 0.0), ("C", 0.40, 0.0)], HYP)]       # other words: skipped
+    quality, mismatched = score_cuts(cuts)
+    assert (quality.cuts, quality.boundaries, quality.starts, quality.ends) == (1, 2, 2, 0)
+    assert quality.median_ms == pytest.approx(15.0)
+    assert quality.within_20ms == pytest.approx(0.5) and mismatched == ["c2"]
+    run, stored = _run(repo, cuts, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert stored["starts"] == 2 and stored["ends"] == 0 and stored["mismatched_cuts"] == 1
+    assert "2 word boundaries (2 starts, 0 ends) in 1 cuts" in run.stdout
+
+
+def test_no_reference_boundaries_scores_nothing_and_goes_on(repo, tmp_path):
+    cuts = [_cut("c1", None, HYP), _cut("c2", None, HYP)]
+    with pytest.raises(NoReferences):
+        score_cuts(cuts)
+    run, stored = _run(repo, cuts, tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout.strip() == "cuts.jsonl.gz: no reference boundaries: nothing scored"
+    assert stored["cuts"] == 0 and stored["boundaries"] == 0
