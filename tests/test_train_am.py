@@ -28,7 +28,8 @@ CONF = REPO / "egs" / "synth" / "s5" / "conf"
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return make_synthetic_am_data(tmp_path_factory.mktemp("am_train"), num_cuts=60, num_dev=8,
+    # 12 phones in 40 senones: each (phone, state) has a senone of its own, so a phone head can learn
+    return make_synthetic_am_data(tmp_path_factory.mktemp("am_train"), num_cuts=60, num_dev=8, num_phones=12,
                                   num_senones=40, num_subwords=30, top_k=3, mean_words=2.5,
                                   dev_soft_labels=True)
 
@@ -100,10 +101,12 @@ def test_train_end_to_end_and_resume(data, tmp_path):
         assert (full / name).exists(), name
     assert any((full / "tensorboard").iterdir())
     stats = json.loads((full / "train_stats.json").read_text())
-    assert stats["num_senones"] == 40 and stats["aux_units"] == {"phone": 40}
+    assert stats["num_senones"] == 40 and stats["aux_units"] == {"phone": 12}
     dev = stats["final_dev"]
     assert dev["acc_main"] > 0.2  # 40 senones: chance is ~0.1 at best
-    assert dev["acc_phone"] is not None and 0.0 <= dev["acc_phone"] <= 1.0  # too few steps to learn it
+    # the phone head learnt its teacher: 12 phones, chance ~0.08, an untrained head scored 0.10;
+    # measured 0.38 after these 2 noisy epochs (0.95 after 10 plain ones)
+    assert dev["acc_phone"] >= 0.25
     assert set(stats["epochs"][0]["train"]) == {"main_ce", "kd_phone", "total"}
 
     # final.pt: the average of epochs 1 and 2, a FrameScorer with the floored priors

@@ -60,7 +60,10 @@ def synthetic_utterance(rng: np.random.Generator, num_phones: int, num_senones: 
                         mean_words: float):
     """(per-frame senone ids, phone segments [(phone, start, end)], word spans, silence mask).
     Phone 0 is silence (senones 0..2); every other (left phone, phone, state) maps to a
-    senone by a fixed hash, like a tree."""
+    senone as a tree would: each (phone, state) owns its senones, split by the left phone
+    into as many contexts as the senone budget allows (with fewer senones than 3 per phone,
+    phones share them)."""
+    contexts = max(1, (num_senones - 3) // (3 * num_phones))
     words = max(1, int(rng.poisson(mean_words)))
     segments, frames, t = [], [], 0
 
@@ -71,7 +74,7 @@ def synthetic_utterance(rng: np.random.Generator, num_phones: int, num_senones: 
             if phone == 0:
                 senone = state
             else:
-                senone = 3 + (phone * 7919 + left * 104729 + state * 15485863) % (num_senones - 3)
+                senone = 3 + ((phone - 1) * 3 + state + 3 * num_phones * (left % contexts)) % (num_senones - 3)
             length = int(rng.integers(2, 6 if phone else 12))
             frames.extend([senone] * length)
             t += length
