@@ -14,6 +14,7 @@ vocabulary size (50,257 for GPT-2 small) from a small training text.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -35,15 +36,26 @@ def gpt2_tokenizer(sentences: Sequence[str], vocab_size: int, filler_to: int = 0
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(list(sentences), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=GPT2_SPECIAL,
+    tok = _with_filler(tok, filler_to)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=GPT2_SPECIAL,
                                    eos_token=GPT2_SPECIAL, unk_token=GPT2_SPECIAL,
                                    pad_token=GPT2_SPECIAL)
-    if filler_to > len(fast):
-        fast.add_tokens([f"<filler{i}>" for i in range(filler_to - len(fast))], special_tokens=True)
-    return fast
 
 
-def bert_tokenizer(sentences: Sequence[str], vocab_size: int):
+def _with_filler(tok, filler_to: int):
+    """The tokenizer with its model's vocabulary padded to filler_to entries."""
+    from tokenizers import Tokenizer
+
+    if filler_to <= tok.get_vocab_size():
+        return tok
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    for i in range(filler_to - len(vocab)):
+        vocab[f"<filler{i}>"] = len(vocab)
+    return Tokenizer.from_str(json.dumps(spec))
+
+
+def bert_tokenizer(sentences: Sequence[str], vocab_size: int, filler_to: int = 0):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -54,6 +66,7 @@ def bert_tokenizer(sentences: Sequence[str], vocab_size: int):
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=BERT_SPECIALS,
                                         show_progress=False)
     tok.train_from_iterator(list(sentences), trainer)
+    tok = _with_filler(tok, filler_to)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
@@ -79,10 +92,11 @@ def write_gpt2(out_dir: str | Path, sentences: Sequence[str], vocab_size: int = 
 
 
 def write_bert(out_dir: str | Path, sentences: Sequence[str], vocab_size: int = 400, layers: int = 2,
-               dim: int = 64, heads: int = 2, context: int = 64, seed: int = 0) -> Path:
+               dim: int = 64, heads: int = 2, context: int = 64, seed: int = 0,
+               filler_to: int = 0) -> Path:
     from transformers import BertConfig, BertForMaskedLM
 
-    tokenizer = bert_tokenizer(sentences, vocab_size)
+    tokenizer = bert_tokenizer(sentences, vocab_size, filler_to)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=dim, num_hidden_layers=layers,
                         num_attention_heads=heads, intermediate_size=4 * dim,
