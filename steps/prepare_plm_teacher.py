@@ -8,9 +8,12 @@ list (data/lang/words.txt). Writes to --out-dir (exp/lm_plm):
 
     teacher.json        model directory, kind (causal|masked), normalisation: what
                         steps.dump_soft_labels --teachers exp/lm_plm loads
-    tokens.txt          the units: the tokenizer's pieces, `piece id` (the AM head's size)
+    tokens.txt          the units: the tokenizer's pieces, `piece id` (the AM head's size;
+                        whitespace inside a piece written as \\uXXXX)
     normalisation.txt   how transcripts are rewritten for the model (case, apostrophes)
-    word_pieces.txt     every word: `WORD <TAB> normalised <TAB> pieces`; words the
+    word_pieces.txt     every word as a transcript's first word: `WORD <TAB> normalised
+                        <TAB> pieces` (inside a transcript GPT-2-style pieces carry the
+                        space before the word and sentence case lowers it); words the
                         tokenizer maps to nothing are marked and counted
     ppl                 held-out per-piece NLL and perplexity (pseudo-perplexity for a
                         masked model), before and after fine-tuning
@@ -47,6 +50,11 @@ log = logging.getLogger("steps.prepare_plm_teacher")
 NOT_WORDS = {"<eps>", "!SIL", "<UNK>", "<s>", "</s>", "#0"}
 
 
+def symbol(piece: str) -> str:
+    """A piece as a symbol-table entry: whitespace written as \\uXXXX (one line, two fields)."""
+    return "".join(f"\\u{ord(c):04x}" if c.isspace() else c for c in piece) or "<none>"
+
+
 def word_pieces_report(teacher: PretrainedTeacher, words: list[str]) -> tuple[str, list[str]]:
     """(word_pieces.txt text, the words mapped to nothing)."""
     lines, empty = [], []
@@ -55,7 +63,7 @@ def word_pieces_report(teacher: PretrainedTeacher, words: list[str]) -> tuple[st
         pieces = teacher.tokenizer.convert_ids_to_tokens(encoded.ids)
         if not pieces:
             empty.append(word)
-        norm = teacher.normalisation.word(word, first=False)
+        norm = teacher.normalisation.word(word, first=True)
         lines.append(f"{word}\t{norm}\t{' '.join(pieces) if pieces else '(nothing)'}\n")
     return "".join(lines), empty
 
@@ -125,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if teacher.kind == "masked":
         ppl.append("(masked model: pseudo-perplexity, each piece predicted with all others given)\n")
     write_text(out / "ppl", "".join(ppl))
-    write_text(out / "tokens.txt", "".join(f"{p or '<none>'} {i}\n" for i, p in enumerate(teacher.pieces())))
+    write_text(out / "tokens.txt", "".join(f"{symbol(p)} {i}\n" for i, p in enumerate(teacher.pieces())))
     write_text(out / "normalisation.txt", teacher.normalisation.describe())
     empty: list[str] = []
     if args.words:

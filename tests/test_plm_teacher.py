@@ -193,6 +193,9 @@ def test_prepare_dump_and_train_one_epoch(kind, world, models, tmp_path):
     table = [line.split("\t") for line in (lm_plm / "word_pieces.txt").read_text().splitlines()]
     assert len(table) == len([w for w in world.lang.words if w not in prepare_plm_teacher.NOT_WORDS])
     assert all(row[2] != "(nothing)" for row in table)
+    for word, normalised, pieces in table[:20]:
+        assert normalised == teacher.normalisation.word(word, first=True)
+        assert pieces.split() == teacher.tokenizer.tokenize(normalised)
     ppl = dict(line.split(" ", 1) for line in (lm_plm / "ppl").read_text().splitlines() if " " in line)
     # an untrained model is close to uniform over its pieces
     assert 0.3 * teacher.num_units < float(ppl["teacher_ppl"]) < 3 * teacher.num_units
