@@ -297,3 +297,31 @@ def test_choose_normalisation_falls_back_for_apostrophes(models):
     assert choose_normalisation(masked).apostrophe == ""
     assert choose_normalisation(PretrainedTeacher.load(models["causal"]).tokenizer).apostrophe == "'"
     assert choose_normalisation(masked, "upper") == Normalisation("upper", "")
+
+
+def test_topk_head_is_the_full_head_renormalised_over_the_teachers_ids(tmp_path):
+    from steps.am_losses import kd_sum
+    from steps.am_model import Head, TopKHead
+    from steps.config import ConfigError
+
+    torch.manual_seed(0)
+    full, restricted = Head(16, 8, 500), TopKHead(16, 8, 500)
+    restricted.load_state_dict(full.state_dict())
+    x = torch.randn(30, 16)
+    ids = torch.randint(0, 500, (30, 4))
+    probs = torch.softmax(torch.randn(30, 4), dim=-1)
+    mask = torch.rand(30) < 0.7
+    log_p = full(x)
+    out = restricted(x)
+    expected = log_p.gather(1, ids).log_softmax(dim=-1)  # renormalised over the k ids
+    torch.testing.assert_close(out.over(ids), expected)
+    assert torch.equal(out.argmax(dim=-1, chunk=7), log_p.argmax(dim=-1))
+    s, c = kd_sum(out, ids, probs, mask)
+    kl = (torch.xlogy(probs, probs) - probs * expected).sum(1)
+    torch.testing.assert_close(s, (kl * mask).sum())
+    assert int(c) == int(mask.sum())
+    # config errors name the file and key
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  aux_heads:\n    - {level: plm, layer: 6, output: topk, alpha: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: model.aux_heads\[0\].alpha: must be 0 with output: topk"):
+        train_am.load_am_config(CONF / "am_aux_plm.yaml", [bad])
