@@ -32,6 +32,12 @@ Tokens come from the ALIGNMENT, one reference per cut and level:
   the K|IH boundary. A word with fewer frames than pieces leaves some pieces without
   frames (counted); a word with no frames gives its pieces no rows (counted). Pieces stay
   in the teacher's input either way.
+- plm (a pre-trained transformers model, steps.kd.pretrained_teacher; --teachers exp/lm_plm
+  from steps.prepare_plm_teacher, or the model directory itself): the aligned words,
+  normalised and tokenised by the model's tokenizer as one transcript (steps.kd.plm_text),
+  each word's frames shared among its pieces by the subword rule. Words the tokenizer maps
+  to nothing are counted (words_without_model_pieces) and listed; pieces that are the
+  tokenizer's unknown token are counted (unknown_pieces).
 Silence = frames of SIL segments in ali_phone (and frames no phone segment covers, counted):
 they get no row at any level, so spans cover exactly the non-silence frames.
 
@@ -45,7 +51,7 @@ the output (listed with the reason).
     python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz \\
         --lang-dir data/lang --tree exp/tree --topology exp/mono/topology.json \\
         --bpe-model data/lang_bpe_500/bpe.model \\
-        --teachers exp/lm_senone exp/lm_phone exp/lm_subword \\
+        --teachers exp/lm_senone exp/lm_phone exp/lm_subword [exp/lm_plm] \\
         --top-k 8 --temperature 1.0 --out-dir data/kd --corpus synth --nj 2
 """
 

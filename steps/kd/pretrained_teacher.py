@@ -18,6 +18,9 @@ scored in windows, as steps.lm_model does for the toolkit's own teachers: causal
 the full context with a stride of half of it (every prediction after the first window has
 at least half a context on its left), masked windows centred on the masked position.
 `fits()` says whether a transcript needed them (steps.dump_soft_labels counts those).
+Rows (windows, masked copies) are batched by length up to batch_tokens positions, fewer for
+large vocabularies: the model forms logits at every position, so a batch holds at most
+2**27 position-pieces of them (512 MB; 2,670 positions for GPT-2's 50,257 pieces).
 
 A teacher directory (steps.prepare_plm_teacher) holds teacher.json: the model directory
 (`model/` there after fine-tuning), the kind and the normalisation; tokens.txt lists the
@@ -43,6 +46,7 @@ from steps.soft_labels import top_k_soft_labels
 LEVEL = "plm"
 KINDS = ("auto", "causal", "masked")
 TEACHER_FILE = "teacher.json"
+LOGITS_BUDGET = 2 ** 27  # positions x pieces of float32 logits in one batch (512 MB)
 
 
 class PlmError(Exception):
@@ -257,8 +261,10 @@ class PretrainedTeacher:
                 take(row, logits[b, row.outputs, :units].float())
             batch.clear()
 
+        # transformers forms logits at every position: [B, L, V] floats, capped at ~512 MB
+        budget = min(self.batch_tokens, max(1, LOGITS_BUDGET // max(units, 1)))
         for row in rows:
-            if batch and (len(batch) + 1) * len(row.inputs) > self.batch_tokens:
+            if batch and (len(batch) + 1) * len(row.inputs) > budget:
                 flush()
             batch.append(row)
         flush()
