@@ -258,9 +258,10 @@ def test_prepare_dump_and_train_one_epoch(kind, world, models, tmp_path):
     assert (exp / "final.pt").is_file()
 
 
-def test_finetuning_lowers_held_out_loss(world, models, tmp_path):
+@pytest.mark.parametrize("kind", ["causal", "masked"])
+def test_finetuning_lowers_held_out_loss(kind, world, models, tmp_path):
     out = tmp_path / "lm_plm"
-    assert prepare_plm_teacher.main(["--model", str(models["causal"]), "--lm-text", str(world.root / "lm_text.txt"),
+    assert prepare_plm_teacher.main(["--model", str(models[kind]), "--lm-text", str(world.root / "lm_text.txt"),
                                      "--out-dir", str(out), "--finetune-epochs", "2", "--finetune-lr", "3e-3",
                                      "--valid-fraction", "0.1", "--max-valid-lines", "20"]) == 0
     stats = json.loads((out / "finetune.json").read_text())
@@ -270,7 +271,7 @@ def test_finetuning_lowers_held_out_loss(world, models, tmp_path):
     assert PretrainedTeacher.load(out).path == out / "teacher.json"
     # a second run with the same inputs is skipped
     stamp = (out / "model" / "model.safetensors").stat().st_mtime_ns
-    assert prepare_plm_teacher.main(["--model", str(models["causal"]), "--lm-text", str(world.root / "lm_text.txt"),
+    assert prepare_plm_teacher.main(["--model", str(models[kind]), "--lm-text", str(world.root / "lm_text.txt"),
                                      "--out-dir", str(out), "--finetune-epochs", "2", "--finetune-lr", "3e-3",
                                      "--valid-fraction", "0.1", "--max-valid-lines", "20"]) == 0
     assert (out / "model" / "model.safetensors").stat().st_mtime_ns == stamp
