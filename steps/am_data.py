@@ -186,7 +186,7 @@ class CutInfo:
     unusable: dict[str, str]
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the plm level
 
 
 @dataclass

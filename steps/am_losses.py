@@ -12,6 +12,8 @@ probabilities q_1..q_k), m^L_t = 1 where a level-L token covers the frame (0 on 
               kd_L = Σ_k q_k (log q_k - log p^L_t[i_k])   (KL(q ‖ p) with the sparse top-k q;
                                                           0 log 0 = 0), only where m^L_t
               ce_L = -log p^L_t[token_t]                   (hard labels), only where m^L_t
+              (a head with output: topk has p^L_t normalised over the teacher's k ids
+              i_1..i_k of the frame: steps.am_model.TopKLogits)
     hier      aux with all three levels (each head on its own encoder layer).
 
 Normalisation: each term is a mean over the frames it covers, i.e. its sum over frames
@@ -33,6 +35,7 @@ from typing import Literal
 
 import torch
 
+from steps.am_model import TopKLogits
 from steps.config import require
 
 OBJECTIVES = ("baseline", "li", "aux", "hier")
@@ -59,7 +62,9 @@ class Term:
         return self.sum / torch.clamp(torch.as_tensor(c, dtype=self.sum.dtype, device=self.sum.device), min=1.0)
 
 
-def _gather(log_probs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+def _gather(log_probs, ids: torch.Tensor) -> torch.Tensor:
+    if isinstance(log_probs, TopKLogits):  # restricted head: normalised over the k ids
+        return log_probs.over(ids)
     return log_probs.gather(1, ids.clamp(min=0))
 
 

@@ -9,7 +9,8 @@ test time).
     out = model(feats, feat_lens)                    # feats [B, T, 80] raw fbank
     out.main        [M, S]  log-posteriors of the M valid output frames (row-major over
                             (utterance, frame): the True entries of out.mask [B, N])
-    out.aux[level]  [M, V]  log-posteriors of each auxiliary head
+    out.aux[level]  [M, V]  log-posteriors of each auxiliary head (a TopKLogits for a head
+                            with output: topk, see below)
     out.lengths     [B]     n = ceil(T / subsampling) outputs per utterance
 
 Encoders (all run at the subsampled rate after the input layer):
@@ -25,6 +26,15 @@ Input layer: input_context frames each side spliced by a strided conv (stride =
 subsampling), padded so that output j is centred on input frame j*s + s//2.
 Padding frames are zeroed after every layer, so an utterance gives the same outputs alone
 or in a padded batch (up to float rounding).
+
+Large vocabularies (the plm level: a pre-trained model's pieces, e.g. 50,257 for GPT-2): an
+auxiliary head with `output: topk` never forms the [M, V] output. Its forward returns
+TopKLogits (the head's features and output weights); the KD loss asks it for the logits of
+the teacher's k ids of each frame only and normalises over those k (top-k-restricted
+logits: KL(q || p restricted to the teacher's top k), the student's mass outside the k is
+not pushed down). Cost per frame O(k * hidden_dim) instead of O(V * hidden_dim); the full
+argmax (dev frame accuracy) is computed in chunks. Such a head takes no hard-label CE
+(alpha 0).
 
 Layer indices for the auxiliary heads: 0 = the input layer's output, i = the output of
 encoder layer i (1..num_layers); the main head sits on layer num_layers.
@@ -47,17 +57,18 @@ from torch.nn import functional as F
 from steps.config import require
 
 KIND = "acoustic_model"
-LEVELS = ("senone", "phone", "subword")
+LEVELS = ("senone", "phone", "subword", "plm")
 
 
 @dataclass
 class AuxHeadConfig:
-    level: Literal["senone", "phone", "subword"]
+    level: Literal["senone", "phone", "subword", "plm"]
     layer: int  # encoder layer whose output the head reads (0 = input layer)
     hidden_dim: int = 128  # the head's own projection
     num_units: Optional[int] = None  # None: exp/lm_<level>/tokens.txt (senone: num_senones)
     beta: float = 1.0  # weight of KL(teacher || head)
     alpha: float = 0.0  # weight of CE against the level's hard labels
+    output: Literal["full", "topk"] = "full"  # topk: logits of the teacher's top-k ids only
 
     def __post_init__(self):
         require(self.layer >= 0, "layer", "must be >= 0")
@@ -65,6 +76,8 @@ class AuxHeadConfig:
         require(self.num_units is None or self.num_units > 0, "num_units", "must be positive")
         require(self.beta >= 0, "beta", "must be >= 0")
         require(self.alpha >= 0, "alpha", "must be >= 0")
+        require(self.output == "full" or self.alpha == 0, "alpha",
+                "must be 0 with output: topk (the hard label may be outside the teacher's top k)")
 
 
 @dataclass
@@ -223,6 +236,35 @@ class Head(nn.Module):
         return self.output(self.norm(F.relu(self.proj(x)))).log_softmax(dim=-1)
 
 
+class TopKLogits:
+    """A restricted head's output for M frames: features [M, D] and the output layer."""
+
+    def __init__(self, features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+        self.features, self.weight, self.bias = features, weight, bias
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def over(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids [M, k] -> log-probabilities [M, k], normalised over each frame's k ids."""
+        ids = ids.clamp(min=0)
+        logits = torch.einsum("md,mkd->mk", self.features, self.weight[ids]) + self.bias[ids]
+        return logits.log_softmax(dim=-1)
+
+    def argmax(self, dim: int = -1, chunk: int = 1024) -> torch.Tensor:
+        """The full head's argmax per frame, chunk frames at a time."""
+        return torch.cat([F.linear(self.features[i:i + chunk], self.weight, self.bias).argmax(dim=-1)
+                          for i in range(0, len(self), chunk)]) if len(self) else \
+            torch.zeros(0, dtype=torch.long, device=self.features.device)
+
+
+class TopKHead(Head):
+    """A Head whose output layer is only evaluated at the ids asked for (TopKLogits)."""
+
+    def forward(self, x: torch.Tensor) -> TopKLogits:
+        return TopKLogits(self.norm(F.relu(self.proj(x))), self.output.weight, self.output.bias)
+
+
 # ------------------------------------------------------------------ model
 
 
@@ -260,8 +302,10 @@ class AcousticModel(nn.Module):
                                              c.dropout))
         self.layers = nn.ModuleList(layers)
         self.main_head = Head(c.hidden_dim, c.prefinal_dim, num_senones)
-        self.aux_heads = nn.ModuleDict({h.level: Head(c.hidden_dim, h.hidden_dim, self.aux_units[h.level])
-                                        for h in c.aux_heads})
+        self.aux_heads = nn.ModuleDict({
+            h.level: (TopKHead if h.output == "topk" else Head)(c.hidden_dim, h.hidden_dim,
+                                                                  self.aux_units[h.level])
+            for h in c.aux_heads})
         self.aux_layer = {h.level: h.layer for h in c.aux_heads}
 
     @property

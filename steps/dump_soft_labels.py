@@ -32,6 +32,12 @@ Tokens come from the ALIGNMENT, one reference per cut and level:
   the K|IH boundary. A word with fewer frames than pieces leaves some pieces without
   frames (counted); a word with no frames gives its pieces no rows (counted). Pieces stay
   in the teacher's input either way.
+- plm (a pre-trained transformers model, steps.kd.pretrained_teacher; --teachers exp/lm_plm
+  from steps.prepare_plm_teacher, or the model directory itself): the aligned words,
+  normalised and tokenised by the model's tokenizer as one transcript (steps.kd.plm_text),
+  each word's frames shared among its pieces by the subword rule. Words the tokenizer maps
+  to nothing are counted (words_without_model_pieces) and listed; pieces that are the
+  tokenizer's unknown token are counted (unknown_pieces).
 Silence = frames of SIL segments in ali_phone (and frames no phone segment covers, counted):
 they get no row at any level, so spans cover exactly the non-silence frames.
 
@@ -45,7 +51,7 @@ the output (listed with the reason).
     python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz \\
         --lang-dir data/lang --tree exp/tree --topology exp/mono/topology.json \\
         --bpe-model data/lang_bpe_500/bpe.model \\
-        --teachers exp/lm_senone exp/lm_phone exp/lm_subword \\
+        --teachers exp/lm_senone exp/lm_phone exp/lm_subword [exp/lm_plm] \\
         --top-k 8 --temperature 1.0 --out-dir data/kd --corpus synth --nj 2
 """
 
@@ -73,6 +79,7 @@ from steps import soft_labels as sl
 from steps.ali_times import item_frames
 from steps.atomic import atomic_path, write_text
 from steps.lexicon import SILENCE, Lang
+from steps.kd.pretrained_teacher import TEACHER_FILE, PlmError, PretrainedTeacher
 from steps.lm_model import TransformerLM, model_from_checkpoint, unit_logits, unit_top_k
 from steps.log import progress
 
@@ -92,8 +99,15 @@ class Teacher:
     batch_tokens: int = 8192
 
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "Teacher":
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu"):
+        """A steps.train_lm teacher, or a pre-trained one (steps.kd.pretrained_teacher) for a
+        directory with teacher.json or a transformers config.json."""
         path = Path(directory)
+        if path.is_dir() and ((path / TEACHER_FILE).is_file() or (path / "config.json").is_file()):
+            try:
+                return PretrainedTeacher.load(path, device)
+            except PlmError as e:
+                raise SystemExit(f"plm teacher: {e}") from None
         path = path / "final.pt" if path.is_dir() else path
         checkpoint = ckpt_io.load(path, map_location=device)
         return cls(checkpoint["level"], model_from_checkpoint(checkpoint, device), path)
@@ -128,6 +142,7 @@ class UnitMaps:
     phones: list[str]  # the phone level's units (steps.lm_tokens.phone_units)
     # phones.txt ids (no silence) -> senone ids; set to check senone_ali against the text path
     expected_senones: Callable[[list[int]], list[int]] | None = None
+    plm: PretrainedTeacher | None = None  # the plm level's tokenizer and normalisation
     phone_unit: dict[str, int] = field(init=False)
 
     def __post_init__(self):
@@ -238,31 +253,57 @@ def piece_boundaries(letters: Sequence[int], start: int, end: int,
     return bounds + [end]
 
 
-def subword_tokens(words: list[tuple[str, int, int]], phone_bounds: list[int], speech: np.ndarray,
-                   sp) -> LevelTokens:
+def word_piece_tokens(words: list[tuple[str, int, int]], pieces: list[list[int]],
+                      letters: list[list[int]], phone_bounds: list[int], speech: np.ndarray,
+                      what: str = "pieces") -> LevelTokens:
+    """Rows of a piece level: word w's pieces[w] (with their letters[w]) share its aligned
+    frames by piece_boundaries; the teacher's input is all pieces in order."""
     teacher, rows, problems, notes = [], [], Counter(), []
     silent_before = _silent_before(speech)
-    for word, start, end in words:
-        if word in NOT_WORDS:
-            continue
-        pieces = sp.encode(word, out_type=int)
-        if not pieces:
-            problems["words_without_pieces"] += 1
+    for (word, start, end), word_pieces, word_letters in zip(words, pieces, letters):
+        if not word_pieces:
+            problems[f"words_without_{what}"] += 1
+            notes.append(f"word {word} has no {what}")
             continue
         first = len(teacher)
-        teacher += pieces
+        teacher += word_pieces
         if end <= start:
             problems["words_without_frames"] += 1
             notes.append(f"word {word} has no frames")
             continue
-        letters = [len(sp.id_to_piece(p).replace("\u2581", "")) for p in pieces]
-        bounds = piece_boundaries(letters, start, end, phone_bounds)
-        for j, piece in enumerate(pieces):
+        bounds = piece_boundaries(word_letters, start, end, phone_bounds)
+        for j, piece in enumerate(word_pieces):
             if bounds[j + 1] <= bounds[j]:
                 problems["pieces_without_frames"] += 1
                 continue
             _split_at_silence(piece, first + j, bounds[j], bounds[j + 1], speech, silent_before, rows)
     return _level(teacher, rows, problems, notes)
+
+
+def subword_tokens(words: list[tuple[str, int, int]], phone_bounds: list[int], speech: np.ndarray,
+                   sp) -> LevelTokens:
+    words = [w for w in words if w[0] not in NOT_WORDS]
+    pieces = [sp.encode(word, out_type=int) for word, _, _ in words]
+    letters = [[len(sp.id_to_piece(p).replace("\u2581", "")) for p in ps] for ps in pieces]
+    return word_piece_tokens(words, pieces, letters, phone_bounds, speech)
+
+
+def plm_tokens(words: list[tuple[str, int, int]], phone_bounds: list[int], speech: np.ndarray,
+               teacher: PretrainedTeacher) -> LevelTokens:
+    """The pre-trained model's pieces of the aligned words (normalised and tokenised as one
+    transcript, steps.kd.plm_text), each word's frames shared among its pieces as for the
+    subword level."""
+    words = [w for w in words if w[0] not in NOT_WORDS]
+    encoded = teacher.encode_words([w for w, _, _ in words])
+    pieces: list[list[int]] = [[] for _ in words]
+    letters: list[list[int]] = [[] for _ in words]
+    for piece, index, count in zip(encoded.ids, encoded.word, encoded.letters):
+        pieces[index].append(piece)
+        letters[index].append(count)
+    tokens = word_piece_tokens(words, pieces, letters, phone_bounds, speech, what="model_pieces")
+    if encoded.unknown:
+        tokens.problems["unknown_pieces"] += encoded.unknown
+    return tokens
 
 
 class NoAlignment(Exception):
@@ -301,17 +342,22 @@ def cut_tokens(cut, units: UnitMaps, num_units: dict[str, int]) -> dict[str, Lev
                 result["senone"].problems["mismatch_with_phones_to_senones"] += 1
                 result["senone"].notes.append("senone runs differ from phones_to_senones of the "
                                               "aligned phones (the alignment's runs are used)")
-    if "subword" in num_units:
+    word_levels = [level for level in ("subword", "plm") if level in num_units]
+    if word_levels:
         if "ali_word" not in alignment:
             raise NoAlignment("no ali_word alignment")
         words = [(item.symbol, *item_frames(item, cut.start, num_frames)) for item in alignment["ali_word"]]
         bounds = sorted({s for _, s, _ in phones} | {e for _, _, e in phones})
-        result["subword"] = subword_tokens(words, bounds, speech, units.sp)
+        if "subword" in num_units:
+            result["subword"] = subword_tokens(words, bounds, speech, units.sp)
+        if "plm" in num_units:
+            result["plm"] = plm_tokens(words, bounds, speech, units.plm)
         text = (cut.supervisions[0].text or "").split()
         aligned = [w for w, _, _ in words if w not in NOT_WORDS]
         if text and text != aligned:
-            result["subword"].problems["words_differ_from_text"] += 1
-            result["subword"].notes.append("ali_word differs from the transcript (ali_word used)")
+            for level in word_levels:
+                result[level].problems["words_differ_from_text"] += 1
+                result[level].notes.append("ali_word differs from the transcript (ali_word used)")
     for level, tokens in result.items():
         if uncovered:
             tokens.problems["frames_without_phone_segment"] += uncovered
@@ -464,7 +510,7 @@ def load_units(args, teachers: dict[str, Teacher]) -> UnitMaps:
             tokens_file = teacher.path.parent / "tokens.txt"
             if tokens_file.exists() and read_tokens(tokens_file) != phones:
                 raise SystemExit(f"{tokens_file}: not the phone units of {args.lang_dir}")
-    return UnitMaps(lang, sp, phones, check)
+    return UnitMaps(lang, sp, phones, check, teachers.get("plm"))
 
 
 def _job_files(args, job: int) -> tuple[Path, Path]:
@@ -473,9 +519,18 @@ def _job_files(args, job: int) -> tuple[Path, Path]:
             jobs_dir / f"{args.corpus}_cuts_{args.part}.{job}.jsonl.gz")
 
 
+def _teacher_file(path: Path) -> Path:
+    """What stamps a teacher: final.pt, teacher.json (with its model dir) or the model dir."""
+    if not path.is_dir():
+        return path
+    if (path / TEACHER_FILE).is_file():
+        return path / TEACHER_FILE
+    return path if (path / "config.json").is_file() else path / "final.pt"
+
+
 def inputs_fingerprint(args) -> dict:
     """What the soft labels are made from: the inputs' stamps and the options."""
-    teachers = [Path(t) / "final.pt" if Path(t).is_dir() else Path(t) for t in args.teachers]
+    teachers = [_teacher_file(Path(t)) for t in args.teachers]
     return atomic.inputs_fingerprint(
         [args.cuts, args.lang_dir, args.tree, args.topology, args.bpe_model, *teachers],
         top_k=args.top_k, temperature=args.temperature, corpus=args.corpus, part=args.part,

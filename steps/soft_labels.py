@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-LEVELS = ("senone", "phone", "subword")
+LEVELS = ("senone", "phone", "subword", "plm")  # plm: a pre-trained model's pieces (steps.kd)
 FIELDS = ("tokens", "spans", "ids", "probs")
 DTYPES = {"tokens": np.int32, "spans": np.int32, "ids": np.int32, "probs": np.float16}
 INFO_FIELD = "kd_info"

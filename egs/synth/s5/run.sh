@@ -23,6 +23,10 @@ bpe_vocab_size=500
 lm_config_suffix=         # teacher LM configs: conf/lm_<level>${lm_config_suffix}.yaml
 am_override=              # YAML merged over every conf/am_<system>.yaml (conf/am_tiny.yaml)
 seeds="1 2 3"
+plm_teacher=              # a local transformers checkpoint dir: adds the plm level and system aux_plm
+plm_finetune_epochs=0     # fine-tune that model on the LM text first (exp/lm_plm/model)
+plm_finetune_max_lines=0  # lines of LM text it is fine-tuned on (0: all)
+plm_kind=auto             # auto | causal | masked
 decode_opts="--beam 8 --lattice-beam 5"  # steps.decode search options (its lattice decoder has no max-active)
 
 help_message="Usage: $0 [options]
@@ -31,6 +35,8 @@ help_message="Usage: $0 [options]
   --nj N                     parallel jobs (default $nj)
   --seeds \"1 2 3\"            training seeds of every system
   --force true               redo stages even if their outputs exist
+  --plm-teacher DIR          a pre-trained causal/masked LM (transformers save_pretrained dir)
+                             as the teacher of the plm level; adds system aux_plm
 Stages: 1 data, 2 features, 3 lang, 4 monophone alignment, 5 tree and senone alignment,
         6 teacher LMs, 7 soft labels, 8 acoustic models, 9 decoding, 10 report"
 
@@ -113,6 +119,8 @@ fi
 
 levels="senone phone subword"
 bpe_model=data/lang_bpe_$bpe_vocab_size/bpe.model
+teacher_dirs="exp/lm_senone exp/lm_phone exp/lm_subword"
+if [ -n "$plm_teacher" ]; then teacher_dirs="$teacher_dirs exp/lm_plm"; fi
 
 if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   log "Stage 6: teacher LMs on senones, phones and subwords -> exp/lm_{senone,phone,subword}"
@@ -128,17 +136,26 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   done > exp/lm_jobs.txt
   $train_cmd --max-jobs-run 3 JOB=1:3 exp/log/train_lm.JOB.log utils/run_line.sh exp/lm_jobs.txt JOB
   for level in $levels; do log "$level: $(grep -E "^(teacher|bigram)_ppl" exp/lm_$level/ppl | tr "\n" " ")"; done
+  if [ -n "$plm_teacher" ]; then
+    log "plm teacher from $plm_teacher -> exp/lm_plm (its pieces are the plm units)"
+    python -m steps.prepare_plm_teacher --model "$plm_teacher" --kind $plm_kind \
+      --lm-text data/text/lm_text.txt --words data/lang/words.txt --out-dir exp/lm_plm \
+      --finetune-epochs $plm_finetune_epochs --finetune-max-lines $plm_finetune_max_lines \
+      --num-threads 1 "${force_opt[@]}"
+    log "plm: $(grep -E "^teacher_ppl" exp/lm_plm/ppl | tr "\n" " ")"
+  fi
 fi
 
 if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   log "Stage 7: teacher soft labels of the training cuts -> data/kd/${corpus}_cuts_train.jsonl.gz"
   python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz --lang-dir data/lang \
     --tree exp/tree --topology exp/mono/topology.json --bpe-model $bpe_model \
-    --teachers exp/lm_senone exp/lm_phone exp/lm_subword --top-k 8 --temperature 1.0 \
+    --teachers $teacher_dirs --top-k 8 --temperature 1.0 \
     --out-dir data/kd --corpus $corpus --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
 fi
 
 systems="baseline li aux_senone aux_phone aux_subword hier"
+if [ -n "$plm_teacher" ]; then systems="$systems aux_plm"; fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "Stage 8: acoustic models ($systems) x seeds ($seeds) -> exp/am_<system>_s<seed>"
