@@ -22,6 +22,18 @@ def venv_python() -> str:
     return sys.executable
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Small models run faster on one thread than on two (and are kind to a shared machine);
+    a test module asks for it with pytestmark = pytest.mark.usefixtures("one_torch_thread")."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_configure(config):
     # Programs started by tests must find the package and the runners.
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

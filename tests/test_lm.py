@@ -21,13 +21,7 @@ from steps.train_lm import LmConfig, main as train_main
 CONF = Path(__file__).resolve().parent.parent / "egs" / "synth" / "s5" / "conf"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # small models: one thread is faster than two (and kind to a shared machine)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

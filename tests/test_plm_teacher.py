@@ -30,12 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "egs" / "synth" / "s5" / "conf"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
