@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lhotse.utils import compute_num_frames
 
 from steps import checkpoint as ckpt_io
 from steps.compress.config import TeacherConfig
@@ -188,7 +189,8 @@ class SpeechTeacher:
             wave = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
         hidden = self.model(wave[None], output_hidden_states=True).hidden_states
         layers = torch.stack([hidden[i][0] for i in self.config.layers], dim=1).float().cpu().numpy()
-        index = frames_20ms_to_10ms(cut.num_frames, layers.shape[0], self.stride, self.window)
+        num_frames = cut.num_frames if cut.has_features else compute_num_frames(cut.duration, 0.01, cut.sampling_rate)
+        index = frames_20ms_to_10ms(num_frames, layers.shape[0], self.stride, self.window)
         return layers[index]
 
 
