@@ -178,6 +178,13 @@ def test_speech_teacher_from_directory(tmp_path, kind):
         j = min(max(int(np.floor((160 * t + 80 - 200) / 320 + 0.5)), 0), 36)
         np.testing.assert_allclose(layers[t, 1], hidden[2][0, j].numpy(), rtol=1e-4, atol=1e-5)
 
+    # through the cache: 10 ms frames, as many as the cut's fbank would have
+    config = TeacherConfig(kind=kind, path=str(model_dir), layers=[0, 2], storage="lilcom")
+    figures = dump_layers(CutSet.from_cuts([cut]), teacher, config, tmp_path / "dump", "train")
+    cached = load_layers(CutSet.from_file(tmp_path / "dump" / "cuts_train.jsonl.gz")[0], 2)
+    assert figures["frames"] == 75 and cached.shape == (75, 2, 16)
+    assert np.abs(cached - layers).max() <= 2.0 ** -8
+
     with pytest.raises(TeacherError, match=r"layer indices \[3\] out of range"):
         load_teacher(TeacherConfig(kind=kind, path=str(model_dir), layers=[3]))
     other = "wavlm" if kind == "hubert" else "hubert"
@@ -309,3 +316,18 @@ def test_scratch_student_has_the_same_size_and_no_distillation(dumped, tmp_path)
     gen = StudentModel(80, NUM_SENONES, small_config(), 16, 3)
     assert stats["parameters"] > 0 and stats["kind"] == "generative"
     assert sum(p.numel() for p in gen.parameters()) > 0
+
+
+def test_compression_path_never_imports_k2(repo):
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import steps.dump_teacher_layers, steps.train_student, steps.compress_report\n"
+            "import steps.compress.teacher, steps.compress.results, steps.scorer\n"
+            "steps.scorer.importlib.import_module('steps.compress.student')\n"
+            "bad = sorted(m for m in sys.modules if m == 'k2' or m.startswith('k2.'))\n"
+            "assert not bad, bad\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr

@@ -49,7 +49,7 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: teacher conf/$teacher.yaml -> exp/${teacher}_s1"
   python -m steps.train_am --config conf/$teacher.yaml ${teacher_override:+--override $teacher_override} \
     --cuts data/kd/${corpus}_cuts_train.jsonl.gz --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz \
-    --exp-dir exp/${teacher}_s1 --seed 1 --num-threads $nj --resume "${force_opt[@]}"
+    --exp-dir exp/${teacher}_s1 --seed 1 --num-threads 1 --resume "${force_opt[@]}"
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
@@ -61,7 +61,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   log "Stage 3: teacher layers of the training cuts -> data/compress/$teacher*"
   for config in $teacher_config $extra_teacher_configs; do
     python -m steps.dump_teacher_layers --config $config --cuts data/kd/${corpus}_cuts_train.jsonl.gz \
-      --part train --out-dir $(cache_dir $config) --num-threads $nj "${force_opt[@]}"
+      --part train --out-dir $(cache_dir $config) --num-threads 1 "${force_opt[@]}"
   done
 fi
 
