@@ -331,3 +331,42 @@ def test_compression_path_never_imports_k2(repo):
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
                             env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
+
+
+def test_interrupted_training_resumes_to_the_same_model(dumped, tmp_path, monkeypatch):
+    from steps import train_student
+    from steps.compress import training
+
+    root, data, out = dumped
+    teacher_yaml = tmp_path / "teacher.yaml"
+    teacher_yaml.write_text(yaml.safe_dump({"kind": "am", "path": out["float16"][0].path, "layers": [1, 2, 3]}))
+    config = student_yaml(tmp_path / "s.yaml", "generative", 1)
+    spec = yaml.safe_load(config.read_text())
+    spec["train"]["finetune_epochs"] = 2
+    config.write_text(yaml.safe_dump(spec))
+
+    def run(exp):
+        train_student.main(["--config", str(config), "--teacher-config", str(teacher_yaml),
+                            "--dump-dir", str(root / "float16"), "--dev-cuts", str(data["dev"]),
+                            "--senone-counts", str(data["senone_counts"]), "--exp-dir", str(exp)])
+
+    run(tmp_path / "whole")
+    real = training.frame_accuracy
+
+    def killed(*args, **kwargs):  # dies in epoch 2, after epoch 1's state.pt was written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "frame_accuracy", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")
+    assert ckpt_io.load(tmp_path / "cut" / "state.pt")["epoch"] == 1
+    assert not (tmp_path / "cut" / ".done").exists()
+    monkeypatch.setattr(training, "frame_accuracy", real)
+    run(tmp_path / "cut")
+    whole = ckpt_io.load(tmp_path / "whole" / "final.pt")["state_dict"]
+    resumed = ckpt_io.load(tmp_path / "cut" / "final.pt")["state_dict"]
+    for name, tensor in whole.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6)
+    history = json.loads((tmp_path / "cut" / "train_stats.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert "resuming after epoch 1 (distill)" in (tmp_path / "cut" / "log" / "train_student.log").read_text()
