@@ -11,7 +11,7 @@ Writes: --out (RESULTS.md): the section between `<!-- compress: begin -->` and
 Example:
   python -m steps.compress_report --exp-dir exp --teacher am_hier_big --seeds 1 \\
       --dev-cuts data/fbank/synth_cuts_dev.jsonl.gz \\
-      --dump-dirs data/compress/am_hier_big data/compress/am_hier_big_lilcom --out RESULTS.md
+      --dump-dirs data/compress/am data/compress/am_lilcom --out RESULTS.md
 """
 
 from __future__ import annotations

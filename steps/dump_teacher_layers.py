@@ -16,7 +16,7 @@ Writes to --out-dir:
 
 Example:
   python -m steps.dump_teacher_layers --config conf/compress/teacher_am.yaml \\
-      --cuts data/kd/synth_cuts_train.jsonl.gz --part train --out-dir data/compress/am_hier_big
+      --cuts data/kd/synth_cuts_train.jsonl.gz --part train --out-dir data/compress/am
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ Writes to --exp-dir:
 
 Example:
   python -m steps.train_student --config conf/compress/student_gen.yaml \\
-      --teacher-config conf/compress/teacher_am.yaml --dump-dir data/compress/am_hier_big \\
+      --teacher-config conf/compress/teacher_am.yaml --dump-dir data/compress/am \\
       --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz --senone-counts exp/tri_ali/senone_counts.txt \\
       --exp-dir exp/compress_gen_s1 --seed 1
 """

@@ -15,7 +15,9 @@ once and stored through lhotse writers, like the soft labels (steps.soft_labels)
 Storage: float16 keeps 11 significant bits (relative error <= 2^-11 = 0.05%); lilcom
 stores multiples of 2^tick_power after a log-like compression of larger values (measured
 error in teacher.json). Disk per hour of speech, float16: L x D x 2 bytes per frame, i.e.
-L x D x 2 x 360000 / subsampling bytes per hour (4 layers x 256 at 30 ms: 246 MB/h).
+L x D x 2 x 360000 / subsampling bytes per hour (4 layers x 256 at 30 ms: 246 MB/h, measured
+247 MB/h on the tiny recipe; lilcom at tick 2^-8: 164 MB/h, max error 0.002). A HuBERT Base
+teacher, 4 layers x 768 mapped to 10 ms frames: 2.2 GB/h in float16.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ force=false
 [ -f exp/graph/.done ] || { echo "$0: no exp/graph; run ./run.sh (stages 1-9) first" >&2; exit 1; }
 force_opt=()
 if $force; then force_opt=(--force); fi
-dump_dir=data/compress/$teacher
-cache_dir() { echo data/compress/$teacher$(basename $1 .yaml | sed 's/^teacher_am//'); }
+cache_dir() { echo data/compress/$(basename $1 .yaml | sed 's/^teacher_//'); }  # teacher_am.yaml -> data/compress/am
+dump_dir=$(cache_dir $teacher_config)
 
 decode_line() {  # the dev sweep then test at dev's LM weight, for one run dir
   local dir=$1
@@ -58,7 +58,7 @@ if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
-  log "Stage 3: teacher layers of the training cuts -> data/compress/$teacher*"
+  log "Stage 3: teacher layers of the training cuts -> $(for c in $teacher_config $extra_teacher_configs; do cache_dir $c; done | tr '\n' ' ')"
   for config in $teacher_config $extra_teacher_configs; do
     python -m steps.dump_teacher_layers --config $config --cuts data/kd/${corpus}_cuts_train.jsonl.gz \
       --part train --out-dir $(cache_dir $config) --num-threads 1 "${force_opt[@]}"
