@@ -370,3 +370,29 @@ def test_interrupted_training_resumes_to_the_same_model(dumped, tmp_path, monkey
     history = json.loads((tmp_path / "cut" / "train_stats.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert "resuming after epoch 1 (distill)" in (tmp_path / "cut" / "log" / "train_student.log").read_text()
+
+
+def test_goals_and_results_section_by_hand():
+    from steps.compress.results import BEGIN, END, Row, goals, render, splice
+
+    def row(label, params, dev, test):
+        r = Row(label, label, parameters=params, rtf=0.01)
+        r.wers = {"dev": dev, "test": test}
+        return r
+
+    rows = [row("a", 1000, [10.0], [10.0]), row("b", 150, [12.0, 14.0], [12.0, 12.0]),
+            row("c", 140, [13.0], [11.5]), row("d", 140, [11.0], [10.9])]
+    lines = goals(rows)
+    assert lines[0] == "- student at most 18% of the teacher's parameters: met (14.0%)"
+    assert lines[1].startswith("- test WER within 10% relative of the teacher: met (10.90 vs 10.00, +9.0%)")
+    assert lines[2].startswith("- beats (b) DistilHuBERT-style on test: met (10.90 vs 12.00); at equal or fewer")
+    assert lines[3] == "- beats (c) from scratch on test: met (10.90 vs 11.50)"
+    rows[3].wers["test"] = [11.2]
+    assert "not met (11.20 vs 10.00, +12.0%)" in goals(rows)[1]
+    section = render(rows, [1, 2], [])
+    assert "| b | 150 | 0.150 | 0.0100 | 13.00 ± 1.41 | 12.00 ± 0.00 |" in section
+    document = splice("# Results\n\ntable\n", section)
+    assert document.startswith("# Results\n\ntable\n\n" + BEGIN)
+    again = splice(document + "after\n", render(rows[:1] + rows[1:], [1, 2], ["note"]))
+    assert again.count(BEGIN) == 1 and again.count(END) == 1 and again.endswith("after\n")
+    assert "note" in again
