@@ -384,11 +384,13 @@ def test_goals_and_results_section_by_hand():
             row("c", 140, [13.0], [11.5]), row("d", 140, [11.0], [10.9])]
     lines = goals(rows)
     assert lines[0] == "- student at most 18% of the teacher's parameters: met (14.0%)"
-    assert lines[1].startswith("- test WER within 10% relative of the teacher: met (10.90 vs 10.00, +9.0%)")
-    assert lines[2].startswith("- beats (b) DistilHuBERT-style on test: met (10.90 vs 12.00); at equal or fewer")
-    assert lines[3] == "- beats (c) from scratch on test: met (10.90 vs 11.50)"
+    assert lines[1] == ("- test WER within 10% relative of the teacher: met (10.90 vs 10.00, +9.0%; "
+                        "dev 11.00 vs 10.00, +10.0%)")
+    assert lines[2] == ("- beats (b) DistilHuBERT-style on test: met (10.90 vs 12.00); at equal or fewer "
+                        "parameters (140 vs 150); on dev better (11.00 vs 13.00)")
+    assert lines[3] == "- beats (c) from scratch on test: met (10.90 vs 11.50); on dev better (11.00 vs 13.00)"
     rows[3].wers["test"] = [11.2]
-    assert "not met (11.20 vs 10.00, +12.0%)" in goals(rows)[1]
+    assert "not met (11.20 vs 10.00, +12.0%;" in goals(rows)[1]
     section = render(rows, [1, 2], [])
     assert "| b | 150 | 0.150 | 0.0100 | 13.00 ± 1.41 | 12.00 ± 0.00 |" in section
     document = splice("# Results\n\ntable\n", section)
