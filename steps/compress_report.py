@@ -52,6 +52,8 @@ def disk_notes(dump_dirs: list[Path]) -> list[str]:
             continue
         info = json.loads(path.read_text())
         for part, f in info.get("parts", {}).items():
+            if not notes:
+                notes.append(f"- students trained on {f['hours']:.3f} h of speech ({f['cuts']} cuts, part {part})")
             err = f.get("storage_relative_rms_error")
             notes.append(f"- layer cache {d} ({info['storage']}, {len(info['layers'])} layers x {info['dim']}, "
                          f"one frame per {info['frame_subsampling']} x 10 ms), {part}: {f['mb_per_hour']} MB "

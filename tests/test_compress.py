@@ -393,6 +393,7 @@ def test_goals_and_results_section_by_hand():
     assert "not met (11.20 vs 10.00, +12.0%;" in goals(rows)[1]
     section = render(rows, [1, 2], [])
     assert "| b | 150 | 0.150 | 0.0100 | 13.00 ± 1.41 | 12.00 ± 0.00 |" in section
+    assert "- b: 12.00 / 12.00, 14.00 / 12.00" in section
     document = splice("# Results\n\ntable\n", section)
     assert document.startswith("# Results\n\ntable\n\n" + BEGIN)
     again = splice(document + "after\n", render(rows[:1] + rows[1:], [1, 2], ["note"]))

@@ -151,6 +151,10 @@ def render(rows: list[Row], seeds: list[int], notes: list[str]) -> str:
         params = f"{row.parameters:,}" if row.parameters else "missing"
         rtf = f"{row.rtf:.4f}" if row.rtf is not None else "-"
         lines.append(f"| {row.label} | {params} | {ratio} | {rtf} | {_cell(row, 'dev')} | {_cell(row, 'test')} |")
+    lines += ["", "Per seed (dev / test):", ""]
+    for row in rows:
+        pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(row.wers["dev"], row.wers["test"])]
+        lines.append(f"- {row.label}: {', '.join(pairs) or 'missing'}")
     lines += ["", "Goals:", *goals(rows)]
     missing = [m for row in rows for m in row.missing]
     if missing:
