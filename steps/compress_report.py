@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from lhotse import CutSet
@@ -39,6 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--dev-cuts", type=Path, required=True)
     parser.add_argument("--dump-dirs", type=Path, nargs="*", default=[])
+    parser.add_argument("--options", default="", help="how the recipe was run, recorded in the table")
     parser.add_argument("--out", type=Path, default=Path("RESULTS.md"))
     return parser
 
@@ -62,6 +65,16 @@ def disk_notes(dump_dirs: list[Path]) -> list[str]:
     return (["Teacher-layer cache on disk:", *notes] if notes else [])
 
 
+def provenance(options: str) -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return f"Commit: `{commit}`. Options: `local/compress.sh {options}`. Written {when}."
+
+
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
@@ -71,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
                ("(c) same size, from scratch", "compress_scratch", args.seeds),
                ("(d) GenDistiller", "compress_gen", args.seeds)]
     rows = collect(args.exp_dir, systems, cuts)
-    section = render(rows, args.seeds, disk_notes(args.dump_dirs))
+    section = render(rows, args.seeds, [*disk_notes(args.dump_dirs), "", provenance(args.options)])
     old = args.out.read_text() if args.out.is_file() else ""
     write_text(args.out, splice(old, section))
     print(section)

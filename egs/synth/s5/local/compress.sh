@@ -27,6 +27,7 @@ force=false
 . ./cmd.sh
 . ./path.sh
 . utils/log.sh
+run_options="${*@Q}"  # recorded in RESULTS.md
 . utils/parse_options.sh
 
 [ -f exp/graph/.done ] || { echo "$0: no exp/graph; run ./run.sh (stages 1-9) first" >&2; exit 1; }
@@ -95,5 +96,5 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   dumps=
   for config in $teacher_config $extra_teacher_configs; do dumps="$dumps $(cache_dir $config)"; done
   python -m steps.compress_report --exp-dir exp --teacher $teacher --seeds $seeds \
-    --dev-cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --dump-dirs $dumps --out RESULTS.md
+    --dev-cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --dump-dirs $dumps --options="$run_options" --out RESULTS.md
 fi
