@@ -26,8 +26,9 @@ import json
 import logging
 from pathlib import Path
 
+import lilcom
 import numpy as np
-from lhotse import CutSet
+from lhotse import CutSet, LilcomChunkyWriter, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 from tqdm import tqdm
 
@@ -46,8 +47,6 @@ def storage_file(dump_dir: Path, part: str, storage: str) -> Path:
 
 
 def open_writer(path: Path, storage: str, tick_power: int):
-    from lhotse import LilcomChunkyWriter, NumpyHdf5Writer
-
     if storage == "float16":
         return NumpyHdf5Writer(path, mode="w")
     return LilcomChunkyWriter(path, mode="w", tick_power=tick_power)
@@ -121,8 +120,6 @@ def dump_layers(cuts: CutSet, teacher, config: TeacherConfig, dump_dir: Path, pa
 
 
 def _read_back(writer, key: str, stored: np.ndarray) -> np.ndarray:
-    import lilcom
-
     # the chunky writer has only appended bytes so far; decode this array from memory
     return lilcom.decompress(lilcom.compress(stored, tick_power=writer.tick_power)).astype(np.float32)
 

@@ -19,8 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from steps import am_model
 from steps import checkpoint as ckpt_io
+from steps.compress import student
 from steps.score import read_wer
+from steps.scorer import load_scorer
 
 PARTS = ("dev", "test")
 BEGIN, END = "<!-- compress: begin -->", "<!-- compress: end -->"
@@ -30,20 +33,14 @@ def checkpoint_parameters(path: str | Path) -> int:
     checkpoint = ckpt_io.load(path)
     kind = checkpoint.get("kind")
     if kind == "acoustic_model":
-        from steps.am_model import model_from_checkpoint
-
-        model = model_from_checkpoint(checkpoint)
+        model = am_model.model_from_checkpoint(checkpoint)
         return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_heads."))
     if kind == "compressed_am":
-        from steps.compress.student import inference_parameters, model_from_checkpoint
-
-        return inference_parameters(model_from_checkpoint(checkpoint))
+        return student.inference_parameters(student.model_from_checkpoint(checkpoint))
     raise ValueError(f"{path}: kind {kind!r} is neither an acoustic model nor a compressed one")
 
 
 def network_rtf(path: str | Path, cuts, num_threads: int = 1) -> float:
-    from steps.scorer import load_scorer
-
     torch.set_num_threads(num_threads)
     scorer = load_scorer(path)
     feats = [torch.from_numpy(np.asarray(c.load_features(), dtype=np.float32)) for c in cuts]

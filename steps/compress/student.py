@@ -42,6 +42,7 @@ from torch import nn
 
 from steps.am_model import Head, InputLayer, TdnnfLayer
 from steps.compress.config import StudentConfig, StudentModelConfig
+from steps.config import from_dict, to_dict
 
 KIND = "compressed_am"
 BYPASS = 0.66  # TDNN-F bypass scale, as steps.am_model's default
@@ -174,8 +175,6 @@ def inference_parameters(model: nn.Module) -> int:
 
 def checkpoint_dict(model: StudentModel, config: StudentConfig, log_priors: torch.Tensor,
                     teacher: dict, extra: dict | None = None) -> dict:
-    from steps.config import to_dict
-
     return {"kind": KIND, "config": to_dict(config), "feature_dim": model.feature_dim,
             "num_senones": model.num_senones, "teacher_dim": model.teacher_dim,
             "num_teacher_layers": model.num_teacher_layers,
@@ -184,8 +183,6 @@ def checkpoint_dict(model: StudentModel, config: StudentConfig, log_priors: torc
 
 
 def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") -> StudentModel:
-    from steps.config import from_dict
-
     if checkpoint.get("kind") != KIND:
         raise ValueError(f"not a compressed acoustic model checkpoint (kind={checkpoint.get('kind')!r})")
     config = from_dict(StudentConfig, checkpoint["config"], "checkpoint config")

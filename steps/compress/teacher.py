@@ -38,7 +38,10 @@ import torch
 from lhotse.utils import compute_num_frames
 
 from steps import checkpoint as ckpt_io
+from steps.am_model import KIND as AM_KIND
+from steps.am_model import AcousticModel, ModelConfig
 from steps.compress.config import TeacherConfig
+from steps.config import ConfigError, from_dict
 
 FBANK_HOP = 160  # samples per 10 ms frame at 16 kHz
 FBANK_CENTRE = 80  # a frame's centre after its start (snip_edges false)
@@ -92,12 +95,9 @@ class AmTeacher:
     input = "fbank"
 
     def __init__(self, config: TeacherConfig, device: str | torch.device = "cpu"):
-        from steps.am_model import KIND, AcousticModel, ModelConfig
-        from steps.config import ConfigError, from_dict
-
         path = teacher_files(config)[0]
         checkpoint = ckpt_io.load(path)
-        if not isinstance(checkpoint, dict) or checkpoint.get("kind") != KIND:
+        if not isinstance(checkpoint, dict) or checkpoint.get("kind") != AM_KIND:
             raise TeacherError(f"{path}: not an acoustic model checkpoint of steps.train_am "
                                f"(kind={checkpoint.get('kind') if isinstance(checkpoint, dict) else None!r})")
         try:
@@ -135,7 +135,7 @@ class SpeechTeacher:
     input = "waveform"
 
     def __init__(self, config: TeacherConfig, device: str | torch.device = "cpu"):
-        import transformers
+        import transformers  # only for speech teachers: a slow import an AM teacher does not need
 
         path = Path(config.path)
         teacher_files(config)
