@@ -399,3 +399,57 @@ def test_goals_and_results_section_by_hand():
     again = splice(document + "after\n", render(rows[:1] + rows[1:], [1, 2], ["note"]))
     assert again.count(BEGIN) == 1 and again.count(END) == 1 and again.endswith("after\n")
     assert "note" in again
+
+
+def test_speech_teacher_student_end_to_end(tmp_path):
+    """A HuBERT teacher's cache at 10 ms drives a student at subsampling 1 through both
+    phases, on cuts with real fbank features and senone alignments."""
+    from lhotse import LilcomChunkyWriter, NumpyHdf5Writer
+
+    from steps import dump_teacher_layers, train_student
+    from steps.fbank import KnfFbank
+
+    model_dir = tiny_speech_model("hubert", tmp_path / "hubert")
+    rng = np.random.default_rng(3)
+    cuts = []
+    with LilcomChunkyWriter(tmp_path / "feats") as fw, NumpyHdf5Writer(tmp_path / "ali") as aw:
+        for i in range(4):
+            soundfile.write(tmp_path / f"{i}.wav", (0.1 * rng.standard_normal(8000 + 1600 * i)).astype(np.float32), 16000)
+            cut = Recording.from_file(tmp_path / f"{i}.wav", recording_id=f"r{i}").to_cut()
+            cut = cut.compute_and_store_features(KnfFbank(), fw)
+            cut.senone_ali = aw.store_array(f"r{i}", rng.integers(0, NUM_SENONES, cut.num_frames).astype(np.int32))
+            cuts.append(cut)
+    CutSet.from_cuts(cuts).to_file(tmp_path / "cuts.jsonl.gz")
+    (tmp_path / "counts.txt").write_text("".join(f"{s} 1\n" for s in range(NUM_SENONES)))
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump({"kind": "hubert", "path": str(model_dir), "layers": [1, 2]}))
+    dump_teacher_layers.main(["--config", str(tmp_path / "teacher.yaml"), "--cuts", str(tmp_path / "cuts.jsonl.gz"),
+                              "--out-dir", str(tmp_path / "dump")])
+    info = json.loads((tmp_path / "dump" / "teacher.json").read_text())
+    assert (info["frame_subsampling"], info["dim"], info["parts"]["train"]["cuts"]) == (1, 16, 4)
+    assert info["parts"]["train"]["frames"] == sum(c.num_frames for c in cuts)
+    spec = yaml.safe_load(student_yaml(tmp_path / "s.yaml", "generative", 1).read_text())
+    spec["model"].update(subsampling=1, input_context=1)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    train_student.main(["--config", str(tmp_path / "s.yaml"), "--teacher-config", str(tmp_path / "teacher.yaml"),
+                        "--dump-dir", str(tmp_path / "dump"), "--senone-counts", str(tmp_path / "counts.txt"),
+                        "--exp-dir", str(tmp_path / "exp")])
+    stats = json.loads((tmp_path / "exp" / "train_stats.json").read_text())
+    assert [h["phase"] for h in stats["history"]] == ["distill", "finetune"]
+    assert stats["history"][0]["l1_2"] > 0
+    scorer = load_scorer(tmp_path / "exp" / "final.pt")
+    assert scorer.log_posteriors(torch.from_numpy(cuts[0].load_features())).shape == (cuts[0].num_frames, NUM_SENONES)
+
+
+def test_dump_program_reports_bad_teacher(tmp_path):
+    from steps import dump_teacher_layers
+
+    path = write_am_teacher(tmp_path / "t.pt", num_layers=2)
+    data = make_synthetic_am_data(tmp_path / "data", num_cuts=2, num_dev=1, num_senones=NUM_SENONES)
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"kind": "am", "path": str(path), "layers": [2, 7]}))
+    with pytest.raises(SystemExit, match=r"error: .*t.pt: layer indices \[7\] out of range"):
+        dump_teacher_layers.main(["--config", str(tmp_path / "t.yaml"), "--cuts", str(data["train"]),
+                                  "--out-dir", str(tmp_path / "dump")])
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"kind": "am", "path": str(path), "layers": [-1]}))
+    with pytest.raises(SystemExit, match=r"t.yaml: layers: must be >= 0"):
+        dump_teacher_layers.main(["--config", str(tmp_path / "t.yaml"), "--cuts", str(data["train"]),
+                                  "--out-dir", str(tmp_path / "dump")])
