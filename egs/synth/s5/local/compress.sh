@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Compressing the acoustic model (steps.compress): a big HIER teacher, its hidden layers
-# cached once, then three students of about 14% of its size: (d) GenDistiller (generates
+# cached once, then three small students (14% of the tiny teacher, 6% of the default one): (d) GenDistiller (generates
 # the teacher's layers one after another), (b) DistilHuBERT-style (parallel prediction
 # heads on one encoder), (c) the GenDistiller student trained from scratch on senones.
 # Each is decoded by the hybrid path of stage 9 and the table is added to RESULTS.md.
