@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Compressing the acoustic model (steps.compress): a big HIER teacher, its hidden layers
-# cached once, then three small students (14% of the tiny teacher, 6% of the default one): (d) GenDistiller (generates
-# the teacher's layers one after another), (b) DistilHuBERT-style (parallel prediction
-# heads on one encoder), (c) the GenDistiller student trained from scratch on senones.
-# Each is decoded by the hybrid path of stage 9 and the table is added to RESULTS.md.
+# cached once, then three small students (14% of the tiny teacher, 6% of the default one):
+# (d) GenDistiller (generates the teacher's layers one after another), (b) DistilHuBERT-style
+# (parallel prediction heads on one encoder), (c) the GenDistiller student trained from
+# scratch on senones. Each is decoded by the hybrid path of stage 9 and the table is added to
+# RESULTS.md. conf/compress/student_parallel.yaml is sized for the tiny teacher: see its
+# comment before a default-size run.
 #
 #   local/compress.sh                                   # after ./run.sh (stages 1-10)
 #   local/compress.sh --config conf/compress_tiny.conf  # after ./run.sh --config conf/tiny.conf
