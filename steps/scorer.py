@@ -25,6 +25,7 @@ from steps import checkpoint as ckpt_io
 SCORER_MODULES = {
     "acoustic_model": "steps.am_model",
     "align_model": "steps.align_model",
+    "compressed_am": "steps.compress.student",
 }
 
 

@@ -1,0 +1,171 @@
+"""The compression table: teacher (a), DistilHuBERT-style (b), same size from scratch (c)
+and GenDistiller (d), with parameters, the ratio to the teacher, the network's CPU RTF and
+dev/test WER (mean ± sample std over seeds, as the main RESULTS.md table), and the goals
+checked against the measured numbers.
+
+Parameters are those used at test time: the teacher AM without its auxiliary heads, the
+parallel student without its prediction heads. CPU RTF: seconds of the network's forward
+pass (steps.scorer's log_posteriors, one thread, one utterance at a time, after one warm-up
+call) per second of audio over the given cuts; search time is not included.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from steps import am_model
+from steps import checkpoint as ckpt_io
+from steps.compress import student
+from steps.score import read_wer
+from steps.scorer import load_scorer
+
+PARTS = ("dev", "test")
+BEGIN, END = "<!-- compress: begin -->", "<!-- compress: end -->"
+
+
+def checkpoint_parameters(path: str | Path) -> int:
+    checkpoint = ckpt_io.load(path)
+    kind = checkpoint.get("kind")
+    if kind == "acoustic_model":
+        model = am_model.model_from_checkpoint(checkpoint)
+        return sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_heads."))
+    if kind == "compressed_am":
+        return student.inference_parameters(student.model_from_checkpoint(checkpoint))
+    raise ValueError(f"{path}: kind {kind!r} is neither an acoustic model nor a compressed one")
+
+
+def network_rtf(path: str | Path, cuts, num_threads: int = 1) -> float:
+    torch.set_num_threads(num_threads)
+    scorer = load_scorer(path)
+    feats = [torch.from_numpy(np.asarray(c.load_features(), dtype=np.float32)) for c in cuts]
+    if not feats:
+        raise ValueError("no cuts to time the network on")
+    scorer.log_posteriors(feats[0])
+    began = time.perf_counter()
+    for f in feats:
+        scorer.log_posteriors(f)
+    return (time.perf_counter() - began) / (sum(len(f) for f in feats) * 0.01)
+
+
+@dataclass
+class Row:
+    label: str
+    name: str
+    parameters: int | None = None
+    rtf: float | None = None
+    wers: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
+    missing: list[str] = field(default_factory=list)
+
+    def mean(self, part: str) -> float | None:
+        return statistics.fmean(self.wers[part]) if self.wers[part] else None
+
+    def std(self, part: str) -> float | None:
+        values = self.wers[part]
+        return (statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+
+
+def collect(exp_dir: Path, systems: list[tuple[str, str, list[int]]], cuts) -> list[Row]:
+    """systems: (label, name, seeds); run dirs exp_dir/<name>_s<seed>."""
+    rows = []
+    for label, name, seeds in systems:
+        row = Row(label, name)
+        for seed in seeds:
+            run = exp_dir / f"{name}_s{seed}"
+            for part in PARTS:
+                wer = run / f"decode_{part}" / "wer"
+                if wer.is_file():
+                    row.wers[part].append(read_wer(wer).wer)
+                else:
+                    row.missing.append(str(wer))
+        first = exp_dir / f"{name}_s{seeds[0]}" / "final.pt"
+        if first.is_file():
+            row.parameters = checkpoint_parameters(first)
+            row.rtf = network_rtf(first, cuts)
+        else:
+            row.missing.append(str(first))
+        rows.append(row)
+    return rows
+
+
+def _cell(row: Row, part: str) -> str:
+    mean = row.mean(part)
+    return "missing" if mean is None else f"{mean:.2f} ± {row.std(part):.2f}"
+
+
+def goals(rows: list[Row], max_ratio: float = 0.18, max_relative: float = 0.10) -> list[str]:
+    """One line per goal of the issue, met or not, from the numbers (rows: a, b, c, d). The
+    goals are stated on test; the dev figures are given beside them."""
+    teacher, parallel, scratch, gen = rows
+    lines = []
+
+    def fmt(x):
+        return "missing" if x is None else f"{x:.2f}"
+
+    def rel(x, ref):
+        return (x - ref) / ref if x is not None and ref else None
+
+    if teacher.parameters and gen.parameters:
+        ratio = gen.parameters / teacher.parameters
+        lines.append(f"- student at most {max_ratio:.0%} of the teacher's parameters: "
+                     f"{'met' if ratio <= max_ratio else 'not met'} ({ratio:.1%})")
+    t, g = teacher.mean("test"), gen.mean("test")
+    if t is not None and g is not None:
+        r, r_dev = rel(g, t), rel(gen.mean("dev"), teacher.mean("dev"))
+        dev = f"; dev {fmt(gen.mean('dev'))} vs {fmt(teacher.mean('dev'))}" + (
+            f", {r_dev:+.1%}" if r_dev is not None else "")
+        lines.append(f"- test WER within {max_relative:.0%} relative of the teacher: "
+                     f"{'met' if r <= max_relative else 'not met'} ({fmt(g)} vs {fmt(t)}, {r:+.1%}{dev})")
+    for other, what in ((parallel, "(b) DistilHuBERT-style"), (scratch, "(c) from scratch")):
+        o = other.mean("test")
+        if o is None or g is None:
+            lines.append(f"- beats {what} on test: missing figures")
+            continue
+        size = ""
+        if other is parallel and gen.parameters and parallel.parameters:
+            size = (f"; at {'equal or fewer' if gen.parameters <= parallel.parameters else 'more'} "
+                    f"parameters ({gen.parameters:,} vs {parallel.parameters:,})")
+        gd, od = gen.mean("dev"), other.mean("dev")
+        dev = "" if gd is None or od is None else f"; on dev {'better' if gd < od else 'not better'} ({fmt(gd)} vs {fmt(od)})"
+        lines.append(f"- beats {what} on test: {'met' if g < o else 'not met'} ({fmt(g)} vs {fmt(o)}){size}{dev}")
+    return lines
+
+
+def render(rows: list[Row], seeds: list[int], notes: list[str]) -> str:
+    teacher = rows[0].parameters
+    lines = [BEGIN, "## Compressing the acoustic model (local/compress.sh)", "",
+             f"Seeds of the students: {' '.join(map(str, seeds))}; WER % mean ± std over seeds "
+             "(the teacher: its one run). CPU RTF: the network alone, one thread.", "",
+             "| system | parameters | ratio to teacher | CPU RTF | dev WER | test WER |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        ratio = f"{row.parameters / teacher:.3f}" if row.parameters and teacher else "-"
+        params = f"{row.parameters:,}" if row.parameters else "missing"
+        rtf = f"{row.rtf:.4f}" if row.rtf is not None else "-"
+        lines.append(f"| {row.label} | {params} | {ratio} | {rtf} | {_cell(row, 'dev')} | {_cell(row, 'test')} |")
+    lines += ["", "Per seed (dev / test):", ""]
+    for row in rows:
+        pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(row.wers["dev"], row.wers["test"])]
+        lines.append(f"- {row.label}: {', '.join(pairs) or 'missing'}")
+    lines += ["", "Goals:", *goals(rows)]
+    missing = [m for row in rows for m in row.missing]
+    if missing:
+        lines += ["", f"Missing: {', '.join(missing)}"]
+    if notes:
+        lines += ["", *notes]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def splice(document: str, section: str) -> str:
+    """The document with its compression section replaced (or appended)."""
+    if BEGIN in document and END in document:
+        head, rest = document.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1].lstrip("\n")
+        return head + section + tail
+    return document.rstrip("\n") + "\n\n" + section if document.strip() else section
