@@ -79,7 +79,8 @@ class HybridGraph:
         self.num_senones = num_senones
 
     @classmethod
-    def load(cls, graph_dir: str | Path) -> "HybridGraph":
+    def load(cls, graph_dir: str | Path, with_fst: bool = True) -> "HybridGraph":
+        """with_fst=False: the label tables only (the k2 decoder reads its own graph)."""
         import kaldifst
 
         graph_dir = Path(graph_dir)
@@ -93,6 +94,8 @@ class HybridGraph:
         for word, index in table.items():
             words[index] = word
         path = graph_dir / "HCLG.fst"
+        if not with_fst:
+            return cls(None, unit_senones, words, int(info["num_senones"]))
         reader = kaldifst.StdConstFst if fst_type_of(path) == "const" else kaldifst.StdVectorFst
         fst = reader.read(str(path))
         if fst is None:
