@@ -130,7 +130,7 @@ def read_kaldi_text(path: Path) -> dict[str, str]:
     return {line.split(" ", 1)[0]: (line.split(" ", 1) + [""])[1] for line in path.read_text().splitlines()}
 
 
-@pytest.mark.parametrize("decoder", ["lattice", "faster"])
+@pytest.mark.parametrize("decoder", ["k2", "lattice", "faster"])
 def test_weight_is_chosen_on_dev_and_applied_to_test(world, tmp_path, monkeypatch, decoder):
     work, _, lang, tree, _ = world
     dev = tmp_path / "dev" / "cuts.jsonl.gz"
