@@ -97,19 +97,30 @@ def weighted(lattice, lm_weight: float, acoustic_scale: float):
 
 def best_path(lattice, lm_weight: float, acoustic_scale: float) -> PathScores:
     """The best path of the lattice for this LM weight."""
-    import k2
-
-    best = k2.shortest_path(k2.create_fsa_vec([weighted(lattice, lm_weight, acoustic_scale)]),
-                            use_double_scores=True)
-    aux = best.aux_labels
-    words = (aux.values if isinstance(aux, k2.RaggedTensor) else aux).tolist()
-    return PathScores([w for w in words if w > 0], best.graph_scores.double().sum().item(),
-                      best.acoustic_scores.double().sum().item() / acoustic_scale)
+    return best_paths(lattice, [lm_weight], acoustic_scale)[lm_weight]
 
 
 def best_paths(lattice, lm_weights: list[float], acoustic_scale: float) -> dict[float, PathScores]:
-    """The best path of the lattice for every LM weight."""
-    return {w: best_path(lattice, w, acoustic_scale) for w in lm_weights}
+    """The best path of the lattice for every LM weight: one Viterbi pass per weight on a
+    bare copy of the lattice (arcs and scores only; words looked up for the best arcs)."""
+    import k2
+
+    graph = lattice.graph_scores
+    acoustic = lattice.scores - graph
+    bare = k2.Fsa(lattice.arcs)
+    bare.arc_index = torch.arange(lattice.num_arcs, dtype=torch.int32)
+    aux = lattice.aux_labels
+    result = {}
+    for weight in lm_weights:
+        bare.scores = graph + acoustic / (weight * acoustic_scale)
+        arcs = k2.shortest_path(k2.create_fsa_vec([bare]), use_double_scores=True).arc_index.long()
+        if isinstance(aux, k2.RaggedTensor):
+            words = aux.index(arcs.to(torch.int32), axis=0)[0].values.tolist() if len(arcs) else []
+        else:
+            words = aux[arcs].tolist()
+        result[weight] = PathScores([w for w in words if w > 0], graph[arcs].double().sum().item(),
+                                    acoustic[arcs].double().sum().item() / acoustic_scale)
+    return result
 
 
 def nbest(lattice, num_paths: int, lm_weight: float, acoustic_scale: float, seed: int = 0) -> list[PathScores]:
