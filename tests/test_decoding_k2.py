@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from steps.bench.bench_decode import peaked_scores, senone_path, toy_graph, toy_topology
 from steps.decoding.decoder import K2Decoder
@@ -170,6 +171,13 @@ def test_nbest_holds_distinct_paths_best_first(arpa_world):
     totals = [p.total(10.0) for p in paths]
     assert totals[0] == pytest.approx(max(totals)) and paths[0] == best_path(lattice, 10.0, 0.1)
     assert {tuple(graph.words[i] for i in p.words) for p in paths} >= {("BAT",), ("BAD",)}
+    # the sweep leaves the lattice as it was: the same best paths a second time, every
+    # sampled path scoring at most the best one
+    scores = lattice.scores.clone()
+    first = {w: best_path(lattice, w, 0.1) for w in (1.0, 10.0)}
+    assert torch.equal(lattice.scores, scores)
+    assert {w: best_path(lattice, w, 0.1) for w in (1.0, 10.0)} == first
+    assert all(p.total(w) <= first[w].total(w) + 1e-6 for p in nbest(lattice, 20, 10.0, 0.1) for w in (1.0, 10.0))
 
 
 def test_program_counts_search_errors_and_writes_rescored_results(arpa_world, tmp_path, monkeypatch):

@@ -107,7 +107,7 @@ def best_paths(lattice, lm_weights: list[float], acoustic_scale: float) -> dict[
 
     graph = lattice.graph_scores
     acoustic = lattice.scores - graph
-    bare = k2.Fsa(lattice.arcs)
+    bare = k2.Fsa(lattice.arcs.values().clone())  # k2.Fsa(lattice.arcs) would share (and overwrite) its scores
     bare.arc_index = torch.arange(lattice.num_arcs, dtype=torch.int32)
     aux = lattice.aux_labels
     result = {}
