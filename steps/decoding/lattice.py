@@ -101,25 +101,66 @@ def best_path(lattice, lm_weight: float, acoustic_scale: float) -> PathScores:
 
 
 def best_paths(lattice, lm_weights: list[float], acoustic_scale: float) -> dict[float, PathScores]:
-    """The best path of the lattice for every LM weight: one Viterbi pass per weight on a
-    bare copy of the lattice (arcs and scores only; words looked up for the best arcs)."""
+    """The best path of the lattice for every LM weight, all weights in one Viterbi pass.
+
+    A lattice of k2.intersect_dense_pruned consumes one frame per arc and numbers its states
+    frame by frame, so the pass goes frame by frame over [arcs of the frame, weights] in
+    numpy (float64), arcs grouped by their destination once. Ties go to one of the equals."""
     import k2
 
-    graph = lattice.graph_scores
-    acoustic = lattice.scores - graph
-    bare = k2.Fsa(lattice.arcs.values().clone())  # k2.Fsa(lattice.arcs) would share (and overwrite) its scores
-    bare.arc_index = torch.arange(lattice.num_arcs, dtype=torch.int32)
+    values = lattice.arcs.values().numpy()
+    row_splits = lattice.arcs.shape().row_splits(1).numpy().astype(np.int64)
+    src, dst = values[:, 0].astype(np.int64), values[:, 1].astype(np.int64)
+    graph = lattice.graph_scores.double().numpy()
+    acoustic = lattice.scores.double().numpy() - graph  # scaled by acoustic_scale
+    weights = np.asarray(lm_weights, dtype=np.float64)
+    inverse = 1.0 / (weights * acoustic_scale)
+    num_states = len(row_splits) - 1
+    # Arcs in destination order: each frame's arcs are then one contiguous run per state,
+    # and a state's best incoming arc is a maximum over a segment (np.maximum.reduceat).
+    order = np.argsort(dst, kind="stable")
+    dst_sorted = dst[order]
+    state_begin = np.searchsorted(dst_sorted, np.arange(num_states + 1))
+    score = np.full((num_states, len(weights)), -np.inf)
+    back = np.full((num_states, len(weights)), -1, dtype=np.int64)
+    score[0] = 0.0
+    first, last = 0, 1  # the states of the current frame: [first, last)
+    while last <= num_states and row_splits[first] < row_splits[last]:
+        targets = dst[row_splits[first]:row_splits[last]]
+        low, high = int(targets.min()), int(targets.max()) + 1
+        if low < last:
+            raise ValueError("the lattice is not frame-synchronous (an arc stays within a frame)")
+        arcs = order[state_begin[low]:state_begin[high]]
+        if (src[arcs] < first).any() or (src[arcs] >= last).any():
+            raise ValueError("the lattice is not frame-synchronous (arcs into a frame from several)")
+        candidate = score[src[arcs]] + graph[arcs, None] + acoustic[arcs, None] * inverse[None, :]
+        starts = state_begin[low:high] - state_begin[low]
+        entered = starts < state_begin[low + 1:high + 1] - state_begin[low]
+        best = np.maximum.reduceat(candidate, starts[entered], axis=0)
+        score[low:high][entered] = best
+        winner = candidate == np.repeat(best, np.diff(np.append(starts[entered], len(arcs))), axis=0)
+        rows, cols = np.nonzero(winner)
+        back[dst[arcs[rows]], cols] = arcs[rows]
+        first, last = low, high
+    final = num_states - 1
     aux = lattice.aux_labels
     result = {}
-    for weight in lm_weights:
-        bare.scores = graph + acoustic / (weight * acoustic_scale)
-        arcs = k2.shortest_path(k2.create_fsa_vec([bare]), use_double_scores=True).arc_index.long()
+    for j, weight in enumerate(lm_weights):
+        path, state = [], final
+        while state != 0:
+            arc = int(back[state, j])
+            if arc < 0:
+                raise ValueError("no path to the final state in the lattice")
+            path.append(arc)
+            state = int(src[arc])
+        path.reverse()
+        arcs = torch.tensor(path, dtype=torch.int64)
         if isinstance(aux, k2.RaggedTensor):
-            words = aux.index(arcs.to(torch.int32), axis=0)[0].values.tolist() if len(arcs) else []
+            words = aux.index(arcs.to(torch.int32), axis=0)[0].values.tolist() if path else []
         else:
             words = aux[arcs].tolist()
-        result[weight] = PathScores([w for w in words if w > 0], graph[arcs].double().sum().item(),
-                                    acoustic[arcs].double().sum().item() / acoustic_scale)
+        result[weight] = PathScores([w for w in words if w > 0], float(graph[path].sum()),
+                                    float(acoustic[path].sum()) / acoustic_scale)
     return result
 
 
