@@ -216,3 +216,21 @@ def test_program_counts_utterances_without_a_final_state(world, tmp_path, monkey
     assert info["no_final_state"] == 1 and info["bad_reasons"] == {"no final state reached (empty lattice)": 1}
     assert info["search_errors"]["scored"] == 1 and info["search_errors"]["errors"] == 0
     assert (tmp_path / "out" / "bad_utts.txt").read_text().startswith("short no final state")
+
+
+def test_sweep_pass_equals_k2_shortest_path_per_weight(arpa_world):
+    import k2
+
+    from steps.decoding.lattice import best_paths, weighted
+    from tests.test_decode import bat_or_bad
+
+    _, graph_dir, lang, tree, graph = arpa_world
+    decoder = K2Decoder.load(graph_dir, graph.unit_senones, LatticeOptions())
+    weights = [0.5, 1.0, 2.0, 5.0, 10.0, 100.0]
+    for x in (bat_or_bad(lang, tree), garden_path(lang, tree, 0.3), scores_for("TAB BA", lang, tree)):
+        lattice = search(decoder.graph, dense_scores(x, graph.unit_senones, 0.1), LatticeOptions())
+        ours = best_paths(lattice, weights, 0.1)
+        for w in weights:
+            best = k2.shortest_path(k2.create_fsa_vec([weighted(lattice, w, 0.1)]), use_double_scores=True)
+            total = w * best.graph_scores.double().sum().item() + best.acoustic_scores.double().sum().item() / 0.1
+            assert ours[w].total(w) == pytest.approx(total, abs=1e-6)
