@@ -1,12 +1,20 @@
 """Decode cuts with a hybrid acoustic model on an HCLG graph; LM-weight sweep on dev.
 
 For each cut: raw fbank -> the AM's senone log-posteriors (steps.scorer.load_scorer) minus
-its log-priors -> search of HCLG.fst (steps.graph_search) -> the best word sequence for
-each LM weight w in --lm-weights (minimising w * graph cost + acoustic cost, Kaldi's
-scoring with LMWT = w). --decoder lattice (default): Kaldi's lattice decoder at
---acoustic-scale with --beam and --lattice-beam, every weight's 1-best from that one
-lattice. --decoder faster: FasterDecoder with --beam, --max-active, --min-active, one
-search per weight at acoustic scale 1/w. The AM runs once per cut either way.
+its log-priors -> search of HCLG -> the best word sequence for each LM weight w in
+--lm-weights (maximising w * graph score + acoustic score, Kaldi's scoring with LMWT = w).
+--decoder k2 (default): k2's pruned lattice search (steps.decoding: intersect_dense_pruned
+on HCLG.k2.pt, --beam, --lattice-beam, --max-active, --min-active at --acoustic-scale),
+every weight's 1-best from that one lattice. --decoder lattice: kaldi-decoder's
+LatticeSimpleDecoder (no active-state limit). --decoder faster: FasterDecoder, one search per
+weight at acoustic scale 1/w. The AM runs once per cut either way.
+
+Search errors (k2): for every cut with a reference, the reference's best path through the
+same graph on the same scores; at the chosen weight, a cut whose found best path scores
+worse than that is a search error (Kaldi's test), a cut whose search reached no final state
+is counted apart. Rescoring (k2, --rescore-lm): each lattice's N-best (--nbest sampled paths
+and every weight's best) rescored with a bigger ARPA LM, the graph's own LM (--graph-lm)
+taken out (Kaldi's lmrescore rule); the sweep and choice again, in <out-dir>/rescore/.
 
 Choosing the LM weight (never on test):
   dev:   --lm-weights "7 8 9 10 11 12 13 14 15 16 17" (the default). With references (the
@@ -28,7 +36,9 @@ Writes: <out-dir>/hyp.txt            `utt-id WORDS` at the chosen weight (every 
         <out-dir>/wer, recogs, errs  the scoring of hyp.txt (when the cuts have references)
         <out-dir>/text               the references (supervision texts)
         <out-dir>/bad_utts.txt       `utt-id reason` for every cut not decoded normally
-        <out-dir>/decode_info.json   counts, seconds of audio, AM and search times, RTFs
+        <out-dir>/decode_info.json   counts, seconds of audio, AM and search times, RTFs,
+                                     lattice arcs per frame, no_final_state, search_errors
+        <out-dir>/rescore/           with --rescore-lm: hyp.txt, wer, best_lm_weight ... as above
         <out-dir>/split<nj>/         per-job outputs; <out-dir>/log/decode.JOB.log
         <out-dir>/.done              with the inputs' fingerprint: a second run with the same
                                      model, graph, cuts and options is skipped (--force redoes it)
@@ -40,6 +50,7 @@ Example:
   python -m steps.decode --model exp/am_baseline/final.pt --graph exp/graph \\
       --cuts data/fbank/synth_cuts_test.jsonl.gz --lang-dir data/lang \\
       --out-dir exp/am_baseline/decode_test --lm-weight-from exp/am_baseline/decode_dev --nj 2
+  (rescoring: add --rescore-lm data/lang_rescore/lm_4gram.arpa --graph-lm data/lang_test/lm_3gram.arpa)
 """
 
 from __future__ import annotations
