@@ -692,12 +692,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lattice-beam", type=float, default=8.0)
     parser.add_argument("--max-active", type=int, default=7000)
     parser.add_argument("--skip-decode", action="store_true")
-    parser.add_argument("--recipe", type=Path, default=None,
-                        help="a recipe dir with a trained model (exp/am_baseline_s1/final.pt, exp/graph): "
-                             "also decode its held-out --part with --configs")
+    parser.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5",
+                        help="a recipe dir; when it has a trained model (exp/am_baseline_s1/final.pt) and "
+                             "exp/graph, its held-out --part is decoded with --configs (default: egs/synth/s5)")
     parser.add_argument("--model", type=Path, default=None, help="with --recipe: this checkpoint instead")
     parser.add_argument("--part", default="dev")
-    parser.add_argument("--max-utts", type=int, default=0, help="with --recipe: the first N cuts (0: all)")
+    parser.add_argument("--max-utts", type=int, default=60, help="with --recipe: the first N cuts (0: all)")
     parser.add_argument("--configs", default="k2:8:5:7000 lattice:8:5 k2:13:8:7000 faster:13:7000",
                         help="with --recipe: decoders to run, k2:BEAM:LATTICE_BEAM:MAX_ACTIVE, "
                              "lattice:BEAM:LATTICE_BEAM, faster:BEAM:MAX_ACTIVE")
@@ -708,6 +708,9 @@ def main(argv: list[str] | None = None) -> None:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args.work_dir = args.work_dir.resolve()  # the real-model part changes into the recipe
+    if args.text is not None:
+        args.text = args.text.resolve()
     if args.recipe is not None:
         weights = [float(w) for w in range(7, 18)]
         bench_real_model(args.recipe, args.model, args.part, args.threads, args.configs.split(), args.max_utts,
