@@ -57,7 +57,9 @@ class K2Decoder:
         t1 = time.perf_counter()
         if lattice is not None and self.rescorer is not None and rescore_weights:
             paths = nbest(lattice, self.nbest, 1.0 / scale, scale)
-            paths += best_paths(lattice, rescore_weights, scale).values()
+            missing = [w for w in rescore_weights if w not in out.best]
+            paths += [out.best[w] for w in rescore_weights if w in out.best]
+            paths += best_paths(lattice, missing, scale).values() if missing else []
             out.rescored = {w: self.rescorer.best(paths, w) for w in rescore_weights}
         t2 = time.perf_counter()
         if reference is not None:

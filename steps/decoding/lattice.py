@@ -67,22 +67,18 @@ def search(graph, dense, options: LatticeOptions):
     return lattice
 
 
-def _arc_words(fsa) -> "k2.RaggedTensor":
-    """Each arc's words, ragged [arc][word], zeros and -1 dropped."""
+def path_scores(lattice, arc_index: torch.Tensor, acoustic_scale: float) -> PathScores:
+    """Scores and words of the path made of these arcs of the lattice."""
     import k2
 
-    aux = fsa.aux_labels
-    if isinstance(aux, torch.Tensor):
-        aux = k2.RaggedTensor(aux.unsqueeze(1).tolist()) if aux.numel() else k2.RaggedTensor([[]])
-    return aux.remove_values_leq(0)
-
-
-def path_scores(lattice, arc_index: torch.Tensor, arc_words: list[list[int]], acoustic_scale: float) -> PathScores:
-    """Scores and words of the path made of these arcs of the lattice."""
-    graph = lattice.graph_scores[arc_index].double().sum().item()
-    scaled_ac = (lattice.scores[arc_index].double() - lattice.graph_scores[arc_index].double()).sum().item()
-    words = [w for a in arc_index.tolist() for w in arc_words[a]]
-    return PathScores(words, graph, scaled_ac / acoustic_scale)
+    graph = lattice.graph_scores[arc_index].double()
+    scaled_ac = lattice.scores[arc_index].double() - graph
+    aux = lattice.aux_labels
+    if isinstance(aux, k2.RaggedTensor):
+        words = aux.index(arc_index.to(torch.int32), axis=0)[0].values.tolist() if len(arc_index) else []
+    else:
+        words = aux[arc_index].tolist()
+    return PathScores([w for w in words if w > 0], graph.sum().item(), scaled_ac.sum().item() / acoustic_scale)
 
 
 def weighted(lattice, lm_weight: float, acoustic_scale: float):
@@ -169,17 +165,12 @@ def nbest(lattice, num_paths: int, lm_weight: float, acoustic_scale: float, seed
     at this LM weight (k2.random_paths, as icefall's N-best), best first."""
     import k2
 
-    arc_words = _arc_words(lattice).tolist()
     torch.manual_seed(seed)
     paths = k2.random_paths(k2.create_fsa_vec([weighted(lattice, lm_weight, acoustic_scale)]),
                             use_double_scores=True, num_paths=num_paths).tolist()[0]
     result = [best_path(lattice, lm_weight, acoustic_scale)]
-    seen = set()
-    for arcs in paths:
-        if tuple(arcs) in seen:
-            continue
-        seen.add(tuple(arcs))
-        result.append(path_scores(lattice, torch.tensor(arcs, dtype=torch.long), arc_words, acoustic_scale))
+    for arcs in sorted({tuple(p) for p in paths}):
+        result.append(path_scores(lattice, torch.tensor(arcs, dtype=torch.int64), acoustic_scale))
     return result
 
 
