@@ -9,8 +9,8 @@ every weight's 1-best from that one lattice. --decoder lattice: kaldi-decoder's
 LatticeSimpleDecoder (no active-state limit). --decoder faster: FasterDecoder, one search per
 weight at acoustic scale 1/w. The AM runs once per cut either way.
 
-Search errors (k2): for every cut with a reference, the reference's best path through the
-same graph on the same scores; at the chosen weight, a cut whose found best path scores
+Search errors (k2): on a set decoded with a sweep (dev), for every cut with a reference, the
+reference's best path through the same graph on the same scores (not on test, to save time); at the chosen weight, a cut whose found best path scores
 worse than that is a search error (Kaldi's test), a cut whose search reached no final state
 is counted apart. Rescoring (k2, --rescore-lm): each lattice's N-best (--nbest sampled paths
 and every weight's best) rescored with a bigger ARPA LM, the graph's own LM (--graph-lm)
@@ -105,7 +105,8 @@ def weight_from_dir(directory: str | Path) -> float:
 
 
 def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weights: list[float],
-                k2_decoder: K2Decoder | None = None, rescore_weights: list[float] | None = None):
+                k2_decoder: K2Decoder | None = None, rescore_weights: list[float] | None = None,
+                forced_references: bool = True):
     """Yields one record per cut: id, reference, hyps {weight: words or None}, problem, times;
     with the k2 decoder also the best paths' scores, the reference's forced score (cuts
     with a reference), the lattice's size and the rescored hyps."""
@@ -134,7 +135,8 @@ def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weight
                 raise _BadCut("non-finite acoustic scores")
             t1 = time.perf_counter()
             if k2_decoder is not None:
-                seconds = _k2_decode(record, k2_decoder, loglikes, weights, word_id, rescore_weights)
+                seconds = _k2_decode(record, k2_decoder, loglikes, weights, word_id, rescore_weights,
+                                     forced_references)
             else:
                 seconds = _graph_decode(record, graph, loglikes, weights, options)
             record["am_seconds"] = t1 - t0
@@ -162,10 +164,11 @@ def _graph_decode(record: dict, graph: HybridGraph, loglikes: np.ndarray, weight
 
 
 def _k2_decode(record: dict, decoder: K2Decoder, loglikes: np.ndarray, weights: list[float],
-               word_id: dict[str, int], rescore_weights: list[float] | None) -> dict[str, float]:
+               word_id: dict[str, int], rescore_weights: list[float] | None,
+               forced_references: bool = True) -> dict[str, float]:
     unk = word_id.get("<UNK>")
     reference = None
-    if record["ref"]:
+    if record["ref"] and forced_references:
         reference = [word_id.get(w, unk) for w in record["ref"]]
         if None in reference:
             reference = None  # a word the graph cannot say and no <UNK>: no forced score
@@ -217,7 +220,8 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
 
     with atomic.atomic_path(out) as tmp, open(tmp, "w") as f:
         for record in tqdm(decode_cuts(cuts, scorer, graph, options, weights, k2_decoder,
-                                       rescore_weights), total=len(cuts),
+                                       rescore_weights, forced_references=args.lm_weight_from is None),
+                       total=len(cuts),
                            desc=f"decode job {job}", disable=None):
             if record["problem"]:
                 log.warning("%s: %s", record["id"], record["problem"])
