@@ -396,8 +396,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "(no active-state limit); faster: FasterDecoder, one search per LM weight")
     parser.add_argument("--acoustic-scale", type=float, default=0.1,
                         help="scale of the acoustic scores in the lattice search (k2, lattice)")
-    parser.add_argument("--beam", type=float, default=13.0)
-    parser.add_argument("--lattice-beam", type=float, default=8.0, help="k2, lattice decoders")
+    parser.add_argument("--beam", type=float, default=10.0)
+    parser.add_argument("--lattice-beam", type=float, default=6.0, help="k2, lattice decoders")
     parser.add_argument("--max-active", type=int, default=7000, help="k2, faster: most active states a frame")
     parser.add_argument("--min-active", type=int, default=200, help="k2, faster: fewest active states a frame")
     parser.add_argument("--rescore-lm", type=Path, default=None,

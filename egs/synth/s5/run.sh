@@ -23,7 +23,7 @@ bpe_vocab_size=500
 lm_config_suffix=         # teacher LM configs: conf/lm_<level>${lm_config_suffix}.yaml
 am_override=              # YAML merged over every conf/am_<system>.yaml (conf/am_tiny.yaml)
 seeds="1 2 3"
-decode_opts="--beam 13 --lattice-beam 8 --max-active 7000"  # steps.decode (k2 lattice search); WER has converged here (BENCHMARKS.md)
+decode_opts="--beam 10 --lattice-beam 6 --max-active 7000"  # steps.decode (k2 lattice search); WER has converged here (BENCHMARKS.md)
 rescore_lm_order=4        # lattice rescoring with an n-gram of this order from the same text (0: none)
 
 help_message="Usage: $0 [options]
