@@ -434,6 +434,7 @@ class DecoderRun:
     name: str
     hyps: dict[float, list[list[int] | None]]  # per LM weight, per utterance
     search_seconds: float
+    cpu_seconds: float = 0.0  # process CPU time of the same (wall time on a loaded machine inflates)
     lattice_arcs: int = 0
     no_final: int = 0
     peak_mib: float = float("nan")  # process peak RSS while it ran
@@ -457,6 +458,7 @@ def run_decoder(kind: str, graph: "HybridGraph", k2_graph, scores: list[np.ndarr
         (f" max-active {max_active}" if kind != "lattice" else "")
     run = DecoderRun(label, {w: [] for w in weights}, 0.0)
     run.rss_mib = reset_peak_rss()
+    cpu0 = time.process_time()
     if kind == "k2":
         decoder = K2Decoder(k2_graph, graph.unit_senones, LatticeOptions(beam=beam, lattice_beam=lattice_beam,
                                                                          max_active=max_active, min_active=min_active))
@@ -468,6 +470,7 @@ def run_decoder(kind: str, graph: "HybridGraph", k2_graph, scores: list[np.ndarr
             run.best.append(out.best)
             for w in weights:
                 run.hyps[w].append(out.best[w].words if out.reached_final else None)
+        run.cpu_seconds = time.process_time() - cpu0
         run.peak_mib = peak_rss_mib()
         if references is not None:
             from steps.decoding.forced import ReferenceScorer
@@ -498,6 +501,7 @@ def run_decoder(kind: str, graph: "HybridGraph", k2_graph, scores: list[np.ndarr
                 finals.append(reached)
             run.search_seconds += time.perf_counter() - t0
             run.no_final += not all(finals)
+    run.cpu_seconds = time.process_time() - cpu0
     run.peak_mib = peak_rss_mib()
     return run
 
@@ -534,7 +538,7 @@ def search_error_count(run: DecoderRun, weight: float) -> str:
 
 def print_runs(runs: list[DecoderRun], refs: list[list[str]], words: list[str], seconds: float, frames: int,
                weights: list[float], with_sweep: bool) -> None:
-    print(f"  {'decoder':<48} {'WER@10':>15} {'best WER (w)':>18} {'search RTF':>10} {'lat arcs/fr':>11} "
+    print(f"  {'decoder':<48} {'WER@10':>15} {'best WER (w)':>18} {'search RTF':>10} {'CPU RTF':>7} {'lat arcs/fr':>11} "
           f"{'no final':>8} {'search err':>10} {'RSS MiB':>15}")
     for run in runs:
         e10, total = word_errors(refs, run.hyps[10.0], words)
@@ -544,7 +548,7 @@ def print_runs(runs: list[DecoderRun], refs: list[list[str]], words: list[str], 
         arcs = f"{run.lattice_arcs / frames:.0f}" if run.lattice_arcs else "-"
         memory = f"{run.rss_mib:.0f} -> {run.peak_mib:.0f}"
         print(f"  {run.name:<48} {100 * e10 / total:6.2f}% ({e10}/{total}) {best:>18} "
-              f"{run.search_seconds / seconds:10.4f} {arcs:>11} {run.no_final:>8} "
+              f"{run.search_seconds / seconds:10.4f} {run.cpu_seconds / seconds:7.4f} {arcs:>11} {run.no_final:>8} "
               f"{search_error_count(run, best_w):>10} {memory:>15}")
 
 
