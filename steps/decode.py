@@ -6,8 +6,8 @@ its log-priors -> search of HCLG -> the best word sequence for each LM weight w 
 --decoder k2 (default): k2's pruned lattice search (steps.decoding: intersect_dense_pruned
 on HCLG.k2.pt, --beam, --lattice-beam, --max-active, --min-active at --acoustic-scale),
 every weight's 1-best from that one lattice. --decoder lattice: kaldi-decoder's
-LatticeSimpleDecoder (no active-state limit). --decoder faster: FasterDecoder, one search per
-weight at acoustic scale 1/w. The AM runs once per cut either way.
+LatticeSimpleDecoder (no active-state limit; less memory, smaller lattices). The AM runs once
+per cut either way.
 
 Search errors (k2): on a set decoded with a sweep (dev), for every cut with a reference, the
 reference's best path through the same graph on the same scores (not on test, to save time); at the chosen weight, a cut whose found best path scores
@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LM_WEIGHTS = "7 8 9 10 11 12 13 14 15 16 17"
 FRAME_SHIFT = 0.01
-DECODERS = ("k2", "lattice", "faster")
+DECODERS = ("k2", "lattice")
 # A reference path better than the found one by more than this (log-score) is a search
 # error; below it, float32 sums of equal paths may differ.
 SEARCH_ERROR_MARGIN = 1e-2
@@ -235,8 +235,7 @@ def lattice_options(args) -> LatticeOptions:
 
 
 def search_options(args) -> SearchOptions:
-    return SearchOptions(decoder="lattice" if args.decoder == "k2" else args.decoder, acoustic_scale=args.acoustic_scale, beam=args.beam,
-                         max_active=args.max_active, min_active=args.min_active,
+    return SearchOptions(decoder="lattice", acoustic_scale=args.acoustic_scale, beam=args.beam,
                          lattice_beam=args.lattice_beam)
 
 
@@ -393,13 +392,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decoder", choices=DECODERS, default="k2",
                         help="k2: pruned lattice search (k2.intersect_dense_pruned, --max-active), one "
                              "search for all LM weights; lattice: kaldi-decoder's LatticeSimpleDecoder "
-                             "(no active-state limit); faster: FasterDecoder, one search per LM weight")
+                             "(no active-state limit)")
     parser.add_argument("--acoustic-scale", type=float, default=0.1,
                         help="scale of the acoustic scores in the lattice search (k2, lattice)")
     parser.add_argument("--beam", type=float, default=10.0)
     parser.add_argument("--lattice-beam", type=float, default=6.0, help="k2, lattice decoders")
-    parser.add_argument("--max-active", type=int, default=7000, help="k2, faster: most active states a frame")
-    parser.add_argument("--min-active", type=int, default=200, help="k2, faster: fewest active states a frame")
+    parser.add_argument("--max-active", type=int, default=7000, help="k2: most active states a frame")
+    parser.add_argument("--min-active", type=int, default=200, help="k2: fewest active states a frame")
     parser.add_argument("--rescore-lm", type=Path, default=None,
                         help="k2: ARPA LM to rescore each lattice's N-best with (e.g. a 4-gram); results "
                              "in <out-dir>/rescore/")

@@ -14,7 +14,6 @@ import torch
 
 from steps.bench.bench_decode import peaked_scores, senone_path, toy_graph, toy_topology
 from steps.decoding.decoder import K2Decoder
-from steps.decoding.forced import ReferenceScorer
 from steps.decoding.lattice import LatticeOptions, best_path, dense_scores, nbest, search
 from steps.graph_search import HybridGraph, SearchOptions
 

@@ -15,7 +15,7 @@ Prints: the LM's size, every graph stage (states, arcs, seconds), HCLG's size on
 build time, process CPU time and peak memory; then the decoders compared at equal beams
 (--beam, --lattice-beam, --max-active): k2 (steps.decoding: intersect_dense_pruned, one
 search, the 1-best of 11 LM weights from the lattice), kaldi-decoder's lattice decoder (no
-active-state limit; one search, 11 weights) and FasterDecoder (one search per weight):
+active-state limit; one search, 11 weights):
 WER, search RTF, lattice arcs per frame, process RSS before and at its peak.
 
 Two kinds of figures, kept apart:
@@ -36,7 +36,7 @@ Wall times on a shared machine are inflated; the process CPU time is printed too
     python -m steps.bench.bench_decode [--text data/text/lm_text.txt] [--work-dir /tmp/bench_decode]
         [--words 2500 --sentences 150000] [--prune 0] [--utts 40] [--threads 1] [--beam 13]
     python -m steps.bench.bench_decode --recipe egs/synth/s5 --recipe-only \
-        --configs "k2:8:5:7000 lattice:8:5 k2:13:8:7000 faster:13:7000"
+        --configs "k2:8:5:7000 lattice:8:5 k2:10:6:7000 k2:13:8:7000"
 """
 
 from __future__ import annotations
@@ -443,19 +443,18 @@ class DecoderRun:
     references: list = field(default_factory=list)  # k2: per utterance forced reference PathScores
 
 
-def run_decoder(kind: str, graph: "HybridGraph", k2_graph, scores: list[np.ndarray], weights: list[float],
+def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: list[float],
                 beam: float, lattice_beam: float, max_active: int, min_active: int = 200,
                 references: list[list[int]] | None = None) -> DecoderRun:
     """Searches every utterance's scores with one decoder at these beams: `k2`
     (steps.decoding, intersect_dense_pruned), `lattice` (kaldi-decoder's LatticeSimpleDecoder,
-    no active-state limit) or `faster` (FasterDecoder, one search per LM weight). The time
+    no active-state limit). The time
     covers the search and every LM weight's 1-best; forced reference paths are scored after."""
     from steps.decoding.decoder import K2Decoder
     from steps.decoding.lattice import LatticeOptions
     from steps.graph_search import SearchOptions, lattice_best_words
 
-    label = f"{kind} beam {beam:g}" + (f" lattice-beam {lattice_beam:g}" if kind != "faster" else "") + \
-        (f" max-active {max_active}" if kind != "lattice" else "")
+    label = f"{kind} beam {beam:g} lattice-beam {lattice_beam:g}" + (f" max-active {max_active}" if kind == "k2" else "")
     run = DecoderRun(label, {w: [] for w in weights}, 0.0)
     run.rss_mib = reset_peak_rss()
     cpu0 = time.process_time()
@@ -480,27 +479,15 @@ def run_decoder(kind: str, graph: "HybridGraph", k2_graph, scores: list[np.ndarr
             run.references = [scorer.score(ref, dense_scores(x, graph.unit_senones, 0.1), 0.1)
                               for x, ref in zip(scores, references)]
         return run
-    if kind == "lattice":
-        options = SearchOptions(decoder="lattice", beam=beam, lattice_beam=lattice_beam)
-        for x in scores:
-            t0 = time.perf_counter()
-            result = graph.search(x, options)
-            for w in weights:
-                run.hyps[w].append(lattice_best_words(result.lattice, w, options.acoustic_scale))
-            run.search_seconds += time.perf_counter() - t0
-            run.lattice_arcs += _kaldi_lattice_arcs(result.lattice)
-            run.no_final += not result.reached_final
-    else:
-        options = SearchOptions(decoder="faster", beam=beam, max_active=max_active, min_active=min_active)
-        for x in scores:
-            t0 = time.perf_counter()
-            finals = []
-            for w in weights:
-                words, reached = graph.best_path(x, 1.0 / w, options)
-                run.hyps[w].append(words)
-                finals.append(reached)
-            run.search_seconds += time.perf_counter() - t0
-            run.no_final += not all(finals)
+    options = SearchOptions(decoder="lattice", beam=beam, lattice_beam=lattice_beam)
+    for x in scores:
+        t0 = time.perf_counter()
+        result = graph.search(x, options)
+        for w in weights:
+            run.hyps[w].append(lattice_best_words(result.lattice, w, options.acoustic_scale))
+        run.search_seconds += time.perf_counter() - t0
+        run.lattice_arcs += _kaldi_lattice_arcs(result.lattice)
+        run.no_final += not result.reached_final
     run.cpu_seconds = time.process_time() - cpu0
     run.peak_mib = peak_rss_mib()
     return run
@@ -583,18 +570,16 @@ def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: l
           "loses a path it must have. Speeds are of searching such scores.")
     weights = [float(w) for w in range(7, 18)]
     runs = [run_decoder("k2", graph, k2_graph, scores, weights, beam, lattice_beam, max_active),
-            run_decoder("lattice", graph, k2_graph, scores, weights, beam, lattice_beam, max_active),
-            run_decoder("faster", graph, k2_graph, scores, weights, beam, lattice_beam, max_active)]
+            run_decoder("lattice", graph, k2_graph, scores, weights, beam, lattice_beam, max_active)]
     print_runs(runs, sentences, graph.words, seconds, frames, weights, with_sweep=False)
-    print("  (search RTF: k2 and lattice one search plus 11 LM weights' 1-best; faster one search per "
-          "weight, all 11)")
+    print("  (search RTF: one search plus 11 LM weights' 1-best)")
 
 
 def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, configs: list[str],
                      max_utts: int, weights: list[float]) -> None:
     """WER and speed of a trained model on a recipe's held-out utterances: every decoder
-    configuration of `configs` ("k2:BEAM:LATTICE_BEAM:MAX_ACTIVE", "lattice:BEAM:LATTICE_BEAM",
-    "faster:BEAM:MAX_ACTIVE") on the same scores (the AM runs once; its time is apart)."""
+    configuration of `configs` ("k2:BEAM:LATTICE_BEAM:MAX_ACTIVE", "lattice:BEAM:LATTICE_BEAM")
+    on the same scores (the AM runs once; its time is apart)."""
     import os
 
     import torch
@@ -639,8 +624,6 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
             beam, lattice_beam, max_active = float(values[0]), float(values[1]), int(values[2])
         elif kind == "lattice":
             beam, lattice_beam, max_active = float(values[0]), float(values[1]), 0
-        elif kind == "faster":
-            beam, lattice_beam, max_active = float(values[0]), 0.0, int(values[1])
         else:
             raise SystemExit(f"--configs: unknown decoder {kind!r} in {config!r}")
         run = run_decoder(kind, graph, k2_graph, scores, weights, beam, lattice_beam, max_active,
@@ -702,9 +685,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=None, help="with --recipe: this checkpoint instead")
     parser.add_argument("--part", default="dev")
     parser.add_argument("--max-utts", type=int, default=60, help="with --recipe: the first N cuts (0: all)")
-    parser.add_argument("--configs", default="k2:8:5:7000 lattice:8:5 k2:13:8:7000 faster:13:7000",
+    parser.add_argument("--configs", default="k2:8:5:7000 lattice:8:5 k2:10:6:7000 k2:13:8:7000",
                         help="with --recipe: decoders to run, k2:BEAM:LATTICE_BEAM:MAX_ACTIVE, "
-                             "lattice:BEAM:LATTICE_BEAM, faster:BEAM:MAX_ACTIVE")
+                             "lattice:BEAM:LATTICE_BEAM")
     parser.add_argument("--recipe-only", action="store_true", help="skip the synthetic graph")
     parser.add_argument("--reuse-graph", action="store_true",
                         help="decode with the graph already in --work-dir/graph")

@@ -10,8 +10,6 @@ an output beam only).
 
 from __future__ import annotations
 
-import torch
-
 from steps.decoding.lattice import PathScores
 
 
