@@ -172,8 +172,3 @@ def nbest(lattice, num_paths: int, lm_weight: float, acoustic_scale: float, seed
     for arcs in sorted({tuple(p) for p in paths}):
         result.append(path_scores(lattice, torch.tensor(arcs, dtype=torch.int64), acoustic_scale))
     return result
-
-
-def lattice_size(lattice, num_frames: int) -> dict:
-    return {"states": int(lattice.shape[0]), "arcs": int(lattice.num_arcs),
-            "arcs_per_frame": round(lattice.num_arcs / max(num_frames, 1), 2)}
