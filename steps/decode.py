@@ -1,12 +1,20 @@
 """Decode cuts with a hybrid acoustic model on an HCLG graph; LM-weight sweep on dev.
 
 For each cut: raw fbank -> the AM's senone log-posteriors (steps.scorer.load_scorer) minus
-its log-priors -> search of HCLG.fst (steps.graph_search) -> the best word sequence for
-each LM weight w in --lm-weights (minimising w * graph cost + acoustic cost, Kaldi's
-scoring with LMWT = w). --decoder lattice (default): Kaldi's lattice decoder at
---acoustic-scale with --beam and --lattice-beam, every weight's 1-best from that one
-lattice. --decoder faster: FasterDecoder with --beam, --max-active, --min-active, one
-search per weight at acoustic scale 1/w. The AM runs once per cut either way.
+its log-priors -> search of HCLG -> the best word sequence for each LM weight w in
+--lm-weights (maximising w * graph score + acoustic score, Kaldi's scoring with LMWT = w).
+--decoder k2 (default): k2's pruned lattice search (steps.decoding: intersect_dense_pruned
+on HCLG.k2.pt, --beam, --lattice-beam, --max-active, --min-active at --acoustic-scale),
+every weight's 1-best from that one lattice. --decoder lattice: kaldi-decoder's
+LatticeSimpleDecoder (no active-state limit; less memory, smaller lattices). The AM runs once
+per cut either way.
+
+Search errors (k2): on a set decoded with a sweep (dev), for every cut with a reference, the
+reference's best path through the same graph on the same scores (not on test, to save time); at the chosen weight, a cut whose found best path scores
+worse than that is a search error (Kaldi's test), a cut whose search reached no final state
+is counted apart. Rescoring (k2, --rescore-lm): each lattice's N-best (--nbest sampled paths
+and every weight's best) rescored with a bigger ARPA LM, the graph's own LM (--graph-lm)
+taken out (Kaldi's lmrescore rule); the sweep and choice again, in <out-dir>/rescore/.
 
 Choosing the LM weight (never on test):
   dev:   --lm-weights "7 8 9 10 11 12 13 14 15 16 17" (the default). With references (the
@@ -28,7 +36,9 @@ Writes: <out-dir>/hyp.txt            `utt-id WORDS` at the chosen weight (every 
         <out-dir>/wer, recogs, errs  the scoring of hyp.txt (when the cuts have references)
         <out-dir>/text               the references (supervision texts)
         <out-dir>/bad_utts.txt       `utt-id reason` for every cut not decoded normally
-        <out-dir>/decode_info.json   counts, seconds of audio, AM and search times, RTFs
+        <out-dir>/decode_info.json   counts, seconds of audio, AM and search times, RTFs,
+                                     lattice arcs per frame, no_final_state, search_errors
+        <out-dir>/rescore/           with --rescore-lm: hyp.txt, wer, best_lm_weight ... as above
         <out-dir>/split<nj>/         per-job outputs; <out-dir>/log/decode.JOB.log
         <out-dir>/.done              with the inputs' fingerprint: a second run with the same
                                      model, graph, cuts and options is skipped (--force redoes it)
@@ -40,6 +50,7 @@ Example:
   python -m steps.decode --model exp/am_baseline/final.pt --graph exp/graph \\
       --cuts data/fbank/synth_cuts_test.jsonl.gz --lang-dir data/lang \\
       --out-dir exp/am_baseline/decode_test --lm-weight-from exp/am_baseline/decode_dev --nj 2
+  (rescoring: add --rescore-lm data/lang_rescore/lm_4gram.arpa --graph-lm data/lang_test/lm_3gram.arpa)
 """
 
 from __future__ import annotations
@@ -56,13 +67,20 @@ from pathlib import Path
 import numpy as np
 
 from steps import atomic, jobs
-from steps.graph_search import DECODERS, HybridGraph, SearchOptions
+from steps.decoding.decoder import K2Decoder
+from steps.decoding.lattice import LatticeOptions
+from steps.decoding.rescore import NbestRescorer
+from steps.graph_search import HybridGraph, SearchOptions
 from steps.log import setup_logging
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LM_WEIGHTS = "7 8 9 10 11 12 13 14 15 16 17"
 FRAME_SHIFT = 0.01
+DECODERS = ("k2", "lattice")
+# A reference path better than the found one by more than this (log-score) is a search
+# error; below it, float32 sums of equal paths may differ.
+SEARCH_ERROR_MARGIN = 1e-2
 
 
 def format_weight(weight: float) -> str:
@@ -86,13 +104,18 @@ def weight_from_dir(directory: str | Path) -> float:
 # ----------------------------------------------------------------------------- one job
 
 
-def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weights: list[float]):
-    """Yields one record per cut: id, reference, hyps {weight: words or None}, problem, times."""
+def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weights: list[float],
+                k2_decoder: K2Decoder | None = None, rescore_weights: list[float] | None = None,
+                forced_references: bool = True):
+    """Yields one record per cut: id, reference, hyps {weight: words or None}, problem, times;
+    with the k2 decoder also the best paths' scores, the reference's forced score (cuts
+    with a reference), the lattice's size and the rescored hyps."""
     import torch
 
     log_priors = None if scorer.log_priors is None else scorer.log_priors.detach().cpu().numpy()
     if log_priors is None:
         log.warning("the model has no log-priors; decoding with posteriors instead of scaled likelihoods")
+    word_id = {w: i for i, w in enumerate(graph.words) if w}
     for cut in cuts:
         record = {"id": cut.id, "ref": " ".join(s.text or "" for s in cut.supervisions).split(),
                   "hyps": {}, "problem": None, "frames": 0, "am_seconds": 0.0, "search_seconds": 0.0}
@@ -111,27 +134,63 @@ def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weight
             if not np.isfinite(loglikes).all():
                 raise _BadCut("non-finite acoustic scores")
             t1 = time.perf_counter()
-            result = graph.decode(loglikes, weights, options)
-            record["hyps"] = {format_weight(w): ids for w, ids in result.words.items()}
-            t2 = time.perf_counter()
-            record["am_seconds"], record["search_seconds"] = t1 - t0, t2 - t1
-            if any(h is None for h in result.words.values()):
-                record["problem"] = "no path survived the beam (empty output)"
-            elif not result.reached_final:
-                record["problem"] = "no final state reached (partial hypothesis)"
+            if k2_decoder is not None:
+                seconds = _k2_decode(record, k2_decoder, loglikes, weights, word_id, rescore_weights,
+                                     forced_references)
+            else:
+                seconds = _graph_decode(record, graph, loglikes, weights, options)
+            record["am_seconds"] = t1 - t0
+            record.update({f"{k}_seconds": v for k, v in seconds.items()})
         except _BadCut as error:
             record["problem"] = str(error)
         except Exception as error:  # report and go on: one bad cut must not stop a job
             record["problem"] = f"{type(error).__name__}: {error}"
-        record["hyps"] = {w: [graph.words[i] for i in ids] if ids else [] for w, ids in record["hyps"].items()}
+        for key in ("hyps", "rescored"):
+            if key in record:
+                record[key] = {w: [graph.words[i] for i in ids] if ids else [] for w, ids in record[key].items()}
         yield record
+
+
+def _graph_decode(record: dict, graph: HybridGraph, loglikes: np.ndarray, weights: list[float],
+                  options: SearchOptions) -> dict[str, float]:
+    t0 = time.perf_counter()
+    result = graph.decode(loglikes, weights, options)
+    record["hyps"] = {format_weight(w): ids for w, ids in result.words.items()}
+    if any(h is None for h in result.words.values()):
+        record["problem"] = "no path survived the beam (empty output)"
+    elif not result.reached_final:
+        record["problem"] = "no final state reached (partial hypothesis)"
+    return {"search": time.perf_counter() - t0}
+
+
+def _k2_decode(record: dict, decoder: K2Decoder, loglikes: np.ndarray, weights: list[float],
+               word_id: dict[str, int], rescore_weights: list[float] | None,
+               forced_references: bool = True) -> dict[str, float]:
+    unk = word_id.get("<UNK>")
+    reference = None
+    if record["ref"] and forced_references:
+        reference = [word_id.get(w, unk) for w in record["ref"]]
+        if None in reference:
+            reference = None  # a word the graph cannot say and no <UNK>: no forced score
+    out = decoder.decode(loglikes, weights, reference, rescore_weights)
+    record["hyps"] = {format_weight(w): p.words for w, p in out.best.items()} or \
+        {format_weight(w): None for w in weights}
+    record["scores"] = {format_weight(w): [p.graph, p.acoustic] for w, p in out.best.items()}
+    record["lattice"] = [out.lattice_states, out.lattice_arcs]
+    if reference is not None:
+        record["ref_score"] = None if out.reference is None else [out.reference.graph, out.reference.acoustic]
+    if rescore_weights:
+        record["rescored"] = {format_weight(w): p.words for w, p in out.rescored.items()}
+    if not out.reached_final:
+        record["problem"] = "no final state reached (empty lattice)"
+    return out.seconds
 
 
 class _BadCut(Exception):
     pass
 
 
-def run_job(args, job: int, nj: int, weights: list[float]) -> Path:
+def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list[float] | None = None) -> Path:
     """Decodes this job's share of the cuts; writes <out-dir>/split<nj>/decode.<job>.jsonl."""
     import torch
     from lhotse import CutSet
@@ -143,18 +202,26 @@ def run_job(args, job: int, nj: int, weights: list[float]) -> Path:
     if nj > 1:
         parts = cuts.split(nj)
         cuts = parts[job - 1] if job <= len(parts) else CutSet.from_cuts([])
-    graph = HybridGraph.load(args.graph)
+    graph = HybridGraph.load(args.graph, with_fst=args.decoder != "k2")
     check_words(graph, args.lang_dir)
     scorer = load_scorer(args.model, args.device)
     if scorer.num_outputs != graph.num_senones:
         raise SystemExit(f"{args.model} has {scorer.num_outputs} outputs; {args.graph} was built for "
                          f"{graph.num_senones} senones (another tree?)")
     options = search_options(args)
+    k2_decoder = None
+    if args.decoder == "k2":
+        k2_decoder = K2Decoder.load(args.graph, graph.unit_senones, lattice_options(args))
+        if args.rescore_lm is not None:
+            k2_decoder.rescorer = NbestRescorer(args.graph_lm, args.rescore_lm, graph.words)
+            k2_decoder.nbest = args.nbest
     out = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"
     from steps.log import progress
 
     with atomic.atomic_path(out) as tmp, open(tmp, "w") as f:
-        for record in progress(decode_cuts(cuts, scorer, graph, options, weights), total=len(cuts),
+        for record in progress(decode_cuts(cuts, scorer, graph, options, weights, k2_decoder,
+                                           rescore_weights, forced_references=args.lm_weight_from is None),
+                               total=len(cuts),
                            desc=f"decode job {job}", disable=None):
             if record["problem"]:
                 log.warning("%s: %s", record["id"], record["problem"])
@@ -162,9 +229,13 @@ def run_job(args, job: int, nj: int, weights: list[float]) -> Path:
     return out
 
 
+def lattice_options(args) -> LatticeOptions:
+    return LatticeOptions(acoustic_scale=args.acoustic_scale, beam=args.beam, lattice_beam=args.lattice_beam,
+                          max_active=args.max_active, min_active=args.min_active)
+
+
 def search_options(args) -> SearchOptions:
-    return SearchOptions(decoder=args.decoder, acoustic_scale=args.acoustic_scale, beam=args.beam,
-                         max_active=args.max_active, min_active=args.min_active,
+    return SearchOptions(decoder="lattice", acoustic_scale=args.acoustic_scale, beam=args.beam,
                          lattice_beam=args.lattice_beam)
 
 
@@ -194,17 +265,11 @@ def choose_lm_weight(refs: dict[str, list[str]], hyps: dict[float, dict[str, lis
     return best, results
 
 
-def merge(args, nj: int, weights: list[float], choose: bool) -> dict:
-    records = []
-    for job in range(1, nj + 1):
-        path = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"
-        with open(path) as f:
-            records += [json.loads(line) for line in f if line.strip()]
-    out = args.out_dir
-    refs = {r["id"]: r["ref"] for r in records}
-    hyps = {w: {r["id"]: r["hyps"].get(format_weight(w), []) for r in records} for w in weights}
-    atomic.write_text(out / "text", kaldi_text(refs))
-
+def write_hyps(out: Path, refs: dict[str, list[str]], hyps: dict[float, dict[str, list[str]]], choose: bool,
+               what: str) -> tuple[float, dict]:
+    """hyp_<w>.txt of a sweep, its scoring and best_lm_weight (choose), hyp.txt, lm_weight and
+    the scoring of hyp.txt, in `out`; returns the weight of hyp.txt and a summary."""
+    weights = sorted(hyps)
     summary: dict = {"weights": {}}
     if len(weights) > 1:
         for w in weights:
@@ -220,9 +285,9 @@ def merge(args, nj: int, weights: list[float], choose: bool) -> dict:
             counts = result.counts
             summary["weights"][format_weight(w)] = {"wer": counts.wer, "errors": counts.errors,
                                                     "words": counts.words}
-            log.info("LM weight %-5s %s", format_weight(w), counts.kaldi_lines().splitlines()[0])
+            log.info("%s LM weight %-5s %s", what, format_weight(w), counts.kaldi_lines().splitlines()[0])
         atomic.write_text(out / "best_lm_weight", format_weight(chosen) + "\n")
-        log.info("best LM weight on %s: %s", args.cuts, format_weight(chosen))
+        log.info("%s: best LM weight %s", what, format_weight(chosen))
     else:
         chosen = weights[0]
     atomic.write_text(out / "lm_weight", format_weight(chosen) + "\n")
@@ -234,26 +299,78 @@ def merge(args, nj: int, weights: list[float], choose: bool) -> dict:
         result = score(refs, hyps[chosen])
         write_scoring(out, result)
         summary["wer"] = result.counts.wer
-        log.info("%s at LM weight %s: %s", out, format_weight(chosen),
-                 result.counts.kaldi_lines().splitlines()[0])
+        log.info("%s at LM weight %s: %s", what, format_weight(chosen), result.counts.kaldi_lines().splitlines()[0])
+    return chosen, summary
+
+
+def search_errors(records: list[dict], weight: float) -> dict | None:
+    """Kaldi's search-error count at this LM weight: of the utterances whose reference has a
+    path through the graph, those whose best found path scores worse than it (a decode with
+    no final state counts as one). None without forced scores (old decoders, no references)."""
+    key = format_weight(weight)
+    scored = [r for r in records if r.get("ref_score") is not None]
+    if not any("ref_score" in r for r in records):
+        return None
+    errors = []
+    for r in scored:
+        ref = r["ref_score"][1] + weight * r["ref_score"][0]
+        found = r.get("scores", {}).get(key)
+        if found is None or ref > found[1] + weight * found[0] + SEARCH_ERROR_MARGIN:
+            errors.append(r["id"])
+    not_in_graph = sum(1 for r in records if "ref_score" in r and r["ref_score"] is None)
+    return {"lm_weight": weight, "errors": len(errors), "scored": len(scored),
+            "share": round(len(errors) / len(scored), 4) if scored else None,
+            "reference_without_path": not_in_graph, "utterances": errors}
+
+
+def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: list[float] | None = None) -> dict:
+    records = []
+    for job in range(1, nj + 1):
+        path = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"
+        with open(path) as f:
+            records += [json.loads(line) for line in f if line.strip()]
+    out = args.out_dir
+    refs = {r["id"]: r["ref"] for r in records}
+    atomic.write_text(out / "text", kaldi_text(refs))
+    hyps = {w: {r["id"]: r["hyps"].get(format_weight(w)) or [] for r in records} for w in weights}
+    chosen, summary = write_hyps(out, refs, hyps, choose, str(out))
+    if rescore_weights:
+        rescored = {w: {r["id"]: r.get("rescored", {}).get(format_weight(w)) or [] for r in records}
+                    for w in rescore_weights}
+        (out / "rescore").mkdir(exist_ok=True)
+        r_chosen, r_summary = write_hyps(out / "rescore", refs, rescored, len(rescore_weights) > 1,
+                                         f"{out} rescored with {args.rescore_lm}")
+        summary["rescore"] = {"lm": str(args.rescore_lm), "nbest": args.nbest, "lm_weight": r_chosen, **r_summary}
 
     bad = [(r["id"], r["problem"]) for r in records if r["problem"]]
     atomic.write_text(out / "bad_utts.txt", "".join(f"{u} {reason}\n" for u, reason in bad))
     audio = sum(r["frames"] for r in records) * FRAME_SHIFT
     am = sum(r["am_seconds"] for r in records)
     search = sum(r["search_seconds"] for r in records)
+    extra = {k: round(sum(r.get(f"{k}_seconds", 0.0) for r in records), 2) for k in ("reference", "rescore")}
     reasons: dict[str, int] = {}
     for _, reason in bad:
         key = reason.split(":")[0]
         reasons[key] = reasons.get(key, 0) + 1
+    no_final = sum(1 for _, reason in bad if reason.startswith(("no final state", "no path survived")))
+    errors = search_errors(records, chosen)
+    lattice_arcs = sum(r["lattice"][1] for r in records if "lattice" in r)
     summary.update({
         "cuts": len(records), "bad": len(bad), "bad_reasons": reasons, "lm_weight": chosen,
+        "no_final_state": no_final, "search_errors": errors,
         "audio_seconds": round(audio, 2), "am_seconds": round(am, 2), "search_seconds": round(search, 2),
         "rtf_am": round(am / audio, 4) if audio else None,
         "rtf_search": round(search / audio, 4) if audio else None,
+        "reference_seconds": extra["reference"], "rescore_seconds": extra["rescore"],
+        "lattice_arcs_per_frame": round(lattice_arcs / (audio / FRAME_SHIFT), 1) if audio and lattice_arcs else None,
         "nj": nj, "decoder": args.decoder, "acoustic_scale": args.acoustic_scale, "beam": args.beam,
-        "lattice_beam": args.lattice_beam, "max_active": args.max_active,
+        "lattice_beam": args.lattice_beam, "max_active": args.max_active, "min_active": args.min_active,
     })
+    if errors is not None:
+        log.info("search errors at LM weight %s: %d of %d utterances (%.1f%%) score worse than their "
+                 "reference's path through the graph; %d references have no path; %d without a final state",
+                 format_weight(chosen), errors["errors"], errors["scored"], 100 * (errors["share"] or 0),
+                 errors["reference_without_path"], no_final)
     atomic.write_text(out / "decode_info.json", json.dumps(summary, indent=2) + "\n")
     log.info("%d cuts decoded, %d reported in %s (%s); %.0f s of audio, RTF AM %.3f, search %.3f "
              "(per job, %d jobs)", len(records), len(bad), out / "bad_utts.txt",
@@ -272,15 +389,22 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cuts", required=True, help="cuts with fbank features")
     parser.add_argument("--lang-dir", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--decoder", choices=DECODERS, default="lattice",
-                        help="lattice: Kaldi's lattice decoder, one search for all LM weights; "
-                             "faster: FasterDecoder with --max-active, one search per LM weight")
+    parser.add_argument("--decoder", choices=DECODERS, default="k2",
+                        help="k2: pruned lattice search (k2.intersect_dense_pruned, --max-active), one "
+                             "search for all LM weights; lattice: kaldi-decoder's LatticeSimpleDecoder "
+                             "(no active-state limit)")
     parser.add_argument("--acoustic-scale", type=float, default=0.1,
-                        help="scale of the acoustic scores in the lattice search (lattice decoder)")
-    parser.add_argument("--beam", type=float, default=13.0)
-    parser.add_argument("--lattice-beam", type=float, default=6.0, help="lattice decoder")
-    parser.add_argument("--max-active", type=int, default=7000, help="faster decoder: most active states")
-    parser.add_argument("--min-active", type=int, default=200, help="faster decoder: fewest active states")
+                        help="scale of the acoustic scores in the lattice search (k2, lattice)")
+    parser.add_argument("--beam", type=float, default=10.0)
+    parser.add_argument("--lattice-beam", type=float, default=6.0, help="k2, lattice decoders")
+    parser.add_argument("--max-active", type=int, default=7000, help="k2: most active states a frame")
+    parser.add_argument("--min-active", type=int, default=200, help="k2: fewest active states a frame")
+    parser.add_argument("--rescore-lm", type=Path, default=None,
+                        help="k2: ARPA LM to rescore each lattice's N-best with (e.g. a 4-gram); results "
+                             "in <out-dir>/rescore/")
+    parser.add_argument("--graph-lm", type=Path, default=None,
+                        help="the ARPA LM the graph was built from (its scores are taken out when rescoring)")
+    parser.add_argument("--nbest", type=int, default=100, help="paths sampled from each lattice for rescoring")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--lm-weights", default=None,
                        help=f"LM weights to try (best chosen on this set); default \"{DEFAULT_LM_WEIGHTS}\"")
@@ -294,28 +418,43 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def fingerprint(args, weights: list[float]) -> dict:
+def fingerprint(args, weights: list) -> dict:
     """Of the inputs (model, graph, cuts; steps.atomic.inputs_fingerprint) and every option
     that changes the output, the LM weights included."""
     options = {k: str(v) for k, v in vars(args).items()
                if k not in ("nj", "job", "cmd", "force", "verbose", "num_threads", "model", "graph", "cuts")}
-    return atomic.inputs_fingerprint([args.model, args.graph, args.cuts], weights=weights, **options)
+    return atomic.inputs_fingerprint([args.model, args.graph, args.cuts, args.rescore_lm, args.graph_lm],
+                                     weights=weights, **options)
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.rescore_lm is not None:
+        if args.decoder != "k2":
+            parser.error("--rescore-lm needs --decoder k2")
+        if args.graph_lm is None:
+            parser.error("--rescore-lm needs --graph-lm (the ARPA LM of the graph)")
+        for path in (args.rescore_lm, args.graph_lm):
+            if not path.is_file():
+                parser.error(f"{path} not found")
+    rescore_weights = None
     if args.lm_weight_from is not None:
         weights, choose = [weight_from_dir(args.lm_weight_from)], False
+        if args.rescore_lm is not None:
+            rescore_weights = [weight_from_dir(args.lm_weight_from / "rescore")]
     else:
         weights = parse_weights(args.lm_weights or DEFAULT_LM_WEIGHTS)
         choose = len(weights) > 1
+        if args.rescore_lm is not None:
+            rescore_weights = weights
     if args.job is not None:
         setup_logging(args.verbose)
-        run_job(args, args.job, args.nj, weights)
+        run_job(args, args.job, args.nj, weights, rescore_weights)
         return
     setup_logging(args.verbose, args.out_dir / "log" / "decode.log")
-    digest = fingerprint(args, weights)
+    digest = fingerprint(args, [weights, rescore_weights])
     if atomic.up_to_date(args.out_dir, digest, args.force, [args.out_dir / "hyp.txt"],
                          what=f"{args.out_dir} decoding"):
         return
@@ -323,6 +462,7 @@ def main(argv: list[str] | None = None) -> None:
     # From clean: no figures of an older decoding next to an unfinished one, no job files of
     # an interrupted run.
     atomic.remove(*[args.out_dir / n for n in ("wer", "hyp.txt", "lm_weight", "best_lm_weight")])
+    shutil.rmtree(args.out_dir / "rescore", ignore_errors=True)
     shutil.rmtree(args.out_dir / f"split{args.nj}", ignore_errors=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.lm_weight_from is not None:
@@ -331,8 +471,8 @@ def main(argv: list[str] | None = None) -> None:
         jobs.run_jobs(args.cmd, args.nj, args.out_dir / "log" / "decode.JOB.log", "steps.decode",
                       jobs.job_argv(argv))
     else:
-        run_job(args, 1, 1, weights)
-    merge(args, args.nj, weights, choose)
+        run_job(args, 1, 1, weights, rescore_weights)
+    merge(args, args.nj, weights, choose, rescore_weights)
     atomic.mark_done(args.out_dir, fingerprint=digest)
 
 

@@ -11,15 +11,14 @@ The graph's input labels are units (phone, state, senone) from 1 (units.txt); ea
 scores are gathered into unit order, times the acoustic scale, and handed to the decoder
 as a matrix whose column u-1 scores label u (kaldi_decoder.DecodableCtc's convention).
 
-Two searches (SearchOptions.decoder), both Kaldi's through kaldi_decoder:
-- "lattice" (default): LatticeSimpleDecoder keeps every token within `beam` of the best
-  (it has no active-state limit) and writes a state-level lattice of everything within
-  `lattice_beam`, costs (graph, acoustic x acoustic_scale). The 1-best for LM weight w
-  minimises w * graph + acoustic (Kaldi's LMWT: lattice-scale --inv-acoustic-scale=w), so
-  an LM-weight sweep costs one search.
-- "faster": FasterDecoder (beam, max_active, min_active) gives the 1-best only; the best
-  path for LM weight w is searched with acoustic scale 1/w, the same objective divided by
-  w, so a sweep costs one search per weight (the beam then counts in those units).
+The search: kaldi-decoder's LatticeSimpleDecoder keeps every token within `beam` of the
+best (it has no active-state limit) and writes a state-level lattice of everything within
+`lattice_beam`, costs (graph, acoustic x acoustic_scale). The 1-best for LM weight w
+minimises w * graph + acoustic (Kaldi's LMWT: lattice-scale --inv-acoustic-scale=w), so an
+LM-weight sweep costs one search. (The recipe's default decoder is k2's pruned lattice
+search, steps.decoding; this one stays as steps.decode --decoder lattice: at equal beams it
+holds less memory and writes smaller lattices. FasterDecoder, one search per LM weight, was
+removed: on a trained model it cost 27x the k2 sweep at the same WER, BENCHMARKS.md.)
 Graph costs include the LM, the silence and pronunciation choices and the transition
 model, as in Kaldi.
 """
@@ -39,16 +38,14 @@ from steps.lexicon import read_symbol_table
 log = logging.getLogger(__name__)
 
 
-DECODERS = ("lattice", "faster")
+DECODERS = ("lattice",)
 
 
 @dataclass
 class SearchOptions:
-    decoder: str = "lattice"  # "lattice": LatticeSimpleDecoder; "faster": FasterDecoder
+    decoder: str = "lattice"  # LatticeSimpleDecoder
     acoustic_scale: float = 0.1
     beam: float = 13.0
-    max_active: int = 7000  # faster decoder only
-    min_active: int = 200  # faster decoder only
     lattice_beam: float = 6.0  # lattice decoder only
     prune_interval: int = 25
 
@@ -79,7 +76,8 @@ class HybridGraph:
         self.num_senones = num_senones
 
     @classmethod
-    def load(cls, graph_dir: str | Path) -> "HybridGraph":
+    def load(cls, graph_dir: str | Path, with_fst: bool = True) -> "HybridGraph":
+        """with_fst=False: the label tables only (the k2 decoder reads its own graph)."""
         import kaldifst
 
         graph_dir = Path(graph_dir)
@@ -93,6 +91,8 @@ class HybridGraph:
         for word, index in table.items():
             words[index] = word
         path = graph_dir / "HCLG.fst"
+        if not with_fst:
+            return cls(None, unit_senones, words, int(info["num_senones"]))
         reader = kaldifst.StdConstFst if fst_type_of(path) == "const" else kaldifst.StdVectorFst
         fst = reader.read(str(path))
         if fst is None:
@@ -106,36 +106,9 @@ class HybridGraph:
                              f"{self.num_senones} senones")
         return np.ascontiguousarray(loglikes[:, self.unit_senones] * acoustic_scale, dtype=np.float32)
 
-    def best_path(self, loglikes: np.ndarray, acoustic_scale: float,
-                  options: SearchOptions) -> tuple[list[int] | None, bool]:
-        """FasterDecoder's best path (beam, max_active, min_active): word ids (None if
-        nothing survived) and whether a final state was reached."""
-        import kaldi_decoder
-        import kaldifst
-
-        scores = self.unit_scores(np.asarray(loglikes, dtype=np.float32), acoustic_scale)
-        config = kaldi_decoder.FasterDecoderOptions(beam=options.beam, max_active=options.max_active,
-                                                    min_active=options.min_active)
-        decoder = kaldi_decoder.FasterDecoder(self.fst, config)
-        decoder.decode(kaldi_decoder.DecodableCtc(scores))
-        reached_final = decoder.reached_final()
-        ok, path = decoder.get_best_path(use_final_probs=True)
-        if not ok or path.num_states == 0:
-            return None, reached_final
-        ok, _, words, _ = kaldifst.get_linear_symbol_sequence(path)
-        return (list(words) if ok else None), reached_final
-
     def decode(self, loglikes: np.ndarray, lm_weights: list[float], options: SearchOptions) -> WeightedHyps:
-        """The best word sequence for each LM weight w (minimising w * graph + acoustic).
-        lattice: one lattice search at options.acoustic_scale, then a 1-best per weight;
-        faster: one FasterDecoder search per weight at acoustic scale 1/w (the same
-        objective divided by w)."""
-        if options.decoder == "faster":
-            words, finals = {}, []
-            for weight in lm_weights:
-                words[weight], reached = self.best_path(loglikes, 1.0 / weight, options)
-                finals.append(reached)
-            return WeightedHyps(words, all(finals))
+        """The best word sequence for each LM weight w (minimising w * graph + acoustic):
+        one lattice search at options.acoustic_scale, then a 1-best per weight."""
         result = self.search(loglikes, options)
         return WeightedHyps({w: lattice_best_words(result.lattice, w, options.acoustic_scale)
                              for w in lm_weights}, result.reached_final)

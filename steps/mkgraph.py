@@ -20,6 +20,8 @@ Writes: <out-dir>/HCLG.fst     OpenFst binary ConstFst (as Kaldi's); input label
         <out-dir>/words.txt    copy of the lang's
         <out-dir>/graph.json   options, sizes and the inputs
         <out-dir>/stats.txt    states, arcs and seconds of every stage, size on disk
+        <out-dir>/HCLG.k2.pt   the graph for k2's search, epsilons removed (steps.decoding.k2_graph;
+                               made here once so that parallel decoding jobs only read it)
         <out-dir>/.done        written last, with the fingerprint of the inputs and options:
                                a second run with the same ones is skipped (--force rebuilds)
 
@@ -39,6 +41,7 @@ import time
 from pathlib import Path
 
 from steps import atomic
+from steps.decoding.k2_graph import load_k2_graph
 from steps.hclg import GraphOptions, build_hclg
 from steps.lexicon import Lang
 from steps.log import setup_logging
@@ -129,6 +132,7 @@ def make_graph(lang_dir: Path, lm_dir: Path, tree_path: Path, topology_path: Pat
         "inputs": [str(p) for p in inputs],
     }
     atomic.write_text(out_dir / "graph.json", json.dumps(info, indent=2) + "\n")
+    load_k2_graph(out_dir)
     atomic.mark_done(out_dir, fingerprint=digest)
     log.info("HCLG: %d states, %d arcs, %.1f MiB, built in %.1f s (peak RSS %.0f MiB) -> %s",
              build.hclg.num_states, build.hclg.num_arcs, size / 2**20, seconds, peak_mb, out_dir)

@@ -3,7 +3,10 @@
     python -m steps.report --exp-dir exp --systems baseline li hier --seeds 1 2 3 \
         --config-files conf/tiny.conf --out RESULTS.md
 
-Reads exp/am_<system>_s<seed>/decode_{dev,test}/wer (written by steps.decode). The std is
+Reads exp/am_<system>_s<seed>/decode_{dev,test}/wer (written by steps.decode), and from
+their decode_info.json the search-error counts (utterances without a final state; on dev,
+the share whose best path scores worse than the reference's path through the graph) and
+the WER after lattice rescoring (decode_*/rescore/wer) where there is one. The std is
 the sample standard deviation over seeds (0 with one seed); the relative change is that of
 the mean WER against the first system (the baseline). A missing decode is reported in the
 table and in the log, never silently dropped. Also writes the same figures as JSON next to
@@ -35,6 +38,9 @@ class SystemResult:
     wers: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
     missing: list[str] = field(default_factory=list)
     lm_weights: list[str] = field(default_factory=list)
+    no_final: dict[str, list[int]] = field(default_factory=lambda: {p: [] for p in PARTS})
+    search_errors: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: {p: [] for p in PARTS})
+    rescored: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
 
     def mean(self, part: str) -> float | None:
         return statistics.fmean(self.wers[part]) if self.wers[part] else None
@@ -58,11 +64,56 @@ def collect(exp_dir: Path, systems: list[str], seeds: list[int]) -> list[SystemR
                     result.wers[part].append(read_wer(wer_file).wer)
                 else:
                     result.missing.append(str(wer_file))
+                read_search_counts(result, part, run_dir / f"decode_{part}")
             weight_file = run_dir / "decode_dev" / "best_lm_weight"
             if weight_file.exists():
                 result.lm_weights.append(weight_file.read_text().strip())
         results.append(result)
     return results
+
+
+def read_search_counts(result: SystemResult, part: str, decode_dir: Path) -> None:
+    info_file = decode_dir / "decode_info.json"
+    if not info_file.exists():
+        return
+    info = json.loads(info_file.read_text())
+    if "no_final_state" in info:
+        result.no_final[part].append(int(info["no_final_state"]))
+    errors = info.get("search_errors")
+    if errors:
+        result.search_errors[part].append((int(errors["errors"]), int(errors["scored"])))
+    if (decode_dir / "rescore" / "wer").exists():
+        result.rescored[part].append(read_wer(decode_dir / "rescore" / "wer").wer)
+
+
+def _counts(values: list[tuple[int, int]]) -> str:
+    if not values:
+        return "n/a"
+    errors, scored = sum(e for e, _ in values), sum(n for _, n in values)
+    return f"{errors} / {scored} ({100.0 * errors / scored:.1f}%)" if scored else "n/a"
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return _cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def search_table(results: list[SystemResult]) -> list[str]:
+    """Search errors and rescoring per system, over all seeds; empty if no decode has them."""
+    if not any(r.no_final["dev"] or r.no_final["test"] or r.search_errors["dev"] for r in results):
+        return []
+    lines = ["", "Search errors, all seeds together: utterances without a final state, and on dev the "
+             "utterances whose best path scores worse than the reference's path through the same "
+             "graph at the chosen LM weight (Kaldi's test of a search error). WER after N-best "
+             "rescoring with the bigger LM (decode_*/rescore) where it was run.", "",
+             "| system | no final state dev / test | dev search errors | dev WER rescored | test WER rescored |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.system} | {sum(r.no_final['dev']) if r.no_final['dev'] else 'n/a'} / "
+                     f"{sum(r.no_final['test']) if r.no_final['test'] else 'n/a'} | {_counts(r.search_errors['dev'])} "
+                     f"| {_mean_std(r.rescored['dev'])} | {_mean_std(r.rescored['test'])} |")
+    return lines
 
 
 def _cell(mean: float | None, std: float | None) -> str:
@@ -102,6 +153,7 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
             f"| {r.system} | {_cell(r.mean('dev'), r.std('dev'))} | {_cell(r.mean('test'), r.std('test'))} "
             f"| {_relative(r.mean('dev'), baseline.mean('dev'))} "
             f"| {_relative(r.mean('test'), baseline.mean('test'))} | {' '.join(r.lm_weights) or 'n/a'} |")
+    lines += search_table(results)
     lines += ["", "Per seed (dev / test):", ""]
     for r in results:
         pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(r.wers["dev"], r.wers["test"])]
@@ -145,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     write_text(args.out, render(results, args.seeds, config, commit, config_text))
     summary = {
         "commit": commit, "config": config, "seeds": args.seeds,
-        "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p]}
+        "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p],
+                                   "no_final_state": r.no_final[p], "search_errors": r.search_errors[p],
+                                   "rescored": r.rescored[p]}
                                for p in PARTS} | {"missing": r.missing} for r in results},
     }
     write_text(args.out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")

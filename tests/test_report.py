@@ -51,3 +51,23 @@ def test_missing_decodes_are_listed_not_dropped(tmp_path):
     table = out.read_text()
     assert "| baseline | 10.00 ± 0.00 | n/a |" in table
     assert "Missing decodes (1)" in table and "am_baseline_s1/decode_test/wer" in table
+
+
+def test_search_errors_and_rescored_wer_are_carried_into_the_table(tmp_path):
+    exp = tmp_path / "exp"
+    for seed, (no_final, errors) in {1: (1, 3), 2: (0, 5)}.items():
+        for part in ("dev", "test"):
+            run = exp / f"am_baseline_s{seed}" / f"decode_{part}"
+            _write_wer(run, 20)
+            info = {"no_final_state": no_final if part == "dev" else 2, "search_errors": None}
+            if part == "dev":
+                info["search_errors"] = {"errors": errors, "scored": 100, "share": errors / 100}
+            (run / "decode_info.json").write_text(json.dumps(info))
+            _write_wer(run / "rescore", 18 if seed == 1 else 16)
+    out = tmp_path / "RESULTS.md"
+    report.main(["--exp-dir", str(exp), "--systems", "baseline", "--seeds", "1", "2", "--out", str(out)])
+    # 1 + 0 dev and 2 + 2 test decodes without a final state; 8 of 200 dev search errors;
+    # rescored WER 9% and 8%
+    assert "| baseline | 1 / 4 | 8 / 200 (4.0%) | 8.50 ± 0.71 | 8.50 ± 0.71 |" in out.read_text()
+    figures = json.loads(out.with_suffix(".json").read_text())["systems"]["baseline"]
+    assert figures["dev"]["search_errors"] == [[3, 100], [5, 100]] and figures["test"]["no_final_state"] == [2, 2]

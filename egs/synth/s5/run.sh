@@ -27,7 +27,8 @@ plm_teacher=              # a local transformers checkpoint dir: adds the plm le
 plm_finetune_epochs=0     # fine-tune that model on the LM text first (exp/lm_plm/model)
 plm_finetune_max_lines=0  # lines of LM text it is fine-tuned on (0: all)
 plm_kind=auto             # auto | causal | masked
-decode_opts="--beam 8 --lattice-beam 5"  # steps.decode search options (its lattice decoder has no max-active)
+decode_opts="--beam 10 --lattice-beam 6 --max-active 7000"  # steps.decode (k2 lattice search); WER has converged here (BENCHMARKS.md)
+rescore_lm_order=4        # lattice rescoring with an n-gram of this order from the same text (0: none)
 
 help_message="Usage: $0 [options]
   --stage N --stop-stage M   run stages N..M (default 1..10)
@@ -177,15 +178,22 @@ if [ $stage -le 9 ] && [ $stop_stage -ge 9 ]; then
   log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep) and test -> exp/am_*/decode_*"
   python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \
     --topology exp/mono/topology.json --out-dir exp/graph "${force_opt[@]}"
+  rescore_opts=
+  if [ "$rescore_lm_order" -gt 0 ]; then
+    # The bigger LM of the rescoring pass: the same text, higher order, no count cut-off.
+    python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $rescore_lm_order \
+      --out-dir data/lang_rescore "${force_opt[@]}"
+    rescore_opts="--rescore-lm data/lang_rescore/lm_${rescore_lm_order}gram.arpa --graph-lm data/lang_test/lm_3gram.arpa"
+  fi
   for system in $systems; do
     for seed in $seeds; do
       dir=exp/am_${system}_s$seed
       echo "python -m steps.decode --model $dir/final.pt --graph exp/graph" \
            "--cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev" \
-           "--num-threads 1 $decode_opts ${force_opt[*]} &&" \
+           "--num-threads 1 $decode_opts $rescore_opts ${force_opt[*]} &&" \
            "python -m steps.decode --model $dir/final.pt --graph exp/graph" \
            "--cuts data/fbank/${corpus}_cuts_test.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_test" \
-           "--lm-weight-from $dir/decode_dev --num-threads 1 $decode_opts ${force_opt[*]}"
+           "--lm-weight-from $dir/decode_dev --num-threads 1 $decode_opts $rescore_opts ${force_opt[*]}"
     done
   done > exp/decode_jobs.txt
   num_runs=$(wc -l < exp/decode_jobs.txt)

@@ -1,0 +1,70 @@
+"""One utterance through the k2 decoder: lattice search, the 1-best of every LM weight,
+the reference's forced score (search errors) and N-best rescoring, with their sizes.
+
+    decoder = K2Decoder.load("exp/graph", LatticeOptions(beam=13, lattice_beam=8))
+    out = decoder.decode(loglikes, [9, 10, 11], reference=[12, 40, 7])
+    out.best[10].words, out.reference, out.lattice_arcs
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from steps.decoding.forced import ReferenceScorer
+from steps.decoding.k2_graph import load_k2_graph
+from steps.decoding.lattice import LatticeOptions, PathScores, best_paths, dense_scores, nbest, search
+from steps.decoding.rescore import NbestRescorer
+
+
+@dataclass
+class Decoded:
+    best: dict[float, PathScores]  # per LM weight; empty when nothing reached a final state
+    reached_final: bool
+    lattice_states: int = 0
+    lattice_arcs: int = 0
+    reference: PathScores | None = None  # the reference's best path through the graph
+    rescored: dict[float, PathScores] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # search, reference, rescore
+
+
+class K2Decoder:
+    def __init__(self, graph, unit_senones: np.ndarray, options: LatticeOptions):
+        self.graph = graph
+        self.unit_senones = unit_senones
+        self.options = options
+        self._reference_scorer: ReferenceScorer | None = None
+        self.rescorer: NbestRescorer | None = None
+        self.nbest = 100
+
+    @classmethod
+    def load(cls, graph_dir: str | Path, unit_senones: np.ndarray, options: LatticeOptions) -> "K2Decoder":
+        return cls(load_k2_graph(graph_dir), unit_senones, options)
+
+    def decode(self, loglikes: np.ndarray, lm_weights: list[float], reference: list[int] | None = None,
+               rescore_weights: list[float] | None = None) -> Decoded:
+        scale = self.options.acoustic_scale
+        t0 = time.perf_counter()
+        dense = dense_scores(loglikes, self.unit_senones, scale)
+        lattice = search(self.graph, dense, self.options)
+        out = Decoded({}, lattice is not None)
+        if lattice is not None:
+            out.lattice_states, out.lattice_arcs = int(lattice.shape[0]), int(lattice.num_arcs)
+            out.best = best_paths(lattice, lm_weights, scale)
+        t1 = time.perf_counter()
+        if lattice is not None and self.rescorer is not None and rescore_weights:
+            paths = nbest(lattice, self.nbest, 1.0 / scale, scale)
+            missing = [w for w in rescore_weights if w not in out.best]
+            paths += [out.best[w] for w in rescore_weights if w in out.best]
+            paths += best_paths(lattice, missing, scale).values() if missing else []
+            out.rescored = {w: self.rescorer.best(paths, w) for w in rescore_weights}
+        t2 = time.perf_counter()
+        if reference is not None:
+            if self._reference_scorer is None:
+                self._reference_scorer = ReferenceScorer(self.graph)
+            out.reference = self._reference_scorer.score(reference, dense, scale)
+        out.seconds = {"search": t1 - t0, "rescore": t2 - t1, "reference": time.perf_counter() - t2}
+        return out
