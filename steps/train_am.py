@@ -578,6 +578,7 @@ def train(args) -> int:
     model.train()
     while epoch < tc.num_epochs:
         sampler.set_epoch(epoch)
+        core.set_epoch(epoch)  # the DMoE's stage one (capped gates) or two
         batches_done, sums, frames, seconds = resume_point
         resume_point = (0, {}, 0, 0.0)
         window: dict[str, list[float]] = {}
