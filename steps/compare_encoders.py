@@ -8,7 +8,8 @@ Reads:  --runs  exp dirs of steps.train_am, each with final.pt and decode_{dev,t
         --tree  the tree (exp/tree) for the senone -> phone map
         --dev-cuts   cuts with senone_ali (exp/tri_ali/cuts_dev.jsonl.gz)
         --train-cuts the training cuts (data/kd/<corpus>_cuts_train.jsonl.gz) for the timing
-Writes: --out   a Markdown table; the same figures as JSON next to it (<out>.json)
+Writes: --out   a Markdown table, one row per run, and (runs named <system>_s<seed>)
+                one per system with mean ± std over its seeds; the figures as JSON in <out>.json
 
     python -m steps.compare_encoders --runs exp/encoders/am_baseline_dnn_s1 \\
         exp/encoders/am_baseline_dmoe_s1 --tree exp/tree \\
@@ -22,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -29,7 +31,7 @@ import torch
 
 from steps import checkpoint as ckpt_io
 from steps.am.comparison import (bootstrap_wer, cpu_seconds_per_step, describe_encoder,
-                                 frame_accuracies, parameters, render_table)
+                                 frame_accuracies, parameters, render_summary, render_table)
 from steps.am_data import CutStore
 from steps.am_losses import required_levels
 from steps.am_model import ModelConfig, model_from_checkpoint
@@ -89,7 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("%d training cuts left out of the timing batches", len(skipped))
     rows = [measure_run(r, dev, train, tree, args.timing_steps) for r in runs]
     out = Path(args.out)
-    write_text(out, render_table(rows))
+    text = "Per run (WER: 95% bootstrap interval over utterances):\n\n" + render_table(rows)
+    if len(rows) > len({re.sub(r"_s\d+$", "", r["name"]) for r in rows}):
+        text += "\nMean ± sample std over seeds:\n\n" + render_summary(rows)
+    write_text(out, text)
     write_text(out.with_suffix(out.suffix + ".json"),
                json.dumps([{k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
                             for k, v in r.items()} for r in rows], indent=1) + "\n")

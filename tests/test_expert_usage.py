@@ -121,3 +121,18 @@ def test_bootstrap_wer(tmp_path):
     assert w.wer == pytest.approx(12.5)
     assert 4 < w.low < 12.5 < w.high < 22
     assert bootstrap_wer(tmp_path) == w  # fixed seed
+
+
+def test_summary_over_seeds():
+    from steps.am.comparison import WerInterval, render_summary
+
+    def row(name, acc, dev):
+        return {"name": name, "objective": "baseline", "encoder": "tdnnf", "params": {"test_time": 1000},
+                "acc": {"senone": acc, "phone": acc + 0.1}, "dev": WerInterval(dev, 0, 0, 0, 0, 0),
+                "test": None, "cpu_step": 0.02}
+
+    text = render_summary([row("am_x_s1", 0.40, 30.0), row("am_x_s2", 0.50, 40.0), row("am_y_s1", 0.3, 20.0)])
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert lines[2].startswith("| am_x | baseline | tdnnf | 2 | 1,000 | 45.00 ± 7.07 | 55.00 ± 7.07 | 35.00 ± 7.07 | missing |")
+    assert "| am_y | baseline | tdnnf | 1 |" in lines[3] and "20.00 ± 0.00" in lines[3]

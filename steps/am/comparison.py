@@ -14,6 +14,7 @@ interval, parameter counts and CPU time per training step.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -152,4 +153,31 @@ def render_table(rows: list[dict]) -> str:
         lines.append(f"| {r['name']} | {r['objective']} | {r['encoder']} | {p['test_time']:,} / {p['all']:,} | "
                      f"{100 * r['acc']['senone']:.1f}% | {100 * r['acc']['phone']:.1f}% | "
                      f"{wer(r['dev'])} | {wer(r['test'])} | {r['cpu_step']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "missing"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.2f} ± {std:.2f}"
+
+
+def render_summary(rows: list[dict]) -> str:
+    """Markdown: the runs grouped by name without its `_s<seed>` suffix, mean ± sample std
+    over the seeds of frame accuracies (%), WERs and CPU seconds per step."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(re.sub(r"_s\d+$", "", r["name"]), []).append(r)
+    lines = ["| system | objective | encoder | seeds | params (test-time) | dev frame acc. senone (%) | "
+             "dev frame acc. monophone (%) | dev WER | test WER | CPU s / step |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, group in groups.items():
+        first = group[0]
+        acc = {k: _mean_std([100 * r["acc"][k] for r in group]) for k in ("senone", "phone")}
+        wer = {part: _mean_std([r[part].wer for r in group if r[part] is not None]) for part in ("dev", "test")}
+        cpu = statistics.fmean(r["cpu_step"] for r in group)
+        lines.append(f"| {name} | {first['objective']} | {first['encoder']} | {len(group)} | "
+                     f"{first['params']['test_time']:,} | {acc['senone']} | {acc['phone']} | "
+                     f"{wer['dev']} | {wer['test']} | {cpu:.3f} |")
     return "\n".join(lines) + "\n"

@@ -9,10 +9,10 @@
 # utils/show_experts.py draws which experts each phone uses for the DMoE runs.
 #
 #   local/compare_encoders.sh                 # after ./run.sh --config conf/tiny.conf (stages 1-9)
-#   local/compare_encoders.sh --encoders "dnn dmoe" --objectives baseline --seed 2
+#   local/compare_encoders.sh --encoders "dnn dmoe" --objectives baseline --seeds "1 2 3"
 set -euo pipefail
 
-seed=1
+seeds="1"                       # every run is trained once per seed
 nj=2
 corpus=synth
 encoders="dnn single concat dmoe"
@@ -36,19 +36,21 @@ mkdir -p $dir/log
 runs=
 for objective in $objectives; do
   for encoder in $encoders; do
-    [ -f conf/encoders/$encoder.yaml ] || { echo "$0: no conf/encoders/$encoder.yaml" >&2; exit 1; }
-    run=$dir/am_${objective}_${encoder}_s$seed
-    runs="$runs $run"
-    echo "python -m steps.train_am --config conf/am_$objective.yaml --override $am_override" \
-         "--override conf/encoders/$encoder.yaml --cuts data/kd/${corpus}_cuts_train.jsonl.gz" \
-         "--dev-cuts exp/tri_ali/cuts_dev.jsonl.gz --exp-dir $run --seed $seed --num-threads 1" \
-         "--data-cache exp/am_data_cache --resume $force_opt &&" \
-         "python -m steps.decode --model $run/final.pt --graph exp/graph" \
-         "--cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $run/decode_dev" \
-         "--num-threads 1 $decode_opts $force_opt &&" \
-         "python -m steps.decode --model $run/final.pt --graph exp/graph" \
-         "--cuts data/fbank/${corpus}_cuts_test.jsonl.gz --lang-dir data/lang --out-dir $run/decode_test" \
-         "--lm-weight-from $run/decode_dev --num-threads 1 $decode_opts $force_opt"
+    for seed in $seeds; do
+      [ -f conf/encoders/$encoder.yaml ] || { echo "$0: no conf/encoders/$encoder.yaml" >&2; exit 1; }
+      run=$dir/am_${objective}_${encoder}_s$seed
+      runs="$runs $run"
+      echo "python -m steps.train_am --config conf/am_$objective.yaml --override $am_override" \
+           "--override conf/encoders/$encoder.yaml --cuts data/kd/${corpus}_cuts_train.jsonl.gz" \
+           "--dev-cuts exp/tri_ali/cuts_dev.jsonl.gz --exp-dir $run --seed $seed --num-threads 1" \
+           "--data-cache exp/am_data_cache --resume $force_opt &&" \
+           "python -m steps.decode --model $run/final.pt --graph exp/graph" \
+           "--cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $run/decode_dev" \
+           "--num-threads 1 $decode_opts $force_opt &&" \
+           "python -m steps.decode --model $run/final.pt --graph exp/graph" \
+           "--cuts data/fbank/${corpus}_cuts_test.jsonl.gz --lang-dir data/lang --out-dir $run/decode_test" \
+           "--lm-weight-from $run/decode_dev --num-threads 1 $decode_opts $force_opt"
+    done
   done
 done > $dir/jobs.txt
 num_runs=$(wc -l < $dir/jobs.txt)
@@ -63,7 +65,7 @@ python -m steps.compare_encoders --runs $runs --tree exp/tree \
 cat $dir/compare.md
 
 for objective in $objectives; do
-  run=$dir/am_${objective}_dmoe_s$seed
+  run=$dir/am_${objective}_dmoe_s${seeds%% *}
   [ -f $run/final.pt ] || continue
   log "Expert usage of $run -> $run/experts.png"
   utils/show_experts.py --model $run/final.pt --tree exp/tree \
