@@ -14,7 +14,7 @@ from torch import nn
 
 from steps import checkpoint as ckpt_io
 from steps.am.dmoe import DmoeConfig, MoeLayer, capped_gates, moe_layers
-from steps.am_model import AcousticModel, AuxHeadConfig, ModelConfig, parameter_summary
+from steps.am_model import AcousticModel, ModelConfig, parameter_summary
 from steps.bench.bench_am import make_synthetic_am_data
 from steps.config import ConfigError, from_dict
 from steps.train_am import main

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from steps.am.comparison import bootstrap_wer, frame_accuracies
-from steps.am.dmoe import DmoeConfig, moe_layers
+from steps.am.comparison import WerInterval, bootstrap_wer, frame_accuracies, render_summary
+from steps.am.dmoe import DmoeConfig, MoeLayer, moe_layers
 from steps.am.expert_usage import collect_usage, plot_usage, senone_phone_classes, summary_lines
 from steps.am_data import CutStore, senone_targets
 from steps.am_model import AcousticModel, ModelConfig
@@ -53,8 +53,6 @@ def model(num_experts=(3, 2)):
                          dropout=0.0, dmoe=DmoeConfig(num_moe_layers=2, num_experts=num_experts[0], expert_dim=4))
     m = AcousticModel(80, 4, config)
     if num_experts[1] != num_experts[0]:  # a second layer with another expert count
-        from steps.am.dmoe import MoeLayer
-
         m.layers[2] = MoeLayer(24, DmoeConfig(num_experts=num_experts[1], expert_dim=4), 3, 0.66,
                                torch.nn.Identity())
     return m
@@ -124,8 +122,6 @@ def test_bootstrap_wer(tmp_path):
 
 
 def test_summary_over_seeds():
-    from steps.am.comparison import WerInterval, render_summary
-
     def row(name, acc, dev):
         return {"name": name, "objective": "baseline", "encoder": "tdnnf", "params": {"test_time": 1000},
                 "acc": {"senone": acc, "phone": acc + 0.1}, "dev": WerInterval(dev, 0, 0, 0, 0, 0),
