@@ -22,6 +22,10 @@ Encoders (all run at the subsampled rate after the input layer):
 - blstm: bidirectional LSTM layers (hidden_dim / 2 per direction), packed sequences.
 - conformer: a small conformer (half-step FFN, self-attention with padding masked, a
   depthwise-conv module, half-step FFN, LayerNorm) with relative position left out.
+- dmoe: a Deep Mixture of Experts (steps.am.dmoe, section `dmoe`): TDNN-F layers with the
+  top dmoe.num_moe_layers of the stack replaced by MoE layers (each its own softmax gate
+  and experts); with one expert per layer it is the tdnnf stack. dmoe.combine: concat
+  gives the concatenated-experts baseline. set_epoch(epoch) switches the stage-one cap.
 Input layer: input_context frames each side spliced by a strided conv (stride =
 subsampling), padded so that output j is centred on input frame j*s + s//2.
 Padding frames are zeroed after every layer, so an utterance gives the same outputs alone
@@ -54,6 +58,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from steps.am.dmoe import DmoeConfig, MoeLayer, moe_layers
 from steps.config import require
 
 KIND = "acoustic_model"
@@ -82,7 +87,7 @@ class AuxHeadConfig:
 
 @dataclass
 class ModelConfig:
-    encoder: Literal["tdnnf", "blstm", "conformer"] = "tdnnf"
+    encoder: Literal["tdnnf", "blstm", "conformer", "dmoe"] = "tdnnf"
     num_layers: int = 8
     hidden_dim: int = 256
     bottleneck_dim: int = 64  # tdnnf
@@ -95,6 +100,7 @@ class ModelConfig:
     dropout: float = 0.1
     num_senones: Optional[int] = None  # None: from the senone counts / alignments
     aux_heads: list[AuxHeadConfig] = field(default_factory=list)
+    dmoe: DmoeConfig = field(default_factory=DmoeConfig)  # encoder dmoe only
 
     def __post_init__(self):
         require(self.num_layers >= 1, "num_layers", "must be at least 1")
@@ -113,6 +119,11 @@ class ModelConfig:
                 "must be even for the blstm encoder")
         require(self.encoder != "conformer" or self.hidden_dim % self.num_attention_heads == 0,
                 "num_attention_heads", "must divide hidden_dim")
+        if self.encoder == "dmoe":
+            require(self.dmoe.num_moe_layers <= self.num_layers, "dmoe.num_moe_layers",
+                    f"{self.dmoe.num_moe_layers} > num_layers ({self.num_layers})")
+            require(self.dmoe.combine != "concat" or self.hidden_dim % self.dmoe.num_experts == 0,
+                    "dmoe.num_experts", "must divide hidden_dim for combine: concat")
         levels = [h.level for h in self.aux_heads]
         require(len(set(levels)) == len(levels), "aux_heads", f"one head per level, got {levels}")
         for i, head in enumerate(self.aux_heads):
@@ -291,8 +302,12 @@ class AcousticModel(nn.Module):
         self.input_layer = InputLayer(feature_dim, c.hidden_dim, c.input_context, c.subsampling,
                                       c.dropout)
         layers = []
-        for _ in range(c.num_layers):
-            if c.encoder == "tdnnf":
+        first_moe = c.num_layers - c.dmoe.num_moe_layers if c.encoder == "dmoe" else c.num_layers
+        for i in range(c.num_layers):
+            if i >= first_moe:
+                layers.append(MoeLayer(c.hidden_dim, c.dmoe, c.kernel_size, c.bypass_scale,
+                                       _dropout(c.dropout)))
+            elif c.encoder in ("tdnnf", "dmoe"):
                 layers.append(TdnnfLayer(c.hidden_dim, c.bottleneck_dim, c.kernel_size,
                                          c.bypass_scale, c.dropout))
             elif c.encoder == "blstm":
@@ -311,6 +326,13 @@ class AcousticModel(nn.Module):
     @property
     def subsampling(self) -> int:
         return self.config.subsampling
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training stage of the MoE layers: the assignment cap is on in epochs
+        0..dmoe.cap_epochs-1 (0-based) and lifted after; nothing for other encoders."""
+        on = self.config.dmoe.cap > 0 and epoch < self.config.dmoe.cap_epochs
+        for layer in moe_layers(self):
+            layer.cap_on = on
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feature_mean.copy_(mean)

@@ -430,8 +430,11 @@ def fingerprint(args, config: AmConfig) -> dict:
     lm_dir = Path(args.lm_dir)
     vocabularies = [lm_dir / f"lm_{h.level}" / "tokens.txt" for h in config.model.aux_heads
                     if h.num_units is None]
+    settings = to_dict(config)
+    if config.model.encoder != "dmoe":  # so runs finished before the dmoe section existed stay done
+        del settings["model"]["dmoe"]
     return atomic.inputs_fingerprint([args.cuts, args.dev_cuts, args.senone_counts, *vocabularies],
-                                     config=to_dict(config), seed=args.seed)
+                                     config=settings, seed=args.seed)
 
 
 # ------------------------------------------------------------------ the program
@@ -578,6 +581,7 @@ def train(args) -> int:
     model.train()
     while epoch < tc.num_epochs:
         sampler.set_epoch(epoch)
+        core.set_epoch(epoch)  # the DMoE's stage one (capped gates) or two
         batches_done, sums, frames, seconds = resume_point
         resume_point = (0, {}, 0, 0.0)
         window: dict[str, list[float]] = {}

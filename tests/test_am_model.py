@@ -93,7 +93,7 @@ def test_bad_model_config_names_the_key():
         from_dict(ModelConfig, {"subsampling": 5}, "x.yaml")
 
 
-@pytest.mark.parametrize("system", ["baseline", "hier"])
+@pytest.mark.parametrize("system", ["baseline", "hier", "dmoe"])
 def test_system_configs_are_cpu_sized(system):
     from steps.train_am import load_am_config
 
