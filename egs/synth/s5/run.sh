@@ -22,6 +22,7 @@ realign_config=conf/realign.yaml
 bpe_vocab_size=500
 lm_config_suffix=         # teacher LM configs: conf/lm_<level>${lm_config_suffix}.yaml
 am_override=              # YAML merged over every conf/am_<system>.yaml (conf/am_tiny.yaml)
+systems="baseline li aux_senone aux_phone aux_subword hier"  # acoustic models of stages 8-10
 seeds="1 2 3"
 decode_opts="--beam 8 --lattice-beam 5"  # steps.decode search options (its lattice decoder has no max-active)
 
@@ -30,6 +31,7 @@ help_message="Usage: $0 [options]
   --config FILE              settings file, e.g. conf/tiny.conf (read first; options win)
   --nj N                     parallel jobs (default $nj)
   --seeds \"1 2 3\"            training seeds of every system
+  --systems \"baseline hier\"  acoustic-model systems of stages 8-10 (default: all six)
   --force true               redo stages even if their outputs exist
 Stages: 1 data, 2 features, 3 lang, 4 monophone alignment, 5 tree and senone alignment,
         6 teacher LMs, 7 soft labels, 8 acoustic models, 9 decoding, 10 report"
@@ -132,8 +134,6 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     --teachers exp/lm_senone exp/lm_phone exp/lm_subword --top-k 8 --temperature 1.0 \
     --out-dir data/kd --corpus $corpus --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
 fi
-
-systems="baseline li aux_senone aux_phone aux_subword hier"
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "Stage 8: acoustic models ($systems) x seeds ($seeds) -> exp/am_<system>_s<seed>"
