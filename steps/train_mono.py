@@ -76,6 +76,11 @@ class MonoTrainingConfig:
     # epochs start from a model that already knows roughly where phones are.
     equal_align_epochs: int = 0
     flat_start_epochs: int = 4
+    # Kaldi's train_mono.sh starts on a subset of the shortest utterances
+    # (subset_data_dir.sh --shortest): short ones have few paths to share their frames
+    # among, so the full-sum epochs learn faster per frame, and the Viterbi rounds then
+    # use every utterance. null: flat-start on all of them.
+    flat_start_utterances: int | None = None
     viterbi_rounds: int = 2
     epochs_per_round: int = 2
     learning_rate: float = 2e-3
@@ -83,6 +88,10 @@ class MonoTrainingConfig:
     max_frames_per_batch: int = 20000
     grad_clip: float = 5.0
     output_beam: float = 20.0
+    # Pruning beam of the Viterbi alignments: the best path always survives any beam (its
+    # states' forward + backward scores are the best), so a narrow one changes no
+    # alignment and spares k2 the rest of the lattice.
+    align_beam: float = 8.0
     # Paths are scored with log p(state | x) - prior_scale * log p(state), the hybrid
     # pseudo-likelihood, in the full-sum epochs (prior: a running average of the
     # posteriors) and in Viterbi alignment (prior: the last alignment's state counts).
@@ -95,6 +104,8 @@ class MonoTrainingConfig:
     def __post_init__(self):
         require(self.equal_align_epochs >= 0, "equal_align_epochs", "must be >= 0")
         require(self.flat_start_epochs >= 0, "flat_start_epochs", "must be >= 0")
+        require(self.flat_start_utterances is None or self.flat_start_utterances >= 1,
+                "flat_start_utterances", "must be at least 1 (or null: all)")
         require(0.0 <= self.prior_scale <= 1.0, "prior_scale", "must be in [0, 1]")
         require(0.0 <= self.prior_momentum < 1.0, "prior_momentum", "must be in [0, 1)")
         require(self.viterbi_rounds >= 0, "viterbi_rounds", "must be >= 0")
@@ -103,6 +114,7 @@ class MonoTrainingConfig:
         require(0 < self.lr_decay_per_epoch <= 1, "lr_decay_per_epoch", "must be in (0, 1]")
         require(self.max_frames_per_batch > 0, "max_frames_per_batch", "must be positive")
         require(self.output_beam > 0, "output_beam", "must be positive")
+        require(self.align_beam > 0, "align_beam", "must be positive")
 
 
 @dataclass
@@ -123,6 +135,15 @@ class MonoConfig:
 
 def _batches_of(utterances: list[Utterance], max_frames: int, rng=None) -> list[list[int]]:
     return length_batches([u.num_frames for u in utterances], max_frames, rng)
+
+
+def shortest_subset(utterances: list[Utterance], count: int | None) -> list[int]:
+    """Indices of the `count` shortest utterances (all when count is None), in their
+    original order; ties broken by position, so the subset is reproducible."""
+    if count is None or count >= len(utterances):
+        return list(range(len(utterances)))
+    by_length = sorted(range(len(utterances)), key=lambda i: (utterances[i].num_frames, i))
+    return sorted(by_length[:count])
 
 
 def equal_alignment(words: list[str], num_frames: int, lang: Lang, topology: Topology) -> np.ndarray | None:
@@ -289,10 +310,15 @@ def main(argv: list[str] | None = None) -> None:
                  stats["loss_per_frame"], stats["frame_accuracy"])
         epoch += 1
     running_log_priors = torch.full((topology.num_hmm_states,), -math.log(topology.num_hmm_states))
+    subset = shortest_subset(utterances, train.flat_start_utterances)
+    if train.flat_start_epochs and len(subset) < len(utterances):
+        log.info("Flat start on the %d shortest utterances (%d frames); the Viterbi rounds use all %d",
+                 len(subset), sum(utterances[i].num_frames for i in subset), len(utterances))
     for _ in range(train.flat_start_epochs):
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(train, epoch)
-        stats = train_flat_start_epoch(model, optimizer, utterances, graphs, train, rng, device,
+        stats = train_flat_start_epoch(model, optimizer, [utterances[i] for i in subset],
+                                       [graphs[i] for i in subset], train, rng, device,
                                        running_log_priors)
         history.append({"epoch": epoch, "phase": "flat_start", **stats})
         log.info("Flat start epoch %d: loss/frame %.4f (no path: %d)", epoch, stats["loss_per_frame"],
@@ -310,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         realign_model = model
     for round_index in range(train.viterbi_rounds + 1):
         results = align_utterances(model, utterances, graphs, train.max_frames_per_batch,
-                                   train.output_beam, device, f"aligning (round {round_index})",
+                                   train.align_beam, device, f"aligning (round {round_index})",
                                    log_priors, train.prior_scale)
         failed = [(utterances[i].cut_id, r) for i, r in enumerate(results) if isinstance(r, str)]
         targets = [r.states if isinstance(r, Alignment) else None for r in results]

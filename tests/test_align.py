@@ -178,3 +178,51 @@ def test_flat_start_learns_the_segmentation(tmp_path, lang, topo):
         errors += [abs(round(w.start / 0.01) - t) for w, t in zip(words, truth[cut.id])]
     # word starts within one frame of the truth for nearly every word
     assert np.mean(np.array(errors) <= 1) > 0.95
+
+
+def test_shortest_subset_keeps_the_shortest_in_their_order():
+    from steps.train_mono import shortest_subset
+    from steps.utterances import Utterance
+
+    lengths = [50, 10, 30, 10, 40]
+    utterances = [Utterance(f"u{i}", np.zeros((n, 2), dtype=np.float32), ["BAT"]) for i, n in enumerate(lengths)]
+    assert shortest_subset(utterances, 3) == [1, 2, 3]
+    assert shortest_subset(utterances, 1) == [1]  # tie 10/10: the earlier one
+    assert shortest_subset(utterances, None) == [0, 1, 2, 3, 4]
+    assert shortest_subset(utterances, 9) == [0, 1, 2, 3, 4]
+
+
+def test_a_narrow_alignment_beam_keeps_the_best_path(lang, topo):
+    """The Viterbi rounds align with a narrow beam (align_beam): the best path's states
+    have the best forward + backward score, so pruning never removes them."""
+    compiler = TrainingGraphCompiler(lang, topo, sil_prob=0.5, edge_sil_prob=0.5)
+    rng = np.random.default_rng(3)
+    graphs = [compiler.compile(w) for w in (["CAT", "BAT", "TAB"], ["TAB", "CAT"], ["BAT"])]
+    lengths = torch.tensor([60, 40, 25])  # longest first, as k2 wants
+    log_probs = torch.from_numpy(rng.normal(0, 2, (3, 60, topo.num_hmm_states))).float().log_softmax(-1)
+    wide = align(log_probs, lengths, graphs, output_beam=30.0)
+    narrow = align(log_probs, lengths, graphs, output_beam=2.0)
+    for a, b in zip(wide, narrow):
+        assert a.states.tolist() == b.states.tolist()
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+
+
+def test_flat_start_on_the_shortest_utterances(tmp_path, lang, topo):
+    from steps import train_mono
+
+    rng = np.random.default_rng(0)
+    cuts_path, truth = synthetic_cuts(tmp_path, lang, topo, 60, rng)
+    config = tmp_path / "mono.yaml"
+    config.write_text("topology:\n  silence_states: 1\nmodel:\n  hidden_dim: 64\n  dropout: 0.0\n"
+                      "training:\n  flat_start_epochs: 4\n  flat_start_utterances: 30\n  viterbi_rounds: 3\n"
+                      "  epochs_per_round: 1\n  max_frames_per_batch: 600\n  learning_rate: 0.005\n")
+    exp = tmp_path / "exp"
+    train_mono.main(["--config", str(config), "--cuts", str(cuts_path), "--lang-dir", str(tmp_path / "lang"),
+                     "--exp-dir", str(exp)])
+    log = (exp / "log" / "train_mono.log").read_text()
+    assert "Flat start on the 30 shortest utterances" in log
+    history = json.loads((exp / "train_stats.json").read_text())["epochs"]
+    flat = [e["loss_per_frame"] for e in history if e["phase"] == "flat_start"]
+    assert flat[-1] < flat[0] - 0.5
+    # the Viterbi rounds, on all 60, end with a model that knows the states
+    assert history[-1]["phase"].startswith("viterbi") and history[-1]["frame_accuracy"] > 0.8

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Runs every benchmark script (steps/bench/bench_*.py) and writes BENCHMARKS.md: the
-# figures each prints, with the machine, the date and the commit.
+# figures each prints, with the machine, the date and the commit; then (--recipe-runs
+# true) the wall and CPU time of a full tiny run (run.sh --config conf/tiny.conf) and of
+# stages 1-7 of the default run, each in a fresh copy of the recipe. A summary at the top
+# gives every figure beside its anchor or aim, measured in the same run: fbank against
+# lhotse's Fbank, each KD system's step against the baseline's, the flat start against
+# conf/mono_reference.yaml.
 #
 #   utils/benchmark.sh [--recipe egs/synth/s5] [--out BENCHMARKS.md] [--quick true]
+#                      [--recipe-runs true|false]
 #
 # bench_align reads a trained recipe (stages 1-4 of --recipe); it is reported as not run
 # when that recipe has no exp/mono/final.pt. --quick true passes smaller sizes to the
@@ -12,13 +18,16 @@ set -euo pipefail
 recipe=egs/synth/s5
 out=BENCHMARKS.md
 quick=false
-help_message="Usage: $0 [--recipe DIR] [--out FILE] [--quick true|false]"
+recipe_runs=true
+help_message="Usage: $0 [--recipe DIR] [--out FILE] [--quick true|false] [--recipe-runs true|false]"
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 . utils/parse_options.sh
-[ -x .venv/bin/python ] || utils/setup_env.sh
-python=.venv/bin/python
+venv=${LM2AM_VENV:-$repo/.venv}
+[ -x "$venv/bin/python" ] || LM2AM_VENV=$venv utils/setup_env.sh
+export LM2AM_VENV=$venv
+python=$venv/bin/python
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 
 declare -A args
@@ -43,7 +52,8 @@ trap 'rm -rf "$tmp"' EXIT
        "start $(cut -d' ' -f1-3 /proc/loadavg); $($python -c 'import torch, k2, lhotse; print("torch", torch.__version__, "k2", k2.__dev_version__, "lhotse", lhotse.__version__)')."
   $quick && echo "Quick mode: reduced sizes, figures not comparable with a full run."
   echo
-} > "$tmp/report.md"
+} > "$tmp/header.md"
+: > "$tmp/report.md"
 
 failed=0
 for script in steps/bench/bench_*.py; do
@@ -71,6 +81,77 @@ for script in steps/bench/bench_*.py; do
   echo >> "$tmp/report.md"
 done
 
-mv "$tmp/report.md" "$out"
+# A copy of egs/synth/s5 under $1 that links to this repository (as tests/conftest.py makes).
+recipe_copy() {
+  local root=$1 name
+  mkdir -p "$root/egs/synth/s5"
+  for name in steps utils local; do ln -s "$repo/$name" "$root/$name"; done
+  cp egs/synth/s5/{run.sh,cmd.sh,path.sh} "$root/egs/synth/s5/"
+  cp -r egs/synth/s5/conf egs/synth/s5/local "$root/egs/synth/s5/"
+  ln -s ../../../steps "$root/egs/synth/s5/steps"
+  ln -s ../../../utils "$root/egs/synth/s5/utils"
+}
+
+# time_recipe NAME RUN.SH-OPTIONS...: wall and CPU seconds of run.sh in a fresh copy
+time_recipe() {
+  local name=$1; shift
+  recipe_copy "$tmp/$name"
+  echo "$(date '+%H:%M:%S') recipe $name: run.sh $*" >&2
+  local load; load=$(cut -d' ' -f1 /proc/loadavg)
+  if (cd "$tmp/$name/egs/synth/s5" && /usr/bin/time -f "%e %U %S" -o ../../../time.txt \
+        ./run.sh "$@" > run.log 2>&1); then
+    read -r wall user sys < "$tmp/$name/time.txt"
+    printf '%-34s %9.0f %9.0f %10s\n' "$name (run.sh $*)" "$wall" "$(echo "$user + $sys" | bc)" "$load" \
+      >> "$tmp/recipes.txt"
+  else
+    echo "$name (run.sh $*): failed, see the end of its log:" >> "$tmp/recipes.txt"
+    tail -n 5 "$tmp/$name/egs/synth/s5/run.log" >> "$tmp/recipes.txt"
+    failed=$((failed + 1))
+  fi
+  rm -rf "$tmp/$name"
+}
+
+if $recipe_runs; then
+  printf '%-34s %9s %9s %10s\n' "run" "wall s" "CPU s" "load avg" > "$tmp/recipes.txt"
+  time_recipe tiny --config conf/tiny.conf
+  time_recipe default_1-7 --stop-stage 7
+  {
+    echo "## recipe wall time"
+    echo
+    echo "Each in a fresh copy of egs/synth/s5 (stage 1 included); CPU s: user + system of all its processes."
+    echo
+    echo '```'
+    cat "$tmp/recipes.txt"
+    echo '```'
+    echo
+  } >> "$tmp/report.md"
+fi
+
+# The summary: every figure beside its anchor or aim, from the outputs above.
+{
+  echo "## Summary: each figure against its anchor or aim, in this run"
+  echo
+  echo "| figure | measured | anchor / aim | ratio |"
+  echo "|---|---|---|---|"
+  if [ -s "$tmp/bench_fbank.out" ]; then
+    awk '/^feature extraction only/ {on = 1} on && /\(ours, extractor.extract\)/ {ours = $(NF-1)}
+         on && /^lhotse Fbank/ {lhotse = $(NF-1); on = 0}
+         END {if (ours && lhotse) printf "| fbank extraction, audio s / wall s | %s | lhotse Fbank %s (aim: >= 1x) | %.2fx |\n", ours, lhotse, ours / lhotse}' \
+      "$tmp/bench_fbank.out"
+  fi
+  if [ -s "$tmp/bench_am.out" ]; then
+    awk '/^system/ {on = 1; next} on && NF == 8 && $8 ~ /x$/ && $1 != "baseline" {printf "| KD step CPU time, %s | %s ms | baseline, aim <= 1.10x | %s |\n", $1, $6, $8}' \
+      "$tmp/bench_am.out"
+  fi
+  if [ -s "$tmp/bench_align.out" ]; then
+    grep '^speed-up of the default' "$tmp/bench_align.out" | sed 's/^/| flat start: /; s/$/ | conf\/mono_reference.yaml, aim >= 3x | see bench_align |/' || true
+  fi
+  if [ -s "$tmp/recipes.txt" ]; then
+    awk 'NR > 1 && $NF ~ /^[0-9.]+$/ {printf "| recipe %s, wall s | %s (CPU %s s) | - | - |\n", $1, $(NF-2), $(NF-1)}' "$tmp/recipes.txt"
+  fi
+  echo
+} > "$tmp/summary.md"
+cat "$tmp/header.md" "$tmp/summary.md" "$tmp/report.md" > "$tmp/final.md"
+mv "$tmp/final.md" "$out"
 echo "wrote $out ($failed benchmarks failed)" >&2
 [ $failed -eq 0 ]

@@ -7,9 +7,15 @@ Prints, for the trained monophone alignment model of a recipe (exp/mono/final.pt
   - graph compilation time for the same cuts;
   - the whole program `python -m steps.align --nj N` (start-up, feature loading, graphs,
     alignment, writing the arrays and the merged manifest): audio seconds per wall second;
-  - the flat-start training time of the model, from exp/mono/.done.
+  - the flat start itself, measured here (not read from a marker): steps.train_mono on the
+    recipe's training cuts with --mono-config and with the --reference-config it is compared
+    with, taking turns (--rounds), each model then aligning the part (steps.align) and
+    scored against the true word boundaries (steps.score_alignment): wall and CPU seconds,
+    their ratio to the reference's in the same run, and the share of word boundaries within
+    20 ms and 50 ms. Needs only stages 1-3 (data/fbank, data/lang).
 
-    python -m steps.bench.bench_align --recipe egs/synth/s5 [--part dev] [--nj 2]
+    python -m steps.bench.bench_align --recipe egs/synth/s5 [--part dev] [--nj 2] \
+        [--mono-config conf/mono.yaml] [--reference-config conf/mono_reference.yaml] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,10 +36,79 @@ from lhotse import CutSet
 from steps import checkpoint
 from steps.align_model import model_from_checkpoint
 from steps.lexicon import Lang
+from steps.score_alignment import score_cuts
 from steps.topology import Topology
 from steps.train_mono import align_utterances
 from steps.training_graph import TrainingGraphCompiler
 from steps.utterances import load_utterances
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run_timed(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Runs a program to its end; (wall seconds, CPU seconds of it and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def flat_start_trial(recipe: Path, corpus: str, part: str, config: Path, work: Path, nj: int) -> dict:
+    """steps.train_mono with `config` on the training cuts (timed), then steps.align of `part`
+    with the model it made, scored against the true word boundaries."""
+    exp = work / "mono"
+    wall, cpu = _run_timed([sys.executable, "-m", "steps.train_mono", "--config", str(config),
+                            "--cuts", f"data/fbank/{corpus}_cuts_train.jsonl.gz", "--lang-dir", "data/lang",
+                            "--exp-dir", str(exp), "--force"], recipe)
+    _run_timed([sys.executable, "-m", "steps.align", "--model", str(exp / "final.pt"),
+                "--topology", str(exp / "topology.json"), "--cuts", f"data/fbank/{corpus}_cuts_{part}.jsonl.gz",
+                "--lang-dir", "data/lang", "--part", part, "--out-dir", str(work / "ali"), "--nj", str(nj),
+                "--cmd", str(REPO / "utils" / "run.py"), "--force"], recipe)
+    quality, _ = score_cuts(CutSet.from_file(work / "ali" / f"cuts_{part}.jsonl.gz"))
+    return {"wall": wall, "cpu": cpu, "within_20ms": quality.within_20ms, "within_50ms": quality.within_50ms,
+            "boundaries": quality.boundaries}
+
+
+def compare_flat_starts(recipe: Path, corpus: str, part: str, configs: dict[str, Path], rounds: int,
+                        nj: int) -> dict[str, list[dict]]:
+    """Each config's trials, the configs taking turns round by round so that other jobs on a
+    shared machine weigh on them alike."""
+    trials: dict[str, list[dict]] = {name: [] for name in configs}
+    with tempfile.TemporaryDirectory(prefix="bench_align_") as tmp:
+        for round_index in range(rounds):
+            order = list(configs) if round_index % 2 == 0 else list(reversed(configs))
+            for name in order:
+                trials[name].append(flat_start_trial(recipe, corpus, part, configs[name],
+                                                     Path(tmp) / f"{name}_{round_index}", nj))
+    return trials
+
+
+def print_flat_starts(trials: dict[str, list[dict]], configs: dict[str, Path], train_hours: float,
+                      part: str) -> None:
+    reference = trials.get("reference")
+    print(f"flat start (steps.train_mono, measured here) on {train_hours:.2f} h of training speech; "
+          f"then steps.align of {part}, word boundaries against the true ones")
+    print(f"{'config':<36} {'wall s':>8} {'CPU s':>8} {'wall/ref':>9} {'CPU/ref':>8} "
+          f"{'within 20 ms':>13} {'within 50 ms':>13}")
+    for name, rows in trials.items():
+        for i, r in enumerate(rows):
+            ref = reference[i] if reference else None
+            wall_ratio = f"{r['wall'] / ref['wall']:.3f}x" if ref else "-"
+            cpu_ratio = f"{r['cpu'] / ref['cpu']:.3f}x" if ref else "-"
+            label = f"{name}: {configs[name].name}" + (f" #{i + 1}" if len(rows) > 1 else "")
+            print(f"{label:<36} {r['wall']:>8.1f} "
+                  f"{r['cpu']:>8.1f} {wall_ratio:>9} {cpu_ratio:>8} {100 * r['within_20ms']:>12.1f}% "
+                  f"{100 * r['within_50ms']:>12.1f}%")
+    if reference and "default" in trials:
+        speedup = sum(r["cpu"] for r in reference) / sum(r["cpu"] for r in trials["default"])
+        wall_speedup = sum(r["wall"] for r in reference) / sum(r["wall"] for r in trials["default"])
+        print(f"speed-up of the default over the reference: {speedup:.2f}x in CPU time, "
+              f"{wall_speedup:.2f}x in wall time (aim: >= 3x, boundaries no worse)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,16 +118,42 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", default="dev")
     parser.add_argument("--nj", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the in-process pass")
+    parser.add_argument("--mono-config", type=Path, default=None,
+                        help="flat-start config to time (default: the recipe's conf/mono.yaml)")
+    parser.add_argument("--reference-config", type=Path, default=None,
+                        help="config it is compared with (default: the recipe's conf/mono_reference.yaml "
+                             "if there is one); 'none': no comparison")
+    parser.add_argument("--rounds", type=int, default=1, help="turns of each flat-start config")
+    parser.add_argument("--no-flat-start", action="store_true", help="skip the flat-start timing")
     args = parser.parse_args(argv)
     recipe = args.recipe.resolve()
     model_path = recipe / "exp/mono/final.pt"
     cuts_path = recipe / f"data/fbank/{args.corpus}_cuts_{args.part}.jsonl.gz"
-    for path in (model_path, cuts_path):
+    train_path = recipe / f"data/fbank/{args.corpus}_cuts_train.jsonl.gz"
+    for path in (cuts_path, train_path, recipe / "data/lang"):
         if not path.exists():
-            raise SystemExit(f"{path} is missing: run the recipe's stages 1-4 first")
+            raise SystemExit(f"{path} is missing: run the recipe's stages 1-3 first")
+    configs = {}
+    if not args.no_flat_start:
+        configs["default"] = (args.mono_config or recipe / "conf/mono.yaml").resolve()
+        reference = args.reference_config or recipe / "conf/mono_reference.yaml"
+        if str(reference) != "none" and Path(reference).exists():
+            configs = {"reference": Path(reference).resolve(), **configs}
+        for path in configs.values():
+            if not path.exists():
+                raise SystemExit(f"{path} is missing")
 
     os.chdir(recipe)  # the manifests' storage paths are relative to the recipe
     torch.set_num_threads(args.threads)
+    print(f"alignment benchmark: {args.part} of {recipe}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f} at the start")
+    if configs:
+        train_hours = sum(c.duration for c in CutSet.from_file(train_path)) / 3600
+        trials = compare_flat_starts(recipe, args.corpus, args.part, configs, args.rounds, args.nj)
+        print_flat_starts(trials, configs, train_hours, args.part)
+    if not model_path.exists():
+        print(f"alignment pass: not run ({model_path} is missing: run the recipe's stage 4)")
+        return
     ckpt = checkpoint.load(model_path)
     model = model_from_checkpoint(ckpt)
     lang = Lang.load(recipe / "data/lang")
@@ -81,13 +183,10 @@ def main(argv: list[str] | None = None) -> None:
                    "--nj", str(args.nj), "--cmd", str(recipe / "utils/run.py")]
         start = time.perf_counter()
         subprocess.run(command, check=True, cwd=recipe, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
         program_seconds = time.perf_counter() - start
 
-    done = recipe / "exp/mono/.done"
-    flat_start = json.loads(done.read_text()).get("train_seconds") if done.exists() else None
-    print(f"alignment benchmark: {args.part} of {recipe}, {len(utterances)} cuts, {audio:.0f} s of audio, "
-          f"{os.cpu_count()} cores")
+    print(f"alignment pass of exp/mono/final.pt: {len(utterances)} cuts, {audio:.0f} s of audio")
     print(f"graph compilation   : {compile_seconds:7.2f} s   ({audio / compile_seconds:7.0f}x real time)")
     print(f"alignment pass      : {align_seconds:7.2f} s   ({audio / align_seconds:7.0f}x real time, "
           f"{args.threads} threads, {aligned}/{len(utterances)} aligned)")
@@ -95,10 +194,6 @@ def main(argv: list[str] | None = None) -> None:
           "wall figures count waiting for the cores on a shared machine)")
     print(f"steps.align --nj {args.nj}  : {program_seconds:7.2f} s   ({audio / program_seconds:7.0f}x real time, "
           "whole program)")
-    if flat_start is not None:
-        print(f"flat-start training : {flat_start:7.1f} s   (exp/mono/.done)")
-    else:
-        print("flat-start training : no timing in exp/mono/.done")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ realign_config=conf/realign.yaml
 bpe_vocab_size=500
 lm_config_suffix=         # teacher LM configs: conf/lm_<level>${lm_config_suffix}.yaml
 am_override=              # YAML merged over every conf/am_<system>.yaml (conf/am_tiny.yaml)
+systems="baseline li aux_senone aux_phone aux_subword hier"  # acoustic models of stages 8-10
 seeds="1 2 3"
 plm_teacher=              # a local transformers checkpoint dir: adds the plm level and system aux_plm
 plm_finetune_epochs=0     # fine-tune that model on the LM text first (exp/lm_plm/model)
@@ -35,6 +36,7 @@ help_message="Usage: $0 [options]
   --config FILE              settings file, e.g. conf/tiny.conf (read first; options win)
   --nj N                     parallel jobs (default $nj)
   --seeds \"1 2 3\"            training seeds of every system
+  --systems \"baseline hier\"  acoustic-model systems of stages 8-10 (default: all six)
   --force true               redo stages even if their outputs exist
   --plm-teacher DIR          a pre-trained causal/masked LM (transformers save_pretrained dir)
                              as the teacher of the plm level; adds system aux_plm
@@ -155,8 +157,9 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
     --out-dir data/kd --corpus $corpus --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
 fi
 
-systems="baseline li aux_senone aux_phone aux_subword hier"
-if [ -n "$plm_teacher" ]; then systems="$systems aux_plm"; fi
+if [ -n "$plm_teacher" ]; then
+  case " $systems " in *" aux_plm "*) ;; *) systems="$systems aux_plm" ;; esac
+fi
 
 if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "Stage 8: acoustic models ($systems) x seeds ($seeds) -> exp/am_<system>_s<seed>"
