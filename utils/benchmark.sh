@@ -134,7 +134,7 @@ fi
   echo "| figure | measured | anchor / aim | ratio |"
   echo "|---|---|---|---|"
   if [ -s "$tmp/bench_fbank.out" ]; then
-    awk '/^feature extraction only/ {on = 1} on && /\(ours, extractor.extract\)/ {ours = $(NF-1)}
+    awk '/^feature extraction only/ {on = 1} on && /\(ours, batched\)/ {ours = $(NF-1)}
          on && /^lhotse Fbank/ {lhotse = $(NF-1); on = 0}
          END {if (ours && lhotse) printf "| fbank extraction, audio s / wall s | %s | lhotse Fbank %s (aim: >= 1x) | %.2fx |\n", ours, lhotse, ours / lhotse}' \
       "$tmp/bench_fbank.out"
