@@ -184,7 +184,9 @@ def test_job_array_throttle_and_failure(slurm, tmp_path):
                          timeout=300)
     assert out.returncode == 1, out.stderr
     # the same report as utils/run.py's
-    assert out.stderr.strip() == f"slurm.py: 1 / 3 failed, see {tmp_path}/log/t.*.log"
+    assert out.stderr.splitlines()[0] == f"slurm.py: 1 / 3 failed, see {tmp_path}/log/t.*.log"
+    # followed by the failing log's last lines, as utils/run.py shows them
+    assert f"the end of {tmp_path}/log/t.2.log:" in out.stderr
     sbatch = (tmp_path / "log" / "q" / "t.sbatch").read_text()
     assert "--array=1-3%1" in sbatch
     spans = []

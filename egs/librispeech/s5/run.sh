@@ -43,7 +43,7 @@ am_parallel=4             # AM trainings side by side (CPU sizes: ~12 GB of memo
 am_threads=4              # torch threads of each AM training
 device=cpu                # device of the training programs (mono, teachers, soft labels, AMs)
 seeds="1 2 3"
-decode_opts="--beam 8 --lattice-beam 5"  # steps.decode search options (its lattice decoder has no max-active)
+decode_opts="--beam 10 --lattice-beam 6 --max-active 7000"  # steps.decode (k2 lattice search), as the synth recipe
 
 help_message="Usage: $0 [options]
   --stage N --stop-stage M   run stages N..M (default 1..10)

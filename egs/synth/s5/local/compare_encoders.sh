@@ -18,7 +18,7 @@ corpus=synth
 encoders="dnn single concat dmoe"
 objectives="baseline hier"
 am_override=conf/am_tiny.yaml   # the encoder configs are sized for it
-decode_opts="--decoder faster --beam 8 --max-active 500 --min-active 50"
+decode_opts="--beam 10 --lattice-beam 4 --max-active 2000"  # as conf/tiny.conf
 timing_steps=20                 # training steps timed per run for the CPU time per step
 force=false
 

@@ -8,7 +8,7 @@
 # comment before a default-size run.
 #
 #   local/compress.sh                                   # after ./run.sh (stages 1-10)
-#   local/compress.sh --config conf/compress_tiny.conf  # after ./run.sh --config conf/tiny.conf
+#   local/compress.sh --config conf/compress/tiny.conf  # after ./run.sh --config conf/tiny.conf
 #   local/compress.sh --stage 4 --seeds "1 2 3"
 # Stages: 1 teacher, 2 decode teacher, 3 layer caches, 4 students, 5 decode students, 6 report.
 set -euo pipefail
@@ -23,7 +23,7 @@ teacher_config=conf/compress/teacher_am.yaml          # what is cached (layers, 
 extra_teacher_configs=conf/compress/teacher_am_lilcom.yaml  # further caches, disk figures only
 students="parallel scratch gen"       # conf/compress/student_<name>.yaml -> exp/compress_<name>_s<seed>
 seeds="1 2 3"
-decode_opts="--beam 8 --lattice-beam 5"
+decode_opts="--beam 10 --lattice-beam 6 --max-active 7000"
 force=false
 
 . ./cmd.sh
