@@ -444,8 +444,12 @@ class AcousticModelScorer:
         input frames it covers."""
         feats = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
         num_frames = feats.shape[0]
-        out = self.model(feats[None], torch.tensor([num_frames], device=self.device), with_aux=False)
-        return out.main.repeat_interleave(self.model.subsampling, dim=0)[:num_frames]
+        main = self.main_outputs(feats[None], torch.tensor([num_frames], device=self.device))
+        return main.repeat_interleave(self.model.subsampling, dim=0)[:num_frames]
+
+    def main_outputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The main head's log-posteriors at the output rate, auxiliary heads skipped."""
+        return self.model(feats, lengths, with_aux=False).main
 
 
 def scorer_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> AcousticModelScorer:

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from steps.am_model import Head, InputLayer, TdnnfLayer
+from steps.am_model import AcousticModelScorer, Head, InputLayer, TdnnfLayer
 from steps.compress.config import StudentConfig, StudentModelConfig
 from steps.config import from_dict, to_dict
 
@@ -192,21 +192,11 @@ def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") 
     return model.to(device).eval()
 
 
-class StudentScorer:
+class StudentScorer(AcousticModelScorer):
     """FrameScorer (steps.scorer) over the senone head; generated layers are not kept."""
 
-    def __init__(self, model: StudentModel, log_priors: torch.Tensor | None, device: torch.device):
-        self.model = model.to(device).eval()
-        self.device = torch.device(device)
-        self.num_outputs = model.num_senones
-        self.log_priors = None if log_priors is None else log_priors.to(self.device)
-
-    @torch.no_grad()
-    def log_posteriors(self, feats: torch.Tensor) -> torch.Tensor:
-        feats = torch.as_tensor(feats, dtype=torch.float32, device=self.device)
-        num_frames = feats.shape[0]
-        out = self.model(feats[None], torch.tensor([num_frames], device=self.device))
-        return out.main.repeat_interleave(self.model.subsampling, dim=0)[:num_frames]
+    def main_outputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model(feats, lengths).main
 
 
 def scorer_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> StudentScorer:
