@@ -44,13 +44,13 @@ from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
 from steps import atomic
-from steps.ali_times import item_frames
+from steps.ali_times import FRAME_SHIFT, item_frames
 from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
 from steps.lexicon import Lang
 from steps.log import progress, setup_logging
 from steps.topology import Topology
 from steps.tree import Tree
-from steps.units import (FRAME_SHIFT, alignment_agrees, consistent_starts, frame_events, phone_instances,
+from steps.units import (alignment_agrees, consistent_starts, frame_events, phone_instances,
                          segments_from_items)
 
 log = logging.getLogger(__name__)

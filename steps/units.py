@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from steps.ali_times import FRAME_SHIFT, item_frames
+from steps.ali_times import item_frames
 from steps.context import BOUNDARY, phone_contexts
 from steps.lexicon import Lang
 from steps.topology import Topology
