@@ -52,7 +52,7 @@ from typing import Iterable, Sequence
 import soundfile as sf
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
-from steps import atomic
+from steps.core import atomic
 
 log = logging.getLogger(__name__)
 

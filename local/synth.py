@@ -838,10 +838,10 @@ def synthesize_share(config: SynthDataConfig, plans: dict[str, list[Utterance]],
     skipping finished ones. Returns counts."""
     import soundfile as sf
     import torch
-    from steps.log import progress
+    from steps.core.log import progress
 
     from local.espeak import Espeak
-    from steps import atomic
+    from steps.core import atomic
 
     torch.set_num_threads(1)
     engine = Espeak()
@@ -889,7 +889,7 @@ def part_fingerprint(config: SynthDataConfig, text_dir: Path, part: str) -> dict
     """What a part's manifests are made from: its transcripts, the settings the audio
     depends on, and the code that makes the audio and checks it."""
     from local import manifest_checks
-    from steps import atomic
+    from steps.core import atomic
 
     return atomic.inputs_fingerprint([text_dir / f"{part}.txt"], seed=config.seed,
                                      speakers=dataclasses.asdict(config.speakers),
@@ -899,7 +899,7 @@ def part_fingerprint(config: SynthDataConfig, text_dir: Path, part: str) -> dict
 
 def part_done(out_dir: Path, part: str, stamp: dict, force: bool = False) -> bool:
     """The part's manifests exist and were made from the same inputs (logs why not)."""
-    from steps import atomic
+    from steps.core import atomic
 
     return atomic.up_to_date(part_marker_dir(out_dir, part), stamp, force, manifest_paths(out_dir, part),
                              what=f"{CORPUS} {part} manifests", logger=log)
@@ -956,9 +956,9 @@ def build_plans(config: SynthDataConfig, text_dir: Path, parts: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps import jobs
-    from steps.config import load_config
-    from steps.log import setup_logging
+    from steps.core import jobs
+    from steps.core.config import load_config
+    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -985,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("job %d/%d: %s", args.job, args.nj, counts)
         return 0
 
-    from steps import atomic
+    from steps.core import atomic
 
     stamps = {p: part_fingerprint(config, text_dir, p) for p in args.parts}
     parts = [p for p in args.parts if not part_done(out_dir, p, stamps[p], args.force)]

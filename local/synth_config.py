@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from steps.config import require
+from steps.core.config import require
 
 
 @dataclass

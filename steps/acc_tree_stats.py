@@ -41,13 +41,13 @@ from pathlib import Path
 import numpy as np
 from lhotse import CutSet
 
-from steps import atomic
-from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-from steps.lexicon import Lang
-from steps.log import progress, setup_logging
-from steps.topology import Topology
-from steps.tree_building import TreeStats, accumulate, load_stats, merge_stats, save_stats
-from steps.units import consistent_starts, frame_events, segments_from_items
+from steps.core import atomic
+from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
+from steps.lang.lexicon import Lang
+from steps.core.log import progress, setup_logging
+from steps.hmm.topology import Topology
+from steps.tree.building import TreeStats, accumulate, load_stats, merge_stats, save_stats
+from steps.hmm.units import consistent_starts, frame_events, segments_from_items
 
 log = logging.getLogger(__name__)
 

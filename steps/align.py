@@ -6,7 +6,7 @@ k2.shortest_path. The per-frame HMM-state ids are stored losslessly (NumpyHdf5Wr
 frame_shift 0.01, temporal_dim 0) as the cut's custom field `mono_ali`; the phone and
 word segments of the path go into the supervision's alignment under `ali_phone` and
 `ali_word` (lhotse AlignmentItems on the recording's timeline, as lhotse keeps them:
-steps.ali_times). Utterances that cannot be aligned (too short for their
+steps.data.ali_times). Utterances that cannot be aligned (too short for their
 transcript, no path) are left out and listed with their reason in unaligned_<part>.txt.
 Word pronunciation counts (which pronunciation the aligner chose) go to
 pron_counts_<part>.txt as `WORD COUNT PHONES...`.
@@ -38,17 +38,17 @@ import torch
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
-from steps import atomic, checkpoint
-from steps.ali_times import FRAME_SHIFT, frame_items
-from steps.align_model import model_from_checkpoint
-from steps.forced_align import Alignment
-from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-from steps.lexicon import Lang
-from steps.log import setup_logging
-from steps.topology import Topology
+from steps.core import atomic, checkpoint
+from steps.data.ali_times import FRAME_SHIFT, frame_items
+from steps.hmm.align_model import model_from_checkpoint
+from steps.hmm.forced_align import Alignment
+from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
+from steps.lang.lexicon import Lang
+from steps.core.log import setup_logging
+from steps.hmm.topology import Topology
 from steps.train_mono import align_utterances
-from steps.training_graph import TrainingGraphCompiler
-from steps.utterances import load_utterances
+from steps.hmm.training_graph import TrainingGraphCompiler
+from steps.data.utterances import load_utterances
 
 log = logging.getLogger(__name__)
 

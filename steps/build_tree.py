@@ -15,7 +15,7 @@ context-independent phones of the statistics (SIL, SPN) get one unsplit root per
 (`not-shared not-split`). --roots FILE reads Kaldi's format instead
 (`shared|not-shared split|not-split PHONE...` per line).
 
-Splitting and merging: see steps.tree_building. Kaldi names and defaults are kept:
+Splitting and merging: see steps.tree.building. Kaldi names and defaults are kept:
 --thresh 300, --cluster-thresh -1 (the smallest split gain; 0 = no merging),
 --max-leaves 0 (no limit; --num-leaves is the same option, the name of Kaldi's scripts'
 argument), --var-floor 0.01 (acc-tree-stats' option in Kaldi, applied here at build time).
@@ -27,7 +27,7 @@ Log-likelihood gains depend on the feature dimension: with 80-dim fbank they are
 twice those of Kaldi's 39-dim MFCC+deltas for the same data, so --thresh 300 stops later.
 
 Reads:  <stats-dir>/stats.npz (steps.acc_tree_stats), --lang-dir, --topology
-Writes: <out-dir>/tree.txt        the tree (steps.tree.Tree.load reads it)
+Writes: <out-dir>/tree.txt        the tree (steps.tree.decision_tree.Tree.load reads it)
         <out-dir>/questions.txt   `name kind members` of every question
         <out-dir>/senones.txt     `id description` e.g. `AH.s1.{L:{B,P},R:!{<eps>}}`
         <out-dir>/occs.txt        `id frames` occupancy of each senone
@@ -53,12 +53,12 @@ from pathlib import Path
 
 import numpy as np
 
-from steps import atomic
-from steps.lexicon import Lang
-from steps.log import setup_logging
-from steps.topology import Topology
-from steps.tree import EDGE, Question
-from steps.tree_building import (BuildOptions, RootSpec, TreeStats, build, cluster_phones, format_report,
+from steps.core import atomic
+from steps.lang.lexicon import Lang
+from steps.core.log import setup_logging
+from steps.hmm.topology import Topology
+from steps.tree.decision_tree import EDGE, Question
+from steps.tree.building import (BuildOptions, RootSpec, TreeStats, build, cluster_phones, format_report,
                                  group_sum, load_stats, state_question_sets)
 
 log = logging.getLogger(__name__)

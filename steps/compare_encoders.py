@@ -29,16 +29,16 @@ from pathlib import Path
 
 import torch
 
-from steps import checkpoint as ckpt_io
+from steps.core import checkpoint as ckpt_io
 from steps.am.comparison import (bootstrap_wer, cpu_seconds_per_step, describe_encoder,
                                  frame_accuracies, parameters, render_summary, render_table)
-from steps.am_data import CutStore
-from steps.am_losses import required_levels
-from steps.am_model import ModelConfig, model_from_checkpoint
-from steps.atomic import write_text
-from steps.config import from_dict
-from steps.log import setup_logging
-from steps.tree import Tree
+from steps.am.data import CutStore
+from steps.am.losses import required_levels
+from steps.am.model import ModelConfig, model_from_checkpoint
+from steps.core.atomic import write_text
+from steps.core.config import from_dict
+from steps.core.log import setup_logging
+from steps.tree.decision_tree import Tree
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", required=True)
     parser.add_argument("--dev-cuts", required=True)
     parser.add_argument("--train-cuts", required=True)
-    parser.add_argument("--data-cache", default=None, help="steps.am_data cache dir (as train_am's)")
+    parser.add_argument("--data-cache", default=None, help="steps.am.data cache dir (as train_am's)")
     parser.add_argument("--timing-steps", type=int, default=20)
     parser.add_argument("--out", required=True, help="Markdown table (and <out>.json)")
     args = parser.parse_args(argv)

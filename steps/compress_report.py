@@ -26,9 +26,9 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from steps.atomic import write_text
+from steps.core.atomic import write_text
 from steps.compress.results import collect, render, splice
-from steps.log import setup_logging
+from steps.core.log import setup_logging
 
 log = logging.getLogger(__name__)
 

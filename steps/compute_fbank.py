@@ -1,4 +1,4 @@
-"""Compute 80-dim fbank (kaldi-native-fbank, steps.fbank) for the parts of a corpus.
+"""Compute 80-dim fbank (kaldi-native-fbank, steps.data.fbank) for the parts of a corpus.
 
 For each part the recordings and supervisions become one cut per recording (cut id ==
 recording id, supervisions with all their fields, alignments included). With
@@ -47,10 +47,10 @@ from lhotse.augmentation.torchaudio import get_or_create_resampler
 from lhotse.cut import MonoCut
 from lhotse.utils import compute_num_frames, fastcopy
 
-from steps import atomic
-from steps.fbank import KnfFbank, KnfFbankConfig
-from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-from steps.log import progress, setup_logging
+from steps.core import atomic
+from steps.data.fbank import KnfFbank, KnfFbankConfig
+from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
+from steps.core.log import progress, setup_logging
 
 log = logging.getLogger(__name__)
 SPEED_FACTORS = (0.9, 1.1)

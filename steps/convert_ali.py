@@ -2,7 +2,7 @@
 convert-ali), with the senone counts for the priors and a sanity check.
 
 For each cut: the phone instances of `mono_ali` (as steps.acc_tree_stats finds them),
-their contexts (steps.context), and per frame tree.lookup(left, centre, right, state).
+their contexts (steps.hmm.context), and per frame tree.lookup(left, centre, right, state).
 The result is stored like mono_ali (int32 TemporalArray, NumpyHdf5Writer, frame_shift
 0.01, temporal_dim 0) as the custom field `senone_ali`; everything else on the cut is
 kept. Agreement check: the de-duplicated senone sequence over the non-silence frames must
@@ -43,14 +43,14 @@ import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
-from steps import atomic
-from steps.ali_times import FRAME_SHIFT, item_frames
-from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-from steps.lexicon import Lang
-from steps.log import progress, setup_logging
-from steps.topology import Topology
-from steps.tree import Tree
-from steps.units import (alignment_agrees, consistent_starts, frame_events, phone_instances,
+from steps.core import atomic
+from steps.data.ali_times import FRAME_SHIFT, item_frames
+from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
+from steps.lang.lexicon import Lang
+from steps.core.log import progress, setup_logging
+from steps.hmm.topology import Topology
+from steps.tree.decision_tree import Tree
+from steps.hmm.units import (alignment_agrees, consistent_starts, frame_events, phone_instances,
                          segments_from_items)
 
 log = logging.getLogger(__name__)

@@ -66,12 +66,12 @@ from pathlib import Path
 
 import numpy as np
 
-from steps import atomic, jobs
+from steps.core import atomic, jobs
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.lattice import LatticeOptions
 from steps.decoding.rescore import NbestRescorer
-from steps.graph_search import HybridGraph, SearchOptions
-from steps.log import setup_logging
+from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
+from steps.core.log import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
     import torch
     from lhotse import CutSet
 
-    from steps.scorer import load_scorer
+    from steps.am.scorer import load_scorer
 
     torch.set_num_threads(args.num_threads or max(1, (os.cpu_count() or 1) // nj))
     cuts = CutSet.from_file(args.cuts)
@@ -216,7 +216,7 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
             k2_decoder.rescorer = NbestRescorer(args.graph_lm, args.rescore_lm, graph.words)
             k2_decoder.nbest = args.nbest
     out = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"
-    from steps.log import progress
+    from steps.core.log import progress
 
     with atomic.atomic_path(out) as tmp, open(tmp, "w") as f:
         for record in progress(decode_cuts(cuts, scorer, graph, options, weights, k2_decoder,
@@ -240,7 +240,7 @@ def search_options(args) -> SearchOptions:
 
 
 def check_words(graph: HybridGraph, lang_dir: Path) -> None:
-    from steps.lexicon import read_symbol_table
+    from steps.lang.lexicon import read_symbol_table
 
     table = read_symbol_table(Path(lang_dir) / "words.txt")
     if any(graph.words[i] != w for w, i in table.items() if i < len(graph.words)) or len(table) != len(graph.words):

@@ -6,7 +6,7 @@ Reads the aligned cuts (exp/tri_ali: custom field `senone_ali`, supervision alig
 
     <corpus>_cuts_<part>.jsonl.gz     the input cuts plus, per level L, the custom fields
                                       kd_L_{tokens,spans,ids,probs} and `kd_info`
-                                      (see steps.soft_labels for the arrays)
+                                      (see steps.kd.soft_labels for the arrays)
     <corpus>_<part>_<level>.<job>.h5  the arrays, one file per level and job
     <corpus>_<part>_bad_items.txt     `cut_id <TAB> level <TAB> reason` for everything left out
     <corpus>_<part>_dump_stats.json   counts (tokens, frames, every kind of problem)
@@ -44,7 +44,7 @@ they get no row at any level, so spans cover exactly the non-silence frames.
 Teacher distributions: causal teachers give p(u_i | u_<i), masked ones p(u_i | u_!=i) with
 position i masked; logits over the units only, divided by --temperature, top --top-k kept
 and renormalised. References longer than a teacher's context are scored with windows
-(steps.lm_model) and counted, never truncated. Tokens outside a teacher's vocabulary are
+(steps.lm.model) and counted, never truncated. Tokens outside a teacher's vocabulary are
 left out of its input and get no row (counted). Cuts without an alignment are left out of
 the output (listed with the reason).
 
@@ -73,15 +73,15 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from steps import atomic
-from steps import checkpoint as ckpt_io
-from steps import soft_labels as sl
-from steps.ali_times import item_frames
-from steps.atomic import atomic_path, write_text
-from steps.lexicon import SILENCE, Lang
+from steps.core import atomic
+from steps.core import checkpoint as ckpt_io
+from steps.kd import soft_labels as sl
+from steps.data.ali_times import item_frames
+from steps.core.atomic import atomic_path, write_text
+from steps.lang.lexicon import SILENCE, Lang
 from steps.kd.pretrained_teacher import TEACHER_FILE, PlmError, PretrainedTeacher
-from steps.lm_model import TransformerLM, model_from_checkpoint, unit_logits, unit_top_k
-from steps.log import progress
+from steps.lm.model import TransformerLM, model_from_checkpoint, unit_logits, unit_top_k
+from steps.core.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +475,7 @@ def merge_stats(all_stats: list[dict]) -> dict:
 
 
 def _phones_to_senones(phone_ids: list[int], topology, tree) -> list[int]:
-    from steps.units import phones_to_senones
+    from steps.hmm.units import phones_to_senones
 
     return phones_to_senones(phone_ids, topology, tree)
 
@@ -494,8 +494,8 @@ def load_units(args, teachers: dict[str, Teacher]) -> UnitMaps:
         expected["subword"] = sp.get_piece_size()
     check: Callable[[list[int]], list[int]] | None = None
     if args.tree and args.topology:
-        from steps.topology import Topology
-        from steps.tree import Tree
+        from steps.hmm.topology import Topology
+        from steps.tree.decision_tree import Tree
 
         tree = Tree.load(args.tree)
         topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
@@ -600,8 +600,8 @@ def merge(args, nj: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-    from steps.log import setup_logging
+    from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
+    from steps.core.log import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__,

@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from steps import atomic
+from steps.core import atomic
 from steps.compress.config import TeacherConfig
 from steps.compress.layer_cache import dump_layers, teacher_record
 from steps.compress.teacher import TeacherError, load_teacher, teacher_fingerprint, teacher_files
-from steps.config import ConfigError, load_config, to_dict
-from steps.log import setup_logging
+from steps.core.config import ConfigError, load_config, to_dict
+from steps.core.log import setup_logging
 
 log = logging.getLogger(__name__)
 

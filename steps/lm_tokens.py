@@ -45,10 +45,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from steps import atomic
-from steps.atomic import atomic_path, write_text
-from steps.lexicon import SILENCE, Lang, write_symbol_table
-from steps.log import progress
+from steps.core import atomic
+from steps.core.atomic import atomic_path, write_text
+from steps.lang.lexicon import SILENCE, Lang, write_symbol_table
+from steps.core.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def phone_unit_map(lang: Lang) -> dict[int, int]:
 
 def read_tokens(path: str | Path) -> list[str]:
     """tokens.txt -> symbols indexed by unit id."""
-    from steps.lexicon import read_symbol_table
+    from steps.lang.lexicon import read_symbol_table
 
     table = read_symbol_table(path)
     symbols = [""] * len(table)
@@ -142,7 +142,7 @@ def phone_converter(lang: Lang, pron_choice: dict[str, tuple[str, ...]] | None,
                     words_to_phones=None) -> Converter:
     """words -> phone unit ids. words_to_phones defaults to steps.units.words_to_phones."""
     if words_to_phones is None:
-        from steps.units import words_to_phones
+        from steps.hmm.units import words_to_phones
     to_unit = phone_unit_map(lang)
 
     def convert(words: list[str]) -> list[int]:
@@ -153,9 +153,9 @@ def phone_converter(lang: Lang, pron_choice: dict[str, tuple[str, ...]] | None,
 
 def senone_converter(lang: Lang, pron_choice: dict[str, tuple[str, ...]] | None, topology, tree,
                      words_to_phones=None, phones_to_senones=None) -> Converter:
-    """words -> senone ids (steps.units by default)."""
+    """words -> senone ids (steps.hmm.units by default)."""
     if words_to_phones is None or phones_to_senones is None:
-        from steps import units
+        from steps.hmm import units
         words_to_phones = words_to_phones or units.words_to_phones
         phones_to_senones = phones_to_senones or units.phones_to_senones
 
@@ -232,7 +232,7 @@ def write_corpus(path: str | Path, sentences: list[list[int]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.log import setup_logging
+    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -281,8 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.level == "senone":
         if not (args.tree and args.topology):
             parser.error("--level senone needs --tree and --topology")
-        from steps.topology import Topology
-        from steps.tree import Tree
+        from steps.hmm.topology import Topology
+        from steps.tree.decision_tree import Tree
 
         tree = Tree.load(args.tree)
         topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))

@@ -4,7 +4,7 @@ Reads the LM text (one sentence per line, words as in the lexicon) and data/lang
 to --out-dir, a copy of data/lang plus the LM:
 
     lm_<order>gram.arpa   interpolated modified Kneser-Ney, closed vocabulary = words.txt
-                          minus <eps>, !SIL, #N, <s>, </s> (steps.ngram says how)
+                          minus <eps>, !SIL, #N, <s>, </s> (steps.lm.ngram says how)
     G.fst                 the ARPA as an FST, by kaldilm's arpa2fst (Kaldi's), with
                           --disambig-symbol=#0 and data/lang/words.txt as the symbol table:
                           input = output labels = word ids; back-off arcs read #0;
@@ -35,11 +35,11 @@ import sys
 import time
 from pathlib import Path
 
-from steps import atomic
-from steps.atomic import atomic_path, write_text
-from steps.lexicon import read_symbol_table
-from steps.log import setup_logging
-from steps.ngram import (BOS, EOS, estimate_kneser_ney, lm_vocabulary, parse_min_counts,
+from steps.core import atomic
+from steps.core.atomic import atomic_path, write_text
+from steps.lang.lexicon import read_symbol_table
+from steps.core.log import setup_logging
+from steps.lm.ngram import (BOS, EOS, estimate_kneser_ney, lm_vocabulary, parse_min_counts,
                          perplexity)
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from steps.kd.random_models import write_bert, write_gpt2
-from steps.log import setup_logging
+from steps.core.log import setup_logging
 
 log = logging.getLogger("steps.make_random_plm")
 

@@ -1,19 +1,19 @@
 """Make the hybrid decoding graph HCLG (Kaldi's utils/mkgraph.sh).
 
 H: HMMs from the topology, their states tied into senones by the tree; C: cross-word
-triphone context with this toolkit's rule (SIL transparent, edges 0; steps.context_fst);
-L: lexicon with optional silence and all pronunciations (steps.lexicon_fst); G: the word
+triphone context with this toolkit's rule (SIL transparent, edges 0; steps.graph.context_fst);
+L: lexicon with optional silence and all pronunciations (steps.graph.lexicon_fst); G: the word
 n-gram. Composition, determinization and minimization in OpenFst through kaldifst, the
-rest in numpy; see steps.hclg for the recipe and why.
+rest in numpy; see steps.graph.hclg for the recipe and why.
 
 Transition model: one self-loop probability for every HMM state (--self-loop-prob,
 default 0.5, with which the transition model changes no decision), scaled as in Kaldi
 (--self-loop-scale 0.1, --transition-scale 1.0, which has nothing to scale for strictly
-left-to-right HMMs); see steps.hmm_fst.
+left-to-right HMMs); see steps.graph.hmm_fst.
 
 Reads:  <lang-dir>/{phones,words,lexicon,lexicon_disambig}.txt, <lm-dir>/G.fst.txt
         (OpenFst text over words.txt ids, #0 on back-off arcs: kaldilm's arpa2fst),
-        <tree>/tree.txt, --topology (JSON of steps.topology.Topology.to_dict)
+        <tree>/tree.txt, --topology (JSON of steps.hmm.topology.Topology.to_dict)
 Writes: <out-dir>/HCLG.fst     OpenFst binary ConstFst (as Kaldi's); input labels: units
                                (units.txt, from 1), output labels: words.txt ids
         <out-dir>/units.txt    `unit phone state senone`: what each input label means
@@ -40,12 +40,12 @@ import shutil
 import time
 from pathlib import Path
 
-from steps import atomic
+from steps.core import atomic
 from steps.decoding.k2_graph import load_k2_graph
-from steps.hclg import GraphOptions, build_hclg
-from steps.lexicon import Lang
-from steps.log import setup_logging
-from steps.topology import Topology
+from steps.graph.hclg import GraphOptions, build_hclg
+from steps.lang.lexicon import Lang
+from steps.core.log import setup_logging
+from steps.hmm.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def fingerprint(paths: list[Path], options: dict) -> dict:
 
 
 def load_tree(path: Path):
-    from steps.tree import Tree
+    from steps.tree.decision_tree import Tree
 
     return Tree.load(path)
 
@@ -71,7 +71,7 @@ def load_topology(path: Path) -> Topology:
 
 
 def load_g(path: Path):
-    from steps.fst_arrays import kaldifst_from_text
+    from steps.graph.fst_arrays import kaldifst_from_text
 
     return kaldifst_from_text(path.read_text())
 

@@ -53,9 +53,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from steps import atomic
-from steps.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, write_lexicon, write_symbol_table
-from steps.log import setup_logging
+from steps.core import atomic
+from steps.lang.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, write_lexicon, write_symbol_table
+from steps.core.log import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -39,12 +39,12 @@ from pathlib import Path
 
 import torch
 
-from steps import atomic
-from steps.atomic import write_text
+from steps.core import atomic
+from steps.core.atomic import write_text
 from steps.kd.plm_finetune import finetune, held_out_nll, split_held_out
 from steps.kd.plm_text import CASES
 from steps.kd.pretrained_teacher import KINDS, TEACHER_FILE, PlmError, PretrainedTeacher
-from steps.log import setup_logging
+from steps.core.log import setup_logging
 
 log = logging.getLogger("steps.prepare_plm_teacher")
 NOT_WORDS = {"<eps>", "!SIL", "<UNK>", "<s>", "</s>", "#0"}

@@ -6,7 +6,7 @@ the monophone alignment model's encoder gets a senone output layer, is trained o
 converted senone alignments (frame cross-entropy), and every part is aligned again with
 it: the numerator graph keeps the pronunciation each word was aligned with and optional
 silence between words, and its labels are the senones of each HMM state in context (the
-tree, with steps.context's rule). A cut the new model cannot align keeps its converted
+tree, with steps.hmm.context's rule). A cut the new model cannot align keeps its converted
 alignment and is listed. When the cuts carry the true word boundaries (synthetic corpus),
 the boundary quality before and after is measured and written.
 
@@ -44,22 +44,22 @@ import torch
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
-from steps import atomic, checkpoint
-from steps.ali_times import FRAME_SHIFT
+from steps.core import atomic, checkpoint
+from steps.data.ali_times import FRAME_SHIFT
 from steps.align import attach_alignment
-from steps.align_model import checkpoint_dict, model_from_checkpoint
-from steps.config import load_config, require, to_dict
-from steps.context import phone_contexts
+from steps.hmm.align_model import checkpoint_dict, model_from_checkpoint
+from steps.core.config import load_config, require, to_dict
+from steps.hmm.context import phone_contexts
 from steps.convert_ali import word_prons
-from steps.forced_align import Alignment
-from steps.lexicon import Lang
-from steps.log import setup_logging
+from steps.hmm.forced_align import Alignment
+from steps.lang.lexicon import Lang
+from steps.core.log import setup_logging
 from steps.score_alignment import score_cuts
-from steps.topology import Topology
+from steps.hmm.topology import Topology
 from steps.train_mono import align_utterances, log_priors_from, train_viterbi_epoch
-from steps.training_graph import TrainingGraphCompiler, UtteranceGraph
-from steps.tree import Tree
-from steps.utterances import load_utterances
+from steps.hmm.training_graph import TrainingGraphCompiler, UtteranceGraph
+from steps.tree.decision_tree import Tree
+from steps.data.utterances import load_utterances
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from steps.atomic import write_text
-from steps.log import setup_logging
+from steps.core.atomic import write_text
+from steps.core.log import setup_logging
 from steps.score import read_wer
 
 log = logging.getLogger(__name__)

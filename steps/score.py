@@ -41,8 +41,8 @@ from pathlib import Path
 import kaldialign
 import numpy as np
 
-from steps.atomic import write_text
-from steps.log import setup_logging
+from steps.core.atomic import write_text
+from steps.core.log import setup_logging
 
 log = logging.getLogger(__name__)
 

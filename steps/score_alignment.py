@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from lhotse import CutSet
 
-from steps import atomic
-from steps.log import setup_logging
+from steps.core import atomic
+from steps.core.log import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""Train the multi-head hybrid acoustic model (steps.am_model) with one of the objectives
-of steps.am_losses (baseline, li, aux, hier) on cuts with senone alignments and cached
-teacher soft labels (steps.am_data).
+"""Train the multi-head hybrid acoustic model (steps.am.model) with one of the objectives
+of steps.am.losses (baseline, li, aux, hier) on cuts with senone alignments and cached
+teacher soft labels (steps.am.data).
 
 Reads:  --cuts   training cuts (features, senone_ali, kd_<level>_* soft labels)
         --dev-cuts  dev cuts (features, senone_ali; soft labels used where present)
@@ -12,7 +12,7 @@ Reads:  --cuts   training cuts (features, senone_ali, kd_<level>_* soft labels)
         <lm-dir>/lm_<level>/tokens.txt  the vocabulary size of each auxiliary head (unless
                  the head's num_units is set)
         --data-cache  validated cut arrays kept on disk by the first run on a cuts file
-                 (default <exp-dir>/../am_data_cache, see steps.am_data.CutStore.load_or_build)
+                 (default <exp-dir>/../am_data_cache, see steps.am.data.CutStore.load_or_build)
 Writes to --exp-dir:
         epoch-<n>.pt   the model after epoch n (kind acoustic_model, a FrameScorer checkpoint)
         state.pt       the latest training state: model, optimizer, scheduler, sampler
@@ -60,15 +60,15 @@ import torch
 import yaml
 from lhotse import CutSet
 
-from steps import checkpoint as ckpt_io
-from steps.am_data import AmDataset, CutStore, DataConfig, make_sampler, sequential_batches, spec_augment
-from steps.am_losses import LossConfig, loss_terms, required_levels, total_loss
-from steps.am_model import (AcousticModel, ModelConfig, checkpoint_dict, log_priors_from_counts,
+from steps.core import checkpoint as ckpt_io
+from steps.am.data import AmDataset, CutStore, DataConfig, make_sampler, sequential_batches, spec_augment
+from steps.am.losses import LossConfig, loss_terms, required_levels, total_loss
+from steps.am.model import (AcousticModel, ModelConfig, checkpoint_dict, log_priors_from_counts,
                             parameter_summary)
-from steps import atomic
-from steps.atomic import write_text
-from steps.config import ConfigError, from_dict, require, to_dict
-from steps.log import progress
+from steps.core import atomic
+from steps.core.atomic import write_text
+from steps.core.config import ConfigError, from_dict, require, to_dict
+from steps.core.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -684,7 +684,7 @@ def train(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.log import setup_logging
+    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -25,8 +25,8 @@ import itertools
 import logging
 from pathlib import Path
 
-from steps import atomic
-from steps.log import setup_logging
+from steps.core import atomic
+from steps.core.log import setup_logging
 
 log = logging.getLogger(__name__)
 SEED = 4242

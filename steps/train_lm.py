@@ -1,17 +1,17 @@
-"""Train one unit level's teacher LM (steps.lm_model) on its token corpus.
+"""Train one unit level's teacher LM (steps.lm.model) on its token corpus.
 
 Reads --data-dir/{tokens.txt,train.txt,valid.txt} (written by steps.lm_tokens) and a YAML
-config (sections `model`: steps.lm_model.ModelConfig, `train`: TrainConfig below). Writes to
+config (sections `model`: steps.lm.model.ModelConfig, `train`: TrainConfig below). Writes to
 --exp-dir:
 
     final.pt          the teacher: {"kind": "teacher_lm", "level", "config", "num_units",
-                      "state_dict", "ppl"} (steps.checkpoint; loaded by steps.dump_soft_labels)
+                      "state_dict", "ppl"} (steps.core.checkpoint; loaded by steps.dump_soft_labels)
     checkpoint.pt     the latest training state (model, optimizer, step, RNG) and the
                       fingerprint of the data and config; --resume continues from it when
                       the fingerprint is the same (else, and with --force, training starts
                       from scratch)
     ppl               held-out perplexity of the teacher and of the count-based bigram anchor
-                      (steps.bigram, interpolated Kneser-Ney, trained on train.txt) on the
+                      (steps.lm.bigram, interpolated Kneser-Ney, trained on train.txt) on the
                       same held-out sentences
     tensorboard/      training loss, learning rate, held-out perplexity
     log/train_lm.log  the log
@@ -50,14 +50,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from steps import checkpoint as ckpt_io
-from steps import atomic
-from steps.atomic import write_text
-from steps.bigram import Bigram, perplexity
-from steps.config import load_config, require, to_dict
-from steps.lm_model import KIND, ModelConfig, Specials, build_model, log_likelihood
+from steps.core import checkpoint as ckpt_io
+from steps.core import atomic
+from steps.core.atomic import write_text
+from steps.lm.bigram import Bigram, perplexity
+from steps.core.config import load_config, require, to_dict
+from steps.lm.model import KIND, ModelConfig, Specials, build_model, log_likelihood
 from steps.lm_tokens import LEVELS, read_corpus, read_tokens
-from steps.log import progress
+from steps.core.log import progress
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def _summary_writer(path: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.log import setup_logging
+    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

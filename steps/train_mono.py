@@ -1,8 +1,8 @@
 """Flat-start monophone alignment model trained with k2: Kaldi's train_mono.sh with a
-small neural network (steps.align_model) in the place of the GMMs.
+small neural network (steps.hmm.align_model) in the place of the GMMs.
 
 1. Flat start: the network's per-frame log-posteriors over HMM states are scored against
-   each utterance's numerator graph (steps.training_graph: all pronunciations, optional
+   each utterance's numerator graph (steps.hmm.training_graph: all pronunciations, optional
    silence) with k2.intersect_dense; the loss is minus the total log-probability of the
    graph (the forward score), per frame. Nothing but the transcripts is needed to start.
 2. Viterbi rounds: align every utterance with the current model (k2.shortest_path), train
@@ -42,15 +42,15 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
-from steps import atomic, checkpoint
-from steps.align_model import AlignModel, AlignModelConfig, checkpoint_dict
-from steps.config import load_config, require, to_dict
-from steps.forced_align import Alignment, align, numerator_loss, too_short
-from steps.lexicon import Lang
-from steps.log import progress, setup_logging
-from steps.topology import Topology
-from steps.training_graph import TrainingGraphCompiler, UtteranceGraph
-from steps.utterances import Utterance, feature_stats, length_batches, load_utterances, pad_features
+from steps.core import atomic, checkpoint
+from steps.hmm.align_model import AlignModel, AlignModelConfig, checkpoint_dict
+from steps.core.config import load_config, require, to_dict
+from steps.hmm.forced_align import Alignment, align, numerator_loss, too_short
+from steps.lang.lexicon import Lang
+from steps.core.log import progress, setup_logging
+from steps.hmm.topology import Topology
+from steps.hmm.training_graph import TrainingGraphCompiler, UtteranceGraph
+from steps.data.utterances import Utterance, feature_stats, length_batches, load_utterances, pad_features
 
 log = logging.getLogger(__name__)
 

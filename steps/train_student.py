@@ -40,16 +40,16 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
-from steps import atomic
-from steps import checkpoint as ckpt_io
-from steps.am_model import log_priors_from_counts
+from steps.core import atomic
+from steps.core import checkpoint as ckpt_io
+from steps.am.model import log_priors_from_counts
 from steps.compress.config import StudentConfig, TeacherConfig
 from steps.compress.layer_cache import check_dump
 from steps.compress.student import StudentModel, checkpoint_dict, inference_parameters
 from steps.compress.teacher import TeacherError
 from steps.compress.training import Trainer, feature_stats, load_examples, senone_counts
-from steps.config import ConfigError, load_config, to_dict
-from steps.log import setup_logging
+from steps.core.config import ConfigError, load_config, to_dict
+from steps.core.log import setup_logging
 
 log = logging.getLogger(__name__)
 

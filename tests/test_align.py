@@ -8,10 +8,10 @@ import torch
 from lhotse import CutSet, Features, MonoCut, NumpyHdf5Writer, Recording, SupervisionSegment
 from lhotse.audio import AudioSource
 
-from steps.forced_align import align, numerator_loss
-from steps.lexicon import Lang
-from steps.topology import Topology
-from steps.training_graph import TrainingGraphCompiler, phone_hmm_fsa
+from steps.hmm.forced_align import align, numerator_loss
+from steps.lang.lexicon import Lang
+from steps.hmm.topology import Topology
+from steps.hmm.training_graph import TrainingGraphCompiler, phone_hmm_fsa
 
 PHONES = ["<eps>", "SIL", "SPN", "AA", "B", "K", "T", "#0", "#1"]
 WORDS = ["<eps>", "!SIL", "<UNK>", "BAT", "CAT", "TAB", "#0", "<s>", "</s>"]
@@ -182,7 +182,7 @@ def test_flat_start_learns_the_segmentation(tmp_path, lang, topo):
 
 def test_shortest_subset_keeps_the_shortest_in_their_order():
     from steps.train_mono import shortest_subset
-    from steps.utterances import Utterance
+    from steps.data.utterances import Utterance
 
     lengths = [50, 10, 30, 10, 40]
     utterances = [Utterance(f"u{i}", np.zeros((n, 2), dtype=np.float32), ["BAT"]) for i, n in enumerate(lengths)]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from steps.am_data import AmBatch, LevelTargets, expand_soft_labels, senone_targets
-from steps.am_losses import kd_sum, loss_terms, total_loss
-from steps.am_model import AcousticModel, AuxHeadConfig, ModelConfig, ModelOutput
-from steps.soft_labels import SoftLabels
+from steps.am.data import AmBatch, LevelTargets, expand_soft_labels, senone_targets
+from steps.am.losses import kd_sum, loss_terms, total_loss
+from steps.am.model import AcousticModel, AuxHeadConfig, ModelConfig, ModelOutput
+from steps.kd.soft_labels import SoftLabels
 
 MAIN_LOGITS = [[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 1.5, -0.3], [0.0, 1.0, 0.0, -2.0]]
 AUX_LOGITS = [[1.0, 0.0, 0.0, -1.0], [0.3, -0.2, 0.9, 0.4], [0.0, 0.0, 0.0, 0.0]]

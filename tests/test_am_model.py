@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from steps import checkpoint as ckpt_io
-from steps.am_model import (AcousticModel, AuxHeadConfig, ModelConfig, checkpoint_dict,
+from steps.core import checkpoint as ckpt_io
+from steps.am.model import (AcousticModel, AuxHeadConfig, ModelConfig, checkpoint_dict,
                             log_priors_from_counts)
-from steps.config import ConfigError, from_dict
-from steps.scorer import load_scorer
+from steps.core.config import ConfigError, from_dict
+from steps.am.scorer import load_scorer
 
 CONF = Path(__file__).resolve().parent.parent / "egs" / "synth" / "s5" / "conf"
 

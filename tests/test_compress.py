@@ -18,8 +18,8 @@ import torch
 import yaml
 from lhotse import CutSet, Recording
 
-from steps import checkpoint as ckpt_io
-from steps.am_model import AcousticModel, ModelConfig, checkpoint_dict
+from steps.core import checkpoint as ckpt_io
+from steps.am.model import AcousticModel, ModelConfig, checkpoint_dict
 from steps.bench.bench_am import make_synthetic_am_data
 from steps.compress.config import DistillLossConfig, StudentModelConfig, TeacherConfig
 from steps.compress.layer_cache import check_dump, dump_layers, load_layers, teacher_record
@@ -27,7 +27,7 @@ from steps.compress.losses import distill_loss, layer_losses
 from steps.compress.student import GenerativeBody, StudentModel
 from steps.compress.teacher import (TeacherError, frames_20ms_to_10ms, load_teacher,
                                     teacher_fingerprint)
-from steps.scorer import load_scorer
+from steps.am.scorer import load_scorer
 
 NUM_SENONES = 20
 
@@ -324,7 +324,7 @@ def test_compression_path_never_imports_k2(repo):
 
     code = ("import sys\n"
             "import steps.dump_teacher_layers, steps.train_student, steps.compress_report\n"
-            "import steps.compress.teacher, steps.compress.results, steps.scorer\n"
+            "import steps.compress.teacher, steps.compress.results, steps.am.scorer\n"
             "steps.scorer.importlib.import_module('steps.compress.student')\n"
             "bad = sorted(m for m in sys.modules if m == 'k2' or m.startswith('k2.'))\n"
             "assert not bad, bad\n")
@@ -407,7 +407,7 @@ def test_speech_teacher_student_end_to_end(tmp_path):
     from lhotse import LilcomChunkyWriter, NumpyHdf5Writer
 
     from steps import dump_teacher_layers, train_student
-    from steps.fbank import KnfFbank
+    from steps.data.fbank import KnfFbank
 
     model_dir = tiny_speech_model("hubert", tmp_path / "hubert")
     rng = np.random.default_rng(3)

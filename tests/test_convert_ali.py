@@ -12,10 +12,10 @@ from lhotse import CutSet, NumpyHdf5Writer
 
 from steps import acc_tree_stats, build_tree, convert_ali
 from steps.bench.bench_tree import toy_cut, toy_topology, toy_utterance, write_toy_cuts, write_toy_lang
-from steps.lexicon import Lang
-from steps.tree import Tree
-from steps.tree_building import load_stats
-from steps.units import frame_events
+from steps.lang.lexicon import Lang
+from steps.tree.decision_tree import Tree
+from steps.tree.building import load_stats
+from steps.hmm.units import frame_events
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def pipeline(tmp_path_factory):
     CutSet.from_cuts(cuts).to_file(cuts_path)
 
     common = ["--lang-dir", str(root / "lang"), "--topology", str(root / "topology.json")]
-    # in-process accumulation (its job fan-out is the same steps.jobs path that convert_ali
+    # in-process accumulation (its job fan-out is the same steps.core.jobs path that convert_ali
     # runs below with two jobs; one parallel program keeps this file fast)
     acc_tree_stats.main(["--cuts", str(cuts_path), *common, "--out-dir", str(root / "tree"), "--nj", "1"])
     build_tree.main(["--stats-dir", str(root / "tree"), *common, "--num-leaves", "60", "--thresh", "100",
@@ -148,8 +148,8 @@ def test_senone_graph_labels_follow_the_tree_in_context(pipeline):
     in context: along the silence-free path the senones are the text-derived sequence, and
     every arc keeps its monophone state."""
     from steps.realign_senones import senone_graph
-    from steps.training_graph import TrainingGraphCompiler
-    from steps.units import phones_to_senones, words_to_phones
+    from steps.hmm.training_graph import TrainingGraphCompiler
+    from steps.hmm.units import phones_to_senones, words_to_phones
 
     root, lang, topology, _ = pipeline
     tree = Tree.load(root / "tree")

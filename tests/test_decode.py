@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from steps.bench.bench_decode import peaked_scores, senone_path, toy_graph, toy_topology
-from steps.graph_search import HybridGraph, SearchOptions
+from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
 from steps.score import read_wer
 
 GRAMMAR = [("CAT AT", 0.5), ("BAT", 1.0), ("BAD", 2.0), ("TAB BA", 1.5), ("KAT AT", 3.0)]
@@ -121,7 +121,8 @@ class ScoresAreFeatures:
 
 
 def run_decode(monkeypatch, world, cuts: Path, out: Path, *extra: str):
-    from steps import decode, scorer
+    from steps import decode
+    from steps.am import scorer
 
     _, graph_dir, lang, tree, _ = world
     monkeypatch.setattr(scorer, "load_scorer", lambda path, device="cpu": ScoresAreFeatures(tree.num_senones))
@@ -195,13 +196,13 @@ def test_empty_output_is_reported(world, tmp_path, monkeypatch):
 
 
 def test_parallel_jobs_with_a_real_model_checkpoint(world, tmp_path):
-    """--nj 2 through the job runner with an (untrained) steps.am_model checkpoint: every cut
+    """--nj 2 through the job runner with an (untrained) steps.am.model checkpoint: every cut
     gets a line, the jobs' outputs merge, the bad cut is counted."""
     import subprocess
     import sys
 
-    from steps import checkpoint
-    from steps.am_model import AcousticModel, ModelConfig, checkpoint_dict
+    from steps.core import checkpoint
+    from steps.am.model import AcousticModel, ModelConfig, checkpoint_dict
 
     _, graph_dir, lang, tree, _ = world
     config = ModelConfig(num_layers=1, hidden_dim=16, bottleneck_dim=8, prefinal_dim=16, subsampling=1,

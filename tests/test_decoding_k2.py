@@ -15,7 +15,7 @@ import torch
 from steps.bench.bench_decode import peaked_scores, senone_path, toy_graph, toy_topology
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.lattice import LatticeOptions, best_path, dense_scores, nbest, search
-from steps.graph_search import HybridGraph, SearchOptions
+from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
 
 GRAMMAR = [("CAT AT", 0.5), ("BAT", 1.0), ("BAD", 2.0), ("TAB BA", 1.5), ("KAT AT", 3.0)]
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from steps import checkpoint as ckpt_io
+from steps.core import checkpoint as ckpt_io
 from steps.am.dmoe import DmoeConfig, MoeLayer, capped_gates, moe_layers
-from steps.am_model import AcousticModel, ModelConfig, parameter_summary
+from steps.am.model import AcousticModel, ModelConfig, parameter_summary
 from steps.bench.bench_am import make_synthetic_am_data
-from steps.config import ConfigError, from_dict
+from steps.core.config import ConfigError, from_dict
 from steps.train_am import main
 
 CONF = Path(__file__).resolve().parent.parent / "egs" / "synth" / "s5" / "conf"

@@ -1,4 +1,4 @@
-"""steps.fbank (the kaldi-native-fbank extractor) and steps.compute_fbank: frame counts,
+"""steps.data.fbank (the kaldi-native-fbank extractor) and steps.compute_fbank: frame counts,
 values against kaldi-native-fbank called directly, the lhotse registration round trip,
 and the features stage end to end (jobs, resampling, speed perturbation, skipping,
 resuming)."""
@@ -20,7 +20,7 @@ from lhotse.supervision import AlignmentItem
 from lhotse.utils import compute_num_frames, perturb_num_samples
 
 from steps import compute_fbank
-from steps.fbank import NAME, KnfFbank, KnfFbankConfig, knf_options
+from steps.data.fbank import NAME, KnfFbank, KnfFbankConfig, knf_options
 
 SAMPLE_COUNTS = [1, 79, 80, 81, 159, 160, 161, 239, 240, 241, 399, 400, 401, 559, 1000, 1001,
                  12345, 15999, 16000, 16001, 16079, 16080, 16081, 16240, 33333]
@@ -37,7 +37,7 @@ def direct(samples: np.ndarray, sampling_rate: int, config: KnfFbankConfig | Non
     return np.stack([fbank.get_frame(i) for i in range(fbank.num_frames_ready)])
 
 
-# The batched path (steps.fbank.BatchFbank) against knf's OnlineFbank: float32 FFTs of two
+# The batched path (steps.data.fbank.BatchFbank) against knf's OnlineFbank: float32 FFTs of two
 # libraries (0.1% in energy; most of it in the weakest bins, which the log magnifies), so
 # equal to this much in the log domain; lilcom stores with a tick of 2^-5.
 SAME_FEATURES = 1e-3

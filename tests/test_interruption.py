@@ -31,8 +31,8 @@ import pytest
 import torch
 from lhotse import CutSet, RecordingSet, SupervisionSet
 
-from steps import checkpoint as ckpt_io
-from steps import soft_labels as sl
+from steps.core import checkpoint as ckpt_io
+from steps.kd import soft_labels as sl
 
 REPO = Path(__file__).resolve().parent.parent
 NUM_CUTS = 24  # per test: a few seconds of work per run
@@ -334,7 +334,7 @@ def test_am_training_killed_and_resumed_equals_uninterrupted(tiny_recipe, tmp_pa
 
 
 def test_up_to_date_follows_inputs_settings_outputs_and_force(tmp_path, caplog):
-    from steps import atomic
+    from steps.core import atomic
 
     caplog.set_level(logging.INFO)
     data, out = tmp_path / "data.txt", tmp_path / "out"

@@ -12,9 +12,9 @@ import torch
 
 from steps import lm_tokens as lt
 from steps.bench.bench_soft_labels import ToyWorld
-from steps.bigram import Bigram
-from steps.config import load_config
-from steps.lm_model import (ModelConfig, build_model, causal_windows, log_likelihood,
+from steps.lm.bigram import Bigram
+from steps.core.config import load_config
+from steps.lm.model import (ModelConfig, build_model, causal_windows, log_likelihood,
                             masked_window, unit_logits, unit_top_k)
 from steps.train_lm import LmConfig, main as train_main
 
@@ -186,8 +186,8 @@ def test_phone_and_subword_corpora(world, tmp_path):
 
 
 def test_senone_corpus_follows_the_tree(world, tmp_path):
-    from steps.context import phone_contexts
-    from steps.units import words_to_phones
+    from steps.hmm.context import phone_contexts
+    from steps.hmm.units import words_to_phones
 
     text = tmp_path / "lm_text.txt"
     text.write_text("\n".join(world.sentences[:200]) + "\n")
@@ -291,7 +291,7 @@ def test_masked_teacher_reports_pseudo_perplexity(world, tmp_path):
 
 def test_resume_continues_exactly(world, tmp_path, monkeypatch):
     import steps.train_lm as tl
-    from steps import checkpoint
+    from steps.core import checkpoint
 
     data = _phone_corpus(world, tmp_path)
     config = _config(tmp_path / "c.yaml", 40)

@@ -1,4 +1,4 @@
-"""Run locks (steps/lock/dir_lock.py): a held lock names its holder, a dead holder's lock is
+"""Run locks (steps/core/dir_lock.py): a held lock names its holder, a dead holder's lock is
 taken over, and the recipes take one per directory."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from steps.lock.dir_lock import LockHeld, acquire, read_holder, release
+from steps.core.dir_lock import LockHeld, acquire, read_holder, release
 from tests.conftest import copy_recipe
 
 
@@ -51,7 +51,7 @@ def test_a_reused_pid_does_not_hold_the_lock(tmp_path):
     data = json.loads(path.read_text())
     data["start_time"] -= 1  # the same pid, but another process than the one that locked
     path.write_text(json.dumps(data))
-    other = subprocess.run(["python", "-c", f"from steps.lock.dir_lock import acquire; "
+    other = subprocess.run(["python", "-c", f"from steps.core.dir_lock import acquire; "
                             f"print(acquire('{path}', command='other').pid)"],
                            capture_output=True, text=True, cwd=os.getcwd())
     assert other.returncode == 0, other.stderr

@@ -248,7 +248,7 @@ import sys
 from pathlib import Path
 
 from local.manifest_checks import CorpusItem, Skipped, prepare_part
-from steps.log import setup_logging
+from steps.core.log import setup_logging
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 """The decoding graph: HCLG accepts exactly G's word strings with the predicted costs, the
-context transducer follows steps.context's rule (SIL transparent, edges 0, SPN a context),
+context transducer follows steps.hmm.context's rule (SIL transparent, edges 0, SPN a context),
 self-loops and disambiguation symbols, and the mkgraph program's outputs."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from steps.bench.bench_decode import (ToyTree, senone_path, toy_graph, toy_topology, write_toy_lang)
-from steps.context import phone_contexts
-from steps.context_fst import HmmInventory, context_fst
-from steps.fst_arrays import ArcFst, kaldifst_from_text, project_output
-from steps.hmm_fst import add_self_loops
-from steps.lexicon_fst import disambiguated_lexicon, phone_symbols
+from steps.hmm.context import phone_contexts
+from steps.graph.context_fst import HmmInventory, context_fst
+from steps.graph.fst_arrays import ArcFst, kaldifst_from_text, project_output
+from steps.graph.hmm_fst import add_self_loops
+from steps.graph.lexicon_fst import disambiguated_lexicon, phone_symbols
 
 LOG2 = math.log(2.0)
 
@@ -153,7 +153,7 @@ def test_graph_follows_the_context_rule(toy, words, silences, edges):
     "B AE T", "SIL B AE SIL AE T SIL", "B AE SIL SIL AE T", "SPN SIL AE T", "T SPN AE", "SIL", "SIL SIL",
 ])
 def test_context_transducer_gives_the_rule(tmp_path, phones):
-    """C composed with a phone string writes the tied HMMs of steps.context's contexts."""
+    """C composed with a phone string writes the tied HMMs of steps.hmm.context's contexts."""
     lang = write_toy_lang(tmp_path / "lang")
     tree, topology = ToyTree(lang), toy_topology(lang)
     entries = disambiguated_lexicon(lang, tmp_path / "lang")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from steps import make_lm
-from steps.ngram import (BOS, EOS, UNK, BackoffLM, KneserNey, estimate_kneser_ney,
+from steps.lm.ngram import (BOS, EOS, UNK, BackoffLM, KneserNey, estimate_kneser_ney,
                          kn_discounts, lm_vocabulary, parse_min_counts, perplexity)
 
 # The toy corpus of the hand computation.

@@ -19,7 +19,7 @@ from lhotse.utils import fastcopy
 
 from steps import dump_soft_labels as dump
 from steps import prepare_plm_teacher
-from steps import soft_labels as sl
+from steps.kd import soft_labels as sl
 from steps import train_am
 from steps.bench.bench_soft_labels import ToyWorld
 from steps.kd.plm_text import Normalisation, choose_normalisation
@@ -275,8 +275,8 @@ def test_finetuning_lowers_held_out_loss(kind, world, models, tmp_path):
 def test_teacher_dump_and_am_modules_import_without_k2():
     code = ("import sys; sys.modules['k2'] = None\n"
             "import steps.kd.pretrained_teacher, steps.kd.plm_finetune, steps.kd.random_models\n"
-            "import steps.prepare_plm_teacher, steps.dump_soft_labels, steps.am_model, steps.am_losses\n"
-            "import steps.am_data, steps.train_am\n"
+            "import steps.prepare_plm_teacher, steps.dump_soft_labels, steps.am.model, steps.am.losses\n"
+            "import steps.am.data, steps.train_am\n"
             "assert sys.modules['k2'] is None\n"
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
@@ -296,9 +296,9 @@ def test_choose_normalisation_falls_back_for_apostrophes(models):
 
 
 def test_topk_head_is_the_full_head_renormalised_over_the_teachers_ids(tmp_path):
-    from steps.am_losses import kd_sum
-    from steps.am_model import Head, TopKHead
-    from steps.config import ConfigError
+    from steps.am.losses import kd_sum
+    from steps.am.model import Head, TopKHead
+    from steps.core.config import ConfigError
 
     torch.manual_seed(0)
     full, restricted = Head(16, 8, 500), TopKHead(16, 8, 500)

@@ -10,7 +10,7 @@ import pytest
 from lhotse import SupervisionSegment, SupervisionSet
 
 from steps import prepare_lang
-from steps.lexicon import Lang, read_lexicon, read_symbol_table
+from steps.lang.lexicon import Lang, read_lexicon, read_symbol_table
 from steps.prepare_lang import add_disambig_symbols
 
 TRANSCRIPTS = {

@@ -10,7 +10,7 @@ import sys
 from tests.test_fbank import make_corpus
 
 SCRIPT = """
-from steps.log import progress
+from steps.core.log import progress
 for _ in progress(range(200), desc="items"):
     pass
 bar = progress(total=10, initial=4, desc="epoch 2", leave=False)

@@ -22,10 +22,10 @@ import yaml
 from lhotse import CutSet, RecordingSet, SupervisionSet
 from lhotse.qa import validate_recordings_and_supervisions
 
-from steps import soft_labels as sl
+from steps.kd import soft_labels as sl
 from steps.score import read_wer
 from steps.score_alignment import score_cuts
-from steps.tree import Tree
+from steps.tree.decision_tree import Tree
 
 PARTS = ("train", "dev", "test")
 SYSTEMS = ("baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier")
@@ -178,7 +178,7 @@ def test_every_system_decodes_dev_and_test(recipe):
 def test_distillation_losses_fall_and_models_differ_from_the_baseline(recipe):
     import torch
 
-    from steps import checkpoint
+    from steps.core import checkpoint
 
     seed = settings(recipe)["seeds"].split()[0]
     baseline = checkpoint.load(recipe / "exp" / f"am_baseline_s{seed}" / "final.pt")["state_dict"]

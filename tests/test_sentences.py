@@ -43,7 +43,7 @@ def prons():
 @pytest.fixture(scope="module")
 def default_config():
     from local.synth_config import SynthDataConfig
-    from steps.config import load_config
+    from steps.core.config import load_config
 
     return load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)
 
@@ -160,7 +160,7 @@ def test_outputs_are_deterministic_and_lm_text_excludes_dev_and_test(tmp_path):
 
 def test_configs_load_and_unknown_keys_are_rejected(tmp_path):
     from local.synth_config import SynthDataConfig
-    from steps.config import ConfigError, load_config
+    from steps.core.config import ConfigError, load_config
 
     tiny = load_config(RECIPE / "conf" / "data_tiny.yaml", SynthDataConfig)
     default = load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)

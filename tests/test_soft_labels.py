@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from steps import checkpoint as ckpt_io
+from steps.core import checkpoint as ckpt_io
 from steps import dump_soft_labels as dump
-from steps import soft_labels as sl
+from steps.kd import soft_labels as sl
 from steps.bench.bench_soft_labels import ToyWorld
-from steps.lm_model import KIND, ModelConfig, build_model, unit_top_k
+from steps.lm.model import KIND, ModelConfig, build_model, unit_top_k
 from steps.lm_tokens import load_sentencepiece, phone_units
-from steps.lexicon import write_symbol_table
+from steps.lang.lexicon import write_symbol_table
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,7 +79,7 @@ def test_piece_boundaries_share_a_word_by_letters_and_phone_boundaries():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> ToyWorld:
-    # a real steps.tree.Tree with 4 context-dependent senones per non-silence HMM state
+    # a real steps.tree.decision_tree.Tree with 4 context-dependent senones per non-silence HMM state
     return ToyWorld.build(tmp_path_factory.mktemp("world"), num_words=120, num_sentences=400,
                           tree_depth=2, bpe_vocab=150, seed=5, max_words=8)
 
@@ -88,7 +88,7 @@ def world(tmp_path_factory) -> ToyWorld:
 def units(world) -> dump.UnitMaps:
     sp = load_sentencepiece(world.bpe_model)
 
-    from steps.units import phones_to_senones
+    from steps.hmm.units import phones_to_senones
 
     def expected(phone_ids):
         return phones_to_senones(phone_ids, world.topology, world.tree)

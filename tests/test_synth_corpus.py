@@ -16,7 +16,7 @@ import soundfile as sf
 from local import espeak
 from local import synth
 from local.synth_config import SynthDataConfig
-from steps.config import load_config
+from steps.core.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "egs" / "synth" / "s5"

@@ -1,4 +1,4 @@
-"""Alignment times keep lhotse's convention (steps.ali_times): on the recording's timeline,
+"""Alignment times keep lhotse's convention (steps.data.ali_times): on the recording's timeline,
 whatever the cut's and the supervision's starts. Real utterances of the tiny recipe get
 0.7 s of leading noise, so their supervisions start at 0.7 s (cut at 0), and a window of
 the same recording starts at 0.4 s (supervision at 0.3 s within it). Aligned by the
@@ -15,16 +15,16 @@ from lhotse.supervision import AlignmentItem
 from lhotse.utils import fastcopy
 
 from steps.align import main as align_main
-from steps.ali_times import FRAME_SHIFT, frame_items, item_frames
+from steps.data.ali_times import FRAME_SHIFT, frame_items, item_frames
 from steps.compute_fbank import compute_features
 from steps.convert_ali import convert_cuts
 from steps.dump_soft_labels import UnitMaps, cut_tokens
-from steps.fbank import KnfFbank, KnfFbankConfig
-from steps.lexicon import Lang
+from steps.data.fbank import KnfFbank, KnfFbankConfig
+from steps.lang.lexicon import Lang
 from steps.lm_tokens import load_sentencepiece, phone_units
 from steps.score_alignment import boundary_errors, score_cuts
-from steps.topology import Topology
-from steps.tree import Tree
+from steps.hmm.topology import Topology
+from steps.tree.decision_tree import Tree
 from utils.show_alignment import ctm_lines
 
 LEAD = 0.7      # seconds of noise put before each utterance

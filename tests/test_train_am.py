@@ -16,10 +16,10 @@ import pytest
 import torch
 from lhotse import CutSet
 
-from steps import checkpoint as ckpt_io
+from steps.core import checkpoint as ckpt_io
 from steps.bench.bench_am import make_synthetic_am_data
-from steps.config import ConfigError
-from steps.scorer import load_scorer
+from steps.core.config import ConfigError
+from steps.am.scorer import load_scorer
 from steps.train_am import load_am_config, main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -155,9 +155,9 @@ import sys, torch
 from pathlib import Path
 from lhotse import CutSet
 from torch.nn.parallel import DistributedDataParallel
-from steps.am_data import AmDataset, CutStore
-from steps.am_losses import required_levels
-from steps.am_model import AcousticModel
+from steps.am.data import AmDataset, CutStore
+from steps.am.losses import required_levels
+from steps.am.model import AcousticModel
 from steps.train_am import gradient_on_batch, init_world, load_am_config, resolve_sizes
 
 config_path, override, cuts_path, lm_dir, out = sys.argv[1:6]

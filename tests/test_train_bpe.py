@@ -9,7 +9,7 @@ import pytest
 import sentencepiece as spm
 
 from steps import train_bpe
-from steps.lexicon import read_symbol_table
+from steps.lang.lexicon import read_symbol_table
 
 WORDS = ("THE CAT DOG SAT ON MAT READ A BOOK RED BLUE GREEN HOUSE MOUSE RUNNING JUMPING "
          "QUICKLY SLOWLY DON'T IT'S").split()

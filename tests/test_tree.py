@@ -1,4 +1,4 @@
-"""Decision-tree building (steps.tree_building) and the Tree object (steps.tree)."""
+"""Decision-tree building (steps.tree.building) and the Tree object (steps.tree.decision_tree)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from steps.bench.bench_tree import synthetic_stats
 from steps.build_tree import make_roots
-from steps.tree import EDGE, Question, Tree
-from steps.tree_building import (BuildOptions, RootSpec, TreeStats, accumulate, build, cluster_phones,
+from steps.tree.decision_tree import EDGE, Question, Tree
+from steps.tree.building import (BuildOptions, RootSpec, TreeStats, accumulate, build, cluster_phones,
                                  gauss_objf, merge_leaves, merge_stats, state_question_sets, _Leaf)
 
 PHONES = ["<eps>", "SIL", "SPN", "AA", "B", "D", "K", "M", "N"]
@@ -247,8 +247,8 @@ def test_shared_root_splits_on_the_centre_phone(tmp_path):
     """A root shared by two phones (Kaldi roots file `shared split AA B`) asks about the
     centre phone when the phones differ."""
     from steps.build_tree import read_roots
-    from steps.lexicon import write_symbol_table, Lang
-    from steps.topology import Topology
+    from steps.lang.lexicon import write_symbol_table, Lang
+    from steps.hmm.topology import Topology
 
     lang_dir = tmp_path / "lang"
     lang_dir.mkdir()

@@ -1,4 +1,4 @@
-"""Text -> phones -> senones (steps.units), the alignment side, and their agreement."""
+"""Text -> phones -> senones (steps.hmm.units), the alignment side, and their agreement."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 
 from steps.bench.bench_tree import toy_features, toy_topology, toy_utterance, write_toy_lang
 from steps.build_tree import make_questions, make_roots, read_extra_questions
-from steps.context import phone_contexts
-from steps.tree_building import BuildOptions, accumulate, build, merge_stats
-from steps.units import (BadAlignment, alignment_agrees, alignment_senone_runs, frame_events, phone_instances,
+from steps.hmm.context import phone_contexts
+from steps.tree.building import BuildOptions, accumulate, build, merge_stats
+from steps.hmm.units import (BadAlignment, alignment_agrees, alignment_senone_runs, frame_events, phone_instances,
                          phones_to_senones, words_to_phones)
 
 

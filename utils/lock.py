@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Take or give back a directory's run lock from a shell script (steps/lock/dir_lock.py).
+"""Take or give back a directory's run lock from a shell script (steps/core/dir_lock.py).
 
     utils/lock.py acquire <dir> --pid $$ --command "$0 $*"   # exit 1, naming the holder, if held
     utils/lock.py release <dir> --pid $$
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from steps.lock.dir_lock import LockHeld, acquire, read_holder, release  # noqa: E402
+from steps.core.dir_lock import LockHeld, acquire, read_holder, release  # noqa: E402
 
 LOCK_NAME = ".run.lock"
 

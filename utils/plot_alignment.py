@@ -33,7 +33,7 @@ def main() -> int:
     alignment = cut.supervisions[0].alignment or {}
     duration = feats.shape[0] * cut.frame_shift
     fig, ax = plt.subplots(figsize=(max(8.0, duration * 3), 4))
-    # alignment times are on the recording's timeline (steps.ali_times): so is the x axis
+    # alignment times are on the recording's timeline (steps.data.ali_times): so is the x axis
     ax.imshow(feats.T, origin="lower", aspect="auto", extent=(cut.start, cut.start + duration, 0, feats.shape[1]),
               cmap="magma")
     top = feats.shape[1]

@@ -10,7 +10,7 @@ the elapsed time. If any job fails, prints "k / N failed, see <log pattern>" and
 lines of the failing logs, and exits 1.
 
 One runner at a time per job array: the runner locks <log dir>/.<log name>.lock (see
-steps/lock/dir_lock.py); a second runner of the same array (a recipe rerun while the
+steps/core/dir_lock.py); a second runner of the same array (a recipe rerun while the
 first one's jobs still run) names the holder and exits 1. When the process that started
 the runner dies (kill -9 of run.sh), it starts no new job.
 
@@ -40,7 +40,7 @@ from job_spec import (  # noqa: E402
     split_options,
 )
 
-from steps.lock.dir_lock import LockHeld, acquire, release  # noqa: E402
+from steps.core.dir_lock import LockHeld, acquire, release  # noqa: E402
 
 # Accepted so that a recipe switches to utils/slurm.py by changing cmd.sh alone.
 OPTIONS = {"max-jobs-run": str(os.cpu_count() or 1), "num-threads": "1", "mem": "",

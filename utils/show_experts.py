@@ -12,11 +12,11 @@ The library code is steps.am.expert_usage.
 import argparse
 import sys
 
-from steps import checkpoint as ckpt_io
+from steps.core import checkpoint as ckpt_io
 from steps.am.expert_usage import collect_usage, plot_usage, summary_lines
-from steps.am_data import CutStore
-from steps.am_model import model_from_checkpoint
-from steps.tree import Tree
+from steps.am.data import CutStore
+from steps.am.model import model_from_checkpoint
+from steps.tree.decision_tree import Tree
 
 
 def main() -> int:

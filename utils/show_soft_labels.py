@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from steps import soft_labels as sl  # noqa: E402
+from steps.kd import soft_labels as sl  # noqa: E402
 
 
 def find_cut(cuts_path: str, cut_id: str | None, index: int):

@@ -6,6 +6,6 @@
                     entropy, the heatmap; and the encoder comparison's measurements
 
 Modules here may import torch, numpy, matplotlib and the library modules of `steps`
-(steps.config, steps.am_data, steps.am_model, steps.tree, steps.score, steps.checkpoint);
+(steps.core.config, steps.am.data, steps.am.model, steps.tree.decision_tree, steps.score, steps.core.checkpoint);
 never a program (steps/<verb>.py).
 """

@@ -26,12 +26,12 @@ from lhotse import CutSet
 
 from steps.am.dmoe import moe_layers
 from steps.am.expert_usage import senone_phone_classes
-from steps.am_data import AmDataset, CutStore, sequential_batches
-from steps.am_losses import LossConfig, loss_terms, required_levels, total_loss
-from steps.am_model import AcousticModel, count_parameters, model_from_checkpoint
-from steps.config import from_dict
+from steps.am.data import AmDataset, CutStore, sequential_batches
+from steps.am.losses import LossConfig, loss_terms, required_levels, total_loss
+from steps.am.model import AcousticModel, count_parameters, model_from_checkpoint
+from steps.core.config import from_dict
 from steps.score import read_text, score
-from steps.tree import Tree
+from steps.tree.decision_tree import Tree
 
 
 @torch.no_grad()

@@ -28,9 +28,9 @@ import torch
 from lhotse import CutSet
 
 from steps.am.dmoe import moe_layers
-from steps.am_data import AmDataset, CutStore, sequential_batches
-from steps.am_model import AcousticModel
-from steps.tree import Tree
+from steps.am.data import AmDataset, CutStore, sequential_batches
+from steps.am.model import AcousticModel
+from steps.tree.decision_tree import Tree
 
 
 def senone_phone_classes(tree: Tree) -> tuple[np.ndarray, list[str]]:

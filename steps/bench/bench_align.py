@@ -33,14 +33,14 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from steps import checkpoint
-from steps.align_model import model_from_checkpoint
-from steps.lexicon import Lang
+from steps.core import checkpoint
+from steps.hmm.align_model import model_from_checkpoint
+from steps.lang.lexicon import Lang
 from steps.score_alignment import score_cuts
-from steps.topology import Topology
+from steps.hmm.topology import Topology
 from steps.train_mono import align_utterances
-from steps.training_graph import TrainingGraphCompiler
-from steps.utterances import load_utterances
+from steps.hmm.training_graph import TrainingGraphCompiler
+from steps.data.utterances import load_utterances
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 Makes (once, under --work-dir) cuts like data/kd/<corpus>_cuts_train.jsonl.gz: fbank-like
 features (LilcomChunkyWriter), `senone_ali`, and soft labels at the three levels
-(NumpyHdf5Writer, steps.soft_labels), plus dev cuts and exp/lm_<level>/tokens.txt. The
+(NumpyHdf5Writer, steps.kd.soft_labels), plus dev cuts and exp/lm_<level>/tokens.txt. The
 features carry the senones (a mean per senone plus noise), so the models do learn.
 
 Then, for every system config (conf/am_{baseline,li,aux_senone,aux_phone,aux_subword,hier}.yaml),
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steps.soft_labels import SoftLabels, store_soft_labels
+from steps.kd.soft_labels import SoftLabels, store_soft_labels
 
 SYSTEMS = ("baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier")
 CONF_DIR = Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5" / "conf"
@@ -187,9 +187,9 @@ class SystemTimer:
 
     def __init__(self, config_path: Path, store, overrides: list[Path], lm_dir: Path, num_batches: int,
                  seed: int = 1):
-        from steps.am_data import AmDataset, make_sampler
-        from steps.am_losses import required_levels
-        from steps.am_model import AcousticModel, parameter_summary
+        from steps.am.data import AmDataset, make_sampler
+        from steps.am.losses import required_levels
+        from steps.am.model import AcousticModel, parameter_summary
         from steps.train_am import build_optimizer, load_am_config, resolve_sizes
 
         self.config = load_am_config(config_path, overrides)
@@ -231,7 +231,7 @@ class SystemTimer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.am_data import CutStore
+    from steps.am.data import CutStore
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

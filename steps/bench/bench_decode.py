@@ -1,4 +1,4 @@
-"""Benchmark of the hybrid decoding graph (steps.mkgraph) and decoder (steps.graph_search,
+"""Benchmark of the hybrid decoding graph (steps.mkgraph) and decoder (steps.decoding.hybrid_graph,
 as steps.decode uses it) at a realistic size; also the toy world the tests build on.
 
 World: an LM text, either --text (e.g. the recipe's data/text/lm_text.txt; its words that
@@ -6,8 +6,8 @@ CMUdict knows make the vocabulary) or a synthetic one: --sentences sentences ove
 CMUdict words from a class-based random generator (60 word classes, each followed by a few
 others, Zipfian choice inside a class, 4-14 words; about 6x more distinct trigrams than the
 synth recipe's grammar text, so a worst case). 2 pronunciations at most, stress removed.
-A trigram (interpolated modified Kneser-Ney, steps.ngram, optional --prune) goes through
-kaldilm into G; the topology is steps.topology's (3 states, 1 for SIL/SPN); the tree is a
+A trigram (interpolated modified Kneser-Ney, steps.lm.ngram, optional --prune) goes through
+kaldilm into G; the topology is steps.hmm.topology's (3 states, 1 for SIL/SPN); the tree is a
 synthetic one of ~1200 senones asking about the classes of the left (state 0), both
 (state 1) and right (state 2) neighbours (a few thousand distinct tied triphone HMMs).
 
@@ -24,7 +24,7 @@ Two kinds of figures, kept apart:
   confusable ones near -4, the rest near -14, minus uniform log-priors), so the search works
   about as hard as with a trained model; its WER is a check that the graph and the search
   keep the path they must have, not a recognition result. The AM forward time is that of a
-  randomly initialised steps.am_model of conf/am_baseline.yaml's shape, whose output is
+  randomly initialised steps.am.model of conf/am_baseline.yaml's shape, whose output is
   thrown away.
 - A TRAINED MODEL ON HELD-OUT UTTERANCES (--recipe DIR, when DIR/exp has am_baseline_s1/final.pt
   and exp/graph): the recipe's --part (dev) decoded with every --configs decoder from the
@@ -50,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
-from steps.topology import Topology
+from steps.lang.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
+from steps.hmm.topology import Topology
 
 FRAME_SHIFT = 0.01
 
@@ -299,8 +299,8 @@ def senone_path(words: list[str], lang: Lang, topology: Topology, tree, silence_
                 edge_silence: bool = False) -> tuple[list[int], list[int]]:
     """(phones, senones) of `words` (first pronunciations) with SIL after the word positions
     in silence_after (and at both ends if edge_silence): one senone per HMM state, contexts
-    by steps.context."""
-    from steps.context import phone_contexts
+    by steps.hmm.context."""
+    from steps.hmm.context import phone_contexts
 
     sil = lang.phone_id[SILENCE]
     phones = [sil] if edge_silence else []
@@ -331,7 +331,7 @@ def build_world(work: Path, num_words: int, num_sentences: int, prune: float, or
                 text: Path | None = None):
     import kaldilm
 
-    from steps.ngram import estimate_kneser_ney, lm_vocabulary
+    from steps.lm.ngram import estimate_kneser_ney, lm_vocabulary
 
     lang_dir, lm_dir = work / "lang", work / "lang_test"
     t0 = time.perf_counter()
@@ -386,7 +386,7 @@ def synthetic_loglikes(rng, lang: Lang, topology: Topology, tree, words: list[st
     (first pronunciations, silence at the ends), shaped like a trained DNN's: the true
     senone near log-posterior -0.7, `confusable` random others per frame around -4,
     the rest around -14; minus a uniform log-prior."""
-    from steps.context import phone_contexts
+    from steps.hmm.context import phone_contexts
 
     sil = lang.phone_id[SILENCE]
     phones = [sil] + [lang.phone_id[p] for w in words for p in lang.prons(w)[0]] + [sil]
@@ -452,7 +452,7 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
     covers the search and every LM weight's 1-best; forced reference paths are scored after."""
     from steps.decoding.decoder import K2Decoder
     from steps.decoding.lattice import LatticeOptions
-    from steps.graph_search import SearchOptions, lattice_best_words
+    from steps.decoding.hybrid_graph import SearchOptions, lattice_best_words
 
     label = f"{kind} beam {beam:g} lattice-beam {lattice_beam:g}" + (f" max-active {max_active}" if kind == "k2" else "")
     run = DecoderRun(label, {w: [] for w in weights}, 0.0)
@@ -544,7 +544,7 @@ def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: l
     import torch
 
     from steps.decoding.k2_graph import load_k2_graph
-    from steps.graph_search import HybridGraph
+    from steps.decoding.hybrid_graph import HybridGraph
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(1)
@@ -586,8 +586,8 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
     from lhotse import CutSet
 
     from steps.decoding.k2_graph import load_k2_graph
-    from steps.graph_search import HybridGraph
-    from steps.scorer import load_scorer
+    from steps.decoding.hybrid_graph import HybridGraph
+    from steps.am.scorer import load_scorer
 
     recipe = recipe.resolve()
     model = (model or recipe / "exp" / "am_baseline_s1" / "final.pt").resolve()
@@ -633,14 +633,14 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
 
 
 def make_scorer(num_senones: int):
-    """A randomly initialised AcousticModel of am_baseline.yaml's shape (steps.am_model),
+    """A randomly initialised AcousticModel of am_baseline.yaml's shape (steps.am.model),
     else a random spliced-linear stand-in."""
     import torch
 
     try:
         import yaml
 
-        from steps.am_model import AcousticModel, AcousticModelScorer, ModelConfig
+        from steps.am.model import AcousticModel, AcousticModelScorer, ModelConfig
 
         conf = Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5" / "conf" / "am_baseline.yaml"
         config = ModelConfig(**yaml.safe_load(conf.read_text())["model"])

@@ -1,4 +1,4 @@
-"""Speed and values of the registered kaldi-native-fbank extractor (steps.fbank, its
+"""Speed and values of the registered kaldi-native-fbank extractor (steps.data.fbank, its
 batched path) against kaldi-native-fbank's own OnlineFbank called directly and against
 lhotse's Fbank ("kaldi-fbank", torch), at matched settings.
 
@@ -29,7 +29,7 @@ import torch
 from lhotse import CutSet, LilcomChunkyWriter, Recording
 from lhotse.features.kaldi.extractors import Fbank, FbankConfig
 
-from steps.fbank import KnfFbank, knf_options
+from steps.data.fbank import KnfFbank, knf_options
 
 
 def make_audio(seconds: float, sampling_rate: int, seed: int = 0) -> np.ndarray:

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steps.am_losses import ce_sum, kd_sum
-from steps.am_model import AcousticModel, AuxHeadConfig, ModelConfig
+from steps.am.losses import ce_sum, kd_sum
+from steps.am.model import AcousticModel, AuxHeadConfig, ModelConfig
 from steps.kd.pretrained_teacher import PretrainedTeacher
 from steps.kd.random_models import write_bert, write_gpt2
 

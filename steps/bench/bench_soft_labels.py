@@ -8,13 +8,13 @@ Prints:
    against a per-frame top-k store, the real alternative (the same k ids and
    probabilities with the same dtypes, written for every frame a token covers);
 3. the time for one training batch to get its soft-label targets the way training does
-   (steps.am_data: the per-token arrays held in memory by CutStore, expanded to the
+   (steps.am.data: the per-token arrays held in memory by CutStore, expanded to the
    output frames by expand_soft_labels at the AM's subsampling), against reading them
    from the HDF5 files per cut (lhotse `cut.load_custom`) and against computing them with
    the teachers on the fly (target: training's path >= 5x faster than the teachers).
 
 Everything is made here, nothing is read from a recipe: a lexicon of CMUdict words, a
-sentence generator, a steps.tree.Tree with random context questions (~940 senones),
+sentence generator, a steps.tree.decision_tree.Tree with random context questions (~940 senones),
 random alignments, ~40 phones, a 500-piece sentencepiece model and untrained teachers of
 the sizes in egs/synth/s5/conf/lm_<level>.yaml (throughput does not depend on the weights).
 The toy world (`ToyWorld`) also serves tests/test_soft_labels.py and tests/test_lm.py.
@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.lexicon import SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
-from steps.topology import Topology
-from steps.tree import Node, Question, Root, Tree
-from steps.units import words_to_phones
+from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
+from steps.hmm.topology import Topology
+from steps.tree.decision_tree import Node, Question, Root, Tree
+from steps.hmm.units import words_to_phones
 
 FRAME_SHIFT = 0.01
 
@@ -44,7 +44,7 @@ FRAME_SHIFT = 0.01
 
 
 def make_tree(lang: Lang, topology: Topology, depth: int, seed: int = 0) -> Tree:
-    """A steps.tree.Tree for tests and benchmarks: every non-silence (phone, state) has its
+    """A steps.tree.decision_tree.Tree for tests and benchmarks: every non-silence (phone, state) has its
     own root and a full binary subtree of `depth` random left/right-context questions
     (2**depth senones each); SIL and SPN states one senone each."""
     silence_ids = lang.silence_phone_ids
@@ -164,7 +164,7 @@ def toy_alignment(words: list[str], lang: Lang, topology: Topology, tree, rng: n
     """A random alignment of the words: leading/trailing silence, optional silence between
     words, 1..max_state_frames frames per HMM state; senones from the tree with the
     contexts of the (silence-transparent) phone sequence."""
-    from steps.context import phone_contexts
+    from steps.hmm.context import phone_contexts
 
     sil = lang.phone_id[SILENCE]
     seq: list[tuple[int, int]] = [(sil, -1)]  # (phone id, word index or -1)
@@ -273,12 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     from lhotse import CutSet
     from lhotse.features.io import close_cached_file_handles
 
-    from steps import checkpoint as ckpt_io
+    from steps.core import checkpoint as ckpt_io
     from steps import dump_soft_labels as dump
-    from steps import soft_labels as sl
-    from steps.am_data import expand_soft_labels
-    from steps.config import load_config, to_dict
-    from steps.lm_model import KIND, build_model
+    from steps.kd import soft_labels as sl
+    from steps.am.data import expand_soft_labels
+    from steps.core.config import load_config, to_dict
+    from steps.lm.model import KIND, build_model
     from steps.lm_tokens import load_sentencepiece, phone_units
     from steps.train_lm import LmConfig
 

@@ -1,4 +1,4 @@
-"""Benchmark of decision-tree building (steps.tree_building) at a realistic size, and the
+"""Benchmark of decision-tree building (steps.tree.building) at a realistic size, and the
 toy world that tests/test_tree.py, test_units.py and test_convert_ali.py build on.
 
 Prints, for statistics synthesised like those of ~900k frames of 80-dim fbank over ~40
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.context import phone_contexts
-from steps.lexicon import SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
-from steps.topology import Topology
+from steps.hmm.context import phone_contexts
+from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
+from steps.hmm.topology import Topology
 
 FRAME_SHIFT = 0.01
 
@@ -129,7 +129,7 @@ def toy_features(rng: np.random.Generator, lang: Lang, topology: Topology, mono_
     """Frames [T, dim] float32 with planted context effects: mean by (centre, state), plus
     `effect` in the first half of the dims on state 0 of a vowel after a stop, and on the
     last half on state 2 of a vowel before a nasal; unit noise."""
-    from steps.units import frame_events
+    from steps.hmm.units import frame_events
 
     sil = lang.phone_id[SILENCE]
     table = np.random.default_rng(1234).normal(0, 2.0, (len(lang.phones), 3, dim))
@@ -203,7 +203,7 @@ def write_toy_cuts(directory: Path, lang: Lang, topology: Topology, num_cuts: in
 def synthetic_stats(num_phones: int = 40, num_frames: int = 900_000, dim: int = 80, num_classes: int = 6,
                     successors: int = 20, seed: int = 0):
     """(TreeStats, phone symbols, topology, silence id) like those of num_frames frames."""
-    from steps.tree_building import TreeStats, reduce_events
+    from steps.tree.building import TreeStats, reduce_events
 
     rng = np.random.default_rng(seed)
     symbols = ["<eps>", SILENCE, SPOKEN_NOISE] + [f"P{i:02d}" for i in range(num_phones)]
@@ -277,8 +277,8 @@ def _measure(fn):
 
 def main() -> None:
     from steps.build_tree import make_roots
-    from steps.tree import EDGE, Question
-    from steps.tree_building import (BuildOptions, accumulate, build, cluster_phones, merge_stats,
+    from steps.tree.decision_tree import EDGE, Question
+    from steps.tree.building import (BuildOptions, accumulate, build, cluster_phones, merge_stats,
                                      state_question_sets)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

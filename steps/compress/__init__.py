@@ -4,7 +4,7 @@ What it holds (one module per idea):
 - config.py       typed configs: the teacher (which model, which layers, how stored) and the
                   student (architecture, loss weights, the two training phases)
 - teacher.py      teachers whose hidden layers are distilled: an acoustic model this toolkit
-                  trained (steps.am_model) or a HuBERT / WavLM checkpoint in a local
+                  trained (steps.am.model) or a HuBERT / WavLM checkpoint in a local
                   directory (transformers), with their fingerprints and the frame mapping
 - layer_cache.py  the on-disk cache of the chosen teacher layers (lhotse writers, float16 or
                   lilcom), attached to the cuts as a custom field, and its disk statistics

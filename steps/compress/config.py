@@ -1,4 +1,4 @@
-"""Typed configs of the compression step (YAML in conf/compress/, loaded by steps.config).
+"""Typed configs of the compression step (YAML in conf/compress/, loaded by steps.core.config).
 
 Teacher (conf/compress/teacher_*.yaml): which model, which of its layers are cached and how.
 Student (conf/compress/student_*.yaml): sections model, loss, train.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from steps.config import require
+from steps.core.config import require
 
 TEACHER_KINDS = ("am", "hubert", "wavlm")
 
@@ -40,7 +40,7 @@ class StudentModelConfig:
     # generative: GenDistiller (step l generates teacher layer l from the generated l-1);
     # parallel: DistilHuBERT (one encoder, one prediction head per teacher layer)
     kind: Literal["generative", "parallel"] = "generative"
-    frontend_dim: int = 64  # front end: spliced fbank -> frontend_dim (steps.am_model.InputLayer)
+    frontend_dim: int = 64  # front end: spliced fbank -> frontend_dim (steps.am.model.InputLayer)
     input_context: int = 2
     subsampling: int = 3  # must give the teacher cache's frame rate
     hidden_dim: int = 64  # generator step / encoder width

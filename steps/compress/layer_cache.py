@@ -1,5 +1,5 @@
 """The teacher-layer cache: the chosen hidden layers of a teacher for every cut, computed
-once and stored through lhotse writers, like the soft labels (steps.soft_labels).
+once and stored through lhotse writers, like the soft labels (steps.kd.soft_labels).
 
     <dump-dir>/cuts_<part>.jsonl.gz   the input cuts plus the custom field `teacher_layers`:
                                       an array [N, L * D] (N frames at the teacher's rate,
@@ -32,7 +32,7 @@ from lhotse import CutSet, LilcomChunkyWriter, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 from tqdm import tqdm
 
-from steps import atomic
+from steps.core import atomic
 from steps.compress.config import TeacherConfig
 from steps.compress.teacher import TeacherError, teacher_fingerprint
 

@@ -5,7 +5,7 @@ checked against the measured numbers.
 
 Parameters are those used at test time: the teacher AM without its auxiliary heads, the
 parallel student without its prediction heads. CPU RTF: seconds of the network's forward
-pass (steps.scorer's log_posteriors, one thread, one utterance at a time, after one warm-up
+pass (steps.am.scorer's log_posteriors, one thread, one utterance at a time, after one warm-up
 call) per second of audio over the given cuts; search time is not included.
 """
 
@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steps import am_model
-from steps import checkpoint as ckpt_io
+from steps.am import model as am_model
+from steps.core import checkpoint as ckpt_io
 from steps.compress import student
 from steps.score import read_wer
-from steps.scorer import load_scorer
+from steps.am.scorer import load_scorer
 
 PARTS = ("dev", "test")
 BEGIN, END = "<!-- compress: begin -->", "<!-- compress: end -->"

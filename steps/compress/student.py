@@ -6,7 +6,7 @@
     out.layers  [B, N, L, D]  generated (or predicted) teacher layers at the output rate
     out.main    [M, S]        senone log-posteriors of the M valid frames (row-major, out.mask)
 
-Front end (both kinds): global CMVN, then steps.am_model.InputLayer (2*input_context+1
+Front end (both kinds): global CMVN, then steps.am.model.InputLayer (2*input_context+1
 frames spliced by a strided conv: one frame per `subsampling` 10 ms frames, output j
 centred on frame j*s + s//2, the teacher AM's own grid) and one TDNN-F block.
 
@@ -28,7 +28,7 @@ TDNN-F blocks on the front end; one linear prediction head per teacher layer on 
 encoder's top output, no autoregression. The senone head reads the encoder's top output;
 the prediction heads are dropped at test time.
 
-Checkpoints (kind "compressed_am", registered in steps.scorer) hold config (the student
+Checkpoints (kind "compressed_am", registered in steps.am.scorer) hold config (the student
 config), feature_dim, num_senones, teacher_dim, num_teacher_layers, state_dict, log_priors,
 teacher (the dump's teacher.json); steps.decode loads them like an acoustic model.
 """
@@ -40,12 +40,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from steps.am_model import AcousticModelScorer, Head, InputLayer, TdnnfLayer
+from steps.am.model import AcousticModelScorer, Head, InputLayer, TdnnfLayer
 from steps.compress.config import StudentConfig, StudentModelConfig
-from steps.config import from_dict, to_dict
+from steps.core.config import from_dict, to_dict
 
 KIND = "compressed_am"
-BYPASS = 0.66  # TDNN-F bypass scale, as steps.am_model's default
+BYPASS = 0.66  # TDNN-F bypass scale, as steps.am.model's default
 
 
 class StudentOutput(NamedTuple):
@@ -193,7 +193,7 @@ def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") 
 
 
 class StudentScorer(AcousticModelScorer):
-    """FrameScorer (steps.scorer) over the senone head; generated layers are not kept."""
+    """FrameScorer (steps.am.scorer) over the senone head; generated layers are not kept."""
 
     def main_outputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(feats, lengths).main

@@ -6,7 +6,7 @@
     teacher.frame_subsampling              # 10 ms feature frames per output frame
 
 Two kinds:
-- am: an acoustic model of steps.train_am. Its layers are those of steps.am_model (0 = the
+- am: an acoustic model of steps.train_am. Its layers are those of steps.am.model (0 = the
   input layer, i = encoder layer i), at the model's output rate (one frame per
   `subsampling` 10 ms frames, output j centred on frame j*s + s//2, as the senone targets).
 - hubert / wavlm: a transformers checkpoint directory (HubertModel / WavLMModel, written by
@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from lhotse.utils import compute_num_frames
 
-from steps import checkpoint as ckpt_io
-from steps.am_model import KIND as AM_KIND
-from steps.am_model import AcousticModel, ModelConfig
+from steps.core import checkpoint as ckpt_io
+from steps.am.model import KIND as AM_KIND
+from steps.am.model import AcousticModel, ModelConfig
 from steps.compress.config import TeacherConfig
-from steps.config import ConfigError, from_dict
+from steps.core.config import ConfigError, from_dict
 
 FBANK_HOP = 160  # samples per 10 ms frame at 16 kHz
 FBANK_CENTRE = 80  # a frame's centre after its start (snip_edges false)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steps import atomic
-from steps.fst_arrays import ArcFst
+from steps.core import atomic
+from steps.graph.fst_arrays import ArcFst
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from steps.decoding.lattice import PathScores
-from steps.ngram import BackoffLM
+from steps.lm.ngram import BackoffLM
 
 LN10 = math.log(10.0)
 

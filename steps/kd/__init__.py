@@ -6,6 +6,6 @@ plm_text            the transcript normalisation such a model expects (case, apo
                     and its tokenizer pieces mapped back to the words
 plm_finetune        optional fine-tuning of that model on the corpus' LM text
 
-May import torch, numpy, transformers, tokenizers and steps.lm_model / steps.soft_labels;
+May import torch, numpy, transformers, tokenizers and steps.lm.model / steps.kd.soft_labels;
 never k2 (the teacher, dump and AM stages run on machines without it).
 """

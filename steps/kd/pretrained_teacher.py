@@ -14,7 +14,7 @@ then its model_type (types that only one AutoModel class knows). The units are t
 len(tokenizer) ids; logits beyond them (padded embeddings) are dropped.
 
 Transcripts longer than the model's context (max_position_embeddings or n_positions) are
-scored in windows, as steps.lm_model does for the toolkit's own teachers: causal windows of
+scored in windows, as steps.lm.model does for the toolkit's own teachers: causal windows of
 the full context with a stride of half of it (every prediction after the first window has
 at least half a context on its left), masked windows centred on the masked position.
 `fits()` says whether a transcript needed them (steps.dump_soft_labels counts those).
@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from steps.kd.plm_text import Normalisation, WordPieces, choose_normalisation, encode_words
-from steps.lm_model import causal_windows, masked_window
-from steps.soft_labels import top_k_soft_labels
+from steps.lm.model import causal_windows, masked_window
+from steps.kd.soft_labels import top_k_soft_labels
 
 LEVEL = "plm"
 KINDS = ("auto", "causal", "masked")

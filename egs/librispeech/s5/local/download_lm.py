@@ -29,7 +29,7 @@ FILES = ("librispeech-lm-norm.txt.gz", "librispeech-lexicon.txt")
 def main(argv: list[str] | None = None) -> int:
     from lhotse.utils import resumable_download
 
-    from steps.log import setup_logging
+    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", required=True, type=Path)

@@ -339,7 +339,7 @@ def ensure_parts(corpus_dir: Path, parts: list[str], download: bool) -> None:
 
 
 def write_alignment_summary(out_dir: Path, parts: list[str]) -> None:
-    from steps import atomic
+    from steps.core import atomic
 
     lines = []
     for part in parts:
@@ -350,8 +350,8 @@ def write_alignment_summary(out_dir: Path, parts: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps import atomic
-    from steps.log import setup_logging
+    from steps.core import atomic
+    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus-dir", required=True, type=Path,

@@ -70,7 +70,7 @@ def read_transcripts(path: Path) -> list[str]:
 
 def lm_sentences(path: Path, fraction: float, counts: dict) -> Iterator[str]:
     """Normalised, non-blank sentences of the LM corpus in the subset."""
-    from steps.log import progress
+    from steps.core.log import progress
 
     with open_text(path) as f:
         for line in progress(f, desc="LM corpus", unit=" lines", mininterval=30):
@@ -98,8 +98,8 @@ def fingerprint(lm_norm: Path | None, manifests: list[Path], options: dict) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps import atomic
-    from steps.log import setup_logging
+    from steps.core import atomic
+    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lm-norm", type=Path, default=None,

@@ -421,9 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from local.synth_config import SynthDataConfig
-    from steps import atomic
-    from steps.config import load_config
-    from steps.log import setup_logging
+    from steps.core import atomic
+    from steps.core.config import load_config
+    from steps.core.log import setup_logging
 
     setup_logging()
     config = load_config(args.config, SynthDataConfig)

@@ -3,7 +3,7 @@ soft labels, at the model's output frame rate.
 
 What a cut must carry (see the conventions): features (80-dim fbank), the custom field
 `senone_ali` (int per 10 ms frame), and for each unit level L the training needs the four
-`kd_L_*` arrays of steps.soft_labels (tokens, spans, ids, probs; per TOKEN, not per frame).
+`kd_L_*` arrays of steps.kd.soft_labels (tokens, spans, ids, probs; per TOKEN, not per frame).
 
     store, skipped = CutStore.build(cuts, levels=("phone",), cache=True)
     sampler = make_sampler(store.cuts, config, seed=1)          # DynamicBucketingSampler
@@ -53,9 +53,9 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
-from steps.config import require
-from steps.log import progress
-from steps.soft_labels import LEVELS, SoftLabels, has_soft_labels, load_soft_labels
+from steps.core.config import require
+from steps.core.log import progress
+from steps.kd.soft_labels import LEVELS, SoftLabels, has_soft_labels, load_soft_labels
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
-from steps.tree import KEYS, Node, Question, Root, Tree, leaves_in_order
+from steps.tree.decision_tree import KEYS, Node, Question, Root, Tree, leaves_in_order
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def merge_stats(parts: Sequence[TreeStats]) -> TreeStats:
 
 
 def save_stats(path: str | Path, stats: TreeStats, info: dict) -> None:
-    from steps.atomic import atomic_path
+    from steps.core.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

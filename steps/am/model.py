@@ -43,7 +43,7 @@ argmax (dev frame accuracy) is computed in chunks. Such a head takes no hard-lab
 Layer indices for the auxiliary heads: 0 = the input layer's output, i = the output of
 encoder layer i (1..num_layers); the main head sits on layer num_layers.
 
-Checkpoints (kind "acoustic_model", steps.checkpoint) hold: config (the whole training
+Checkpoints (kind "acoustic_model", steps.core.checkpoint) hold: config (the whole training
 config), model_config, feature_dim, num_senones, aux_units {level: V}, state_dict,
 log_priors [S] (log of the floored senone priors from the training alignments),
 senone_counts [S]; `scorer_from_checkpoint` builds the FrameScorer (main head only).
@@ -59,7 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from steps.am.dmoe import DmoeConfig, MoeLayer, moe_layers
-from steps.config import require
+from steps.core.config import require
 
 KIND = "acoustic_model"
 LEVELS = ("senone", "phone", "subword", "plm")
@@ -401,7 +401,7 @@ def log_priors_from_counts(counts: torch.Tensor, floor: float) -> torch.Tensor:
 
 def checkpoint_dict(model: AcousticModel, config: dict, log_priors: torch.Tensor,
                     senone_counts: torch.Tensor, extra: dict | None = None) -> dict:
-    from steps.config import to_dict
+    from steps.core.config import to_dict
 
     return {
         "kind": KIND,
@@ -418,7 +418,7 @@ def checkpoint_dict(model: AcousticModel, config: dict, log_priors: torch.Tensor
 
 
 def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") -> AcousticModel:
-    from steps.config import from_dict
+    from steps.core.config import from_dict
 
     if checkpoint.get("kind") != KIND:
         raise ValueError(f"not an acoustic model checkpoint (kind={checkpoint.get('kind')!r})")
@@ -430,7 +430,7 @@ def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") 
 
 
 class AcousticModelScorer:
-    """FrameScorer (steps.scorer) over the main senone head."""
+    """FrameScorer (steps.am.scorer) over the main senone head."""
 
     def __init__(self, model: AcousticModel, log_priors: torch.Tensor | None, device: torch.device):
         self.model = model.to(device).eval()

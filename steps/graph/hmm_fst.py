@@ -13,7 +13,7 @@ arcs cost -self_loop_scale*log(p) and each visit of a state pays -self_loop_scal
 once for leaving it; transition_scale multiplies the log-probability of the choice among
 non-loop transitions, which is log(1) = 0 for this topology, so it has no effect here
 (kept for the command line Kaldi users expect). With p = 0.5 every frame costs the same,
-so the transition model then changes no decision (as in steps.training_graph).
+so the transition model then changes no decision (as in steps.hmm.training_graph).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from steps.context_fst import HmmInventory
-from steps.fst_arrays import ArcFst
+from steps.graph.context_fst import HmmInventory
+from steps.graph.fst_arrays import ArcFst
 
 
 def hmm_fst(inventory: HmmInventory, num_disambig: int) -> ArcFst:

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.fst_arrays import fst_type_of
-from steps.lexicon import read_symbol_table
+from steps.graph.fst_arrays import fst_type_of
+from steps.lang.lexicon import read_symbol_table
 
 log = logging.getLogger(__name__)
 

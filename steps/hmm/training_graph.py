@@ -6,7 +6,7 @@ graph (apart from self-loops), and building it in one pass lets each arc carry t
 instance it belongs to, which is what turns a best path into phone and word segments.
 
 Conventions of every graph here:
-- labels are HMM-state ids + 1 (steps.topology); there are no epsilon arcs, so each
+- labels are HMM-state ids + 1 (steps.hmm.topology); there are no epsilon arcs, so each
   non-final arc consumes exactly one frame, and the best path has one arc per frame;
 - an arc is labelled by the state it enters, every state has a self-loop;
 - transition scores are 0 inside phone HMMs: with equal loop and forward probabilities
@@ -26,8 +26,8 @@ import k2
 import numpy as np
 import torch
 
-from steps.lexicon import Lang
-from steps.topology import Topology
+from steps.lang.lexicon import Lang
+from steps.hmm.topology import Topology
 
 
 def _fsa_from_arcs(arcs: list[tuple[int, int, int, float]], attributes: dict[str, list[int]]) -> k2.Fsa:

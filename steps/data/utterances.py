@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
-from steps.log import progress
+from steps.core.log import progress
 
 log = logging.getLogger(__name__)
 

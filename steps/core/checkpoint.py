@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from steps.atomic import atomic_path
+from steps.core.atomic import atomic_path
 
 # torch >= 2.6 loads only tensors by default; our checkpoints also hold configs and
 # optimizer state, and they are our own files.

@@ -1,5 +1,5 @@
 """Training objectives of the acoustic model (DESIGN.md, "The method"), all on the same
-model output (steps.am_model.ModelOutput) and batch (steps.am_data.AmBatch).
+model output (steps.am.model.ModelOutput) and batch (steps.am.data.AmBatch).
 
 Per output frame t (at the model's subsampled rate), p^h_t the distribution of head h,
 y_t the senone label, q^L_t the teacher's top-k soft label of level L (ids i_1..i_k,
@@ -13,7 +13,7 @@ probabilities q_1..q_k), m^L_t = 1 where a level-L token covers the frame (0 on 
                                                           0 log 0 = 0), only where m^L_t
               ce_L = -log p^L_t[token_t]                   (hard labels), only where m^L_t
               (a head with output: topk has p^L_t normalised over the teacher's k ids
-              i_1..i_k of the frame: steps.am_model.TopKLogits)
+              i_1..i_k of the frame: steps.am.model.TopKLogits)
     hier      aux with all three levels (each head on its own encoder layer).
 
 Normalisation: each term is a mean over the frames it covers, i.e. its sum over frames
@@ -35,8 +35,8 @@ from typing import Literal
 
 import torch
 
-from steps.am_model import TopKLogits
-from steps.config import require
+from steps.am.model import TopKLogits
+from steps.core.config import require
 
 OBJECTIVES = ("baseline", "li", "aux", "hier")
 

@@ -15,7 +15,7 @@ import k2
 import numpy as np
 import torch
 
-from steps.training_graph import UtteranceGraph
+from steps.hmm.training_graph import UtteranceGraph
 
 
 @dataclass

@@ -57,7 +57,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from steps.atomic import atomic_path
+from steps.core.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

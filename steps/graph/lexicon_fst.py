@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps.fst_arrays import ArcFst
-from steps.lexicon import Lang, read_lexicon
+from steps.graph.fst_arrays import ArcFst
+from steps.lang.lexicon import Lang, read_lexicon
 
 log = logging.getLogger(__name__)
 

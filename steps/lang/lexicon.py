@@ -35,7 +35,7 @@ def read_symbol_table(path: str | Path) -> dict[str, int]:
 
 
 def write_symbol_table(path: str | Path, symbols: list[str]) -> None:
-    from steps.atomic import write_text
+    from steps.core.atomic import write_text
 
     write_text(path, "".join(f"{s} {i}\n" for i, s in enumerate(symbols)))
 
@@ -54,7 +54,7 @@ def read_lexicon(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def write_lexicon(path: str | Path, entries: list[tuple[str, tuple[str, ...]]]) -> None:
-    from steps.atomic import write_text
+    from steps.core.atomic import write_text
 
     write_text(path, "".join(f"{w} {' '.join(p)}\n" for w, p in entries))
 

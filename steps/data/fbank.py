@@ -4,7 +4,7 @@ lhotse has no extractor for kaldi-native-fbank (knf), so this module registers o
 the name "kaldi-native-fbank". Importing the module registers it; after that a cut
 manifest loaded from disk can be turned back into its extractor by name:
 
-    import steps.fbank  # noqa: F401  (registers the extractor)
+    import steps.data.fbank  # noqa: F401  (registers the extractor)
     from lhotse.features.base import create_default_feature_extractor
     extractor = create_default_feature_extractor(cut.features.type)
 

@@ -1,5 +1,5 @@
 """The context transducer C of the decoding graph (tied context-dependent HMMs -> phones),
-built explicitly for this toolkit's context rule (steps.context):
+built explicitly for this toolkit's context rule (steps.hmm.context):
 
 - the left (right) context of a phone is the nearest phone before (after) it that is not
   the optional silence SIL; SIL is transparent ("A SIL B" gives B the left context A);
@@ -47,9 +47,9 @@ from typing import Protocol
 
 import numpy as np
 
-from steps.context import BOUNDARY
-from steps.fst_arrays import ArcFst
-from steps.topology import Topology
+from steps.hmm.context import BOUNDARY
+from steps.graph.fst_arrays import ArcFst
+from steps.hmm.topology import Topology
 
 
 class TreeLike(Protocol):

@@ -221,7 +221,7 @@ class Tree:
 
     def to_text(self) -> str:
         lines = [
-            "# lm2am decision tree: read it with steps.tree.Tree.load (format in steps/tree.py)",
+            "# lm2am decision tree: read it with steps.tree.decision_tree.Tree.load (format in steps/tree/decision_tree.py)",
             f"{FORMAT_TAG} {FORMAT_VERSION}",
             f"num-senones {self.num_senones}",
             f"silence {self.phones[self.silence]}",
@@ -342,7 +342,7 @@ class Tree:
 
     def save(self, directory: str | Path) -> Path:
         """Writes <directory>/tree.txt (atomically); returns its path."""
-        from steps.atomic import write_text
+        from steps.core.atomic import write_text
 
         path = Path(directory) / "tree.txt"
         write_text(path, self.to_text())

@@ -20,11 +20,11 @@ from typing import Protocol
 
 import torch
 
-from steps import checkpoint as ckpt_io
+from steps.core import checkpoint as ckpt_io
 
 SCORER_MODULES = {
-    "acoustic_model": "steps.am_model",
-    "align_model": "steps.align_model",
+    "acoustic_model": "steps.am.model",
+    "align_model": "steps.hmm.align_model",
     "compressed_am": "steps.compress.student",
 }
 

@@ -23,10 +23,10 @@ from typing import Sequence
 
 import numpy as np
 
-from steps.ali_times import item_frames
-from steps.context import BOUNDARY, phone_contexts
-from steps.lexicon import Lang
-from steps.topology import Topology
+from steps.data.ali_times import item_frames
+from steps.hmm.context import BOUNDARY, phone_contexts
+from steps.lang.lexicon import Lang
+from steps.hmm.topology import Topology
 
 SILENCE_ID = 1  # SIL's id in phones.txt by the conventions; a tree names its own
 
@@ -126,7 +126,7 @@ def frame_events(mono_ali: np.ndarray, topology: Topology, silence: int, ci_phon
 
 def segments_from_items(items, lang: Lang, num_frames: int, cut_start: float) -> list[tuple[int, int, int]]:
     """(phone id, start frame, end frame) of lhotse AlignmentItems (ali_phone) of a cut that
-    starts at `cut_start` (steps.ali_times). Unknown symbols raise ValueError."""
+    starts at `cut_start` (steps.data.ali_times). Unknown symbols raise ValueError."""
     segments = []
     for item in items:
         if item.symbol not in lang.phone_id:

@@ -2,7 +2,7 @@
 
 Kaldi's mkgraph.sh recipe, with OpenFst's algorithms through kaldifst (compose,
 Kaldi's determinize_star, minimize_encoded: CPU, C++, and the same algorithms a Kaldi user
-knows) and the simple array rewrites in numpy (steps.fst_arrays):
+knows) and the simple array rewrites in numpy (steps.graph.fst_arrays):
 
     LG    = minimize_encoded(determinize_star_log(L o G))
     CLG   = C o LG                       C: explicit, this toolkit's context rule
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.context_fst import HmmInventory, TreeLike, context_fst
-from steps.fst_arrays import ArcFst, kaldifst_size
-from steps.hmm_fst import add_self_loops, hmm_fst
-from steps.lexicon import Lang
-from steps.lexicon_fst import disambiguated_lexicon, lexicon_fst, phone_symbols
-from steps.topology import Topology
+from steps.graph.context_fst import HmmInventory, TreeLike, context_fst
+from steps.graph.fst_arrays import ArcFst, kaldifst_size
+from steps.graph.hmm_fst import add_self_loops, hmm_fst
+from steps.lang.lexicon import Lang
+from steps.graph.lexicon_fst import disambiguated_lexicon, lexicon_fst, phone_symbols
+from steps.hmm.topology import Topology
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,8 @@
+"""Speech data on lhotse's terms: features and the alignment timeline.
+
+- fbank.py       kaldi-native-fbank as a lhotse FeatureExtractor, computed a batch at a time
+- utterances.py  the cuts of a part loaded with features and transcripts for alignment
+- ali_times.py   the 10 ms frame grid of alignment items on the recording's timeline
+
+May import lhotse, kaldi-native-fbank, numpy, torch and steps.core.
+"""

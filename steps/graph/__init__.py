@@ -1,0 +1,10 @@
+"""Decoding graphs built with kaldifst: H, C, L and G composed into HCLG.
+
+- fst_arrays.py   FSTs as numpy arc arrays, and to and from kaldifst
+- context_fst.py  C: cross-word triphone context
+- hmm_fst.py      H: context-dependent HMM states -> senones through the tree
+- lexicon_fst.py  L: the lexicon with optional silence and disambiguation symbols
+- hclg.py         composition, determinisation and minimisation into HCLG
+
+May import kaldifst, numpy and steps.core, steps.lang, steps.hmm, steps.tree.
+"""
