@@ -48,9 +48,9 @@ from lhotse.cut import MonoCut
 from lhotse.utils import compute_num_frames, fastcopy
 
 from steps.core import atomic
-from steps.data.fbank import KnfFbank, KnfFbankConfig
 from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
 from steps.core.log import progress, setup_logging
+from steps.data.fbank import KnfFbank, KnfFbankConfig
 
 log = logging.getLogger(__name__)
 SPEED_FACTORS = (0.9, 1.1)
@@ -180,12 +180,6 @@ def _reason(error: Exception, cut=None) -> str:
     return f"{type(error).__name__}: {text[:300]}"
 
 
-def fingerprint(paths: list[Path], options: dict) -> dict:
-    """What a finished part was made from: its input files (steps.atomic.inputs_fingerprint)
-    and the options."""
-    return atomic.inputs_fingerprint(paths, **options)
-
-
 def _skipped_text(skipped: list[tuple[str, str]]) -> str:
     return "".join(f"{cut_id} {reason}\n" for cut_id, reason in skipped)
 
@@ -226,7 +220,7 @@ def process_part(args, part: str, argv: list[str]) -> None:
         raise SystemExit(f"compute_fbank: {part}: missing manifest(s): {', '.join(missing)}")
     options = {"sampling_rate": args.sampling_rate, "speed_factors": _factors(args, part),
                "extractor": KnfFbank().to_dict()}
-    stamp = fingerprint(inputs, options)
+    stamp = atomic.inputs_fingerprint(inputs, **options)
     if atomic.up_to_date(directory, stamp, args.force, [final], what=f"{part} features ({final})"):
         return
 

@@ -41,90 +41,16 @@ from pathlib import Path
 
 import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
-from lhotse.utils import fastcopy
 
 from steps.core import atomic
-from steps.data.ali_times import FRAME_SHIFT, item_frames
 from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-from steps.lang.lexicon import Lang
-from steps.core.log import progress, setup_logging
+from steps.core.log import setup_logging
 from steps.hmm.topology import Topology
+from steps.lang.lexicon import Lang
+from steps.tree.convert import check_tree_covers, convert_cuts
 from steps.tree.decision_tree import Tree
-from steps.hmm.units import (alignment_agrees, consistent_starts, frame_events, phone_instances,
-                         segments_from_items)
 
 log = logging.getLogger(__name__)
-
-
-def convert_alignment(mono_ali: np.ndarray, topology: Topology, tree: Tree, starts=()) -> np.ndarray:
-    """Per-frame senone ids (int32) of an HMM-state alignment."""
-    events = frame_events(mono_ali, topology, tree.silence, (), starts)
-    return tree.lookup(events[:, 0], events[:, 1], events[:, 2], events[:, 3]).astype(np.int32)
-
-
-def check_tree_covers(tree: Tree, topology: Topology) -> None:
-    """Every HMM state of the topology must have a root in the tree (else the tree was
-    built with another topology)."""
-    missing = [f"{tree.phones[p] if p < len(tree.phones) else p}.s{s}" for p in topology.phone_ids
-               for s in range(topology.num_states[p]) if not tree.has_root(p, s)]
-    if missing:
-        raise SystemExit(f"convert_ali: the tree has no root for {' '.join(missing[:10])}: "
-                         "was it built with this topology?")
-
-
-def word_prons(alignment: dict, lang: Lang, num_frames: int, cut_start: float) -> list[tuple[str, tuple[str, ...]]]:
-    """(word, the phones aligned inside its span) for each aligned word."""
-    if "ali_word" not in alignment or "ali_phone" not in alignment:
-        return []
-    phones = segments_from_items(alignment["ali_phone"], lang, num_frames, cut_start)
-    result = []
-    for item in alignment["ali_word"]:
-        start, end = item_frames(item, cut_start, num_frames)
-        inside = tuple(lang.phones[p] for p, s, e in phones if s >= start and e <= end and e > s)
-        if inside and not all(p == lang.optional_silence for p in inside):
-            result.append((item.symbol, tuple(p for p in inside if p != lang.optional_silence)))
-    return result
-
-
-def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: NumpyHdf5Writer, desc: str):
-    """(converted cuts, skipped [(id, reason)], disagreeing ids, senone counts, pron counts)."""
-    done, skipped, disagree = [], [], []
-    counts = np.zeros(tree.num_senones, dtype=np.int64)
-    prons: Counter = Counter()
-    for cut in progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
-        if not cut.has_custom("mono_ali"):
-            skipped.append((cut.id, "no mono_ali"))
-            continue
-        try:
-            ali = np.asarray(cut.load_custom("mono_ali")).reshape(-1)
-        except Exception as e:  # a missing archive is reported, not fatal
-            skipped.append((cut.id, f"cannot load mono_ali: {type(e).__name__}: {str(e).splitlines()[0][:200]}"))
-            continue
-        alignment = (cut.supervisions[0].alignment or {}) if cut.supervisions else {}
-        segments, starts, readable = None, [], True
-        if "ali_phone" in alignment:
-            try:
-                segments = segments_from_items(alignment["ali_phone"], lang, len(ali), cut.start)
-                starts = consistent_starts(segments, ali, topology) or []
-            except ValueError:
-                readable = False  # phones not in phones.txt: counted as a disagreement
-        try:
-            senones = convert_alignment(ali, topology, tree, starts)
-        except ValueError as e:
-            skipped.append((cut.id, f"bad alignment: {e}"))
-            continue
-        if segments is not None:
-            aligned = [p for p, s, e in segments if e > s]
-        else:  # no ali_phone: the check still compares the tree's two lookups
-            aligned = phone_instances(ali, topology, starts)[0].tolist()
-        if not readable or not alignment_agrees(senones, ali, aligned, topology, tree):
-            disagree.append(cut.id)
-        array = writer.store_array(cut.id, senones, frame_shift=FRAME_SHIFT, temporal_dim=0, start=cut.start)
-        done.append(fastcopy(cut, custom=dict(cut.custom or {}, senone_ali=array)))
-        counts += np.bincount(senones, minlength=tree.num_senones)
-        if readable:
-            prons.update(word_prons(alignment, lang, len(ali), cut.start))
-    return done, skipped, disagree, counts, prons
 
 
 def _lines(pairs) -> str:

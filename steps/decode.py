@@ -258,7 +258,7 @@ def kaldi_text(texts: dict[str, list[str]]) -> str:
 def choose_lm_weight(refs: dict[str, list[str]], hyps: dict[float, dict[str, list[str]]]):
     """The weight with the fewest word errors against refs (ties: the smallest weight), and
     the steps.score result of every weight."""
-    from steps.score import score
+    from steps.scoring.wer import score
 
     results = {w: score(refs, hyps[w]) for w in sorted(hyps)}
     best = min(results, key=lambda w: (results[w].counts.errors, w))
@@ -277,7 +277,7 @@ def write_hyps(out: Path, refs: dict[str, list[str]], hyps: dict[float, dict[str
     if choose:
         if not any(refs.values()):
             raise SystemExit("an LM-weight sweep needs reference texts in the cuts' supervisions")
-        from steps.score import write_scoring
+        from steps.scoring.wer import write_scoring
 
         chosen, results = choose_lm_weight(refs, hyps)
         for w, result in results.items():
@@ -293,7 +293,7 @@ def write_hyps(out: Path, refs: dict[str, list[str]], hyps: dict[float, dict[str
     atomic.write_text(out / "lm_weight", format_weight(chosen) + "\n")
     atomic.write_text(out / "hyp.txt", kaldi_text(hyps[chosen]))
     if any(refs.values()):
-        from steps.score import score, write_scoring
+        from steps.scoring.wer import score, write_scoring
 
         # wer, recogs, errs of hyp.txt: the figure of this set at the weight it was decoded with.
         result = score(refs, hyps[chosen])

@@ -64,426 +64,41 @@ import logging
 import os
 import shutil
 import sys
-from collections import Counter
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
-import numpy as np
 import torch
 
 from steps.core import atomic
-from steps.core import checkpoint as ckpt_io
-from steps.kd import soft_labels as sl
-from steps.data.ali_times import item_frames
 from steps.core.atomic import atomic_path, write_text
-from steps.lang.lexicon import SILENCE, Lang
-from steps.kd.pretrained_teacher import TEACHER_FILE, PlmError, PretrainedTeacher
-from steps.lm.model import TransformerLM, model_from_checkpoint, unit_logits, unit_top_k
-from steps.core.log import progress
+from steps.hmm.topology import Topology
+from steps.hmm.units import phones_to_senones
+from steps.kd.alignment_tokens import UnitMaps
+from steps.kd.dump import dump_cuts, merge_stats
+from steps.kd.pretrained_teacher import TEACHER_FILE
+from steps.kd.teachers import Teacher
+from steps.lang.lexicon import Lang
+from steps.lm.tokens import load_sentencepiece, phone_units, read_tokens
+from steps.tree.decision_tree import Tree
 
 log = logging.getLogger(__name__)
-
-NOT_WORDS = {"!SIL", "<eps>", SILENCE, "<s>", "</s>"}
 
 
 # ------------------------------------------------------------------ teachers
 
 
-@dataclass
-class Teacher:
-    level: str
-    model: TransformerLM
-    path: Path
-    batch_tokens: int = 8192
-
-    @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu"):
-        """A steps.train_lm teacher, or a pre-trained one (steps.kd.pretrained_teacher) for a
-        directory with teacher.json or a transformers config.json."""
-        path = Path(directory)
-        if path.is_dir() and ((path / TEACHER_FILE).is_file() or (path / "config.json").is_file()):
-            try:
-                return PretrainedTeacher.load(path, device)
-            except PlmError as e:
-                raise SystemExit(f"plm teacher: {e}") from None
-        path = path / "final.pt" if path.is_dir() else path
-        checkpoint = ckpt_io.load(path, map_location=device)
-        return cls(checkpoint["level"], model_from_checkpoint(checkpoint, device), path)
-
-    @property
-    def num_units(self) -> int:
-        return self.model.num_units
-
-    def fits(self, length: int) -> bool:
-        """Whether a reference of `length` units fits in one window."""
-        extra = 1 if self.model.causal else 2
-        return length + extra <= self.model.config.max_context
-
-    def unit_logits(self, sentences: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-        return unit_logits(self.model, sentences, self.batch_tokens)
-
-    def top_k(self, sentences: Sequence[Sequence[int]], k: int, temperature: float
-              ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per sentence (ids [n, k], probs [n, k]): the soft label of every position."""
-        return unit_top_k(self.model, sentences, k, temperature, self.batch_tokens)
-
-
 # ------------------------------------------------------------------ tokens from alignments
-
-
-@dataclass
-class UnitMaps:
-    """What turns an alignment into each level's units."""
-
-    lang: Lang
-    sp: object  # sentencepiece.SentencePieceProcessor
-    phones: list[str]  # the phone level's units (steps.lm_tokens.phone_units)
-    # phones.txt ids (no silence) -> senone ids; set to check senone_ali against the text path
-    expected_senones: Callable[[list[int]], list[int]] | None = None
-    plm: PretrainedTeacher | None = None  # the plm level's tokenizer and normalisation
-    phone_unit: dict[str, int] = field(init=False)
-
-    def __post_init__(self):
-        self.phone_unit = {p: i for i, p in enumerate(self.phones)}
-
-
-@dataclass
-class LevelTokens:
-    teacher_tokens: list[int]  # the teacher's input, one per reference token
-    tokens: np.ndarray  # int32 [N] rows: unit id
-    spans: np.ndarray  # int32 [N, 2]
-    positions: np.ndarray  # int64 [N] index into teacher_tokens
-    problems: Counter = field(default_factory=Counter)
-    notes: list[str] = field(default_factory=list)
-
-
-def _silent_before(speech: np.ndarray) -> list[int]:
-    """Number of non-speech frames before each frame index 0..T (a prefix count)."""
-    return np.concatenate([[0], np.cumsum(~speech)]).tolist()
-
-
-def _split_at_silence(token: int, position: int, start: int, end: int, speech: np.ndarray,
-                      silent_before: list[int], rows: list) -> None:
-    """Rows for the speech frames of [start, end): one per contiguous run."""
-    if silent_before[end] == silent_before[start]:  # the common case: all speech
-        rows.append((token, start, end, position))
-        return
-    inside = np.flatnonzero(speech[start:end]) + start
-    if len(inside) == 0:
-        return
-    breaks = np.flatnonzero(np.diff(inside) != 1) + 1
-    for run in np.split(inside, breaks):
-        rows.append((token, int(run[0]), int(run[-1]) + 1, position))
-
-
-def _level(teacher_tokens: list[int], rows: list, problems: Counter, notes: list[str]) -> LevelTokens:
-    rows.sort(key=lambda r: r[1])
-    return LevelTokens(
-        teacher_tokens,
-        np.array([r[0] for r in rows], dtype=np.int32),
-        np.array([[r[1], r[2]] for r in rows], dtype=np.int32).reshape(-1, 2),
-        np.array([r[3] for r in rows], dtype=np.int64),
-        problems, notes)
-
-
-def phone_tokens(segments: list[tuple[str, int, int]], speech: np.ndarray, units: UnitMaps) -> LevelTokens:
-    teacher, rows, problems, notes = [], [], Counter(), []
-    silent_before = _silent_before(speech)
-    for symbol, start, end in segments:
-        if symbol == SILENCE:
-            continue
-        unit = units.phone_unit.get(symbol)
-        if unit is None:
-            problems["oov_tokens"] += 1
-            notes.append(f"phone {symbol!r} not in the teacher's vocabulary")
-            continue
-        teacher.append(unit)
-        if end <= start:
-            problems["tokens_without_frames"] += 1
-            continue
-        _split_at_silence(unit, len(teacher) - 1, start, end, speech, silent_before, rows)
-    return _level(teacher, rows, problems, notes)
-
-
-def senone_tokens(senone_ali: np.ndarray, speech: np.ndarray, num_senones: int) -> LevelTokens:
-    problems, notes = Counter(), []
-    frames = np.flatnonzero(speech)
-    values = senone_ali[frames].astype(np.int64)
-    bad = (values < 0) | (values >= num_senones)
-    if bad.any():
-        problems["oov_tokens"] += int(np.count_nonzero(np.diff(np.flatnonzero(bad)) != 1) + 1)
-        notes.append(f"senone ids outside the teacher's 0..{num_senones - 1}: "
-                     f"{sorted(set(values[bad].tolist()))[:5]}")
-        frames, values = frames[~bad], values[~bad]
-    if len(frames) == 0:
-        return _level([], [], problems, notes)
-    new_token = np.concatenate([[True], np.diff(values) != 0])
-    position = np.cumsum(new_token) - 1
-    new_row = new_token | np.concatenate([[True], np.diff(frames) != 1])
-    starts = np.flatnonzero(new_row)
-    ends = np.concatenate([starts[1:], [len(frames)]])
-    rows = [(int(values[s]), int(frames[s]), int(frames[e - 1]) + 1, int(position[s]))
-            for s, e in zip(starts, ends)]
-    return _level(values[new_token].tolist(), rows, problems, notes)
-
-
-def piece_boundaries(letters: Sequence[int], start: int, end: int,
-                     phone_bounds: Sequence[int] = ()) -> list[int]:
-    """Frame boundaries [start, b1, ..., end] sharing [start, end) among pieces in
-    proportion to their letters, each piece at least one frame, inner boundaries snapped
-    to the nearest phone boundary that keeps that. Fewer frames than pieces: pieces get
-    floor-spread frames and some get none."""
-    m, n = len(letters), end - start
-    if n < m:
-        return [start + (j * n) // m for j in range(m)] + [end]
-    cum = np.cumsum(np.maximum(1, np.asarray(letters, dtype=float)))
-    extra = n - m
-    bounds = [start]
-    candidates = sorted(b for b in phone_bounds if start < b < end)
-    for j in range(m - 1):
-        target = start + (j + 1) + extra * cum[j] / cum[-1]
-        low, high = bounds[-1] + 1, end - (m - 1 - j)
-        fitting = [b for b in candidates if low <= b <= high]
-        if fitting:
-            bounds.append(min(fitting, key=lambda b: (abs(b - target), b)))
-        else:
-            bounds.append(int(min(max(round(target), low), high)))
-    return bounds + [end]
-
-
-def word_piece_tokens(words: list[tuple[str, int, int]], pieces: list[list[int]],
-                      letters: list[list[int]], phone_bounds: list[int], speech: np.ndarray,
-                      what: str = "pieces") -> LevelTokens:
-    """Rows of a piece level: word w's pieces[w] (with their letters[w]) share its aligned
-    frames by piece_boundaries; the teacher's input is all pieces in order."""
-    teacher, rows, problems, notes = [], [], Counter(), []
-    silent_before = _silent_before(speech)
-    for (word, start, end), word_pieces, word_letters in zip(words, pieces, letters):
-        if not word_pieces:
-            problems[f"words_without_{what}"] += 1
-            notes.append(f"word {word} has no {what}")
-            continue
-        first = len(teacher)
-        teacher += word_pieces
-        if end <= start:
-            problems["words_without_frames"] += 1
-            notes.append(f"word {word} has no frames")
-            continue
-        bounds = piece_boundaries(word_letters, start, end, phone_bounds)
-        for j, piece in enumerate(word_pieces):
-            if bounds[j + 1] <= bounds[j]:
-                problems["pieces_without_frames"] += 1
-                continue
-            _split_at_silence(piece, first + j, bounds[j], bounds[j + 1], speech, silent_before, rows)
-    return _level(teacher, rows, problems, notes)
-
-
-def subword_tokens(words: list[tuple[str, int, int]], phone_bounds: list[int], speech: np.ndarray,
-                   sp) -> LevelTokens:
-    words = [w for w in words if w[0] not in NOT_WORDS]
-    pieces = [sp.encode(word, out_type=int) for word, _, _ in words]
-    letters = [[len(sp.id_to_piece(p).replace("\u2581", "")) for p in ps] for ps in pieces]
-    return word_piece_tokens(words, pieces, letters, phone_bounds, speech)
-
-
-def plm_tokens(words: list[tuple[str, int, int]], phone_bounds: list[int], speech: np.ndarray,
-               teacher: PretrainedTeacher) -> LevelTokens:
-    """The pre-trained model's pieces of the aligned words (normalised and tokenised as one
-    transcript, steps.kd.plm_text), each word's frames shared among its pieces as for the
-    subword level."""
-    words = [w for w in words if w[0] not in NOT_WORDS]
-    encoded = teacher.encode_words([w for w, _, _ in words])
-    pieces: list[list[int]] = [[] for _ in words]
-    letters: list[list[int]] = [[] for _ in words]
-    for piece, index, count in zip(encoded.ids, encoded.word, encoded.letters):
-        pieces[index].append(piece)
-        letters[index].append(count)
-    tokens = word_piece_tokens(words, pieces, letters, phone_bounds, speech, what="model_pieces")
-    if encoded.unknown:
-        tokens.problems["unknown_pieces"] += encoded.unknown
-    return tokens
-
-
-class NoAlignment(Exception):
-    pass
-
-
-def cut_tokens(cut, units: UnitMaps, num_units: dict[str, int]) -> dict[str, LevelTokens]:
-    """Every level's tokens of one cut (levels as in num_units: level -> teacher vocabulary
-    size). Raises NoAlignment when the cut lacks what the levels need."""
-    if not cut.supervisions:
-        raise NoAlignment("no supervision")
-    alignment = cut.supervisions[0].alignment or {}
-    if "ali_phone" not in alignment:
-        raise NoAlignment("no ali_phone alignment")
-    if not cut.has_custom("senone_ali"):
-        raise NoAlignment("no senone_ali")
-    senone_ali = np.asarray(cut.load_custom("senone_ali")).reshape(-1)
-    num_frames = len(senone_ali)
-    phones = [(item.symbol, *item_frames(item, cut.start, num_frames)) for item in alignment["ali_phone"]]
-    covered = np.zeros(num_frames, dtype=bool)
-    speech = np.zeros(num_frames, dtype=bool)
-    for symbol, start, end in phones:
-        covered[start:end] = True
-        if symbol != SILENCE:
-            speech[start:end] = True
-    result: dict[str, LevelTokens] = {}
-    uncovered = int(num_frames - covered.sum())
-    if "phone" in num_units:
-        result["phone"] = phone_tokens(phones, speech, units)
-    if "senone" in num_units:
-        result["senone"] = senone_tokens(senone_ali, speech, num_units["senone"])
-        if units.expected_senones is not None:
-            ids = [units.lang.phone_id[s] for s, _, _ in phones
-                   if s != SILENCE and s in units.lang.phone_id]
-            if list(units.expected_senones(ids)) != result["senone"].teacher_tokens:
-                result["senone"].problems["mismatch_with_phones_to_senones"] += 1
-                result["senone"].notes.append("senone runs differ from phones_to_senones of the "
-                                              "aligned phones (the alignment's runs are used)")
-    word_levels = [level for level in ("subword", "plm") if level in num_units]
-    if word_levels:
-        if "ali_word" not in alignment:
-            raise NoAlignment("no ali_word alignment")
-        words = [(item.symbol, *item_frames(item, cut.start, num_frames)) for item in alignment["ali_word"]]
-        bounds = sorted({s for _, s, _ in phones} | {e for _, _, e in phones})
-        if "subword" in num_units:
-            result["subword"] = subword_tokens(words, bounds, speech, units.sp)
-        if "plm" in num_units:
-            result["plm"] = plm_tokens(words, bounds, speech, units.plm)
-        text = (cut.supervisions[0].text or "").split()
-        aligned = [w for w, _, _ in words if w not in NOT_WORDS]
-        if text and text != aligned:
-            for level in word_levels:
-                result[level].problems["words_differ_from_text"] += 1
-                result[level].notes.append("ali_word differs from the transcript (ali_word used)")
-    for level, tokens in result.items():
-        if uncovered:
-            tokens.problems["frames_without_phone_segment"] += uncovered
-        tokens.problems["frames"] += num_frames
-        tokens.problems["speech_frames"] += int(speech.sum())
-    return result
 
 
 # ------------------------------------------------------------------ dumping
 
 
-def soft_labels_for(tokens: LevelTokens, ids: np.ndarray, probs: np.ndarray) -> sl.SoftLabels:
-    """The rows' soft labels from the teacher's top-k at every reference position
-    (ids, probs [len(teacher_tokens), k])."""
-    return sl.SoftLabels(tokens.tokens, tokens.spans, ids[tokens.positions], probs[tokens.positions])
-
-
-def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path, corpus: str,
-              job: int, top_k: int, temperature: float, part: str = "train",
-              batch_cuts: int = 32) -> dict:
-    """Soft labels of all levels for the cuts; writes the job's .h5 files and
-    jobs/<corpus>_cuts_<part>.<job>.jsonl.gz (and returns the job's counts)."""
-    from lhotse import CutSet, NumpyHdf5Writer
-    from lhotse.utils import fastcopy
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    levels = [level for level in sl.LEVELS if level in teachers]
-    num_units = {level: teachers[level].num_units for level in levels}
-    info = {"top_k": top_k, "temperature": temperature, "levels": levels,
-            "teachers": {level: str(teachers[level].path) for level in levels}}
-    stats = {"cuts_in": 0, "cuts_out": 0, "frames": 0, "speech_frames": 0,
-             "cuts_failed": Counter(), "tokens": Counter(), "rows": Counter(),
-             "windowed": Counter(), "problems": {level: Counter() for level in levels}}
-    bad: list[str] = []
-    writers = {level: NumpyHdf5Writer(out_dir / f"{corpus}_{part}_{level}.{job}.h5", mode="w")
-               for level in levels}
-    written = []
-    try:
-        batch: list = []
-
-        def flush():
-            per_cut = []
-            for cut in batch:
-                try:
-                    per_cut.append((cut, cut_tokens(cut, units, num_units)))
-                except NoAlignment as e:
-                    stats["cuts_failed"][str(e)] += 1
-                    bad.append(f"{cut.id}\t-\tleft out: {e}")
-            labels = {level: [t[level] for _, t in per_cut] for level in levels}
-            top = {}
-            for level in levels:
-                sequences = [t.teacher_tokens for t in labels[level]]
-                top[level] = teachers[level].top_k(sequences, top_k, temperature)
-            for index, (cut, tokens) in enumerate(per_cut):
-                for level in levels:
-                    level_tokens = tokens[level]
-                    labels_ = soft_labels_for(level_tokens, *top[level][index])
-                    labels_.check(level_tokens.problems["frames"])
-                    cut = sl.store_soft_labels(cut, level, labels_, writers[level])
-                    stats["tokens"][level] += len(level_tokens.teacher_tokens)
-                    stats["rows"][level] += len(labels_)
-                    if not teachers[level].fits(len(level_tokens.teacher_tokens)):
-                        stats["windowed"][level] += 1
-                    problems = stats["problems"][level]
-                    problems.update(level_tokens.problems)
-                    for note in level_tokens.notes:
-                        bad.append(f"{cut.id}\t{level}\t{note}")
-                cut = fastcopy(cut, custom=dict(cut.custom, **{sl.INFO_FIELD: info}))
-                written.append(cut)
-                stats["frames"] += tokens[levels[0]].problems["frames"]
-                stats["speech_frames"] += tokens[levels[0]].problems["speech_frames"]
-            batch.clear()
-
-        for cut in progress(cuts, desc=f"dump job {job}", mininterval=5):
-            stats["cuts_in"] += 1
-            batch.append(cut)
-            if len(batch) >= batch_cuts:
-                flush()
-        flush()
-    finally:
-        for writer in writers.values():
-            writer.close()
-    stats["cuts_out"] = len(written)
-    for problems in stats["problems"].values():
-        problems.pop("frames", None)
-        problems.pop("speech_frames", None)
-    jobs_dir = out_dir / "jobs"
-    jobs_dir.mkdir(exist_ok=True)
-    write_text(jobs_dir / f"{corpus}_{part}_bad_items.{job}.txt", "".join(b + "\n" for b in bad))
-    with atomic_path(jobs_dir / f"{corpus}_cuts_{part}.{job}.jsonl.gz") as tmp:
-        CutSet.from_cuts(written).to_file(tmp)
-    stats = json.loads(json.dumps(stats))  # Counters -> plain dicts
-    return stats
-
-
-def merge_stats(all_stats: list[dict]) -> dict:
-    merged: dict = {}
-    for stats in all_stats:
-        for key, value in stats.items():
-            if isinstance(value, dict):
-                target = merged.setdefault(key, {})
-                for k, v in value.items():
-                    if isinstance(v, dict):
-                        inner = target.setdefault(k, {})
-                        for kk, vv in v.items():
-                            inner[kk] = inner.get(kk, 0) + vv
-                    else:
-                        target[k] = target.get(k, 0) + v
-            elif isinstance(value, (int, float)):
-                merged[key] = merged.get(key, 0) + value
-    return merged
-
-
 # ------------------------------------------------------------------ program
-
-
-def _phones_to_senones(phone_ids: list[int], topology, tree) -> list[int]:
-    from steps.hmm.units import phones_to_senones
-
-    return phones_to_senones(phone_ids, topology, tree)
 
 
 def load_units(args, teachers: dict[str, Teacher]) -> UnitMaps:
     """The unit maps, after checking that each teacher's vocabulary is its level's."""
-    from steps.lm_tokens import load_sentencepiece, phone_units, read_tokens
-
     lang = Lang.load(args.lang_dir)
     phones = phone_units(lang)
     if "subword" in teachers and not args.bpe_model:
@@ -494,14 +109,11 @@ def load_units(args, teachers: dict[str, Teacher]) -> UnitMaps:
         expected["subword"] = sp.get_piece_size()
     check: Callable[[list[int]], list[int]] | None = None
     if args.tree and args.topology:
-        from steps.hmm.topology import Topology
-        from steps.tree.decision_tree import Tree
-
         tree = Tree.load(args.tree)
         topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
         expected["senone"] = tree.num_senones
 
-        check = partial(_phones_to_senones, topology=topology, tree=tree)
+        check = partial(phones_to_senones, topology=topology, tree=tree)
     for level, teacher in teachers.items():
         if level in expected and expected[level] != teacher.num_units:
             raise SystemExit(f"{teacher.path}: the {level} teacher has {teacher.num_units} units, "

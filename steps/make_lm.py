@@ -28,7 +28,6 @@ are counted as <UNK> (and listed in the log).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import shutil
 import sys
@@ -37,10 +36,9 @@ from pathlib import Path
 
 from steps.core import atomic
 from steps.core.atomic import atomic_path, write_text
-from steps.lang.lexicon import read_symbol_table
 from steps.core.log import setup_logging
-from steps.lm.ngram import (BOS, EOS, estimate_kneser_ney, lm_vocabulary, parse_min_counts,
-                         perplexity)
+from steps.lang.lexicon import read_symbol_table
+from steps.lm.ngram import BOS, EOS, estimate_kneser_ney, lm_vocabulary, parse_min_counts, perplexity
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +56,6 @@ def read_sentences(path: str | Path) -> tuple[list[str], int]:
             else:
                 blank += 1
     return sentences, blank
-
-
-def _file_fingerprint(path: Path) -> dict:
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _fingerprint(args: argparse.Namespace, min_counts: dict[int, int]) -> dict:
-    words = Path(args.lang_dir) / "words.txt"
-    return {
-        "text": _file_fingerprint(Path(args.text)),
-        "words_sha1": hashlib.sha1(words.read_bytes()).hexdigest(),
-        "lang_dir": str(Path(args.lang_dir).resolve()),
-        "order": args.order,
-        "min_counts": {str(k): v for k, v in sorted(min_counts.items())},
-        "prune": args.prune,
-        "valid_text": _file_fingerprint(Path(args.valid_text)) if args.valid_text else None,
-    }
 
 
 def arpa_to_g(arpa: Path, words_txt: Path, out_dir: Path) -> dict:
@@ -156,7 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s/words.txt lacks %s (needed by arpa2fst)", lang_dir, " ".join(missing))
         return 1
 
-    inputs = _fingerprint(args, min_counts)
     fingerprint = atomic.inputs_fingerprint(
         [args.text, lang_dir, args.valid_text], order=args.order,
         min_counts={str(k): v for k, v in sorted(min_counts.items())}, prune=args.prune)
@@ -190,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     copied = copy_lang(lang_dir, out_dir)
     log.info("copied from %s: %s", lang_dir, " ".join(copied))
 
-    info = {"inputs": inputs, "ngram_counts": counts, "seen_ngrams": stats.distinct,
+    info = {"inputs": fingerprint["inputs"], "ngram_counts": counts, "seen_ngrams": stats.distinct,
             "discounts": stats.discounts, "oov_tokens": stats.oov, "G": g_size}
     if args.valid_text:
         valid, _ = read_sentences(args.valid_text)

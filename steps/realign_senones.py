@@ -45,21 +45,21 @@ from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
 from steps.core import atomic, checkpoint
-from steps.data.ali_times import FRAME_SHIFT
-from steps.align import attach_alignment
-from steps.hmm.align_model import checkpoint_dict, model_from_checkpoint
 from steps.core.config import load_config, require, to_dict
-from steps.hmm.context import phone_contexts
-from steps.convert_ali import word_prons
-from steps.hmm.forced_align import Alignment
-from steps.lang.lexicon import Lang
 from steps.core.log import setup_logging
-from steps.score_alignment import score_cuts
-from steps.hmm.topology import Topology
-from steps.train_mono import align_utterances, log_priors_from, train_viterbi_epoch
-from steps.hmm.training_graph import TrainingGraphCompiler, UtteranceGraph
-from steps.tree.decision_tree import Tree
+from steps.data.ali_times import FRAME_SHIFT
 from steps.data.utterances import load_utterances
+from steps.hmm.align_model import checkpoint_dict, model_from_checkpoint
+from steps.hmm.context import phone_contexts
+from steps.hmm.cut_alignment import attach_alignment
+from steps.hmm.forced_align import Alignment
+from steps.hmm.mono_training import align_utterances, log_priors_from, train_viterbi_epoch
+from steps.hmm.topology import Topology
+from steps.hmm.training_graph import TrainingGraphCompiler, UtteranceGraph
+from steps.hmm.units import item_word_prons
+from steps.lang.lexicon import Lang
+from steps.scoring.boundaries import score_cuts
+from steps.tree.decision_tree import Tree
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def senone_graph(graph: UtteranceGraph, topology: Topology, tree: Tree, silence:
 def aligned_words(cut, lang: Lang, num_frames: int) -> tuple[list[str], list[tuple[str, ...]]] | None:
     """The words and the pronunciations the earlier alignment chose, or None."""
     alignment = (cut.supervisions[0].alignment or {}) if cut.supervisions else {}
-    pairs = word_prons(alignment, lang, num_frames, cut.start)
+    pairs = item_word_prons(alignment, lang, num_frames, cut.start)
     if not pairs:
         return None
     return [w for w, _ in pairs], [p for _, p in pairs]
@@ -179,7 +179,7 @@ def realign_part(cuts: CutSet, model, log_priors, config: RealignConfig, lang: L
                 out_cuts.append(cut)
             counts += np.bincount(senones, minlength=tree.num_senones)
             alignment = cut.supervisions[0].alignment or {}
-            prons.update(word_prons(alignment, lang, len(senones), cut.start))
+            prons.update(item_word_prons(alignment, lang, len(senones), cut.start))
     with atomic.atomic_path(out_dir / f"cuts_{part}.jsonl.gz") as tmp:
         CutSet.from_cuts(out_cuts).to_file(tmp)
     atomic.write_text(out_dir / f"kept_converted_{part}.txt",

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from steps.core.atomic import write_text
 from steps.core.log import setup_logging
-from steps.score import read_wer
+from steps.scoring.wer import read_wer
 
 log = logging.getLogger(__name__)
 PARTS = ("dev", "test")

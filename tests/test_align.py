@@ -181,7 +181,7 @@ def test_flat_start_learns_the_segmentation(tmp_path, lang, topo):
 
 
 def test_shortest_subset_keeps_the_shortest_in_their_order():
-    from steps.train_mono import shortest_subset
+    from steps.hmm.mono_training import shortest_subset
     from steps.data.utterances import Utterance
 
     lengths = [50, 10, 30, 10, 40]

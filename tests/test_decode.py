@@ -13,7 +13,7 @@ import torch
 
 from steps.bench.bench_decode import peaked_scores, senone_path, toy_graph, toy_topology
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
-from steps.score import read_wer
+from steps.scoring.wer import read_wer
 
 GRAMMAR = [("CAT AT", 0.5), ("BAT", 1.0), ("BAD", 2.0), ("TAB BA", 1.5), ("KAT AT", 3.0)]
 WEIGHTS = [1.0, 10.0, 100.0]

@@ -352,7 +352,7 @@ def test_configs_are_valid():
     from steps.train_am import AmConfig, load_am_config
     from steps.train_lm import LmConfig
     from steps.realign_senones import RealignConfig
-    from steps.train_mono import MonoConfig
+    from steps.hmm.mono_training import MonoConfig
 
     conf = RECIPE / "conf"
     for path in sorted(conf.glob("*.yaml")):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from steps import lm_tokens as lt
+from steps import lm_tokens
+from steps.lm import tokens as lt
 from steps.bench.bench_soft_labels import ToyWorld
 from steps.lm.bigram import Bigram
 from steps.core.config import load_config
@@ -170,7 +171,7 @@ def test_phone_and_subword_corpora(world, tmp_path):
     text.write_text("\n".join(world.sentences[:500]) + "\n\n")
     for level, extra in [("phone", []), ("subword", ["--bpe-model", str(world.bpe_model)])]:
         out = tmp_path / f"lm_{level}"
-        assert lt.main(["--level", level, "--lm-text", str(text), "--lang-dir", str(world.root / "lang"),
+        assert lm_tokens.main(["--level", level, "--lm-text", str(text), "--lang-dir", str(world.root / "lang"),
                         "--out-dir", str(out), *extra]) == 0
         valid = lt.read_corpus(out / "valid.txt")
         train = lt.read_corpus(out / "train.txt")
@@ -192,7 +193,7 @@ def test_senone_corpus_follows_the_tree(world, tmp_path):
     text = tmp_path / "lm_text.txt"
     text.write_text("\n".join(world.sentences[:200]) + "\n")
     out = tmp_path / "lm_senone"
-    assert lt.main(["--level", "senone", "--lm-text", str(text), "--lang-dir", str(world.root / "lang"),
+    assert lm_tokens.main(["--level", "senone", "--lm-text", str(text), "--lang-dir", str(world.root / "lang"),
                     "--tree", str(world.root / "tree"), "--topology", str(world.root / "topology.json"),
                     "--out-dir", str(out)]) == 0
     units = lt.read_tokens(out / "tokens.txt")
@@ -224,7 +225,7 @@ def _phone_corpus(world, root: Path, num_words: int = 20, num_sentences: int = 1
     text = root / "text.txt"
     words = sorted(w for w in world.lang.lexicon if w[0].isalpha())[:num_words]
     text.write_text("\n".join(toy_sentences(words, num_sentences, seed=7, max_words=8)) + "\n")
-    assert lt.main(["--level", "phone", "--lm-text", str(text), "--lang-dir",
+    assert lm_tokens.main(["--level", "phone", "--lm-text", str(text), "--lang-dir",
                     str(world.root / "lang"), "--out-dir", str(out)]) == 0
     return out
 

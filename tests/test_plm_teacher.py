@@ -18,13 +18,14 @@ from lhotse import CutSet, Features, LilcomChunkyWriter
 from lhotse.utils import fastcopy
 
 from steps import dump_soft_labels as dump
-from steps import prepare_plm_teacher
-from steps.kd import soft_labels as sl
-from steps import train_am
+from steps import prepare_plm_teacher, train_am
 from steps.bench.bench_soft_labels import ToyWorld
+from steps.kd import alignment_tokens
+from steps.kd import soft_labels as sl
 from steps.kd.plm_text import Normalisation, choose_normalisation
 from steps.kd.pretrained_teacher import PlmError, PretrainedTeacher, load_model_dir
 from steps.kd.random_models import write_bert, write_gpt2
+from steps.kd.teachers import Teacher
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "egs" / "synth" / "s5" / "conf"
@@ -144,7 +145,7 @@ def test_bad_model_directories_say_what_is_wrong(tmp_path, models):
     assert prepare_plm_teacher.main(["--model", str(tmp_path / "absent"), "--lm-text", str(tmp_path / "file"),
                                      "--out-dir", str(tmp_path / "out")]) == 1
     with pytest.raises(SystemExit, match="plm teacher: .*no config.json"):
-        dump.Teacher.load(_with_teacher_json(tmp_path / "empty"))
+        Teacher.load(_with_teacher_json(tmp_path / "empty"))
 
 
 def _with_teacher_json(directory: Path) -> Path:
@@ -219,13 +220,13 @@ def test_prepare_dump_and_train_one_epoch(kind, world, models, tmp_path):
     assert f"{cuts[2].id}\tplm\tword ' has no model_pieces" in (out / "toy_train_bad_items.txt").read_text()
 
     teacher = PretrainedTeacher.load(lm_plm)
-    units = dump.UnitMaps(world.lang, None, [], None, teacher)
+    units = alignment_tokens.UnitMaps(world.lang, None, [], None, teacher)
     kd = list(CutSet.from_file(out / "toy_cuts_train.jsonl.gz"))
     for cut in kd:
         labels = sl.load_soft_labels(cut, "plm")
         labels.check(len(cut.load_custom("senone_ali")))
-        tokens = dump.cut_tokens(cut, units, {"plm": teacher.num_units})["plm"]
-        words = [w.symbol for w in cut.supervisions[0].alignment["ali_word"] if w.symbol not in dump.NOT_WORDS]
+        tokens = alignment_tokens.cut_tokens(cut, units, {"plm": teacher.num_units})["plm"]
+        words = [w.symbol for w in cut.supervisions[0].alignment["ali_word"] if w.symbol not in alignment_tokens.NOT_WORDS]
         assert tokens.teacher_tokens == [p for p in teacher.encode_words(words).ids]
         # spans cover exactly the speech frames (as for the other levels)
         mono = cut.load_custom("mono_ali")

@@ -11,7 +11,7 @@ from lhotse import SupervisionSegment, SupervisionSet
 
 from steps import prepare_lang
 from steps.lang.lexicon import Lang, read_lexicon, read_symbol_table
-from steps.prepare_lang import add_disambig_symbols
+from steps.lang.prepare import add_disambig_symbols
 
 TRANSCRIPTS = {
     "train": ["THE CAT READ A BOOK", "A CAT ATE ZORBLAX ZORBLAX"],

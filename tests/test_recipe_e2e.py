@@ -23,8 +23,8 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 from lhotse.qa import validate_recordings_and_supervisions
 
 from steps.kd import soft_labels as sl
-from steps.score import read_wer
-from steps.score_alignment import score_cuts
+from steps.scoring.wer import read_wer
+from steps.scoring.boundaries import score_cuts
 from steps.tree.decision_tree import Tree
 
 PARTS = ("train", "dev", "test")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from steps import report
-from steps.score import WerCounts
+from steps.scoring.wer import WerCounts
 
 
 def _write_wer(path, errors: int, words: int = 200) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from steps import score as scoring
-from steps.score import WerCounts, read_text, read_wer, score, score_files
+from steps.scoring import wer as scoring
+from steps.scoring.wer import WerCounts, read_text, read_wer, score, score_files
 
 REF = """\
 u1 A B C D

@@ -11,7 +11,7 @@ import pytest
 from lhotse import CutSet, MonoCut, SupervisionSegment
 from lhotse.supervision import AlignmentItem
 
-from steps.score_alignment import NoReferences, score_cuts
+from steps.scoring.boundaries import NoReferences, score_cuts
 
 
 def _cut(cut_id: str, truth: list[tuple[str, float, float]] | None, hyp: list[tuple[str, float, float]]):

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from steps.core import checkpoint as ckpt_io
 from steps import dump_soft_labels as dump
-from steps.kd import soft_labels as sl
 from steps.bench.bench_soft_labels import ToyWorld
-from steps.lm.model import KIND, ModelConfig, build_model, unit_top_k
-from steps.lm_tokens import load_sentencepiece, phone_units
+from steps.core import checkpoint as ckpt_io
+from steps.kd import alignment_tokens
+from steps.kd import soft_labels as sl
 from steps.lang.lexicon import write_symbol_table
+from steps.lm.model import KIND, ModelConfig, build_model, unit_top_k
+from steps.lm.tokens import load_sentencepiece, phone_units
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,13 +69,13 @@ def test_expand_to_frames():
 
 def test_piece_boundaries_share_a_word_by_letters_and_phone_boundaries():
     # 10 frames, pieces of 4 and 3 letters: proportional boundary at 1 + 8 * 4/7 = 5.57
-    assert dump.piece_boundaries([4, 3], 0, 10) == [0, 6, 10]
+    assert alignment_tokens.piece_boundaries([4, 3], 0, 10) == [0, 6, 10]
     # snapped to the phone boundary nearest 5.57
-    assert dump.piece_boundaries([4, 3], 0, 10, [3, 5, 8]) == [0, 5, 10]
+    assert alignment_tokens.piece_boundaries([4, 3], 0, 10, [3, 5, 8]) == [0, 5, 10]
     # each piece keeps at least one frame even when the phone boundaries are far off
-    assert dump.piece_boundaries([1, 1, 1], 0, 3, [1]) == [0, 1, 2, 3]
+    assert alignment_tokens.piece_boundaries([1, 1, 1], 0, 3, [1]) == [0, 1, 2, 3]
     # fewer frames than pieces: some pieces get none
-    assert dump.piece_boundaries([2, 2, 2], 10, 12) == [10, 10, 11, 12]
+    assert alignment_tokens.piece_boundaries([2, 2, 2], 10, 12) == [10, 10, 11, 12]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def world(tmp_path_factory) -> ToyWorld:
 
 
 @pytest.fixture(scope="module")
-def units(world) -> dump.UnitMaps:
+def units(world) -> alignment_tokens.UnitMaps:
     sp = load_sentencepiece(world.bpe_model)
 
     from steps.hmm.units import phones_to_senones
@@ -93,7 +94,7 @@ def units(world) -> dump.UnitMaps:
     def expected(phone_ids):
         return phones_to_senones(phone_ids, world.topology, world.tree)
 
-    return dump.UnitMaps(world.lang, sp, phone_units(world.lang), expected)
+    return alignment_tokens.UnitMaps(world.lang, sp, phone_units(world.lang), expected)
 
 
 def test_spans_cover_exactly_the_speech_frames(world, units, tmp_path):
@@ -104,7 +105,7 @@ def test_spans_cover_exactly_the_speech_frames(world, units, tmp_path):
     for cut in cuts:
         mono = cut.load_custom("mono_ali")
         speech = world.topology.state_phone[mono] != sil
-        tokens = dump.cut_tokens(cut, units, sizes)
+        tokens = alignment_tokens.cut_tokens(cut, units, sizes)
         for level, t in tokens.items():
             covered = np.zeros(len(mono), dtype=bool)
             for start, end in t.spans:
@@ -128,10 +129,10 @@ def test_spans_cover_exactly_the_speech_frames(world, units, tmp_path):
 def test_senone_run_across_silence_is_one_teacher_token():
     speech = np.array([1, 1, 0, 0, 1, 1, 1], dtype=bool)
     ali = np.array([4, 4, 0, 0, 4, 5, 5], dtype=np.int32)
-    t = dump.senone_tokens(ali, speech, 10)
+    t = alignment_tokens.senone_tokens(ali, speech, 10)
     assert t.teacher_tokens == [4, 5]
     assert t.spans.tolist() == [[0, 2], [4, 5], [5, 7]] and t.positions.tolist() == [0, 0, 1]
-    t = dump.senone_tokens(ali, speech, 5)  # senone 5 unknown to the teacher
+    t = alignment_tokens.senone_tokens(ali, speech, 5)  # senone 5 unknown to the teacher
     assert t.teacher_tokens == [4] and t.problems["oov_tokens"] == 1
 
 
@@ -204,7 +205,7 @@ def test_dump_round_trip_and_bad_input(world, units, tmp_path, capsys):
     for cut in kd:
         assert cut.custom["kd_info"]["top_k"] == 4 and cut.custom["kd_info"]["temperature"] == 2.0
         assert cut.has_custom("senone_ali") and cut.has_custom("mono_ali")
-        tokens = dump.cut_tokens(cut, units, sizes)
+        tokens = alignment_tokens.cut_tokens(cut, units, sizes)
         for level, model in teachers.items():
             labels = sl.load_soft_labels(cut, level)
             assert labels.tokens.dtype == np.int32 and labels.spans.dtype == np.int32

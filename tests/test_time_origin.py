@@ -15,15 +15,15 @@ from lhotse.supervision import AlignmentItem
 from lhotse.utils import fastcopy
 
 from steps.align import main as align_main
-from steps.data.ali_times import FRAME_SHIFT, frame_items, item_frames
 from steps.compute_fbank import compute_features
-from steps.convert_ali import convert_cuts
-from steps.dump_soft_labels import UnitMaps, cut_tokens
+from steps.data.ali_times import frame_items, item_frames
 from steps.data.fbank import KnfFbank, KnfFbankConfig
-from steps.lang.lexicon import Lang
-from steps.lm_tokens import load_sentencepiece, phone_units
-from steps.score_alignment import boundary_errors, score_cuts
 from steps.hmm.topology import Topology
+from steps.kd.alignment_tokens import UnitMaps, cut_tokens
+from steps.lang.lexicon import Lang
+from steps.lm.tokens import load_sentencepiece, phone_units
+from steps.scoring.boundaries import boundary_errors, score_cuts
+from steps.tree.convert import convert_cuts
 from steps.tree.decision_tree import Tree
 from utils.show_alignment import ctm_lines
 

@@ -37,7 +37,7 @@ def find_cut(cuts_path: str, cut_id: str | None, index: int):
 
 
 def symbols_for(cut, level: str, tokens_path: str | None) -> list[str] | None:
-    from steps.lm_tokens import read_tokens
+    from steps.lm.tokens import read_tokens
 
     if tokens_path:
         return read_tokens(tokens_path)

@@ -30,7 +30,7 @@ from steps.am.data import AmDataset, CutStore, sequential_batches
 from steps.am.losses import LossConfig, loss_terms, required_levels, total_loss
 from steps.am.model import AcousticModel, count_parameters, model_from_checkpoint
 from steps.core.config import from_dict
-from steps.score import read_text, score
+from steps.scoring.wer import read_text, score
 from steps.tree.decision_tree import Tree
 
 

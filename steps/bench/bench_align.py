@@ -36,9 +36,9 @@ from lhotse import CutSet
 from steps.core import checkpoint
 from steps.hmm.align_model import model_from_checkpoint
 from steps.lang.lexicon import Lang
-from steps.score_alignment import score_cuts
+from steps.scoring.boundaries import score_cuts
 from steps.hmm.topology import Topology
-from steps.train_mono import align_utterances
+from steps.hmm.mono_training import align_utterances
 from steps.hmm.training_graph import TrainingGraphCompiler
 from steps.data.utterances import load_utterances
 

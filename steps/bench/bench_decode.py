@@ -86,7 +86,7 @@ def cmudict_vocabulary(num_words: int, seed: int = 0, num_prons: int = 2,
 
 def write_lang(lang_dir: Path, lexicon: dict[str, list[tuple[str, ...]]]) -> Lang:
     """A lang dir in prepare_lang's formats (with lexicon_disambig.txt)."""
-    from steps.prepare_lang import add_disambig_symbols, phone_symbols, word_symbols
+    from steps.lang.prepare import add_disambig_symbols, phone_symbols, word_symbols
 
     entries = [("!SIL", (SILENCE,)), (UNK, (SPOKEN_NOISE,))]
     entries += [(w, p) for w in sorted(lexicon) for p in lexicon[w]]

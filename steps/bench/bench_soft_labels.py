@@ -33,10 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
 from steps.hmm.topology import Topology
-from steps.tree.decision_tree import Node, Question, Root, Tree
 from steps.hmm.units import words_to_phones
+from steps.kd import alignment_tokens
+from steps.kd import dump as kd_dump
+from steps.kd.teachers import Teacher
+from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
+from steps.tree.decision_tree import Node, Question, Root, Tree
 
 FRAME_SHIFT = 0.01
 
@@ -273,13 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     from lhotse import CutSet
     from lhotse.features.io import close_cached_file_handles
 
-    from steps.core import checkpoint as ckpt_io
     from steps import dump_soft_labels as dump
-    from steps.kd import soft_labels as sl
     from steps.am.data import expand_soft_labels
+    from steps.core import checkpoint as ckpt_io
     from steps.core.config import load_config, to_dict
+    from steps.kd import soft_labels as sl
     from steps.lm.model import KIND, build_model
-    from steps.lm_tokens import load_sentencepiece, phone_units
+    from steps.lm.tokens import load_sentencepiece, phone_units
     from steps.train_lm import LmConfig
 
     parser = argparse.ArgumentParser(description=__doc__,
@@ -310,17 +313,17 @@ def main(argv: list[str] | None = None) -> int:
             path = root / f"lm_{level}" / "final.pt"
             ckpt_io.save({"kind": KIND, "level": level, "config": to_dict(config), "num_units": size,
                           "state_dict": model.state_dict()}, path)
-            teachers[level] = dump.Teacher(level, model, path)
+            teachers[level] = Teacher(level, model, path)
             print(f"   {level} teacher (untrained): d_model {config.model.d_model}, "
                   f"{config.model.num_layers} layers, context {config.model.max_context}, "
                   f"{config.model.objective}")
         world.cuts(world.sentences[:args.cuts], root / "ali.h5").to_file(root / "cuts.jsonl.gz")
         cuts = CutSet.from_file(root / "cuts.jsonl.gz")
-        units = dump.UnitMaps(world.lang, sp, phone_units(world.lang))
+        units = alignment_tokens.UnitMaps(world.lang, sp, phone_units(world.lang))
 
         # 1. throughput: one job in this process (compute only), then the program with --nj
         start = time.perf_counter()
-        stats = dump.dump_cuts(cuts, teachers, units, root / "kd1", "bench", job=1, top_k=args.top_k,
+        stats = kd_dump.dump_cuts(cuts, teachers, units, root / "kd1", "bench", job=1, top_k=args.top_k,
                                temperature=1.0, batch_cuts=32)
         one_job = time.perf_counter() - start
         tokens = sum(stats["tokens"].values())
@@ -384,14 +387,14 @@ def main(argv: list[str] | None = None) -> int:
             tokens_by_level = {level: [] for level in sizes}
             rows = []
             for cut in batch:
-                result = dump.cut_tokens(cut, units, sizes)
+                result = alignment_tokens.cut_tokens(cut, units, sizes)
                 rows.append(result)
                 for level in sizes:
                     tokens_by_level[level].append(result[level].teacher_tokens)
             for level, teacher in teachers.items():
                 top = teacher.top_k(tokens_by_level[level], args.top_k, 1.0)
                 for result, num_frames, (ids, probs) in zip(rows, lengths, top):
-                    labels = dump.soft_labels_for(result[level], ids, probs)
+                    labels = kd_dump.soft_labels_for(result[level], ids, probs)
                     sl.expand_to_frames(labels, num_frames)
 
         close_cached_file_handles()

@@ -22,7 +22,7 @@ import torch
 from steps.am import model as am_model
 from steps.core import checkpoint as ckpt_io
 from steps.compress import student
-from steps.score import read_wer
+from steps.scoring.wer import read_wer
 from steps.am.scorer import load_scorer
 
 PARTS = ("dev", "test")

@@ -49,7 +49,7 @@ def disambiguated_lexicon(lang: Lang, lang_dir: str | Path) -> list[tuple[str, t
     path = Path(lang_dir) / "lexicon_disambig.txt"
     if path.is_file():
         return read_lexicon(path)
-    from steps.prepare_lang import add_disambig_symbols
+    from steps.lang.prepare import add_disambig_symbols
 
     entries = [(w, p) for w, prons in lang.lexicon.items() for p in prons]
     log.warning("%s missing; adding disambiguation symbols here", path)

@@ -25,8 +25,8 @@ import numpy as np
 
 from steps.data.ali_times import item_frames
 from steps.hmm.context import BOUNDARY, phone_contexts
-from steps.lang.lexicon import Lang
 from steps.hmm.topology import Topology
+from steps.lang.lexicon import Lang
 
 SILENCE_ID = 1  # SIL's id in phones.txt by the conventions; a tree names its own
 
@@ -133,6 +133,28 @@ def segments_from_items(items, lang: Lang, num_frames: int, cut_start: float) ->
             raise ValueError(f"ali_phone symbol {item.symbol!r} is not in phones.txt")
         segments.append((lang.phone_id[item.symbol], *item_frames(item, cut_start, num_frames)))
     return segments
+
+
+def word_prons(words, phones, lang: Lang) -> list[tuple[str, tuple[str, ...]]]:
+    """(word, the pronunciation it was aligned with) for each word of frame segments
+    `words` [(word, start, end)] and `phones` [(phone id, start, end)]: the phones inside the
+    word's span, optional silence left out; a word with no other phone is left out."""
+    result = []
+    for word, start, end in words:
+        inside = tuple(lang.phones[p] for p, s, e in phones if s >= start and e <= end and e > s)
+        if inside and not all(p == lang.optional_silence for p in inside):
+            result.append((word, tuple(p for p in inside if p != lang.optional_silence)))
+    return result
+
+
+def item_word_prons(alignment: dict, lang: Lang, num_frames: int, cut_start: float
+                    ) -> list[tuple[str, tuple[str, ...]]]:
+    """word_prons of a supervision's `ali_word` and `ali_phone` items; [] without them."""
+    if "ali_word" not in alignment or "ali_phone" not in alignment:
+        return []
+    phones = segments_from_items(alignment["ali_phone"], lang, num_frames, cut_start)
+    words = [(item.symbol, *item_frames(item, cut_start, num_frames)) for item in alignment["ali_word"]]
+    return word_prons(words, phones, lang)
 
 
 def consistent_starts(segments: list[tuple[int, int, int]], mono_ali: np.ndarray, topology: Topology

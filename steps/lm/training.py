@@ -1,0 +1,298 @@
+"""Training a teacher LM on one level's token corpus: batches, schedule, resumable epochs, held-out perplexity against the bigram anchor."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from steps.core import atomic
+from steps.core import checkpoint as ckpt_io
+from steps.core.atomic import write_text
+from steps.core.config import require, to_dict
+from steps.core.log import progress
+from steps.lm.bigram import Bigram, perplexity
+from steps.lm.model import KIND, ModelConfig, Specials, build_model, log_likelihood
+from steps.lm.tokens import read_corpus, read_tokens
+
+log = logging.getLogger(__name__)
+
+
+EXIT_WORSE_THAN_BIGRAM = 3
+
+
+@dataclass
+class TrainConfig:
+    batch_tokens: int = 4096  # padded positions per batch
+    max_steps: int = 1000
+    max_epochs: Optional[float] = None  # stop earlier if this many passes over train.txt are done
+    lr: float = 2e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio at max_steps
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    mask_prob: float = 0.15  # masked objective: share of unit positions predicted
+    valid_every: int = 250
+    valid_max_tokens: int = 50000  # held-out units used for the perplexity (first sentences)
+    save_every: int = 250
+    log_every: int = 25
+    seed: int = 1
+    # exit with status 3 when the teacher does not beat the bigram (tiny configs: false,
+    # they only warn)
+    fail_if_worse_than_bigram: bool = True
+
+    def __post_init__(self):
+        require(self.batch_tokens > 0, "batch_tokens", "must be positive")
+        require(self.max_steps > 0, "max_steps", "must be positive")
+        require(self.max_epochs is None or self.max_epochs > 0, "max_epochs", "must be positive")
+        require(self.lr > 0, "lr", "must be positive")
+        require(self.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+        require(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", "must be in [0, 1]")
+        require(0.0 < self.mask_prob < 1.0, "mask_prob", "must be in (0, 1)")
+        require(self.valid_every > 0 and self.save_every > 0 and self.log_every > 0,
+                "valid_every", "valid_every, save_every and log_every must be positive")
+        require(self.valid_max_tokens > 0, "valid_max_tokens", "must be positive")
+
+
+@dataclass
+class LmConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def model_length(num_units: int, config: ModelConfig) -> int:
+    """Positions a sentence of num_units takes in one training example."""
+    extra = 1 if config.objective == "causal" else 2  # causal: [bos] u (targets u [eos])
+    return min(num_units + extra, config.max_context)
+
+
+def epoch_batches(lengths: np.ndarray, batch_tokens: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Sentence indices per batch for one epoch: shuffled, then sorted by length within
+    pools of ~50 batches (little padding), batches shuffled. Deterministic in (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    pool = max(1, 50 * batch_tokens // max(1, int(lengths.mean())))
+    batches = []
+    for p in range(0, len(order), pool):
+        chunk = order[p:p + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        start = 0
+        for i in range(1, len(chunk) + 1):
+            if i == len(chunk) or (i > start and (i + 1 - start) * lengths[chunk[i]] > batch_tokens):
+                batches.append(chunk[start:i])
+                start = i
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def make_batch(sentences: Sequence[Sequence[int]], specials: Specials, config: ModelConfig,
+               mask_prob: float, rng: np.random.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(inputs [B, L], lengths [B], targets [B, L] with -100 where nothing is predicted)."""
+    context = config.max_context
+    examples = []
+    for units in sentences:
+        full = np.concatenate([[specials.bos], np.asarray(units, dtype=np.int64), [specials.eos]])
+        if config.objective == "causal":
+            width = min(len(full) - 1, context)
+            start = int(rng.integers(0, len(full) - 1 - width + 1))
+            inputs, targets = full[start:start + width], full[start + 1:start + width + 1]
+        else:
+            width = min(len(full), context)
+            start = int(rng.integers(0, len(full) - width + 1))
+            inputs = full[start:start + width].copy()
+            targets = np.full(width, -100, dtype=np.int64)
+            candidates = np.flatnonzero(inputs < specials.num_units)
+            chosen = candidates[rng.random(len(candidates)) < mask_prob]
+            if len(chosen) == 0 and len(candidates):
+                chosen = candidates[rng.integers(0, len(candidates), 1)]
+            targets[chosen] = inputs[chosen]
+            action = rng.random(len(chosen))  # BERT: 80% [mask], 10% random unit, 10% kept
+            inputs[chosen[action < 0.8]] = specials.mask
+            swap = chosen[(action >= 0.8) & (action < 0.9)]
+            inputs[swap] = rng.integers(0, specials.num_units, len(swap))
+        examples.append((inputs, targets))
+    width = max(len(i) for i, _ in examples)
+    x = torch.full((len(examples), width), specials.pad, dtype=torch.long)
+    y = torch.full((len(examples), width), -100, dtype=torch.long)
+    for b, (inputs, targets) in enumerate(examples):
+        x[b, :len(inputs)] = torch.from_numpy(inputs)
+        y[b, :len(targets)] = torch.from_numpy(targets)
+    return x, torch.tensor([len(i) for i, _ in examples]), y
+
+
+def learning_rate(step: int, config: TrainConfig) -> float:
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * progress))
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+
+
+def valid_subset(valid: list[list[int]], max_tokens: int) -> list[list[int]]:
+    subset, total = [], 0
+    for s in valid:
+        if subset and total + len(s) > max_tokens:
+            break
+        subset.append(s)
+        total += len(s)
+    return subset
+
+
+def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: bool,
+          device: torch.device, config_path: Path | None = None, inputs: dict | None = None) -> dict:
+    """Trains and evaluates one teacher; returns the perplexity report (also in exp_dir/ppl).
+    `inputs`: the fingerprint stored with the training state; --resume continues only from a
+    state with the same one."""
+    tc, mc = config.train, config.model
+    units = read_tokens(data_dir / "tokens.txt")
+    train_set = read_corpus(data_dir / "train.txt")
+    valid_set = valid_subset(read_corpus(data_dir / "valid.txt"), tc.valid_max_tokens)
+    num_units = len(units)
+    bad = [i for i, s in enumerate(train_set) if len(s) and (s.max() >= num_units or s.min() < 0)]
+    if bad:
+        raise ValueError(f"{data_dir}/train.txt: {len(bad)} sentences have ids outside "
+                         f"0..{num_units - 1} (first: line {bad[0] + 1})")
+    lengths = np.array([model_length(len(s), mc) for s in train_set])
+    long = sum(1 for s in train_set if len(s) + 2 > mc.max_context)
+    log.info("%s: %d units, %d train sentences (%d tokens, %d longer than the context of %d: "
+             "random crops), %d held-out sentences (%d tokens) for the perplexity",
+             level, num_units, len(train_set), sum(map(len, train_set)), long, mc.max_context,
+             len(valid_set), sum(map(len, valid_set)))
+
+    torch.manual_seed(tc.seed)
+    model = build_model(num_units, mc).to(device)
+    log.info("model: %d parameters, objective %s", sum(p.numel() for p in model.parameters()),
+             mc.objective)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr)
+    step, epoch, batch_index = 0, 0, 0
+    state_path = exp_dir / "checkpoint.pt"
+    state = ckpt_io.load(state_path, map_location=device) if resume and state_path.exists() else None
+    if state is not None and inputs is not None and state.get("fingerprint") != json.loads(json.dumps(inputs)):
+        log.info("--resume: %s was saved for other inputs or settings (%s); starting from scratch",
+                 state_path, "; ".join(atomic.fingerprint_changes(state.get("fingerprint"), inputs)[:4]))
+        state = None
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", state_path, step, epoch,
+                 batch_index)
+    elif resume and not state_path.exists():
+        log.info("--resume: no %s, starting from scratch", state_path)
+
+    def save_state():
+        ckpt_io.save({"kind": KIND + "_state", "level": level, "config": to_dict(config),
+                      "num_units": num_units, "state_dict": model.state_dict(),
+                      "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
+                      "batch_index": batch_index, "torch_rng": torch.get_rng_state(),
+                      "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                      "fingerprint": inputs}, state_path)
+
+    writer = _summary_writer(exp_dir / "tensorboard")
+    max_steps = tc.max_steps
+    if tc.max_epochs is not None:
+        per_epoch = len(epoch_batches(lengths, tc.batch_tokens, tc.seed, 0))
+        max_steps = min(max_steps, int(math.ceil(tc.max_epochs * per_epoch)))
+    batches = epoch_batches(lengths, tc.batch_tokens, tc.seed, epoch)
+    model.train()
+    started = time.time()
+    running, running_n = 0.0, 0
+    bar = progress(total=max_steps, initial=step, desc=f"train {level} LM", mininterval=2)
+    while step < max_steps:
+        if batch_index >= len(batches):
+            epoch, batch_index = epoch + 1, 0
+            batches = epoch_batches(lengths, tc.batch_tokens, tc.seed, epoch)
+        rng = np.random.default_rng([tc.seed, step, 1])
+        x, n, y = make_batch([train_set[i] for i in batches[batch_index]], model.specials, mc,
+                             tc.mask_prob, rng)
+        lr = learning_rate(step, tc)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits = model(x.to(device), n.to(device))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
+                               ignore_index=-100)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optimizer.step()
+        step += 1
+        batch_index += 1
+        running += float(loss)
+        running_n += 1
+        bar.update(1)
+        if step % tc.log_every == 0 or step == max_steps:
+            mean = running / running_n
+            bar.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.2e}", epoch=epoch)
+            if writer:
+                writer.add_scalar("train/loss", mean, step)
+                writer.add_scalar("train/lr", lr, step)
+            running, running_n = 0.0, 0
+        if step % tc.valid_every == 0 and step < max_steps:
+            ppl = perplexity(*log_likelihood(model, valid_set, device=device))
+            model.train()
+            log.info("step %d: held-out %s %.3f", step, _ppl_name(mc), ppl)
+            if writer:
+                writer.add_scalar("valid/ppl", ppl, step)
+        if step % tc.save_every == 0 and step < max_steps:
+            save_state()
+    bar.close()
+    save_state()
+    elapsed = time.time() - started
+    log.info("%d steps (epoch %d) in %.1f s this run", step, epoch, elapsed)
+
+    teacher_ll, events = log_likelihood(model, valid_set, device=device)
+    with_eos = mc.objective == "causal"
+    bigram_ll, bigram_events = Bigram.train(train_set, num_units).log_likelihood(valid_set, with_eos)
+    assert events == bigram_events, (events, bigram_events)
+    report = {
+        "level": level, "objective": mc.objective, "measure": _ppl_name(mc),
+        "teacher_ppl": perplexity(teacher_ll, events),
+        "bigram_ppl": perplexity(bigram_ll, bigram_events),
+        "bigram": "interpolated Kneser-Ney bigram on train.txt",
+        "valid_sentences": len(valid_set), "events": events,
+        "events_include_eos": with_eos, "steps": step, "epochs": round(step / max(1, len(batches)), 3),
+    }
+    report["teacher_beats_bigram"] = report["teacher_ppl"] < report["bigram_ppl"]
+    if writer:
+        writer.add_scalar("valid/ppl", report["teacher_ppl"], step)
+        writer.add_scalar("valid/bigram_ppl", report["bigram_ppl"], step)
+        writer.close()
+    write_text(exp_dir / "ppl", "".join(f"{k} {_fmt(v)}\n" for k, v in report.items()))
+    ckpt_io.save({"kind": KIND, "level": level, "config": to_dict(config), "num_units": num_units,
+                  "state_dict": model.state_dict(), "ppl": report}, exp_dir / "final.pt")
+    return report
+
+
+def _ppl_name(config: ModelConfig) -> str:
+    return "perplexity" if config.objective == "causal" else "pseudo-perplexity"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _summary_writer(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # training goes on without curves
+        log.warning("TensorBoard unavailable (%s); no curves written", e)
+        return None
+    return SummaryWriter(str(path))

@@ -1,0 +1,7 @@
+"""Scoring what the toolkit made against references.
+
+- wer.py         word error rate in Kaldi's compute-wer format; icefall's recogs and errs files
+- boundaries.py  word-boundary errors of an alignment against the corpus' true segments
+
+May import kaldialign, numpy and steps.core.
+"""
