@@ -32,7 +32,7 @@ Reasons (one token each, in the report file as `id reason`, with details in the 
                               (a channel of a stereo file may be another speaker)
     supervision-beyond-audio  a supervision that ends after its recording
     duplicate-id              an id seen before
-    synthesis-failed          no audio was made (see local/synth.py)
+    synthesis-failed          no audio was made (see local/synth/prepare.py)
 
 A recording that fails drops its supervisions (reported under their own ids when these
 differ from the recording's). Words missing from the lexicon are not checked here: the

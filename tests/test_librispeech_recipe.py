@@ -3,7 +3,7 @@
 The miniature has LibriSpeech's exact on-disk layout
 (LibriSpeech/<part>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac and
 <speaker>-<chapter>.trans.txt) for train-clean-100, dev-clean and test-clean, with speech
-synthesised by espeak-ng (local/synth.py) and, next to the transcripts, the true word
+synthesised by espeak-ng (local/synth) and, next to the transcripts, the true word
 boundaries in the `<speaker>-<chapter>.alignment.txt` format that lhotse reads (that of
 the LibriSpeech alignments of github.com/CorentinJ/librispeech-alignments). Also an LM
 corpus in librispeech-lm-norm's format and a lexicon in librispeech-lexicon.txt's.
@@ -32,6 +32,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
+from local.librispeech import __main__ as librispeech_cli
+from local.librispeech import lm_text as prepare_lm_text
+from local.synth import boundaries, espeak, render, voices
+from local.synth.config import SynthDataConfig
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "egs" / "librispeech" / "s5"
@@ -101,9 +106,6 @@ class Corpus:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Corpus:
-    from local import espeak, synth
-    from local.synth_config import SynthDataConfig
-
     try:
         engine = espeak.Espeak()
     except espeak.EspeakError as e:  # the Debian package espeak-ng is a prerequisite
@@ -114,13 +116,13 @@ def corpus(tmp_path_factory) -> Corpus:
     config.audio.noise_weights = {"pink": 1.0}
     config.audio.snr_db = [20.0, 30.0]
     config.audio.pause_prob = 0.2
-    citations = synth.Citations(engine)
+    citations = boundaries.Citations(engine)
     rng = random.Random(7)
     texts, truth, durations = {}, {}, {}
     for part, speakers in SPEAKERS.items():
         texts[RECIPE_PART[part]] = {}
         for spk, (chapters, voice) in speakers.items():
-            speaker = synth.Speaker(*voice)
+            speaker = voices.Speaker(*voice)
             for chapter in chapters:
                 directory = ls / part / spk / chapter
                 directory.mkdir(parents=True)
@@ -129,9 +131,9 @@ def corpus(tmp_path_factory) -> Corpus:
                 trans, ali = [], []
                 for i, text in enumerate(sentences):
                     utt_id = f"{spk}-{chapter}-{i:04d}"
-                    utt = synth.Utterance(utt_id, part, text, speaker)
-                    rendered = synth.render(engine, citations, utt, config, None)
-                    _, sup = synth.make_manifest_entries(utt, directory / f"{utt_id}.flac", rendered, SR)
+                    utt = render.Utterance(utt_id, part, text, speaker)
+                    rendered = render.render(engine, citations, utt, config, None)
+                    _, sup = render.make_manifest_entries(utt, directory / f"{utt_id}.flac", rendered, SR)
                     sf.write(directory / f"{utt_id}.flac", rendered.audio, SR, format="FLAC", subtype="PCM_16")
                     words = sup.alignment["word"]
                     texts[RECIPE_PART[part]][utt_id] = text
@@ -285,10 +287,6 @@ def test_data_prep_reports_what_lhotse_cannot_use(corpus, tmp_path, monkeypatch,
     corpus, the LM text falls back to the training transcripts, and says so."""
     from lhotse import SupervisionSet
 
-    monkeypatch.syspath_prepend(str(RECIPE / "local"))
-    import prepare_librispeech
-    import prepare_lm_text
-
     good = sorted((corpus.librispeech / "train-clean-100" / "1034" / "121119").glob("*.flac"))
     ls = tmp_path / "LibriSpeech"
     chapter = ls / "train-clean-100" / "19" / "198"
@@ -313,7 +311,7 @@ def test_data_prep_reports_what_lhotse_cannot_use(corpus, tmp_path, monkeypatch,
         f.write("20-1-0001 A CORRUPT FILE\n")
     out = tmp_path / "manifests"
     args = ["--corpus-dir", str(ls), "--out-dir", str(out), "--extra-parts", "--check-audio", "decode"]
-    assert prepare_librispeech.main(args) == 0
+    assert librispeech_cli.main(args) == 0
     log = capsys.readouterr().err
     assert "utterance by utterance" in log
     skipped = dict(line.split(" ", 1) for line in read_lines(out / "librispeech_skipped_train.txt"))
@@ -329,7 +327,7 @@ def test_data_prep_reports_what_lhotse_cannot_use(corpus, tmp_path, monkeypatch,
     assert [s.id for s in SupervisionSet.from_file(out / "librispeech_supervisions_dev.jsonl.gz")] == ["20-1-0000"]
 
     # Finished parts are not redone; the LM text without an LM corpus is the training text.
-    assert prepare_librispeech.main(args) == 0
+    assert librispeech_cli.main(args) == 0
     assert "nothing to do" in capsys.readouterr().err
     text_dir = tmp_path / "text"
     assert prepare_lm_text.main(["--lm-norm", str(tmp_path / "absent.txt.gz"), "--manifest-dir", str(out),

@@ -237,11 +237,11 @@ def test_entry_point_takes_paths_and_reports_every_bad_file(tmp_path, caplog):
 
 
 PREP = '''\
-"""A new corpus' stage 1: a tree of WAV files and a metadata table (id, file, speaker, text).
+"""A new corpus' stage 1: a WAV tree and metadata.tsv (id, file, speaker, text).
 
 Reads:  <corpus-dir>/metadata.tsv, <corpus-dir>/wavs/*.wav
 Writes: <out-dir>/mine_{recordings,supervisions}_train.jsonl.gz, mine_skipped_train.txt
-Example: python myprep.py --corpus-dir corpus --out-dir data/manifests
+Example: python -m local.mine --corpus-dir corpus --out-dir data/manifests
 """
 import argparse
 import sys
@@ -251,22 +251,27 @@ from local.manifest_checks import CorpusItem, Skipped, prepare_part
 from steps.core.log import setup_logging
 
 
+def prepare_mine(corpus_dir: Path, output_dir: Path) -> dict:
+    items, bad_rows = [], []
+    for number, row in enumerate((corpus_dir / "metadata.tsv").read_text().splitlines(), 1):
+        fields = row.split("\\t")
+        if len(fields) != 4:
+            bad_rows.append(Skipped(f"row{number}", "bad-metadata-row", row))
+            continue
+        utt, file, speaker, text = fields
+        items.append(CorpusItem(utt, corpus_dir / "wavs" / file, text.upper(), speaker))
+    done = prepare_part(items, output_dir, "mine", "train", sources=[__file__], skipped=bad_rows)
+    return {"train": {"recordings": done.recordings, "supervisions": done.supervisions}}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--corpus-dir", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
     args = parser.parse_args()
     setup_logging()
-    items, bad_rows = [], []
-    for number, row in enumerate((args.corpus_dir / "metadata.tsv").read_text().splitlines(), 1):
-        fields = row.split("\\t")
-        if len(fields) != 4:
-            bad_rows.append(Skipped(f"row{number}", "bad-metadata-row", row))
-            continue
-        utt, file, speaker, text = fields
-        items.append(CorpusItem(utt, args.corpus_dir / "wavs" / file, text.upper(), speaker))
-    done = prepare_part(items, args.out_dir, "mine", "train", sources=[__file__], skipped=bad_rows)
-    return 0 if len(done.recordings) else 1
+    manifests = prepare_mine(args.corpus_dir, args.out_dir)
+    return 0 if len(manifests["train"]["recordings"]) else 1
 
 
 if __name__ == "__main__":

@@ -1,38 +1,27 @@
-"""The synth corpus' sentence generator (egs/synth/s5/local/make_sentences.py)."""
+"""The synth corpus' sentence generator (local/synth/sentences.py, grammar.py)."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from local.synth import grammar as gram
+from local.synth import sentences as ms
+from local.synth.config import SynthDataConfig
+from steps.core.config import ConfigError, load_config
+
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "egs" / "synth" / "s5"
-GRAMMAR = RECIPE / "local" / "grammar"
-
-
-def _load_module():
-    name = "synth_make_sentences"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, RECIPE / "local" / "make_sentences.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
-ms = _load_module()
+GRAMMAR = gram.GRAMMAR_DIR
 
 
 @pytest.fixture(scope="module")
 def grammar():
-    return ms.load_grammar(GRAMMAR)
+    return gram.load_grammar(GRAMMAR)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +31,6 @@ def prons():
 
 @pytest.fixture(scope="module")
 def default_config():
-    from local.synth_config import SynthDataConfig
-    from steps.core.config import load_config
-
     return load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)
 
 
@@ -77,9 +63,8 @@ def test_default_config_sentences_use_most_of_the_vocabulary(grammar, prons, def
 
 
 def test_articles_agree_with_the_next_sound(prons):
-    g = ms.Grammar({"sentence": ms.Alt([1.0], [[ms.Word("a"), ms.Word("apple"), ms.Word("and"),
-                                                ms.Word("an"), ms.Word("banana"), ms.Word("a"),
-                                                ms.Word("hour")]])})
+    words = [gram.Word(w) for w in "a apple and an banana a hour".split()]
+    g = gram.Grammar({"sentence": gram.Alt([1.0], [words])})
     generator = ms.SentenceGenerator(g, prons, 1, 20, 10)
     assert generator.sentence(random.Random(0)) == "an apple and a banana an hour"
 
@@ -91,7 +76,7 @@ def test_grammar_syntax_recursion_and_errors(tmp_path):
         "<sentence> = i like <things> [0.2 very much] | /2/ ( eat | buy ) the @fruit ;\n"
         "# recursion: a list of fruit joined by and\n"
         "<things> = @fruit | @fruit and <things> ;\n")
-    g = ms.load_grammar(tmp_path)
+    g = gram.load_grammar(tmp_path)
     assert g.vocabulary() == sorted(["i", "like", "very", "much", "eat", "buy", "the", "apple",
                                      "pear", "green", "grapes", "and"])
     rng = random.Random(1)
@@ -105,11 +90,11 @@ def test_grammar_syntax_recursion_and_errors(tmp_path):
     assert 0.12 < with_much < 0.28  # [0.2 ...]
 
     (tmp_path / "g.grammar").write_text("<sentence> = <missing> ;\n")
-    with pytest.raises(ms.GrammarError, match="never defined"):
-        ms.load_grammar(tmp_path)
+    with pytest.raises(gram.GrammarError, match="never defined"):
+        gram.load_grammar(tmp_path)
     (tmp_path / "g.grammar").write_text("<sentence> = a <sentence> ;\n")
-    with pytest.raises(ms.GrammarError, match="never terminate"):
-        ms.load_grammar(tmp_path)
+    with pytest.raises(gram.GrammarError, match="never terminate"):
+        gram.load_grammar(tmp_path)
 
 
 def _write_config(path: Path, **text) -> Path:
@@ -119,6 +104,10 @@ def _write_config(path: Path, **text) -> Path:
     return path
 
 
+def _make_text(config: Path, out_dir: Path) -> dict:
+    return ms.prepare_text(load_config(config, SynthDataConfig), out_dir)
+
+
 def _read_part(path: Path) -> list[tuple[str, str]]:
     return [tuple(line.split(" ", 1)) for line in path.read_text().splitlines()]
 
@@ -126,8 +115,8 @@ def _read_part(path: Path) -> list[tuple[str, str]]:
 def test_outputs_are_deterministic_and_lm_text_excludes_dev_and_test(tmp_path):
     config = _write_config(tmp_path / "data.yaml")
     out1, out2 = tmp_path / "a", tmp_path / "b"
-    assert ms.main(["--config", str(config), "--out-dir", str(out1)]) == 0
-    assert ms.main(["--config", str(config), "--out-dir", str(out2)]) == 0
+    assert _make_text(config, out1)
+    assert _make_text(config, out2)
     for name in ("train.txt", "dev.txt", "test.txt", "lm_text.txt", "vocab.txt"):
         assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
     assert (out1 / ".done").is_file()
@@ -151,17 +140,14 @@ def test_outputs_are_deterministic_and_lm_text_excludes_dev_and_test(tmp_path):
 
     # A finished directory is left alone; a changed config makes it again.
     stamp = (out1 / "lm_text.txt").stat().st_mtime_ns
-    assert ms.main(["--config", str(config), "--out-dir", str(out1)]) == 0
+    assert _make_text(config, out1)
     assert (out1 / "lm_text.txt").stat().st_mtime_ns == stamp
     (tmp_path / "data.yaml").write_text(config.read_text().replace("seed: 7", "seed: 8"))
-    assert ms.main(["--config", str(config), "--out-dir", str(out1)]) == 0
+    assert _make_text(config, out1)
     assert (out1 / "train.txt").read_text() != (out2 / "train.txt").read_text()
 
 
 def test_configs_load_and_unknown_keys_are_rejected(tmp_path):
-    from local.synth_config import SynthDataConfig
-    from steps.core.config import ConfigError, load_config
-
     tiny = load_config(RECIPE / "conf" / "data_tiny.yaml", SynthDataConfig)
     default = load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)
     assert (tiny.text.num_train, tiny.text.num_dev, tiny.text.num_test) == (150, 20, 20)

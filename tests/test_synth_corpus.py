@@ -1,6 +1,7 @@
-"""The synth corpus' speech (local/espeak.py, local/synth.py): the espeak binding, speakers,
-true boundaries checked against the energy of real synthesised speech, and the manifests
-of a small corpus made through the job runner (validity, resume, determinism, bad input)."""
+"""The synth corpus' speech (local/synth: espeak.py, voices.py, boundaries.py, noise.py,
+render.py, prepare.py): the espeak binding, speakers, true boundaries checked against the
+energy of real synthesised speech, and the manifests of a small corpus made through the
+job runner (validity, resume, determinism, bad input)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from local import espeak
-from local import synth
-from local.synth_config import SynthDataConfig
+from local.synth import __main__ as cli
+from local.synth import boundaries, espeak, noise, render, voices
+from local.synth.config import PARTS, SynthDataConfig
 from steps.core.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,19 +55,19 @@ def test_espeak_binding(engine):
 def test_speakers_are_disjoint_between_parts():
     for name in ("data_default.yaml", "data_tiny.yaml"):
         config = load_config(RECIPE / "conf" / name, SynthDataConfig)
-        speakers = synth.make_speakers(config.speakers, config.seed)
-        voices = {p: {(s.accent, s.variant) for s in speakers[p]} for p in synth.PARTS}
-        assert [len(voices[p]) for p in synth.PARTS] == [
+        speakers = voices.make_speakers(config.speakers, config.seed)
+        pairs = {p: {(s.accent, s.variant) for s in speakers[p]} for p in PARTS}
+        assert [len(pairs[p]) for p in PARTS] == [
             config.speakers.num_train, config.speakers.num_dev, config.speakers.num_test]
-        assert not voices["train"] & voices["dev"]
-        assert not voices["train"] & voices["test"]
-        assert not voices["dev"] & voices["test"]
-        ids = [s.id for p in synth.PARTS for s in speakers[p]]
+        assert not pairs["train"] & pairs["dev"]
+        assert not pairs["train"] & pairs["test"]
+        assert not pairs["dev"] & pairs["test"]
+        ids = [s.id for p in PARTS for s in speakers[p]]
         assert len(set(ids)) == len(ids)
         # The same config gives the same speakers.
-        assert synth.make_speakers(config.speakers, config.seed) == speakers
+        assert voices.make_speakers(config.speakers, config.seed) == speakers
     default = load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)
-    train = synth.make_speakers(default.speakers, default.seed)["train"]
+    train = voices.make_speakers(default.speakers, default.seed)["train"]
     assert len(train) >= 60
     assert {s.accent for s in train} == set(default.speakers.accents)
     assert {s.variant for s in train} == set(default.speakers.variants)
@@ -115,11 +116,11 @@ def test_true_boundaries_match_the_energy_of_clean_speech(engine, voice, rate, t
     engine.set_parameter(espeak.RATE, rate)
     out = engine.synth(text)
     words = text.replace(",", "").split()
-    citations = synth.Citations(engine)
-    delay, gain = synth.variant_echo(engine.data_path(), variant, SR)
+    citations = boundaries.Citations(engine)
+    delay, gain = voices.variant_echo(engine.data_path(), variant, SR)
     assert (delay > 0) == (variant in ("m2", "f2")), "m2 and f2 have an echo, m1 m3 f1 none"
-    quiet = synth.quiet_samples(out.samples, delay, gain)
-    truth = synth.true_alignment(out.events, quiet, SR, words, [citations(accent, w) for w in words])
+    quiet = boundaries.quiet_samples(out.samples, delay, gain)
+    truth = boundaries.true_alignment(out.events, quiet, SR, words, [citations(accent, w) for w in words])
     segs = truth.words
     assert [s.symbol for s in segs] == [w.upper() for w in words]
     assert truth.mapping_cost / len(words) < 0.5
@@ -173,8 +174,8 @@ def test_grouped_words_are_split_by_their_own_phonemes(engine):
     text = "turn on the kitchen lights"
     out = engine.synth(text)
     words = text.split()
-    citations = synth.Citations(engine)
-    truth = synth.true_alignment(out.events, synth.quiet_samples(out.samples), SR, words,
+    citations = boundaries.Citations(engine)
+    truth = boundaries.true_alignment(out.events, boundaries.quiet_samples(out.samples), SR, words,
                                  [citations("en-us", w) for w in words])
     phone_events = {e.name: e.sample for e in out.events if e.type == espeak.EVENT_PHONEME}
     word_events = [e.sample for e in out.events if e.type == espeak.EVENT_WORD]
@@ -193,10 +194,10 @@ def test_rendered_audio_keeps_the_boundaries_after_resampling_and_padding(engine
     config = load_config(RECIPE / "conf" / "data_tiny.yaml", SynthDataConfig)
     config.audio.noise_weights = {"none": 1.0}
     config.audio.pause_prob = 1.0
-    speaker = synth.Speaker("en-us", "m4", 165, 50, 60)
-    utt = synth.Utterance("train-000001", "train", "SET THE TIMER FOR TWENTY MINUTES AND CALL MY MOTHER", speaker)
-    rendered = synth.render(engine, synth.Citations(engine), utt, config, None)
-    rec, sup = synth.make_manifest_entries(utt, Path("x.flac"), rendered, 16000)
+    speaker = voices.Speaker("en-us", "m4", 165, 50, 60)
+    utt = render.Utterance("train-000001", "train", "SET THE TIMER FOR TWENTY MINUTES AND CALL MY MOTHER", speaker)
+    rendered = render.render(engine, boundaries.Citations(engine), utt, config, None)
+    rec, sup = render.make_manifest_entries(utt, Path("x.flac"), rendered, 16000)
     x = rendered.audio
     assert rec.num_samples == len(x) and rec.sampling_rate == 16000
     words = sup.alignment["word"]
@@ -221,16 +222,16 @@ def test_rendered_audio_keeps_the_boundaries_after_resampling_and_padding(engine
 
 def test_noise_is_mixed_at_the_drawn_snr(engine):
     config = load_config(RECIPE / "conf" / "data_tiny.yaml", SynthDataConfig)
-    speaker = synth.Speaker("en", "m1", 170, 40, 50)
+    speaker = voices.Speaker("en", "m1", 170, 40, 50)
     for kind in ("white", "pink", "brown", "hum"):
         config.audio.noise_weights = {kind: 1.0}
-        utt = synth.Utterance(f"dev-{kind}", "dev", "WHAT IS THE WEATHER LIKE IN LONDON TODAY", speaker)
-        noisy = synth.render(engine, synth.Citations(engine), utt, config, None)
+        utt = render.Utterance(f"dev-{kind}", "dev", "WHAT IS THE WEATHER LIKE IN LONDON TODAY", speaker)
+        noisy = render.render(engine, boundaries.Citations(engine), utt, config, None)
         config.audio.noise_weights = {"none": 1.0}
-        clean = synth.render(engine, synth.Citations(engine), utt, config, None)
+        clean = render.render(engine, boundaries.Citations(engine), utt, config, None)
         assert noisy.info["noise"] == kind and len(noisy.audio) == len(clean.audio)
-        noise = noisy.audio - clean.audio
-        snr = 10 * np.log10(synth.active_power(clean.audio, 16000) / np.mean(noise.astype(np.float64) ** 2))
+        added = noisy.audio - clean.audio
+        snr = 10 * np.log10(noise.active_power(clean.audio, 16000) / np.mean(added.astype(np.float64) ** 2))
         assert config.audio.snr_db[0] - 0.5 <= snr <= config.audio.snr_db[1] + 0.5
         assert abs(snr - noisy.info["snr_db"]) < 0.3
 
@@ -266,7 +267,7 @@ def _run(tmp: Path, nj: int) -> subprocess.CompletedProcess:
 
 def _run_here(capsys, nj: int = 1) -> tuple[int, str]:
     """The same, in this process (no torch/lhotse start-up per run)."""
-    code = synth.main(["--config", "conf.yaml", "--text-dir", "data/text", "--out-dir", "data",
+    code = cli.main(["--config", "conf.yaml", "--text-dir", "data/text", "--out-dir", "data",
                        "--nj", str(nj)])
     return code, capsys.readouterr().err
 
@@ -364,15 +365,15 @@ def test_small_corpus_manifests_resume_and_bad_input(tmp_path, monkeypatch, caps
 def test_a_failed_synthesis_is_reported_not_fatal(tmp_path, monkeypatch, capsys):
     _make_inputs(tmp_path)
     monkeypatch.chdir(tmp_path)
-    real_render = synth.render
+    real_render = render.render
 
-    def render(engine, citations, utt, config, babble):
+    def fake_render(engine, citations, utt, config, babble):
         if utt.id == "dev-000002":
             raise RuntimeError("espeak said nothing")
         return real_render(engine, citations, utt, config, babble)
 
-    monkeypatch.setattr(synth, "render", render)
-    code = synth.main(["--config", "conf.yaml", "--text-dir", "data/text", "--out-dir", "data",
+    monkeypatch.setattr(render, "render", fake_render)
+    code = cli.main(["--config", "conf.yaml", "--text-dir", "data/text", "--out-dir", "data",
                        "--parts", "dev"])
     err = capsys.readouterr().err
     assert code == 0, err[-3000:]
@@ -380,4 +381,4 @@ def test_a_failed_synthesis_is_reported_not_fatal(tmp_path, monkeypatch, capsys)
     report = (tmp_path / "data" / "manifests" / "synth_skipped_dev.txt").read_text()
     assert report == "dev-000002 synthesis-failed\n"
     assert not (tmp_path / "data" / "manifests" / "synth_recordings_train.jsonl.gz").exists()
-    assert synth.main(["--config", "conf.yaml", "--text-dir", "nowhere", "--out-dir", "data"]) == 1
+    assert cli.main(["--config", "conf.yaml", "--text-dir", "nowhere", "--out-dir", "data"]) == 1

@@ -87,12 +87,12 @@ if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   download_opt=()
   if $download; then
     download_opt=(--download)
-    python local/download_lm.py --out-dir $lm_dir
+    python -m local.librispeech.download_lm --out-dir $lm_dir
   fi
-  python local/prepare_librispeech.py --corpus-dir $corpus_dir --out-dir data/manifests \
+  python -m local.librispeech --corpus-dir $corpus_dir --out-dir data/manifests \
     --train-parts $train_parts --extra-parts $extra_parts --check-audio $check_audio --nj $nj \
     "${download_opt[@]}" "${force_opt[@]}"
-  python local/prepare_lm_text.py --lm-norm $lm_norm --manifest-dir data/manifests --out-dir data/text \
+  python -m local.librispeech.lm_text --lm-norm $lm_norm --manifest-dir data/manifests --out-dir data/text \
     --fraction $lm_fraction "${force_opt[@]}"
 fi
 

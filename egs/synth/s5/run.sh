@@ -59,9 +59,7 @@ if $force; then force_opt=(--force); fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: sentences and synthetic speech -> data/text, data/audio, data/manifests"
-  python local/make_sentences.py --config $data_config --out-dir data/text "${force_opt[@]}"
-  python -m local.synth --config $data_config --text-dir data/text --out-dir data \
-    --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
+  python -m local.synth --config $data_config --out-dir data --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then

@@ -1,8 +1,8 @@
 """The synth corpus' data configuration (egs/synth/s5/conf/data_*.yaml).
 
-One file drives both halves of stage 1: the text generator
-(egs/synth/s5/local/make_sentences.py reads `seed` and `text`) and the synthesiser
-(local/synth.py reads `seed`, `speakers` and `audio`). Unknown keys are rejected by
+One file drives both halves of prepare_synth: the text generator
+(local/synth/sentences.py reads `seed` and `text`) and the synthesiser (the other modules
+of local/synth read `seed`, `speakers` and `audio`). Unknown keys are rejected by
 steps.config.load_config.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from steps.core.config import require
+
+PARTS = ("train", "dev", "test")
 
 
 @dataclass
@@ -26,8 +28,9 @@ class TextConfig:
     max_words: int = 18
     # Deepest rule nesting before the generator takes the shortest way out.
     max_depth: int = 14
-    # Grammar directory, relative to the config file's recipe (egs/synth/s5).
-    grammar_dir: str = "local/grammar"
+    # Grammar directory; empty: the grammar beside local/synth/grammar.py. A relative
+    # path is taken from the working directory (the recipe, when run.sh runs it).
+    grammar_dir: str = ""
 
     def __post_init__(self):
         for key in ("num_train", "num_dev", "num_test"):

@@ -1,5 +1,5 @@
-#!/usr/bin/env python3
-"""Stage 1 of egs/librispeech/s5: LibriSpeech -> the recipe's lhotse manifests.
+"""prepare_librispeech: LibriSpeech -> the recipe's lhotse manifests (stage 1 of
+egs/librispeech/s5).
 
 LibriSpeech parts are prepared by lhotse's own recipe (lhotse.recipes.librispeech:
 download_librispeech for the parts missing under --corpus-dir when --download is given,
@@ -12,7 +12,7 @@ prepare_librispeech for the manifests), then mapped to the recipe's parts:
     dev_other   dev-other     } --extra-parts (default both; dev_other and test_other
     test_other  test-other    } are scored like dev and test)
 
-Transcripts are normalised to the toolkit's conventions (local/librispeech_text.py:
+Transcripts are normalised to the toolkit's conventions (local/librispeech/text.py:
 LibriSpeech's own text passes unchanged). Word alignments found next to the transcripts
 (`<speaker>-<chapter>.alignment.txt`, the format lhotse reads, e.g. the Montreal Forced
 Aligner alignments of github.com/CorentinJ/librispeech-alignments, or --alignments-dir)
@@ -41,29 +41,41 @@ Writes: <out-dir>/librispeech_{recordings,supervisions}_<part>.jsonl.gz   recipe
                                                         inputs are unchanged)
         <out-dir>/.librispeech_<part>.done              the part's fingerprint and counts
 A part whose manifests exist and whose inputs (transcript files, options) did not change
-is not redone (--force redoes it).
+is not redone (force redoes it).
 
 Example (from egs/librispeech/s5):
-  python local/prepare_librispeech.py --corpus-dir /data/LibriSpeech --out-dir data/manifests \\
+  python -m local.librispeech --corpus-dir /data/LibriSpeech --out-dir data/manifests \\
       --train-parts train-clean-100 --extra-parts dev-other test-other --nj 8
+or in Python:
+  manifests = prepare_librispeech("/data/LibriSpeech", "data/manifests", nj=8)
+  manifests["train"]["recordings"], manifests["train"]["supervisions"]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
-from librispeech_text import ALL_PARTS, CORPUS, TRAIN_PARTS, normalise, recipe_parts
+from lhotse import load_manifest
+from lhotse.recipes import librispeech as lhotse_librispeech
 
-log = logging.getLogger("prepare_librispeech")
-VERSION = 1  # of what this program writes: a change redoes finished parts
+from local import manifest_checks
+from local.librispeech.text import ALL_PARTS, CORPUS, normalise, recipe_parts
+from local.manifest_checks import Skipped
+from steps.core import atomic
+
+log = logging.getLogger(__name__)
+VERSION = 1  # of what this module writes: a change redoes finished parts
+
+
+class LibriSpeechError(RuntimeError):
+    """The manifests could not be made (parts missing, a part with nothing usable)."""
 
 
 @dataclass
@@ -88,8 +100,6 @@ def transcript_files(part_dir: Path) -> list[Path]:
 def scan_transcripts(part_dir: Path) -> tuple[dict[str, str], list]:
     """utt id -> text of every usable transcript line of a part, and the lines that are
     not usable (blank, no words, an id seen before) as Skipped items."""
-    from local.manifest_checks import Skipped
-
     texts: dict[str, str] = {}
     problems: list[Skipped] = []
     seen: set[str] = set()
@@ -122,11 +132,9 @@ def fingerprint(corpus_dir: Path, ls_parts: list[str], options: dict) -> str:
     """A recipe part's inputs: its transcript files' bytes, the options, and the code that
     prepares and checks it (this program, its text normalisation, the shared checks: an
     edit redoes the part)."""
-    from local import manifest_checks
-
     digest = hashlib.sha256(json.dumps([VERSION, options, ls_parts], sort_keys=True).encode())
     here = Path(__file__).resolve().parent
-    for source in (here / "prepare_librispeech.py", here / "librispeech_text.py", Path(manifest_checks.__file__)):
+    for source in (here / "prepare.py", here / "text.py", Path(manifest_checks.__file__)):
         digest.update(source.read_bytes())
     for part in ls_parts:
         for trans in transcript_files(corpus_dir / part):
@@ -142,15 +150,13 @@ def with_lhotse(corpus_dir: Path, part: str, alignments_dir: Path, raw_dir: Path
     """lhotse's prepare_librispeech on one part: (recordings, supervisions), or None if it
     failed (logged). Its manifests in raw_dir are reused when they were made from the same
     inputs (stamp) and not force."""
-    from lhotse.recipes.librispeech import prepare_librispeech
-
     stamp_file = raw_dir / f".{CORPUS}_{part}.fingerprint"
     if force or not stamp_file.is_file() or stamp_file.read_text().strip() != stamp:
         stamp_file.unlink(missing_ok=True)
         for kind in ("recordings", "supervisions"):
             (raw_dir / f"{CORPUS}_{kind}_{part}.jsonl.gz").unlink(missing_ok=True)
     try:
-        manifests = prepare_librispeech(corpus_dir, alignments_dir=alignments_dir, dataset_parts=[part],
+        manifests = lhotse_librispeech.prepare_librispeech(corpus_dir, alignments_dir=alignments_dir, dataset_parts=[part],
                                         output_dir=raw_dir, num_jobs=nj)
         result = list(manifests[part]["recordings"]), list(manifests[part]["supervisions"])
         stamp_file.write_text(stamp + "\n")
@@ -164,10 +170,6 @@ def with_lhotse(corpus_dir: Path, part: str, alignments_dir: Path, raw_dir: Path
 def per_utterance(corpus_dir: Path, part: str, alignments_dir: Path, texts: dict[str, str], nj: int):
     """The part through lhotse's parse_utterance, one line at a time: (recordings,
     supervisions, Skipped items for the lines that raised)."""
-    from lhotse.recipes.librispeech import parse_alignments, parse_utterance
-
-    from local.manifest_checks import Skipped
-
     part_dir = corpus_dir / part
     tasks, queued = [], set()
     for trans in transcript_files(part_dir):
@@ -175,7 +177,7 @@ def per_utterance(corpus_dir: Path, part: str, alignments_dir: Path, texts: dict
         alignments = {}
         if ali_path.is_file():
             try:
-                alignments = parse_alignments(ali_path)
+                alignments = lhotse_librispeech.parse_alignments(ali_path)
             except Exception as e:
                 log.warning("%s: unreadable alignment file, its utterances get no reference alignment: %s: %s",
                             ali_path, type(e).__name__, e)
@@ -189,7 +191,7 @@ def per_utterance(corpus_dir: Path, part: str, alignments_dir: Path, texts: dict
     def parse(task):
         utt_id, alignments = task
         try:
-            return utt_id, parse_utterance(part_dir, f"{utt_id} {texts[utt_id]}", alignments), None
+            return utt_id, lhotse_librispeech.parse_utterance(part_dir, f"{utt_id} {texts[utt_id]}", alignments), None
         except Exception as e:
             return utt_id, None, f"{type(e).__name__}: {str(e)[:300]}"
 
@@ -207,8 +209,6 @@ def per_utterance(corpus_dir: Path, part: str, alignments_dir: Path, texts: dict
 def reconcile(part_dir: Path, texts: dict[str, str], reported: set[str], made: set[str]) -> list:
     """Skipped items for the transcript lines that got no recording and the audio files
     that no transcript line names."""
-    from local.manifest_checks import Skipped
-
     skipped = []
     for utt_id in texts:
         if utt_id in made or utt_id in reported:
@@ -300,8 +300,6 @@ def read_stamp(out_dir: Path, part: str) -> dict:
 
 def write_recipe_part(out_dir: Path, part: str, pieces: list[PartData], decode: bool) -> dict:
     """Checks, reports and writes one recipe part made of LibriSpeech parts' data."""
-    from local import manifest_checks
-
     recordings = [r for p in pieces for r in p.recordings]
     supervisions = [s for p in pieces for s in p.supervisions]
     recs, sups, skipped = manifest_checks.check_manifests(recordings, supervisions, decode=decode)
@@ -327,20 +325,16 @@ def ensure_parts(corpus_dir: Path, parts: list[str], download: bool) -> None:
     if not missing:
         return
     if not download:
-        raise SystemExit(f"prepare_librispeech: {', '.join(missing)} not found under {corpus_dir}; "
-                         "give the directory that holds them (--corpus-dir) or --download")
+        raise LibriSpeechError(f"{', '.join(missing)} not found under {corpus_dir}; "
+                               "give the directory that holds them (--corpus-dir) or --download")
     if corpus_dir.name != "LibriSpeech":
-        raise SystemExit(f"prepare_librispeech: --download needs --corpus-dir to end in LibriSpeech "
-                         f"(lhotse unpacks the parts into <dir>/LibriSpeech), got {corpus_dir}")
-    from lhotse.recipes.librispeech import download_librispeech
-
+        raise LibriSpeechError(f"--download needs --corpus-dir to end in LibriSpeech "
+                               f"(lhotse unpacks the parts into <dir>/LibriSpeech), got {corpus_dir}")
     log.info("downloading %s into %s (openslr.org resource 12)", " ".join(missing), corpus_dir.parent)
-    download_librispeech(corpus_dir.parent, dataset_parts=missing)
+    lhotse_librispeech.download_librispeech(corpus_dir.parent, dataset_parts=missing)
 
 
 def write_alignment_summary(out_dir: Path, parts: list[str]) -> None:
-    from steps.core import atomic
-
     lines = []
     for part in parts:
         count = read_stamp(out_dir, part).get("counts", {}).get("word_alignments", 0)
@@ -349,33 +343,28 @@ def write_alignment_summary(out_dir: Path, parts: list[str]) -> None:
     atomic.write_text(out_dir / f"{CORPUS}_word_alignments.txt", "".join(lines))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from steps.core import atomic
-    from steps.core.log import setup_logging
+def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path,
+                        train_parts: Sequence[str] = ("train-clean-100",),
+                        extra_parts: Sequence[str] = ("dev-other", "test-other"),
+                        alignments_dir: str | Path | None = None, download: bool = False,
+                        check_audio: str = "header", nj: int = 1, force: bool = False) -> dict[str, dict]:
+    """The recipe's parts (see the module docstring) under output_dir, each skipped when
+    made from the same inputs (force redoes it).
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus-dir", required=True, type=Path,
-                        help="the LibriSpeech directory (holds train-clean-100/, dev-clean/, ...)")
-    parser.add_argument("--out-dir", required=True, type=Path, help="e.g. data/manifests")
-    parser.add_argument("--train-parts", nargs="+", default=["train-clean-100"], choices=TRAIN_PARTS)
-    parser.add_argument("--extra-parts", nargs="*", default=["dev-other", "test-other"],
-                        choices=["dev-other", "test-other"])
-    parser.add_argument("--alignments-dir", type=Path, default=None,
-                        help="tree of <speaker>-<chapter>.alignment.txt files (default: --corpus-dir)")
-    parser.add_argument("--download", action="store_true",
-                        help="download the parts missing under --corpus-dir (lhotse's download_librispeech)")
-    parser.add_argument("--check-audio", choices=["header", "decode"], default="header",
-                        help="header: open every file's header (fast); decode: read every file to the end")
-    parser.add_argument("--nj", type=int, default=1, help="threads for lhotse's preparation")
-    parser.add_argument("--force", action="store_true", help="redo finished parts")
-    args = parser.parse_args(argv)
-    setup_logging()
-
-    parts = recipe_parts(args.train_parts, args.extra_parts)
-    corpus_dir, out_dir = args.corpus_dir, args.out_dir
-    alignments_dir = args.alignments_dir or corpus_dir
+    corpus_dir: the LibriSpeech directory (holds train-clean-100/, dev-clean/, ...);
+    alignments_dir: a tree of <speaker>-<chapter>.alignment.txt files (default corpus_dir);
+    download: fetch the parts missing under corpus_dir (lhotse's download_librispeech);
+    check_audio: "header" opens every file's header, "decode" reads every file to the end;
+    nj: threads for lhotse's preparation.
+    Returns {part: {"recordings": RecordingSet, "supervisions": SupervisionSet}}. Raises
+    LibriSpeechError when parts are missing or a part has no usable utterance."""
+    if check_audio not in ("header", "decode"):
+        raise ValueError(f"check_audio must be header or decode, got {check_audio!r}")
+    parts = recipe_parts(list(train_parts), list(extra_parts))
+    corpus_dir, out_dir = Path(corpus_dir), Path(output_dir)
+    alignments_dir = Path(alignments_dir) if alignments_dir else corpus_dir
     options = {"corpus_dir": str(corpus_dir), "alignments_dir": str(alignments_dir),
-               "check_audio": args.check_audio}
+               "check_audio": check_audio}
     started = time.time()
     todo = {}
     for part, ls_parts in parts.items():
@@ -383,31 +372,27 @@ def main(argv: list[str] | None = None) -> int:
         if all((corpus_dir / p).is_dir() for p in ls_parts):
             stamp = fingerprint(corpus_dir, ls_parts, options)
             done = all(p.is_file() for p in manifest_paths(out_dir, part))
-            if done and not args.force and read_stamp(out_dir, part).get("fingerprint") == stamp:
+            if done and not force and read_stamp(out_dir, part).get("fingerprint") == stamp:
                 log.info("%s: manifests exist, nothing to do (--force redoes them)", part)
                 continue
         todo[part] = stamp
     if todo:
         ensure_parts(corpus_dir, sorted({p for part in todo for p in parts[part]}, key=ALL_PARTS.index),
-                     args.download)
+                     download)
     raw_dir = out_dir / "lhotse"
     for part, stamp in todo.items():
         stamp = stamp or fingerprint(corpus_dir, parts[part], options)
         stamp_path(out_dir, part).unlink(missing_ok=True)
         log.info("%s: from %s", part, " + ".join(parts[part]))
-        pieces = [prepare_part(corpus_dir, p, alignments_dir, raw_dir, args.nj, options, args.force)
+        pieces = [prepare_part(corpus_dir, p, alignments_dir, raw_dir, nj, options, force)
                   for p in parts[part]]
         try:
-            counts = write_recipe_part(out_dir, part, pieces, decode=args.check_audio == "decode")
+            counts = write_recipe_part(out_dir, part, pieces, decode=check_audio == "decode")
         except RuntimeError as e:
-            log.error("%s", e)
-            return 1
+            raise LibriSpeechError(str(e)) from e
         atomic.write_text(stamp_path(out_dir, part), json.dumps(
             {"fingerprint": stamp, "librispeech_parts": parts[part], "counts": counts}) + "\n")
     write_alignment_summary(out_dir, list(parts))
     log.info("manifests of %s in %s (%.1f s)", " ".join(parts), out_dir, time.time() - started)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return {part: {"recordings": load_manifest(rec), "supervisions": load_manifest(sup)}
+            for part in parts for rec, sup in [manifest_paths(out_dir, part)]}

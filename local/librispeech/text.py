@@ -1,7 +1,6 @@
 """LibriSpeech's part names, how the recipe maps them to its own, and text normalisation.
 
-Imported by the recipe's local/ programs (they run as `python local/<name>.py`, so this
-directory is on sys.path).
+Shared by local/librispeech/prepare.py (transcripts) and lm_text.py (the LM text).
 
 Normalisation (the toolkit's conventions, which are LibriSpeech's own style): accents
 folded (NFKD, combining marks dropped), UPPERCASE, every character other than A-Z and
