@@ -53,6 +53,7 @@ import soundfile as sf
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
 from steps.core import atomic
+from steps.data.manifests import manifest_paths
 
 log = logging.getLogger(__name__)
 
@@ -402,11 +403,6 @@ class PreparedPart:
     supervisions: SupervisionSet
     skipped: list[Skipped] = field(default_factory=list)
     redone: bool = True  # False: the part was up to date and read back from disk
-
-
-def manifest_paths(manifest_dir: str | Path, corpus: str, part: str) -> tuple[Path, Path]:
-    d = Path(manifest_dir)
-    return (d / f"{corpus}_recordings_{part}.jsonl.gz", d / f"{corpus}_supervisions_{part}.jsonl.gz")
 
 
 def read_skipped_report(path: str | Path) -> list[Skipped]:

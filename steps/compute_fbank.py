@@ -51,18 +51,10 @@ from steps.core import atomic
 from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
 from steps.core.log import progress, setup_logging
 from steps.data.fbank import KnfFbank, KnfFbankConfig
+from steps.data.manifests import cuts_path, manifest_paths
 
 log = logging.getLogger(__name__)
 SPEED_FACTORS = (0.9, 1.1)
-
-
-def manifest_paths(manifest_dir: Path, corpus: str, part: str) -> tuple[Path, Path]:
-    return (manifest_dir / f"{corpus}_recordings_{part}.jsonl.gz",
-            manifest_dir / f"{corpus}_supervisions_{part}.jsonl.gz")
-
-
-def cuts_path(out_dir: Path, corpus: str, part: str) -> Path:
-    return out_dir / f"{corpus}_cuts_{part}.jsonl.gz"
 
 
 def feats_dir(out_dir: Path, corpus: str, part: str) -> Path:

@@ -11,7 +11,7 @@ from lhotse.utils import fastcopy
 
 from steps.am.data import (AmDataset, CutStore, SpecAugmentConfig, expand_soft_labels,
                            make_sampler, senone_targets, spec_augment)
-from steps.bench.bench_am import make_synthetic_am_data
+from steps.toy.am_data import make_synthetic_am_data
 from steps.kd.soft_labels import SoftLabels, load_soft_labels
 
 

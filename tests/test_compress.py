@@ -20,7 +20,7 @@ from lhotse import CutSet, Recording
 
 from steps.core import checkpoint as ckpt_io
 from steps.am.model import AcousticModel, ModelConfig, checkpoint_dict
-from steps.bench.bench_am import make_synthetic_am_data
+from steps.toy.am_data import make_synthetic_am_data
 from steps.compress.config import DistillLossConfig, StudentModelConfig, TeacherConfig
 from steps.compress.layer_cache import check_dump, dump_layers, load_layers, teacher_record
 from steps.compress.losses import distill_loss, layer_losses

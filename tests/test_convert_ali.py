@@ -11,7 +11,8 @@ import pytest
 from lhotse import CutSet, NumpyHdf5Writer
 
 from steps import acc_tree_stats, build_tree, convert_ali
-from steps.bench.bench_tree import toy_cut, toy_topology, toy_utterance, write_toy_cuts, write_toy_lang
+from steps.toy.tree_data import toy_cut, toy_topology, toy_utterance, write_toy_cuts
+from steps.toy.decode_graphs import write_toy_lang
 from steps.lang.lexicon import Lang
 from steps.tree.decision_tree import Tree
 from steps.tree.building import load_stats

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from steps.bench.bench_decode import peaked_scores, senone_path, toy_graph, toy_topology
+from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph
+
+from steps.toy.tree_data import toy_topology
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
 from steps.scoring.wer import read_wer
 

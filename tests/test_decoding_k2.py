@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from steps.bench.bench_decode import peaked_scores, senone_path, toy_graph, toy_topology
+from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph
+
+from steps.toy.tree_data import toy_topology
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.lattice import LatticeOptions, best_path, dense_scores, nbest, search
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
@@ -129,8 +131,7 @@ ngram 2=5
 @pytest.fixture(scope="module")
 def arpa_world(tmp_path_factory):
     """The toy graph from the toy ARPA bigram, and a second LM that prefers BAD to BAT."""
-    from steps.bench.bench_decode import TOY_ARPA
-
+    from steps.toy.decode_graphs import TOY_ARPA
     work = tmp_path_factory.mktemp("k2rescore")
     graph_dir, lang, tree = toy_graph(work)
     (work / "new.arpa").write_text(NEW_ARPA)

@@ -15,7 +15,7 @@ from torch import nn
 from steps.core import checkpoint as ckpt_io
 from steps.am.dmoe import DmoeConfig, MoeLayer, capped_gates, moe_layers
 from steps.am.model import AcousticModel, ModelConfig, parameter_summary
-from steps.bench.bench_am import make_synthetic_am_data
+from steps.toy.am_data import make_synthetic_am_data
 from steps.core.config import ConfigError, from_dict
 from steps.train_am import main
 

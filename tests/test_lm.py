@@ -12,7 +12,7 @@ import torch
 
 from steps import lm_tokens
 from steps.lm import tokens as lt
-from steps.bench.bench_soft_labels import ToyWorld
+from steps.toy.alignments import ToyWorld
 from steps.lm.bigram import Bigram
 from steps.core.config import load_config
 from steps.lm.model import (ModelConfig, build_model, causal_windows, log_likelihood,
@@ -219,8 +219,7 @@ def test_senone_corpus_follows_the_tree(world, tmp_path):
 
 def _phone_corpus(world, root: Path, num_words: int = 20, num_sentences: int = 1000) -> Path:
     """The phone corpus of sentences over a few of the world's words."""
-    from steps.bench.bench_soft_labels import toy_sentences
-
+    from steps.toy.alignments import toy_sentences
     out = root / "lm_phone"
     text = root / "text.txt"
     words = sorted(w for w in world.lang.lexicon if w[0].isalpha())[:num_words]

@@ -12,7 +12,9 @@ import kaldifst
 import numpy as np
 import pytest
 
-from steps.bench.bench_decode import (ToyTree, senone_path, toy_graph, toy_topology, write_toy_lang)
+from steps.toy.decode_graphs import ToyTree, senone_path, toy_graph, write_toy_lang
+
+from steps.toy.tree_data import toy_topology
 from steps.hmm.context import phone_contexts
 from steps.graph.context_fst import HmmInventory, context_fst
 from steps.graph.fst_arrays import ArcFst, kaldifst_from_text, project_output
@@ -223,8 +225,7 @@ def test_fst_arrays_round_trip():
 
 def test_mkgraph_program_writes_outputs_and_skips_when_up_to_date(tmp_path, monkeypatch):
     from steps import mkgraph
-    from steps.bench.bench_decode import write_toy_arpa_g
-
+    from steps.toy.decode_graphs import write_toy_arpa_g
     lang = write_toy_lang(tmp_path / "lang")
     write_toy_arpa_g(tmp_path / "lm", tmp_path / "lang")
     (tmp_path / "topology.json").write_text(json.dumps(toy_topology(lang).to_dict()))

@@ -19,7 +19,7 @@ from lhotse.utils import fastcopy
 
 from steps import dump_soft_labels as dump
 from steps import prepare_plm_teacher, train_am
-from steps.bench.bench_soft_labels import ToyWorld
+from steps.toy.alignments import ToyWorld
 from steps.kd import alignment_tokens
 from steps.kd import soft_labels as sl
 from steps.kd.plm_text import Normalisation, choose_normalisation

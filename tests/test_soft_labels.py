@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from steps import dump_soft_labels as dump
-from steps.bench.bench_soft_labels import ToyWorld
+from steps.toy.alignments import ToyWorld
 from steps.core import checkpoint as ckpt_io
 from steps.kd import alignment_tokens
 from steps.kd import soft_labels as sl

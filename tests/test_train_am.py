@@ -17,7 +17,7 @@ import torch
 from lhotse import CutSet
 
 from steps.core import checkpoint as ckpt_io
-from steps.bench.bench_am import make_synthetic_am_data
+from steps.toy.am_data import make_synthetic_am_data
 from steps.core.config import ConfigError
 from steps.am.scorer import load_scorer
 from steps.train_am import load_am_config, main

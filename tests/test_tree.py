@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from steps.bench.bench_tree import synthetic_stats
+from steps.toy.tree_data import synthetic_stats
 from steps.build_tree import make_roots
 from steps.tree.decision_tree import EDGE, Question, Tree
 from steps.tree.building import (BuildOptions, RootSpec, TreeStats, accumulate, build, cluster_phones,

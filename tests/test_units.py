@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steps.bench.bench_tree import toy_features, toy_topology, toy_utterance, write_toy_lang
+from steps.toy.tree_data import toy_features, toy_topology, toy_utterance
+
+from steps.toy.decode_graphs import write_toy_lang
 from steps.build_tree import make_questions, make_roots, read_extra_questions
 from steps.hmm.context import phone_contexts
 from steps.tree.building import BuildOptions, accumulate, build, merge_stats

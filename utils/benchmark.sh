@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark script (steps/bench/bench_*.py) and writes BENCHMARKS.md: the
+# Runs every benchmark script (utils/bench/bench_*.py) and writes BENCHMARKS.md: the
 # figures each prints, with the machine, the date and the commit; then (--recipe-runs
 # true) the wall and CPU time of a full tiny run (run.sh --config conf/tiny.conf) and of
 # stages 1-7 of the default run, each in a fresh copy of the recipe. A summary at the top
@@ -56,19 +56,19 @@ trap 'rm -rf "$tmp"' EXIT
 : > "$tmp/report.md"
 
 failed=0
-for script in steps/bench/bench_*.py; do
+for script in utils/bench/bench_*.py; do
   name=$(basename "$script" .py)
   echo "$(date '+%H:%M:%S') $name ${args[$name]:-}" >&2
   {
     echo "## $name"
     echo
-    echo "\`python -m steps.bench.$name ${args[$name]:-}\`"
+    echo "\`utils/bench/$name.py ${args[$name]:-}\`"
     echo
     echo '```'
   } >> "$tmp/report.md"
   start=$(date +%s)
   # shellcheck disable=SC2086
-  if $python -m steps.bench.$name ${args[$name]:-} > "$tmp/$name.out" 2> "$tmp/$name.err"; then
+  if $python utils/bench/$name.py ${args[$name]:-} > "$tmp/$name.out" 2> "$tmp/$name.err"; then
     cat "$tmp/$name.out" >> "$tmp/report.md"
   else
     rc=$?

@@ -69,6 +69,7 @@ from local import manifest_checks
 from local.librispeech.text import ALL_PARTS, CORPUS, normalise, recipe_parts
 from local.manifest_checks import Skipped
 from steps.core import atomic
+from steps.data.manifests import manifest_paths
 
 log = logging.getLogger(__name__)
 VERSION = 1  # of what this module writes: a change redoes finished parts
@@ -283,10 +284,6 @@ def prepare_part(corpus_dir: Path, part: str, alignments_dir: Path, raw_dir: Pat
 
 # ---------------------------------------------------------------- recipe parts
 
-def manifest_paths(out_dir: Path, part: str) -> tuple[Path, Path]:
-    return (out_dir / f"{CORPUS}_recordings_{part}.jsonl.gz", out_dir / f"{CORPUS}_supervisions_{part}.jsonl.gz")
-
-
 def stamp_path(out_dir: Path, part: str) -> Path:
     return out_dir / f".{CORPUS}_{part}.done"
 
@@ -308,7 +305,7 @@ def write_recipe_part(out_dir: Path, part: str, pieces: list[PartData], decode: 
         skipped, manifest_checks.skipped_report_path(out_dir, CORPUS, part), CORPUS, part,
         total=sum(p.seen for p in pieces))
     # LibriSpeech ids are unique across its parts: the manifests are sorted by them.
-    rec_path, sup_path = manifest_paths(out_dir, part)
+    rec_path, sup_path = manifest_paths(out_dir, CORPUS, part)
     recs, sups = manifest_checks.write_manifests(recs, sups, rec_path, sup_path, part)
     hours = sum(r.duration for r in recs) / 3600
     with_ali = sum(1 for s in sups if s.alignment and "word" in s.alignment)
@@ -371,7 +368,7 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path,
         stamp = None
         if all((corpus_dir / p).is_dir() for p in ls_parts):
             stamp = fingerprint(corpus_dir, ls_parts, options)
-            done = all(p.is_file() for p in manifest_paths(out_dir, part))
+            done = all(p.is_file() for p in manifest_paths(out_dir, CORPUS, part))
             if done and not force and read_stamp(out_dir, part).get("fingerprint") == stamp:
                 log.info("%s: manifests exist, nothing to do (--force redoes them)", part)
                 continue
@@ -395,4 +392,4 @@ def prepare_librispeech(corpus_dir: str | Path, output_dir: str | Path,
     write_alignment_summary(out_dir, list(parts))
     log.info("manifests of %s in %s (%.1f s)", " ".join(parts), out_dir, time.time() - started)
     return {part: {"recordings": load_manifest(rec), "supervisions": load_manifest(sup)}
-            for part in parts for rec, sup in [manifest_paths(out_dir, part)]}
+            for part in parts for rec, sup in [manifest_paths(out_dir, CORPUS, part)]}

@@ -61,10 +61,10 @@ from local.synth.noise import LazyBabble
 from local.synth.render import Utterance
 from local.synth.sentences import prepare_text
 from local.synth.voices import Speaker, make_speakers
-from steps.core import atomic
-from steps.core import jobs
+from steps.core import atomic, jobs
 from steps.core.config import load_config
 from steps.core.log import progress
+from steps.data.manifests import manifest_paths
 
 log = logging.getLogger(__name__)
 
@@ -204,11 +204,6 @@ def synthesize_share(config: SynthDataConfig, plans: dict[str, list[Utterance]],
     return counts
 
 
-def manifest_paths(out_dir: Path, part: str) -> tuple[Path, Path]:
-    m = out_dir / "manifests"
-    return (m / f"{CORPUS}_recordings_{part}.jsonl.gz", m / f"{CORPUS}_supervisions_{part}.jsonl.gz")
-
-
 def part_marker_dir(out_dir: Path, part: str) -> Path:
     return out_dir / "manifests" / f".{CORPUS}_{part}"
 
@@ -224,7 +219,7 @@ def part_fingerprint(config: SynthDataConfig, text_dir: Path, part: str) -> dict
 
 def part_done(out_dir: Path, part: str, stamp: dict, force: bool = False) -> bool:
     """The part's manifests exist and were made from the same inputs (logs why not)."""
-    return atomic.up_to_date(part_marker_dir(out_dir, part), stamp, force, manifest_paths(out_dir, part),
+    return atomic.up_to_date(part_marker_dir(out_dir, part), stamp, force, manifest_paths(out_dir / "manifests", CORPUS, part),
                              what=f"{CORPUS} {part} manifests", logger=log)
 
 
@@ -257,7 +252,7 @@ def write_part_manifests(plan: list[Utterance], duplicates: list[str], out_dir: 
     manifest_checks.write_skipped_report(
         skipped, manifest_checks.skipped_report_path(manifest_dir, CORPUS, part), CORPUS, part,
         total=len(plan) + len(duplicates))
-    rec_path, sup_path = manifest_paths(out_dir, part)
+    rec_path, sup_path = manifest_paths(out_dir / "manifests", CORPUS, part)
     recs, sups = manifest_checks.write_manifests(recs, sups, rec_path, sup_path, part)
     hours = sum(r.duration for r in recs) / 3600
     log.info("%s: %d utterances, %.2f h, %d speakers -> %s, %s", part, len(recs), hours,
@@ -269,7 +264,7 @@ def write_part_manifests(plan: list[Utterance], duplicates: list[str], out_dir: 
 
 def read_part(out_dir: Path, part: str) -> dict:
     """A finished part's manifests, as prepare_synth returns them."""
-    rec_path, sup_path = manifest_paths(out_dir, part)
+    rec_path, sup_path = manifest_paths(out_dir / "manifests", CORPUS, part)
     return {"recordings": load_manifest(rec_path), "supervisions": load_manifest(sup_path)}
 
 
@@ -321,7 +316,7 @@ def _make_parts(config: str | Path, cfg: SynthDataConfig, text_dir: Path, out_di
         # Unfinished until its manifests are rewritten; the old ones go first, since the
         # audio they point at may be remade.
         atomic.clear_done(part_marker_dir(out_dir, part))
-        atomic.remove(*manifest_paths(out_dir, part))
+        atomic.remove(*manifest_paths(out_dir / "manifests", CORPUS, part))
     started = time.time()
     plans, duplicates = build_plans(cfg, text_dir, parts)
     if nj > 1:

@@ -29,7 +29,7 @@ and mel matrix (knf.FeatureWindowFunction, knf.MelBanks.get_matrix), torch's rea
 knf's log floor. It agrees with OnlineFbank to within 1e-3 in the log domain (float32
 FFTs of different libraries), below lilcom's storage error, and is at least as fast as
 lhotse's Fbank. Other options (dither, use_energy) and utterances shorter than one frame
-window go through OnlineFbank. steps/bench/bench_fbank.py measures both.
+window go through OnlineFbank. utils/bench/bench_fbank.py measures both.
 """
 
 from __future__ import annotations

@@ -12,10 +12,15 @@ be shared): seconds of audio per wall second, and each speed as a ratio to lhots
 anchor (aim: ours >= 1.0). A second table does the whole per-cut pipeline (load the wav,
 extract, lilcom_chunky write) through lhotse's cut.compute_and_store_features.
 
-    python -m steps.bench.bench_fbank [--minutes 2] [--utt-seconds 5] [--rounds 5]
+    utils/bench/bench_fbank.py [--minutes 2] [--utt-seconds 5] [--rounds 5]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for `steps`
 
 import argparse
 import tempfile

@@ -14,11 +14,16 @@ Prints, for the trained monophone alignment model of a recipe (exp/mono/final.pt
     their ratio to the reference's in the same run, and the share of word boundaries within
     20 ms and 50 ms. Needs only stages 1-3 (data/fbank, data/lang).
 
-    python -m steps.bench.bench_align --recipe egs/synth/s5 [--part dev] [--nj 2] \
+    utils/bench/bench_align.py --recipe egs/synth/s5 [--part dev] [--nj 2] \
         [--mono-config conf/mono.yaml] [--reference-config conf/mono_reference.yaml] [--rounds 1]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for `steps`
 
 import argparse
 import json
@@ -34,13 +39,13 @@ import torch
 from lhotse import CutSet
 
 from steps.core import checkpoint
+from steps.data.utterances import load_utterances
 from steps.hmm.align_model import model_from_checkpoint
+from steps.hmm.mono_training import align_utterances
+from steps.hmm.topology import Topology
+from steps.hmm.training_graph import TrainingGraphCompiler
 from steps.lang.lexicon import Lang
 from steps.scoring.boundaries import score_cuts
-from steps.hmm.topology import Topology
-from steps.hmm.mono_training import align_utterances
-from steps.hmm.training_graph import TrainingGraphCompiler
-from steps.data.utterances import load_utterances
 
 REPO = Path(__file__).resolve().parents[2]
 

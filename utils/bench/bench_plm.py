@@ -11,10 +11,15 @@ Prints:
    utterances, without an auxiliary head (baseline), with a full 50,257-way head and with
    the top-k-restricted head (output: topk, k = 8), one thread.
 
-    python -m steps.bench.bench_plm [--tokens 1000] [--masked-tokens 100] [--frames 6000]
+    utils/bench/bench_plm.py [--tokens 1000] [--masked-tokens 100] [--frames 6000]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for `steps`
 
 import argparse
 import tempfile

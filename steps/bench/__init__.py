@@ -1,1 +1,0 @@
-"""Benchmarks: scripts that print figures (python -m steps.bench.X). utils/benchmark.sh runs them all."""
