@@ -66,12 +66,15 @@ from pathlib import Path
 
 import numpy as np
 
+from steps.am.scorer import load_scorer
 from steps.core import atomic, jobs
+from steps.core.log import progress, setup_logging
 from steps.decoding.decoder import K2Decoder
+from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
 from steps.decoding.lattice import LatticeOptions
 from steps.decoding.rescore import NbestRescorer
-from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
-from steps.core.log import setup_logging
+from steps.lang.lexicon import read_symbol_table
+from steps.scoring.wer import score, write_scoring
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +198,6 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
     import torch
     from lhotse import CutSet
 
-    from steps.am.scorer import load_scorer
 
     torch.set_num_threads(args.num_threads or max(1, (os.cpu_count() or 1) // nj))
     cuts = CutSet.from_file(args.cuts)
@@ -216,7 +218,6 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
             k2_decoder.rescorer = NbestRescorer(args.graph_lm, args.rescore_lm, graph.words)
             k2_decoder.nbest = args.nbest
     out = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"
-    from steps.core.log import progress
 
     with atomic.atomic_path(out) as tmp, open(tmp, "w") as f:
         for record in progress(decode_cuts(cuts, scorer, graph, options, weights, k2_decoder,
@@ -240,7 +241,6 @@ def search_options(args) -> SearchOptions:
 
 
 def check_words(graph: HybridGraph, lang_dir: Path) -> None:
-    from steps.lang.lexicon import read_symbol_table
 
     table = read_symbol_table(Path(lang_dir) / "words.txt")
     if any(graph.words[i] != w for w, i in table.items() if i < len(graph.words)) or len(table) != len(graph.words):
@@ -258,7 +258,6 @@ def kaldi_text(texts: dict[str, list[str]]) -> str:
 def choose_lm_weight(refs: dict[str, list[str]], hyps: dict[float, dict[str, list[str]]]):
     """The weight with the fewest word errors against refs (ties: the smallest weight), and
     the steps.score result of every weight."""
-    from steps.scoring.wer import score
 
     results = {w: score(refs, hyps[w]) for w in sorted(hyps)}
     best = min(results, key=lambda w: (results[w].counts.errors, w))
@@ -277,7 +276,6 @@ def write_hyps(out: Path, refs: dict[str, list[str]], hyps: dict[float, dict[str
     if choose:
         if not any(refs.values()):
             raise SystemExit("an LM-weight sweep needs reference texts in the cuts' supervisions")
-        from steps.scoring.wer import write_scoring
 
         chosen, results = choose_lm_weight(refs, hyps)
         for w, result in results.items():
@@ -293,7 +291,6 @@ def write_hyps(out: Path, refs: dict[str, list[str]], hyps: dict[float, dict[str
     atomic.write_text(out / "lm_weight", format_weight(chosen) + "\n")
     atomic.write_text(out / "hyp.txt", kaldi_text(hyps[chosen]))
     if any(refs.values()):
-        from steps.scoring.wer import score, write_scoring
 
         # wer, recogs, errs of hyp.txt: the figure of this set at the weight it was decoded with.
         result = score(refs, hyps[chosen])

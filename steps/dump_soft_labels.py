@@ -72,6 +72,8 @@ import torch
 
 from steps.core import atomic
 from steps.core.atomic import atomic_path, write_text
+from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
+from steps.core.log import setup_logging
 from steps.hmm.topology import Topology
 from steps.hmm.units import phones_to_senones
 from steps.kd.alignment_tokens import UnitMaps
@@ -212,8 +214,6 @@ def merge(args, nj: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-    from steps.core.log import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__,

@@ -43,6 +43,8 @@ from pathlib import Path
 
 from steps.core import atomic
 from steps.core.atomic import write_text
+from steps.core.log import setup_logging
+from steps.hmm.topology import Topology
 from steps.lang.lexicon import Lang, write_symbol_table
 from steps.lm.tokens import (
     LEVELS,
@@ -58,6 +60,7 @@ from steps.lm.tokens import (
     subword_units,
     write_corpus,
 )
+from steps.tree.decision_tree import Tree
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,6 @@ log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     elif args.level == "senone":
         if not (args.tree and args.topology):
             parser.error("--level senone needs --tree and --topology")
-        from steps.hmm.topology import Topology
-        from steps.tree.decision_tree import Tree
 
         tree = Tree.load(args.tree)
         topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))

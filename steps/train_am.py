@@ -60,15 +60,20 @@ import torch
 import yaml
 from lhotse import CutSet
 
-from steps.core import checkpoint as ckpt_io
 from steps.am.data import AmDataset, CutStore, DataConfig, make_sampler, sequential_batches, spec_augment
 from steps.am.losses import LossConfig, loss_terms, required_levels, total_loss
-from steps.am.model import (AcousticModel, ModelConfig, checkpoint_dict, log_priors_from_counts,
-                            parameter_summary)
+from steps.am.model import (
+    AcousticModel,
+    ModelConfig,
+    checkpoint_dict,
+    log_priors_from_counts,
+    parameter_summary,
+)
 from steps.core import atomic
+from steps.core import checkpoint as ckpt_io
 from steps.core.atomic import write_text
 from steps.core.config import ConfigError, from_dict, require, to_dict
-from steps.core.log import progress
+from steps.core.log import progress, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -684,7 +689,6 @@ def train(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

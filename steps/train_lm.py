@@ -45,6 +45,7 @@ import torch
 
 from steps.core import atomic
 from steps.core.config import load_config, to_dict
+from steps.core.log import setup_logging
 from steps.lm.tokens import LEVELS
 from steps.lm.training import EXIT_WORSE_THAN_BIGRAM, LmConfig, train
 
@@ -64,7 +65,6 @@ def fingerprint(level: str, data_dir: Path, config: LmConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from steps.kd import soft_labels as sl  # noqa: E402
+from steps.lm.tokens import read_tokens
 
 
 def find_cut(cuts_path: str, cut_id: str | None, index: int):
@@ -37,7 +38,6 @@ def find_cut(cuts_path: str, cut_id: str | None, index: int):
 
 
 def symbols_for(cut, level: str, tokens_path: str | None) -> list[str] | None:
-    from steps.lm.tokens import read_tokens
 
     if tokens_path:
         return read_tokens(tokens_path)

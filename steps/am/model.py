@@ -59,7 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from steps.am.dmoe import DmoeConfig, MoeLayer, moe_layers
-from steps.core.config import require
+from steps.core.config import from_dict, require, to_dict
 
 KIND = "acoustic_model"
 LEVELS = ("senone", "phone", "subword", "plm")
@@ -401,7 +401,6 @@ def log_priors_from_counts(counts: torch.Tensor, floor: float) -> torch.Tensor:
 
 def checkpoint_dict(model: AcousticModel, config: dict, log_priors: torch.Tensor,
                     senone_counts: torch.Tensor, extra: dict | None = None) -> dict:
-    from steps.core.config import to_dict
 
     return {
         "kind": KIND,
@@ -418,7 +417,6 @@ def checkpoint_dict(model: AcousticModel, config: dict, log_priors: torch.Tensor
 
 
 def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") -> AcousticModel:
-    from steps.core.config import from_dict
 
     if checkpoint.get("kind") != KIND:
         raise ValueError(f"not an acoustic model checkpoint (kind={checkpoint.get('kind')!r})")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from steps.graph.fst_arrays import ArcFst
 from steps.lang.lexicon import Lang, read_lexicon
+from steps.lang.prepare import add_disambig_symbols
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ def disambiguated_lexicon(lang: Lang, lang_dir: str | Path) -> list[tuple[str, t
     path = Path(lang_dir) / "lexicon_disambig.txt"
     if path.is_file():
         return read_lexicon(path)
-    from steps.lang.prepare import add_disambig_symbols
 
     entries = [(w, p) for w, prons in lang.lexicon.items() for p in prons]
     log.warning("%s missing; adding disambiguation symbols here", path)

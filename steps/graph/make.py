@@ -11,9 +11,11 @@ from pathlib import Path
 
 from steps.core import atomic
 from steps.decoding.k2_graph import load_k2_graph
+from steps.graph.fst_arrays import kaldifst_from_text
 from steps.graph.hclg import GraphOptions, build_hclg
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import Lang
+from steps.tree.decision_tree import Tree
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,6 @@ def input_files(lang_dir: Path, lm_dir: Path, tree: Path, topology: Path) -> lis
 
 
 def load_tree(path: Path):
-    from steps.tree.decision_tree import Tree
 
     return Tree.load(path)
 
@@ -35,7 +36,6 @@ def load_topology(path: Path) -> Topology:
 
 
 def load_g(path: Path):
-    from steps.graph.fst_arrays import kaldifst_from_text
 
     return kaldifst_from_text(path.read_text())
 

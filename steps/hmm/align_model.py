@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from steps.core.config import require
+from steps.core.config import from_dict, require, to_dict
 
 
 @dataclass
@@ -87,7 +87,6 @@ class AlignModel(nn.Module):
 
 def checkpoint_dict(model: AlignModel, feature_dim: int, log_priors: torch.Tensor | None,
                     extra: dict | None = None) -> dict:
-    from steps.core.config import to_dict
 
     return {
         "kind": "align_model",
@@ -101,7 +100,6 @@ def checkpoint_dict(model: AlignModel, feature_dim: int, log_priors: torch.Tenso
 
 
 def model_from_checkpoint(checkpoint: dict) -> AlignModel:
-    from steps.core.config import from_dict
 
     config = from_dict(AlignModelConfig, checkpoint["config"], "checkpoint")
     model = AlignModel(checkpoint["feature_dim"], checkpoint["num_outputs"], config)

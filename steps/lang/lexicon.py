@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from steps.core.atomic import write_text
+
 SILENCE = "SIL"
 SPOKEN_NOISE = "SPN"
 UNK = "<UNK>"
@@ -35,7 +37,6 @@ def read_symbol_table(path: str | Path) -> dict[str, int]:
 
 
 def write_symbol_table(path: str | Path, symbols: list[str]) -> None:
-    from steps.core.atomic import write_text
 
     write_text(path, "".join(f"{s} {i}\n" for i, s in enumerate(symbols)))
 
@@ -54,7 +55,6 @@ def read_lexicon(path: str | Path) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def write_lexicon(path: str | Path, entries: list[tuple[str, tuple[str, ...]]]) -> None:
-    from steps.core.atomic import write_text
 
     write_text(path, "".join(f"{w} {' '.join(p)}\n" for w, p in entries))
 

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from steps.core.config import require
+from steps.kd.soft_labels import top_k_soft_labels
 
 KIND = "teacher_lm"
 
@@ -324,7 +325,6 @@ def unit_top_k(model: TransformerLM, sentences: Sequence[Sequence[int]], k: int,
                device: str | torch.device | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Like unit_logits, but only the soft labels: per sentence (ids int32 [n, k], probs
     float32 [n, k]) from steps.soft_labels.top_k_soft_labels, computed batch-wise."""
-    from steps.kd.soft_labels import top_k_soft_labels
 
     was_training = model.training
     device = _scoring(model, device)

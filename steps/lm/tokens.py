@@ -10,7 +10,8 @@ import numpy as np
 
 from steps.core.atomic import atomic_path
 from steps.core.log import progress
-from steps.lang.lexicon import SILENCE, Lang
+from steps.hmm import units
+from steps.lang.lexicon import SILENCE, Lang, read_symbol_table
 
 LEVELS = ("senone", "phone", "subword")
 
@@ -38,7 +39,6 @@ def phone_unit_map(lang: Lang) -> dict[int, int]:
 
 def read_tokens(path: str | Path) -> list[str]:
     """tokens.txt -> symbols indexed by unit id."""
-    from steps.lang.lexicon import read_symbol_table
 
     table = read_symbol_table(path)
     symbols = [""] * len(table)
@@ -108,7 +108,6 @@ def senone_converter(lang: Lang, pron_choice: dict[str, tuple[str, ...]] | None,
                      words_to_phones=None, phones_to_senones=None) -> Converter:
     """words -> senone ids (steps.hmm.units by default)."""
     if words_to_phones is None or phones_to_senones is None:
-        from steps.hmm import units
         words_to_phones = words_to_phones or units.words_to_phones
         phones_to_senones = phones_to_senones or units.phones_to_senones
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from steps.data.ali_times import FRAME_SHIFT
+from steps.hmm.context import phone_contexts
 from steps.hmm.topology import Topology
 from steps.hmm.units import words_to_phones
 from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
@@ -133,7 +134,6 @@ def toy_alignment(words: list[str], lang: Lang, topology: Topology, tree, rng: n
     """A random alignment of the words: leading/trailing silence, optional silence between
     words, 1..max_state_frames frames per HMM state; senones from the tree with the
     contexts of the (silence-transparent) phone sequence."""
-    from steps.hmm.context import phone_contexts
 
     sil = lang.phone_id[SILENCE]
     seq: list[tuple[int, int]] = [(sil, -1)]  # (phone id, word index or -1)

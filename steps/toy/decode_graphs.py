@@ -9,8 +9,10 @@ import numpy as np
 
 from steps.graph.hclg import GraphOptions
 from steps.graph.make import make_graph
+from steps.hmm.context import phone_contexts
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
+from steps.lang.prepare import add_disambig_symbols, phone_symbols, word_symbols
 from steps.toy.tree_data import toy_topology
 
 
@@ -41,7 +43,6 @@ def cmudict_vocabulary(num_words: int, seed: int = 0, num_prons: int = 2,
 
 def write_lang(lang_dir: Path, lexicon: dict[str, list[tuple[str, ...]]]) -> Lang:
     """A lang dir in prepare_lang's formats (with lexicon_disambig.txt)."""
-    from steps.lang.prepare import add_disambig_symbols, phone_symbols, word_symbols
 
     entries = [("!SIL", (SILENCE,)), (UNK, (SPOKEN_NOISE,))]
     entries += [(w, p) for w in sorted(lexicon) for p in lexicon[w]]
@@ -251,7 +252,6 @@ def senone_path(words: list[str], lang: Lang, topology: Topology, tree, silence_
     """(phones, senones) of `words` (first pronunciations) with SIL after the word positions
     in silence_after (and at both ends if edge_silence): one senone per HMM state, contexts
     by steps.hmm.context."""
-    from steps.hmm.context import phone_contexts
 
     sil = lang.phone_id[SILENCE]
     phones = [sil] if edge_silence else []
@@ -281,7 +281,6 @@ def synthetic_loglikes(rng, lang: Lang, topology: Topology, tree, words: list[st
     (first pronunciations, silence at the ends), shaped like a trained DNN's: the true
     senone near log-posterior -0.7, `confusable` random others per frame around -4,
     the rest around -14; minus a uniform log-prior."""
-    from steps.hmm.context import phone_contexts
 
     sil = lang.phone_id[SILENCE]
     phones = [sil] + [lang.phone_id[p] for w in words for p in lang.prons(w)[0]] + [sil]

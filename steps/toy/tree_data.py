@@ -10,7 +10,9 @@ import numpy as np
 from steps.data.ali_times import FRAME_SHIFT
 from steps.hmm.context import phone_contexts
 from steps.hmm.topology import Topology
+from steps.hmm.units import frame_events
 from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, UNK, Lang, write_lexicon, write_symbol_table
+from steps.tree.building import TreeStats, reduce_events
 
 TOY_CLASSES = {
     "vowel": ("AA", "AE", "IY", "UW"),
@@ -103,7 +105,6 @@ def toy_features(rng: np.random.Generator, lang: Lang, topology: Topology, mono_
     """Frames [T, dim] float32 with planted context effects: mean by (centre, state), plus
     `effect` in the first half of the dims on state 0 of a vowel after a stop, and on the
     last half on state 2 of a vowel before a nasal; unit noise."""
-    from steps.hmm.units import frame_events
 
     sil = lang.phone_id[SILENCE]
     table = np.random.default_rng(1234).normal(0, 2.0, (len(lang.phones), 3, dim))
@@ -174,7 +175,6 @@ def write_toy_cuts(directory: Path, lang: Lang, topology: Topology, num_cuts: in
 def synthetic_stats(num_phones: int = 40, num_frames: int = 900_000, dim: int = 80, num_classes: int = 6,
                     successors: int = 20, seed: int = 0):
     """(TreeStats, phone symbols, topology, silence id) like those of num_frames frames."""
-    from steps.tree.building import TreeStats, reduce_events
 
     rng = np.random.default_rng(seed)
     symbols = ["<eps>", SILENCE, SPOKEN_NOISE] + [f"P{i:02d}" for i in range(num_phones)]

@@ -42,6 +42,7 @@ from typing import Sequence
 
 import numpy as np
 
+from steps.core.atomic import atomic_path
 from steps.tree.decision_tree import KEYS, Node, Question, Root, Tree, leaves_in_order
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,6 @@ def merge_stats(parts: Sequence[TreeStats]) -> TreeStats:
 
 
 def save_stats(path: str | Path, stats: TreeStats, info: dict) -> None:
-    from steps.core.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -42,6 +42,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from steps.core.atomic import write_text
+
 FORMAT_TAG = "lm2am-tree"
 FORMAT_VERSION = 1
 KEYS = ("L", "R", "S", "C")  # left context, right context, HMM-state index, centre phone
@@ -342,7 +344,6 @@ class Tree:
 
     def save(self, directory: str | Path) -> Path:
         """Writes <directory>/tree.txt (atomically); returns its path."""
-        from steps.core.atomic import write_text
 
         path = Path(directory) / "tree.txt"
         write_text(path, self.to_text())

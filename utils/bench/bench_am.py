@@ -35,7 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from steps.am.data import AmDataset, CutStore, make_sampler
+from steps.am.losses import required_levels
+from steps.am.model import AcousticModel, parameter_summary
 from steps.toy.am_data import make_synthetic_am_data
+from steps.train_am import World, build_optimizer, load_am_config, resolve_sizes, train_step
 
 SYSTEMS = ("baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier")
 CONF_DIR = Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5" / "conf"
@@ -52,10 +56,6 @@ class SystemTimer:
 
     def __init__(self, config_path: Path, store, overrides: list[Path], lm_dir: Path, num_batches: int,
                  seed: int = 1):
-        from steps.am.data import AmDataset, make_sampler
-        from steps.am.losses import required_levels
-        from steps.am.model import AcousticModel, parameter_summary
-        from steps.train_am import build_optimizer, load_am_config, resolve_sizes
 
         self.config = load_am_config(config_path, overrides)
         num_senones, aux_units, _, _ = resolve_sizes(self.config, store, None, lm_dir)
@@ -74,7 +74,6 @@ class SystemTimer:
         self.wall, self.cpu, self.frames = [], [], []
 
     def run(self, indices) -> None:
-        from steps.train_am import World, train_step
 
         self.model.train()
         for i in indices:
@@ -96,7 +95,6 @@ class SystemTimer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.am.data import CutStore
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

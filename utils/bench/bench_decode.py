@@ -55,11 +55,19 @@ from pathlib import Path
 
 import numpy as np
 
+from steps.am.model import AcousticModel, AcousticModelScorer, ModelConfig
+from steps.am.scorer import load_scorer
 from steps.data.ali_times import FRAME_SHIFT
+from steps.decoding.decoder import K2Decoder
+from steps.decoding.forced import ReferenceScorer
+from steps.decoding.hybrid_graph import HybridGraph, SearchOptions, lattice_best_words
+from steps.decoding.k2_graph import load_k2_graph
+from steps.decoding.lattice import LatticeOptions, dense_scores
 from steps.graph.hclg import GraphOptions
 from steps.graph.make import make_graph
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, Lang
+from steps.lm.ngram import estimate_kneser_ney, lm_vocabulary
 from steps.toy.decode_graphs import (
     SyntheticTree,
     cmudict_vocabulary,
@@ -82,7 +90,6 @@ def build_world(work: Path, num_words: int, num_sentences: int, prune: float, or
                 text: Path | None = None):
     import kaldilm
 
-    from steps.lm.ngram import estimate_kneser_ney, lm_vocabulary
 
     lang_dir, lm_dir = work / "lang", work / "lang_test"
     t0 = time.perf_counter()
@@ -176,9 +183,6 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
     (steps.decoding, intersect_dense_pruned), `lattice` (kaldi-decoder's LatticeSimpleDecoder,
     no active-state limit). The time
     covers the search and every LM weight's 1-best; forced reference paths are scored after."""
-    from steps.decoding.decoder import K2Decoder
-    from steps.decoding.hybrid_graph import SearchOptions, lattice_best_words
-    from steps.decoding.lattice import LatticeOptions
 
     label = f"{kind} beam {beam:g} lattice-beam {lattice_beam:g}" + (f" max-active {max_active}" if kind == "k2" else "")
     run = DecoderRun(label, {w: [] for w in weights}, 0.0)
@@ -198,8 +202,6 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
         run.cpu_seconds = time.process_time() - cpu0
         run.peak_mib = peak_rss_mib()
         if references is not None:
-            from steps.decoding.forced import ReferenceScorer
-            from steps.decoding.lattice import dense_scores
 
             scorer = ReferenceScorer(k2_graph)
             run.references = [scorer.score(ref, dense_scores(x, graph.unit_senones, 0.1), 0.1)
@@ -269,8 +271,6 @@ def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: l
                  threads: int, beam: float, lattice_beam: float, max_active: int):
     import torch
 
-    from steps.decoding.hybrid_graph import HybridGraph
-    from steps.decoding.k2_graph import load_k2_graph
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(1)
@@ -311,9 +311,6 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
     import torch
     from lhotse import CutSet
 
-    from steps.am.scorer import load_scorer
-    from steps.decoding.hybrid_graph import HybridGraph
-    from steps.decoding.k2_graph import load_k2_graph
 
     recipe = recipe.resolve()
     model = (model or recipe / "exp" / "am_baseline_s1" / "final.pt").resolve()
@@ -366,7 +363,6 @@ def make_scorer(num_senones: int):
     try:
         import yaml
 
-        from steps.am.model import AcousticModel, AcousticModelScorer, ModelConfig
 
         conf = Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5" / "conf" / "am_baseline.yaml"
         config = ModelConfig(**yaml.safe_load(conf.read_text())["model"])

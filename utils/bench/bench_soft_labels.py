@@ -37,9 +37,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from steps.am.data import expand_soft_labels
+from steps.core import checkpoint as ckpt_io
+from steps.core.config import load_config, to_dict
 from steps.kd import alignment_tokens
 from steps.kd import dump as kd_dump
+from steps.kd import soft_labels as sl
 from steps.kd.teachers import Teacher
+from steps.lm.model import KIND, build_model
+from steps.lm.tokens import load_sentencepiece, phone_units
+from steps.lm.training import LmConfig
 from steps.toy.alignments import ToyWorld
 
 # ------------------------------------------------------------------ a decision tree
@@ -65,13 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     from lhotse import CutSet
     from lhotse.features.io import close_cached_file_handles
 
-    from steps.am.data import expand_soft_labels
-    from steps.core import checkpoint as ckpt_io
-    from steps.core.config import load_config, to_dict
-    from steps.kd import soft_labels as sl
-    from steps.lm.model import KIND, build_model
-    from steps.lm.tokens import load_sentencepiece, phone_units
-    from steps.lm.training import LmConfig
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -34,6 +34,16 @@ import tracemalloc
 import numpy as np
 
 from steps.toy.tree_data import synthetic_stats
+from steps.tree.building import (
+    BuildOptions,
+    accumulate,
+    build,
+    cluster_phones,
+    merge_stats,
+    state_question_sets,
+)
+from steps.tree.decision_tree import EDGE, Question
+from steps.tree.questions import make_roots
 
 # ------------------------------------------------------------------ the toy world (tests)
 
@@ -57,16 +67,6 @@ def _measure(fn):
 
 
 def main() -> None:
-    from steps.tree.building import (
-        BuildOptions,
-        accumulate,
-        build,
-        cluster_phones,
-        merge_stats,
-        state_question_sets,
-    )
-    from steps.tree.decision_tree import EDGE, Question
-    from steps.tree.questions import make_roots
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=900_000)

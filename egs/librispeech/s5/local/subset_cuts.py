@@ -26,6 +26,9 @@ import random
 import sys
 from pathlib import Path
 
+from steps.core import atomic
+from steps.core.log import setup_logging
+
 log = logging.getLogger("subset_cuts")
 
 
@@ -48,8 +51,6 @@ def select(cuts: list, num: int, strategy: str, min_words: int = 1, seed: int = 
 def main(argv: list[str] | None = None) -> int:
     from lhotse import CutSet
 
-    from steps.core import atomic
-    from steps.core.log import setup_logging
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", required=True, type=Path)
