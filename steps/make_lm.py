@@ -38,7 +38,8 @@ from steps.core import atomic
 from steps.core.atomic import atomic_path, write_text
 from steps.core.log import setup_logging
 from steps.lang.lexicon import read_symbol_table
-from steps.lm.ngram import BOS, EOS, estimate_kneser_ney, lm_vocabulary, parse_min_counts, perplexity
+from steps.lm.kneser_ney import estimate_kneser_ney
+from steps.lm.ngram import BOS, EOS, lm_vocabulary, parse_min_counts, perplexity
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     copied = copy_lang(lang_dir, out_dir)
     log.info("copied from %s: %s", lang_dir, " ".join(copied))
 
-    info = {"inputs": fingerprint["inputs"], "ngram_counts": counts, "seen_ngrams": stats.distinct,
+    info = {"inputs": fingerprint["inputs"], "settings": fingerprint["settings"], "ngram_counts": counts, "seen_ngrams": stats.distinct,
             "discounts": stats.discounts, "oov_tokens": stats.oov, "G": g_size}
     if args.valid_text:
         valid, _ = read_sentences(args.valid_text)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from steps import make_lm
-from steps.lm.ngram import (BOS, EOS, UNK, BackoffLM, KneserNey, estimate_kneser_ney,
-                         kn_discounts, lm_vocabulary, parse_min_counts, perplexity)
+from steps.lm.kneser_ney import KneserNey, estimate_kneser_ney, kn_discounts
+from steps.lm.ngram import BOS, EOS, UNK, BackoffLM, lm_vocabulary, parse_min_counts, perplexity
 
 # The toy corpus of the hand computation.
 TOY = ["A B C", "A B", "B C"]
@@ -370,4 +370,4 @@ def test_make_lm_end_to_end(tmp_path):
     assert make_lm.main(argv + ["--min-count", "3gram:2"]) == 0
     pruned = BackoffLM.read_arpa(out / "lm_3gram.arpa")
     assert pruned.counts()[2] < lm.counts()[2]
-    assert json.loads((out / ".done").read_text())["inputs"]["min_counts"] == {"3": 2}
+    assert json.loads((out / ".done").read_text())["settings"]["min_counts"] == {"3": 2}

@@ -67,7 +67,8 @@ from steps.graph.hclg import GraphOptions
 from steps.graph.make import make_graph
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, Lang
-from steps.lm.ngram import estimate_kneser_ney, lm_vocabulary
+from steps.lm.kneser_ney import estimate_kneser_ney
+from steps.lm.ngram import lm_vocabulary
 from steps.toy.decode_graphs import (
     SyntheticTree,
     cmudict_vocabulary,
