@@ -61,136 +61,34 @@ import logging
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 from steps.am.scorer import load_scorer
 from steps.core import atomic, jobs
 from steps.core.log import progress, setup_logging
+from steps.data.ali_times import FRAME_SHIFT
+from steps.decoding.cut_decoding import decode_cuts
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
 from steps.decoding.lattice import LatticeOptions
+from steps.decoding.lm_weights import (
+    format_weight,
+    kaldi_text,
+    parse_weights,
+    search_errors,
+    weight_from_dir,
+    write_hyps,
+)
 from steps.decoding.rescore import NbestRescorer
 from steps.lang.lexicon import read_symbol_table
-from steps.scoring.wer import score, write_scoring
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LM_WEIGHTS = "7 8 9 10 11 12 13 14 15 16 17"
-FRAME_SHIFT = 0.01
 DECODERS = ("k2", "lattice")
-# A reference path better than the found one by more than this (log-score) is a search
-# error; below it, float32 sums of equal paths may differ.
-SEARCH_ERROR_MARGIN = 1e-2
-
-
-def format_weight(weight: float) -> str:
-    return f"{weight:g}"
-
-
-def parse_weights(text: str) -> list[float]:
-    weights = [float(x) for x in text.replace(",", " ").split()]
-    if not weights or any(w <= 0 for w in weights):
-        raise ValueError(f"--lm-weights must be positive numbers, got {text!r}")
-    return sorted(set(weights))
-
-
-def weight_from_dir(directory: str | Path) -> float:
-    path = Path(directory) / "best_lm_weight"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: decode the dev set with an LM-weight sweep first")
-    return float(path.read_text().split()[0])
 
 
 # ----------------------------------------------------------------------------- one job
-
-
-def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weights: list[float],
-                k2_decoder: K2Decoder | None = None, rescore_weights: list[float] | None = None,
-                forced_references: bool = True):
-    """Yields one record per cut: id, reference, hyps {weight: words or None}, problem, times;
-    with the k2 decoder also the best paths' scores, the reference's forced score (cuts
-    with a reference), the lattice's size and the rescored hyps."""
-    import torch
-
-    log_priors = None if scorer.log_priors is None else scorer.log_priors.detach().cpu().numpy()
-    if log_priors is None:
-        log.warning("the model has no log-priors; decoding with posteriors instead of scaled likelihoods")
-    word_id = {w: i for i, w in enumerate(graph.words) if w}
-    for cut in cuts:
-        record = {"id": cut.id, "ref": " ".join(s.text or "" for s in cut.supervisions).split(),
-                  "hyps": {}, "problem": None, "frames": 0, "am_seconds": 0.0, "search_seconds": 0.0}
-        try:
-            if not cut.has_features:
-                raise _BadCut("no features")
-            feats = cut.load_features()
-            if feats is None or len(feats) == 0:
-                raise _BadCut("empty features")
-            record["frames"] = int(len(feats))
-            t0 = time.perf_counter()
-            log_post = scorer.log_posteriors(torch.from_numpy(np.asarray(feats, dtype=np.float32)))
-            loglikes = log_post.detach().cpu().numpy()
-            if log_priors is not None:
-                loglikes = loglikes - log_priors
-            if not np.isfinite(loglikes).all():
-                raise _BadCut("non-finite acoustic scores")
-            t1 = time.perf_counter()
-            if k2_decoder is not None:
-                seconds = _k2_decode(record, k2_decoder, loglikes, weights, word_id, rescore_weights,
-                                     forced_references)
-            else:
-                seconds = _graph_decode(record, graph, loglikes, weights, options)
-            record["am_seconds"] = t1 - t0
-            record.update({f"{k}_seconds": v for k, v in seconds.items()})
-        except _BadCut as error:
-            record["problem"] = str(error)
-        except Exception as error:  # report and go on: one bad cut must not stop a job
-            record["problem"] = f"{type(error).__name__}: {error}"
-        for key in ("hyps", "rescored"):
-            if key in record:
-                record[key] = {w: [graph.words[i] for i in ids] if ids else [] for w, ids in record[key].items()}
-        yield record
-
-
-def _graph_decode(record: dict, graph: HybridGraph, loglikes: np.ndarray, weights: list[float],
-                  options: SearchOptions) -> dict[str, float]:
-    t0 = time.perf_counter()
-    result = graph.decode(loglikes, weights, options)
-    record["hyps"] = {format_weight(w): ids for w, ids in result.words.items()}
-    if any(h is None for h in result.words.values()):
-        record["problem"] = "no path survived the beam (empty output)"
-    elif not result.reached_final:
-        record["problem"] = "no final state reached (partial hypothesis)"
-    return {"search": time.perf_counter() - t0}
-
-
-def _k2_decode(record: dict, decoder: K2Decoder, loglikes: np.ndarray, weights: list[float],
-               word_id: dict[str, int], rescore_weights: list[float] | None,
-               forced_references: bool = True) -> dict[str, float]:
-    unk = word_id.get("<UNK>")
-    reference = None
-    if record["ref"] and forced_references:
-        reference = [word_id.get(w, unk) for w in record["ref"]]
-        if None in reference:
-            reference = None  # a word the graph cannot say and no <UNK>: no forced score
-    out = decoder.decode(loglikes, weights, reference, rescore_weights)
-    record["hyps"] = {format_weight(w): p.words for w, p in out.best.items()} or \
-        {format_weight(w): None for w in weights}
-    record["scores"] = {format_weight(w): [p.graph, p.acoustic] for w, p in out.best.items()}
-    record["lattice"] = [out.lattice_states, out.lattice_arcs]
-    if reference is not None:
-        record["ref_score"] = None if out.reference is None else [out.reference.graph, out.reference.acoustic]
-    if rescore_weights:
-        record["rescored"] = {format_weight(w): p.words for w, p in out.rescored.items()}
-    if not out.reached_final:
-        record["problem"] = "no final state reached (empty lattice)"
-    return out.seconds
-
-
-class _BadCut(Exception):
-    pass
 
 
 def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list[float] | None = None) -> Path:
@@ -248,76 +146,6 @@ def check_words(graph: HybridGraph, lang_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- merge
-
-
-def kaldi_text(texts: dict[str, list[str]]) -> str:
-    """`utt-id WORD ...` lines; an empty transcript is the id alone."""
-    return "".join(" ".join([utt, *words]) + "\n" for utt, words in texts.items())
-
-
-def choose_lm_weight(refs: dict[str, list[str]], hyps: dict[float, dict[str, list[str]]]):
-    """The weight with the fewest word errors against refs (ties: the smallest weight), and
-    the steps.score result of every weight."""
-
-    results = {w: score(refs, hyps[w]) for w in sorted(hyps)}
-    best = min(results, key=lambda w: (results[w].counts.errors, w))
-    return best, results
-
-
-def write_hyps(out: Path, refs: dict[str, list[str]], hyps: dict[float, dict[str, list[str]]], choose: bool,
-               what: str) -> tuple[float, dict]:
-    """hyp_<w>.txt of a sweep, its scoring and best_lm_weight (choose), hyp.txt, lm_weight and
-    the scoring of hyp.txt, in `out`; returns the weight of hyp.txt and a summary."""
-    weights = sorted(hyps)
-    summary: dict = {"weights": {}}
-    if len(weights) > 1:
-        for w in weights:
-            atomic.write_text(out / f"hyp_{format_weight(w)}.txt", kaldi_text(hyps[w]))
-    if choose:
-        if not any(refs.values()):
-            raise SystemExit("an LM-weight sweep needs reference texts in the cuts' supervisions")
-
-        chosen, results = choose_lm_weight(refs, hyps)
-        for w, result in results.items():
-            write_scoring(out, result, f"_{format_weight(w)}")
-            counts = result.counts
-            summary["weights"][format_weight(w)] = {"wer": counts.wer, "errors": counts.errors,
-                                                    "words": counts.words}
-            log.info("%s LM weight %-5s %s", what, format_weight(w), counts.kaldi_lines().splitlines()[0])
-        atomic.write_text(out / "best_lm_weight", format_weight(chosen) + "\n")
-        log.info("%s: best LM weight %s", what, format_weight(chosen))
-    else:
-        chosen = weights[0]
-    atomic.write_text(out / "lm_weight", format_weight(chosen) + "\n")
-    atomic.write_text(out / "hyp.txt", kaldi_text(hyps[chosen]))
-    if any(refs.values()):
-
-        # wer, recogs, errs of hyp.txt: the figure of this set at the weight it was decoded with.
-        result = score(refs, hyps[chosen])
-        write_scoring(out, result)
-        summary["wer"] = result.counts.wer
-        log.info("%s at LM weight %s: %s", what, format_weight(chosen), result.counts.kaldi_lines().splitlines()[0])
-    return chosen, summary
-
-
-def search_errors(records: list[dict], weight: float) -> dict | None:
-    """Kaldi's search-error count at this LM weight: of the utterances whose reference has a
-    path through the graph, those whose best found path scores worse than it (a decode with
-    no final state counts as one). None without forced scores (old decoders, no references)."""
-    key = format_weight(weight)
-    scored = [r for r in records if r.get("ref_score") is not None]
-    if not any("ref_score" in r for r in records):
-        return None
-    errors = []
-    for r in scored:
-        ref = r["ref_score"][1] + weight * r["ref_score"][0]
-        found = r.get("scores", {}).get(key)
-        if found is None or ref > found[1] + weight * found[0] + SEARCH_ERROR_MARGIN:
-            errors.append(r["id"])
-    not_in_graph = sum(1 for r in records if "ref_score" in r and r["ref_score"] is None)
-    return {"lm_weight": weight, "errors": len(errors), "scored": len(scored),
-            "share": round(len(errors) / len(scored), 4) if scored else None,
-            "reference_without_path": not_in_graph, "utterances": errors}
 
 
 def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: list[float] | None = None) -> dict:

@@ -1,0 +1,104 @@
+"""The LM-weight sweep: weights named as Kaldi names them, the dev-chosen weight carried to test, hypothesis files and scoring per weight, search-error counts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from steps.core import atomic
+from steps.scoring.wer import score, write_scoring
+
+log = logging.getLogger(__name__)
+
+
+# A reference path better than the found one by more than this (log-score) is a search
+# error; below it, float32 sums of equal paths may differ.
+SEARCH_ERROR_MARGIN = 1e-2
+
+
+def format_weight(weight: float) -> str:
+    return f"{weight:g}"
+
+
+def parse_weights(text: str) -> list[float]:
+    weights = [float(x) for x in text.replace(",", " ").split()]
+    if not weights or any(w <= 0 for w in weights):
+        raise ValueError(f"--lm-weights must be positive numbers, got {text!r}")
+    return sorted(set(weights))
+
+
+def weight_from_dir(directory: str | Path) -> float:
+    path = Path(directory) / "best_lm_weight"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: decode the dev set with an LM-weight sweep first")
+    return float(path.read_text().split()[0])
+
+
+def kaldi_text(texts: dict[str, list[str]]) -> str:
+    """`utt-id WORD ...` lines; an empty transcript is the id alone."""
+    return "".join(" ".join([utt, *words]) + "\n" for utt, words in texts.items())
+
+
+def choose_lm_weight(refs: dict[str, list[str]], hyps: dict[float, dict[str, list[str]]]):
+    """The weight with the fewest word errors against refs (ties: the smallest weight), and
+    the steps.score result of every weight."""
+
+    results = {w: score(refs, hyps[w]) for w in sorted(hyps)}
+    best = min(results, key=lambda w: (results[w].counts.errors, w))
+    return best, results
+
+
+def write_hyps(out: Path, refs: dict[str, list[str]], hyps: dict[float, dict[str, list[str]]], choose: bool,
+               what: str) -> tuple[float, dict]:
+    """hyp_<w>.txt of a sweep, its scoring and best_lm_weight (choose), hyp.txt, lm_weight and
+    the scoring of hyp.txt, in `out`; returns the weight of hyp.txt and a summary."""
+    weights = sorted(hyps)
+    summary: dict = {"weights": {}}
+    if len(weights) > 1:
+        for w in weights:
+            atomic.write_text(out / f"hyp_{format_weight(w)}.txt", kaldi_text(hyps[w]))
+    if choose:
+        if not any(refs.values()):
+            raise SystemExit("an LM-weight sweep needs reference texts in the cuts' supervisions")
+
+        chosen, results = choose_lm_weight(refs, hyps)
+        for w, result in results.items():
+            write_scoring(out, result, f"_{format_weight(w)}")
+            counts = result.counts
+            summary["weights"][format_weight(w)] = {"wer": counts.wer, "errors": counts.errors,
+                                                    "words": counts.words}
+            log.info("%s LM weight %-5s %s", what, format_weight(w), counts.kaldi_lines().splitlines()[0])
+        atomic.write_text(out / "best_lm_weight", format_weight(chosen) + "\n")
+        log.info("%s: best LM weight %s", what, format_weight(chosen))
+    else:
+        chosen = weights[0]
+    atomic.write_text(out / "lm_weight", format_weight(chosen) + "\n")
+    atomic.write_text(out / "hyp.txt", kaldi_text(hyps[chosen]))
+    if any(refs.values()):
+
+        # wer, recogs, errs of hyp.txt: the figure of this set at the weight it was decoded with.
+        result = score(refs, hyps[chosen])
+        write_scoring(out, result)
+        summary["wer"] = result.counts.wer
+        log.info("%s at LM weight %s: %s", what, format_weight(chosen), result.counts.kaldi_lines().splitlines()[0])
+    return chosen, summary
+
+
+def search_errors(records: list[dict], weight: float) -> dict | None:
+    """Kaldi's search-error count at this LM weight: of the utterances whose reference has a
+    path through the graph, those whose best found path scores worse than it (a decode with
+    no final state counts as one). None without forced scores (old decoders, no references)."""
+    key = format_weight(weight)
+    scored = [r for r in records if r.get("ref_score") is not None]
+    if not any("ref_score" in r for r in records):
+        return None
+    errors = []
+    for r in scored:
+        ref = r["ref_score"][1] + weight * r["ref_score"][0]
+        found = r.get("scores", {}).get(key)
+        if found is None or ref > found[1] + weight * found[0] + SEARCH_ERROR_MARGIN:
+            errors.append(r["id"])
+    not_in_graph = sum(1 for r in records if "ref_score" in r and r["ref_score"] is None)
+    return {"lm_weight": weight, "errors": len(errors), "scored": len(scored),
+            "share": round(len(errors) / len(scored), 4) if scored else None,
+            "reference_without_path": not_in_graph, "utterances": errors}
