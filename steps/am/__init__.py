@@ -1,11 +1,14 @@
-"""Building blocks and analyses of the acoustic model's encoder.
+"""The acoustic model: its structure, data, losses, and analyses of its encoder.
 
-- dmoe.py           the Deep Mixture of Experts layer (Eigen, Ranzato & Sutskever 2013):
-                    experts, softmax gates, top-k routing, the stage-one assignment cap
-- expert_usage.py   which experts each phone's frames use (per layer and jointly), gate
-                    entropy, the heatmap; and the encoder comparison's measurements
+- model.py          the multi-head TDNN-F acoustic model (main senone head, auxiliary heads)
+- data.py           training data: the cut cache, targets expanded to frames, sampler,
+                    SpecAugment
+- losses.py         the objectives (cross-entropy, label interpolation, KD per level)
+- scorer.py         loading any decodable checkpoint as a frame scorer (log-posteriors)
+- dmoe.py           the Deep Mixture of Experts layer (Eigen, Ranzato & Sutskever 2013)
+- expert_usage.py   which experts each phone's frames use, gate entropy, the heatmap
+- comparison.py     the encoder comparison's measurements and table
 
-Modules here may import torch, numpy, matplotlib and the library modules of `steps`
-(steps.core.config, steps.am.data, steps.am.model, steps.tree.decision_tree, steps.score, steps.core.checkpoint);
-never a program (steps/<verb>.py).
+May import torch, numpy, lhotse, matplotlib, tensorboard and steps.core, steps.data,
+steps.kd.soft_labels, steps.tree, steps.scoring; never k2 and never a program.
 """

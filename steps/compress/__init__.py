@@ -15,6 +15,6 @@ What it holds (one module per idea):
 - results.py      the comparison table (parameters, ratio, CPU RTF, dev/test WER)
 
 May import: torch, numpy, lhotse, transformers (teacher.py only, lazily), tqdm, yaml and the
-library modules of steps (am_model, am_data, checkpoint, atomic, config, score, scorer).
+library modules of steps (steps.core, steps.data, steps.am, steps.scoring).
 Never k2: every module here runs on a machine whose torch has no k2 build.
 """

@@ -1,5 +1,10 @@
-"""Lattice decoding of the hybrid HCLG graph with k2 (icefall's way).
+"""Decoding the hybrid HCLG graph: k2 lattice search (icefall's way) and the older
+kaldi-decoder lattice search, the LM-weight sweep and rescoring.
 
+- decoder:   the k2 decoder (search, best paths per LM weight, rescoring, forced score)
+- hybrid_graph: the kaldi-decoder lattice search of HCLG (`--decoder lattice`)
+- cut_decoding: a part's cuts scored by the acoustic model and searched, one record each
+- lm_weights: the LM-weight sweep: weight names, the dev-chosen weight, hypothesis files
 - k2_graph:  HCLG.fst (steps.mkgraph, OpenFst) -> an epsilon-free k2 Fsa, converted once and
              cached next to HCLG.fst (HCLG.k2.pt)
 - lattice:   k2.intersect_dense_pruned with the senone scores as a DenseFsaVec (search beam,
@@ -9,6 +14,7 @@
 - rescore:   N-best LM rescoring, Kaldi's lmrescore rule: minus the first pass's LM cost,
              plus a bigger LM's
 
-May import k2, torch, numpy and steps' graph, lexicon and n-gram modules. Decoding is a CPU
+May import k2, kaldi-decoder, torch, numpy and steps.core, steps.data, steps.lang, steps.graph,
+steps.lm, steps.am.scorer, steps.scoring. Decoding is a CPU
 stage; the teachers, acoustic-model training and compression never import this package.
 """

@@ -5,6 +5,7 @@
 - hmm_fst.py      H: context-dependent HMM states -> senones through the tree
 - lexicon_fst.py  L: the lexicon with optional silence and disambiguation symbols
 - hclg.py         composition, determinisation and minimisation into HCLG
+- make.py         HCLG from a lang dir, G, the tree and the topology, with its stats
 
 May import kaldifst, numpy and steps.core, steps.lang, steps.hmm, steps.tree.
 """

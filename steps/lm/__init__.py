@@ -1,8 +1,12 @@
-"""Language models: n-grams for decoding and the neural teachers' model.
+"""Language models: n-grams for decoding and the teacher LMs.
 
-- ngram.py   ARPA n-grams: estimation (Kneser-Ney), pruning, reading, writing, queries
-- bigram.py  the add-k bigram every teacher's perplexity is compared with
-- model.py   the teacher LM (causal or masked Transformer) over one unit level
+- ngram.py       the word n-gram back-off model: ARPA in and out, queries, perplexity
+- kneser_ney.py  its estimation (interpolated modified Kneser-Ney) and pruning
+- bigram.py      the add-k bigram every teacher's perplexity is compared with
+- tokens.py      the unit levels' vocabularies and the LM text as token corpora
+- model.py       the teacher LM (causal or masked Transformer) over one unit level
+- training.py    training a teacher LM: batches, schedule, resumable epochs, perplexity
 
-May import torch, numpy and steps.core, steps.kd.soft_labels.
+May import torch, numpy, sentencepiece and steps.core, steps.lang, steps.hmm, steps.tree,
+steps.kd.soft_labels.
 """

@@ -93,9 +93,8 @@ def choose_prons(lang: Lang, pron_counts: dict[str, dict[tuple[str, ...], float]
 
 def phone_converter(lang: Lang, pron_choice: dict[str, tuple[str, ...]] | None,
                     words_to_phones=None) -> Converter:
-    """words -> phone unit ids. words_to_phones defaults to steps.units.words_to_phones."""
-    if words_to_phones is None:
-        from steps.hmm.units import words_to_phones
+    """words -> phone unit ids. words_to_phones defaults to steps.hmm.units.words_to_phones."""
+    words_to_phones = words_to_phones or units.words_to_phones
     to_unit = phone_unit_map(lang)
 
     def convert(words: list[str]) -> list[int]:

@@ -1,7 +1,9 @@
 """The phonetic decision tree that ties triphone states into senones (Kaldi's tree/).
 
-- decision_tree.py  the tree itself: lookup, text form (tree.txt), senones.txt
-- building.py       questions from phone clustering, greedy likelihood-gain splitting, merging
+- decision_tree.py  the tree itself: lookup, its text form (tree.txt), senones
+- questions.py      what it is built from: roots and phonetic questions
+- building.py       greedy likelihood-gain splitting of Gaussian statistics, post-merging
+- convert.py        monophone alignments -> senone alignments through the tree
 
-May import numpy and steps.core, steps.lang, steps.hmm.
+May import numpy, lhotse and steps.core, steps.data, steps.lang, steps.hmm.
 """

@@ -27,6 +27,9 @@ key once, then every question of that key is scored at once as a matrix product.
 Post-merging: leaves of the same root are merged bottom-up while the cheapest merge costs
 less than `cluster_thresh` (negative: the smallest gain among the splits made, as Kaldi;
 0: no merging). Merged leaves share one senone id.
+
+Length: the likelihood-gain splitting, its priority queue and the post-merging share
+the Gaussian statistics' arithmetic; they are read best side by side.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ Text form (tree.txt; ` #` starts a comment, indentation is for people only):
         node 5 leaf 3                # node id, senone id
         node 6 L c3 yes 7 no 8
           ...
+
+Length: the tree, its vectorised lookup and its text form (reader and writer) are one
+file format and one data structure; kept together so the format is defined once.
 """
 
 from __future__ import annotations

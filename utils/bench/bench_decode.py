@@ -37,6 +37,9 @@ Wall times on a shared machine are inflated; the process CPU time is printed too
         [--words 2500 --sentences 150000] [--prune 0] [--utts 40] [--threads 1] [--beam 13]
     utils/bench/bench_decode.py --recipe egs/synth/s5 --recipe-only \
         --configs "k2:8:5:7000 lattice:8:5 k2:10:6:7000 k2:13:8:7000"
+
+Length: a benchmark with three parts (graph build, synthetic search, a trained model's
+held-out decode) that share their set-up and their report.
 """
 
 from __future__ import annotations
