@@ -11,12 +11,11 @@ import pytest
 from lhotse import CutSet, NumpyHdf5Writer
 
 from steps import acc_tree_stats, build_tree, convert_ali
-from steps.toy.tree_data import toy_cut, toy_topology, toy_utterance, write_toy_cuts
-from steps.toy.decode_graphs import write_toy_lang
-from steps.lang.lexicon import Lang
-from steps.tree.decision_tree import Tree
-from steps.tree.building import load_stats
 from steps.hmm.units import frame_events
+from steps.lang.lexicon import Lang
+from steps.toy.tree_data import toy_cut, toy_topology, toy_utterance, write_toy_cuts, write_toy_lang
+from steps.tree.building import load_stats
+from steps.tree.decision_tree import Tree
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +147,9 @@ def test_senone_graph_labels_follow_the_tree_in_context(pipeline):
     """The realignment graph (steps.realign_senones) labels each HMM state with its senone
     in context: along the silence-free path the senones are the text-derived sequence, and
     every arc keeps its monophone state."""
-    from steps.realign_senones import senone_graph
     from steps.hmm.training_graph import TrainingGraphCompiler
     from steps.hmm.units import phones_to_senones, words_to_phones
+    from steps.realign_senones import senone_graph
 
     root, lang, topology, _ = pipeline
     tree = Tree.load(root / "tree")

@@ -5,14 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steps.toy.tree_data import toy_features, toy_topology, toy_utterance
-
-from steps.toy.decode_graphs import write_toy_lang
 from steps.build_tree import make_questions, make_roots, read_extra_questions
 from steps.hmm.context import phone_contexts
+from steps.hmm.units import (
+    BadAlignment,
+    alignment_agrees,
+    alignment_senone_runs,
+    frame_events,
+    phone_instances,
+    phones_to_senones,
+    words_to_phones,
+)
+from steps.toy.tree_data import toy_features, toy_topology, toy_utterance, write_toy_lang
 from steps.tree.building import BuildOptions, accumulate, build, merge_stats
-from steps.hmm.units import (BadAlignment, alignment_agrees, alignment_senone_runs, frame_events, phone_instances,
-                         phones_to_senones, words_to_phones)
 
 
 @pytest.fixture(scope="module")
