@@ -95,7 +95,7 @@ def test_bad_model_config_names_the_key():
 
 @pytest.mark.parametrize("system", ["baseline", "hier", "dmoe"])
 def test_system_configs_are_cpu_sized(system):
-    from steps.train_am import load_am_config
+    from steps.am.config import load_am_config
 
     config = load_am_config(CONF / f"am_{system}.yaml")
     units = {"senone": 1500, "phone": 40, "subword": 500}

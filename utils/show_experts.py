@@ -14,7 +14,7 @@ import sys
 
 from steps.core import checkpoint as ckpt_io
 from steps.am.expert_usage import collect_usage, plot_usage, summary_lines
-from steps.am.data import CutStore
+from steps.am.cut_store import CutStore
 from steps.am.model import model_from_checkpoint
 from steps.tree.decision_tree import Tree
 

@@ -190,7 +190,9 @@ class SystemTimer:
         from steps.am.data import AmDataset, make_sampler
         from steps.am.losses import required_levels
         from steps.am.model import AcousticModel, parameter_summary
-        from steps.train_am import build_optimizer, load_am_config, resolve_sizes
+        from steps.am.config import load_am_config
+        from steps.am.optim import build_optimizer
+        from steps.am.sizes import resolve_sizes
 
         self.config = load_am_config(config_path, overrides)
         num_senones, aux_units, _, _ = resolve_sizes(self.config, store, None, lm_dir)
@@ -199,7 +201,7 @@ class SystemTimer:
         self.model.set_normalisation(*store.mean_std())
         self.optimizer = build_optimizer(self.model, self.config.train)
         self.parameters = parameter_summary(self.model)
-        levels = required_levels(self.config.loss.objective, self.config.model.aux_heads)
+        levels = required_levels(self.config.loss.objective, self.config.head_levels)
         dataset = AmDataset(store, self.config.model.subsampling, levels)
         self.batches = []
         for cuts in make_sampler(store.cuts, self.config.data, seed):
@@ -209,7 +211,8 @@ class SystemTimer:
         self.wall, self.cpu, self.frames = [], [], []
 
     def run(self, indices) -> None:
-        from steps.train_am import World, train_step
+        from steps.am.distributed import World
+        from steps.am.training import train_step
 
         self.model.train()
         for i in indices:
@@ -231,7 +234,7 @@ class SystemTimer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from steps.am.data import CutStore
+    from steps.am.cut_store import CutStore
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
