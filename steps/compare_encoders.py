@@ -29,14 +29,21 @@ from pathlib import Path
 
 import torch
 
-from steps.core import checkpoint as ckpt_io
-from steps.am.comparison import (bootstrap_wer, cpu_seconds_per_step, describe_encoder,
-                                 frame_accuracies, parameters, render_summary, render_table)
-from steps.am.data import CutStore
+from steps.am.comparison import (
+    bootstrap_wer,
+    cpu_seconds_per_step,
+    describe_encoder,
+    frame_accuracies,
+    parameters,
+    render_summary,
+    render_table,
+)
+from steps.am.config import config_from_checkpoint
+from steps.am.cut_store import CutStore
 from steps.am.losses import required_levels
-from steps.am.model import ModelConfig, model_from_checkpoint
+from steps.am.model import model_from_checkpoint
+from steps.core import checkpoint as ckpt_io
 from steps.core.atomic import write_text
-from steps.core.config import from_dict
 from steps.core.log import setup_logging
 from steps.tree.decision_tree import Tree
 
@@ -102,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _objective_and_heads(checkpoint: dict) -> tuple[str, list]:
-    config = from_dict(ModelConfig, checkpoint["model_config"], "checkpoint model_config")
-    return checkpoint["config"]["loss"]["objective"], config.aux_heads
+def _objective_and_heads(checkpoint: dict) -> tuple[str, tuple[str, ...]]:
+    config = config_from_checkpoint(checkpoint["config"])
+    return config.loss.objective, config.head_levels
 
 
 if __name__ == "__main__":

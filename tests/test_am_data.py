@@ -9,10 +9,12 @@ import torch
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
-from steps.am.data import (AmDataset, CutStore, SpecAugmentConfig, expand_soft_labels,
-                           make_sampler, senone_targets, spec_augment)
-from steps.toy.am_data import make_synthetic_am_data
+from steps.am.cut_store import CutStore
+from steps.am.data import AmDataset, DataConfig, make_sampler
+from steps.am.spec_augment import SpecAugmentConfig, spec_augment
+from steps.am.targets import expand_soft_labels, senone_targets
 from steps.kd.soft_labels import SoftLabels, load_soft_labels
+from steps.toy.am_data import make_synthetic_am_data
 
 
 def slow_expand(labels, num_frames, s):
@@ -138,7 +140,6 @@ def test_dataset_batches_match_cuts(tiny):
 
 def test_sampler_covers_every_cut_once_per_epoch(tiny):
     cuts = CutSet.from_file(tiny["train"]).to_eager()
-    from steps.am.data import DataConfig
 
     sampler = make_sampler(cuts, DataConfig(max_duration=5.0, num_buckets=2), seed=3)
     for epoch in range(2):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from steps.am.data import AmBatch, LevelTargets, expand_soft_labels, senone_targets
-from steps.am.losses import kd_sum, loss_terms, total_loss
+from steps.am.data import AmBatch
+from steps.am.losses import KdWeights, LossConfig, kd_sum, loss_terms, total_loss
 from steps.am.model import AcousticModel, AuxHeadConfig, ModelConfig, ModelOutput
+from steps.am.targets import LevelTargets, expand_soft_labels, senone_targets
 from steps.kd.soft_labels import SoftLabels
 
 MAIN_LOGITS = [[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 1.5, -0.3], [0.0, 1.0, 0.0, -2.0]]
@@ -45,7 +46,7 @@ def by_name(terms, counts=None):
 def test_baseline_ce_by_hand():
     out, batch = fake()
     lp = [log_softmax(r) for r in MAIN_LOGITS]
-    terms = loss_terms("baseline", 0.0, [], out, batch)
+    terms = loss_terms(LossConfig("baseline"), (), out, batch)
     expected = -(lp[0][0] + lp[1][2] + lp[2][1]) / 3
     assert [t.name for t in terms] == ["main_ce"]
     assert int(terms[0].count) == 3
@@ -60,33 +61,33 @@ def test_label_interpolation_by_hand():
     f0 = (1 - lam) * -lp[0][0] + lam * -(0.7 * lp[0][0] + 0.3 * lp[0][1])
     f1 = (1 - lam) * -lp[1][2] + lam * -(1.0 * lp[1][2] + 0.0 * lp[1][3])
     f2 = -lp[2][1]  # silence keeps the plain onehot
-    terms = loss_terms("li", lam, [], out, batch)
+    terms = loss_terms(LossConfig("li", lam), (), out, batch)
     assert [t.name for t in terms] == ["main_li"]
     assert by_name(terms)["main_li"] == pytest.approx((f0 + f1 + f2) / 3, rel=1e-6)
     # lambda 0 is the baseline
-    assert by_name(loss_terms("li", 0.0, [], out, batch))["main_li"] == pytest.approx(
-        by_name(loss_terms("baseline", 0.0, [], out, batch))["main_ce"], rel=1e-6)
+    assert by_name(loss_terms(LossConfig("li", 0.0), (), out, batch))["main_li"] == pytest.approx(
+        by_name(loss_terms(LossConfig("baseline"), (), out, batch))["main_ce"], rel=1e-6)
 
 
 def test_aux_kl_and_hard_ce_by_hand():
     out, batch = fake(("phone",))
-    heads = [AuxHeadConfig(level="phone", layer=1, beta=0.5, alpha=0.2)]
+    loss = LossConfig("aux", kd={"phone": KdWeights(beta=0.5, alpha=0.2)})
     lp = [log_softmax(r) for r in MAIN_LOGITS]
     la = [log_softmax(r) for r in AUX_LOGITS]
     kl0 = 0.7 * (math.log(0.7) - la[0][0]) + 0.3 * (math.log(0.3) - la[0][1])
     kl1 = 1.0 * (math.log(1.0) - la[1][2])  # the 0-probability entry adds nothing
     ce = (-la[0][1] - la[1][2]) / 2  # hard labels 1, 2 on the two non-silence frames
     main = -(lp[0][0] + lp[1][2] + lp[2][1]) / 3
-    terms = loss_terms("aux", 0.0, heads, out, batch)
+    terms = loss_terms(loss, ("phone",), out, batch)
     got = by_name(terms)
     assert list(got) == ["main_ce", "kd_phone", "ce_phone"]
     assert [int(t.count) for t in terms] == [3, 2, 2]  # silence and padding are masked
     assert got["kd_phone"] == pytest.approx((kl0 + kl1) / 2, rel=1e-6)
     assert got["ce_phone"] == pytest.approx(ce, rel=1e-6)
     assert float(total_loss(terms)) == pytest.approx(main + 0.5 * (kl0 + kl1) / 2 + 0.2 * ce, rel=1e-6)
-    # alpha 0: no CE term at all
-    assert [t.name for t in loss_terms("aux", 0.0, [AuxHeadConfig(level="phone", layer=1)], out, batch)] \
-        == ["main_ce", "kd_phone"]
+    # no kd entry: beta 1, alpha 0 (no CE term at all)
+    default = loss_terms(LossConfig("aux"), ("phone",), out, batch)
+    assert [(t.name, t.weight) for t in default] == [("main_ce", 1.0), ("kd_phone", 1.0)]
     # global counts (several processes): each sum divided by the given count, times the scale
     counts = torch.tensor([6.0, 4.0, 4.0])
     scaled = float(total_loss(terms, counts, scale=2.0))
@@ -126,7 +127,7 @@ def test_aux_gradient_does_not_reach_the_main_head():
     model = tiny_model(aux_layer=1)
     batch = real_batch()
     out = model(batch.feats, batch.feat_lens)
-    terms = {t.name: t for t in loss_terms("aux", 0.0, model.config.aux_heads, out, batch)}
+    terms = {t.name: t for t in loss_terms(LossConfig("aux"), ("phone",), out, batch)}
     terms["kd_phone"].mean().backward()
     assert all(p.grad is None or not p.grad.any() for p in model.main_head.parameters())
     # layers above the head's layer get nothing either; those below do
@@ -137,7 +138,7 @@ def test_aux_gradient_does_not_reach_the_main_head():
     # and the main term leaves the auxiliary head alone
     model.zero_grad(set_to_none=True)
     out = model(batch.feats, batch.feat_lens)
-    terms = {t.name: t for t in loss_terms("aux", 0.0, model.config.aux_heads, out, batch)}
+    terms = {t.name: t for t in loss_terms(LossConfig("aux"), ("phone",), out, batch)}
     terms["main_ce"].mean().backward()
     assert all(p.grad is None for p in model.aux_heads.parameters())
     assert model.main_head.output.weight.grad.abs().sum() > 0

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from steps.core import checkpoint as ckpt_io
-from steps.am.model import (AcousticModel, AuxHeadConfig, ModelConfig, checkpoint_dict,
-                            log_priors_from_counts)
-from steps.core.config import ConfigError, from_dict
+from steps.am.model import AcousticModel, AuxHeadConfig, ModelConfig, checkpoint_dict, log_priors_from_counts
 from steps.am.scorer import load_scorer
+from steps.core import checkpoint as ckpt_io
+from steps.core.config import ConfigError, from_dict
 
 CONF = Path(__file__).resolve().parent.parent / "egs" / "synth" / "s5" / "conf"
 
@@ -95,7 +94,7 @@ def test_bad_model_config_names_the_key():
 
 @pytest.mark.parametrize("system", ["baseline", "hier", "dmoe"])
 def test_system_configs_are_cpu_sized(system):
-    from steps.train_am import load_am_config
+    from steps.am.config import load_am_config
 
     config = load_am_config(CONF / f"am_{system}.yaml")
     units = {"senone": 1500, "phone": 40, "subword": 500}

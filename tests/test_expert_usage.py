@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from steps.am.comparison import WerInterval, bootstrap_wer, frame_accuracies, render_summary
+from steps.am.cut_store import CutStore
 from steps.am.dmoe import DmoeConfig, MoeLayer, moe_layers
 from steps.am.expert_usage import collect_usage, plot_usage, senone_phone_classes, summary_lines
-from steps.am.data import CutStore, senone_targets
 from steps.am.model import AcousticModel, ModelConfig
+from steps.am.targets import senone_targets
 from steps.toy.am_data import make_synthetic_am_data
 from steps.tree.decision_tree import Node, Question, Root, Tree
 

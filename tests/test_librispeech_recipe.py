@@ -346,11 +346,11 @@ def test_data_prep_reports_what_lhotse_cannot_use(corpus, tmp_path, monkeypatch,
 
 def test_configs_are_valid():
     """Every YAML in conf/ loads into its dataclass, and every .conf sets run.sh variables."""
+    from steps.am.config import AmConfig, load_am_config
     from steps.core.config import load_config
-    from steps.train_am import AmConfig, load_am_config
-    from steps.train_lm import LmConfig
-    from steps.realign_senones import RealignConfig
     from steps.hmm.mono_training import MonoConfig
+    from steps.realign_senones import RealignConfig
+    from steps.train_lm import LmConfig
 
     conf = RECIPE / "conf"
     for path in sorted(conf.glob("*.yaml")):

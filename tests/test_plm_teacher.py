@@ -19,13 +19,13 @@ from lhotse.utils import fastcopy
 
 from steps import dump_soft_labels as dump
 from steps import prepare_plm_teacher, train_am
-from steps.toy.alignments import ToyWorld
 from steps.kd import alignment_tokens
 from steps.kd import soft_labels as sl
 from steps.kd.plm_text import Normalisation, choose_normalisation
 from steps.kd.pretrained_teacher import PlmError, PretrainedTeacher, load_model_dir
 from steps.kd.random_models import write_bert, write_gpt2
 from steps.kd.teachers import Teacher
+from steps.toy.alignments import ToyWorld
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "egs" / "synth" / "s5" / "conf"
@@ -277,7 +277,7 @@ def test_teacher_dump_and_am_modules_import_without_k2():
     code = ("import sys; sys.modules['k2'] = None\n"
             "import steps.kd.pretrained_teacher, steps.kd.plm_finetune, steps.kd.random_models\n"
             "import steps.prepare_plm_teacher, steps.dump_soft_labels, steps.am.model, steps.am.losses\n"
-            "import steps.am.data, steps.train_am\n"
+            "import steps.am.data, steps.am.training, steps.train_am\n"
             "assert sys.modules['k2'] is None\n"
             "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
@@ -297,8 +297,8 @@ def test_choose_normalisation_falls_back_for_apostrophes(models):
 
 
 def test_topk_head_is_the_full_head_renormalised_over_the_teachers_ids(tmp_path):
+    from steps.am.layers import Head, TopKHead
     from steps.am.losses import kd_sum
-    from steps.am.model import Head, TopKHead
     from steps.core.config import ConfigError
 
     torch.manual_seed(0)
@@ -319,6 +319,6 @@ def test_topk_head_is_the_full_head_renormalised_over_the_teachers_ids(tmp_path)
     assert int(c) == int(mask.sum())
     # config errors name the file and key
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  aux_heads:\n    - {level: plm, layer: 6, output: topk, alpha: 0.5}\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: model.aux_heads\[0\].alpha: must be 0 with output: topk"):
+    bad.write_text("loss:\n  kd:\n    plm: {alpha: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: loss.kd.plm.alpha: must be 0 for a head with output: topk"):
         train_am.load_am_config(CONF / "am_aux_plm.yaml", [bad])

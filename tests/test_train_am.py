@@ -16,11 +16,13 @@ import pytest
 import torch
 from lhotse import CutSet
 
-from steps.core import checkpoint as ckpt_io
-from steps.toy.am_data import make_synthetic_am_data
-from steps.core.config import ConfigError
+from steps.am.config import config_from_checkpoint, load_am_config
+from steps.am.model import model_from_checkpoint
 from steps.am.scorer import load_scorer
-from steps.train_am import load_am_config, main
+from steps.core import checkpoint as ckpt_io
+from steps.core.config import ConfigError
+from steps.toy.am_data import make_synthetic_am_data
+from steps.train_am import main
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "egs" / "synth" / "s5" / "conf"
@@ -76,11 +78,62 @@ def test_config_errors_name_file_and_key(tmp_path):
     li = write(tmp_path / "li.yaml", "loss:\n  objective: li\n  li_lambda: 1.5\n")
     with pytest.raises(ConfigError, match=r"li.yaml: loss.li_lambda: must be in \[0, 1\]"):
         load_am_config(li)
+    # loss weights belong to the loss section: the old place is named with the new one
+    old = write(tmp_path / "old.yaml", "model:\n  aux_heads:\n    - {level: phone, layer: 4, beta: 0.3}\n")
+    with pytest.raises(ConfigError, match=r"old.yaml: model.aux_heads\[0\].beta: unknown key.*"
+                                          r"write it as loss.kd.<the head's level>.beta"):
+        load_am_config(CONF / "am_aux_phone.yaml", [old])
+    stray = write(tmp_path / "stray.yaml", "loss:\n  kd:\n    subword: {beta: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"stray.yaml: loss.kd.subword: no auxiliary head of level subword"):
+        load_am_config(CONF / "am_aux_phone.yaml", [stray])
+    heads = write(tmp_path / "heads.yaml", "loss:\n  objective: aux\n")
+    with pytest.raises(ConfigError, match=r"heads.yaml: model.aux_heads: objective aux needs at least one head"):
+        load_am_config(CONF / "am_baseline.yaml", [heads])
     # every system config loads, also with the tiny override
     for system in ("baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier"):
         tiny = load_am_config(CONF / f"am_{system}.yaml", [CONF / "am_tiny.yaml"])
         full = load_am_config(CONF / f"am_{system}.yaml")
         assert tiny.model.aux_heads == full.model.aux_heads and tiny.model.hidden_dim < full.model.hidden_dim
+        assert tiny.loss == full.loss and set(full.loss.kd) == set(full.head_levels)
+
+
+def test_config_composition(tmp_path):
+    """A system file is its `base:` with its own lines merged on top; overrides then merge
+    over both; an error names the file in the chain that set the key."""
+    hier = load_am_config(CONF / "am_hier.yaml")
+    assert hier.model.num_layers == 6 and hier.data.max_duration == 80  # from am_common.yaml
+    assert [(h.level, h.layer) for h in hier.model.aux_heads] == [("senone", 2), ("phone", 4), ("subword", 6)]
+    assert {lv: w.beta for lv, w in hier.loss.kd.items()} == {"senone": 0.3, "phone": 0.3, "subword": 0.3}
+    flat = load_am_config(CONF / "am_hier.yaml", [CONF / "tune" / "hier.flat.yaml"])
+    assert [h.layer for h in flat.model.aux_heads] == [6, 6, 6]
+    assert {(w.beta, w.alpha) for w in flat.loss.kd.values()} == {(1.0, 0.0)}  # alpha kept from am_hier.yaml
+    write(tmp_path / "common.yaml", "model:\n  num_layers: 3\ntrain:\n  lr: -1.0\n")
+    system = write(tmp_path / "system.yaml", "base: common.yaml\nmodel:\n  hidden_dim: 32\n")
+    with pytest.raises(ConfigError, match=r"common.yaml: train.lr: must be positive"):
+        load_am_config(system)
+    write(tmp_path / "common.yaml", "base: system.yaml\n")
+    with pytest.raises(ConfigError, match=r"chain loops back"):
+        load_am_config(system)
+
+
+def test_checkpoints_with_the_old_layout_load():
+    """Checkpoints written while beta and alpha were in model.aux_heads: the model loads,
+    the weights come back in loss.kd."""
+    config = load_am_config(CONF / "am_hier.yaml", [CONF / "am_tiny.yaml"])
+    from steps.am.model import AcousticModel, checkpoint_dict
+    from steps.core.config import to_dict
+
+    model = AcousticModel(80, 40, config.model, {"senone": 40, "phone": 12, "subword": 30})
+    checkpoint = checkpoint_dict(model, to_dict(config), torch.zeros(40), torch.ones(40))
+    for where in (checkpoint["model_config"], checkpoint["config"]["model"]):  # as they were written
+        for head in where["aux_heads"]:
+            head.update(beta=0.3 if head["level"] != "phone" else 0.7, alpha=0.0)
+    del checkpoint["config"]["loss"]["kd"]
+    loaded = model_from_checkpoint(checkpoint)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    translated = config_from_checkpoint(checkpoint["config"])
+    assert translated.model == config.model
+    assert {lv: w.beta for lv, w in translated.loss.kd.items()} == {"senone": 0.3, "phone": 0.7, "subword": 0.3}
 
 
 # ------------------------------------------------------------------ end to end and resume
@@ -155,15 +208,19 @@ import sys, torch
 from pathlib import Path
 from lhotse import CutSet
 from torch.nn.parallel import DistributedDataParallel
-from steps.am.data import AmDataset, CutStore
+from steps.am.config import load_am_config
+from steps.am.cut_store import CutStore
+from steps.am.data import AmDataset
+from steps.am.distributed import init_world
 from steps.am.losses import required_levels
 from steps.am.model import AcousticModel
-from steps.train_am import gradient_on_batch, init_world, load_am_config, resolve_sizes
+from steps.am.sizes import resolve_sizes
+from steps.am.training import gradient_on_batch
 
 config_path, override, cuts_path, lm_dir, out = sys.argv[1:6]
 world, device = init_world("cpu")
 config = load_am_config(config_path, [override])
-levels = required_levels(config.loss.objective, config.model.aux_heads)
+levels = required_levels(config.loss.objective, config.head_levels)
 store, _ = CutStore.build(CutSet.from_file(cuts_path), levels, True)
 num_senones, aux, _, _ = resolve_sizes(config, store, None, Path(lm_dir))
 torch.manual_seed(0)

@@ -12,10 +12,10 @@ The library code is steps.am.expert_usage.
 import argparse
 import sys
 
-from steps.core import checkpoint as ckpt_io
+from steps.am.cut_store import CutStore
 from steps.am.expert_usage import collect_usage, plot_usage, summary_lines
-from steps.am.data import CutStore
 from steps.am.model import model_from_checkpoint
+from steps.core import checkpoint as ckpt_io
 from steps.tree.decision_tree import Tree
 
 

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
+from steps.am.config import config_from_checkpoint
+from steps.am.cut_store import CutStore
+from steps.am.data import AmDataset, sequential_batches
 from steps.am.dmoe import moe_layers
 from steps.am.expert_usage import senone_phone_classes
-from steps.am.data import AmDataset, CutStore, sequential_batches
-from steps.am.losses import LossConfig, loss_terms, required_levels, total_loss
+from steps.am.losses import loss_terms, required_levels, total_loss
 from steps.am.model import AcousticModel, count_parameters, model_from_checkpoint
-from steps.core.config import from_dict
 from steps.scoring.wer import read_text, score
 from steps.tree.decision_tree import Tree
 
@@ -91,11 +92,12 @@ def cpu_seconds_per_step(checkpoint: dict, store: CutStore, steps: int = 20, rep
     """Median over repeats of the process CPU seconds of one training step (see the module
     docstring) of a model built like the checkpoint's, on store's first batches."""
     config = checkpoint["config"]
-    loss = from_dict(LossConfig, config.get("loss", {}), "checkpoint config loss")
+    loss = config_from_checkpoint(config).loss  # with the loss weights of an older checkpoint
     model = model_from_checkpoint(checkpoint)  # trained weights; they are not saved back
     model.train()
     model.set_epoch(10 ** 6)  # stage two: the cap (a stage-one cost only) is not timed
-    levels = required_levels(loss.objective, model.config.aux_heads)
+    head_levels = tuple(h.level for h in model.config.aux_heads)
+    levels = required_levels(loss.objective, head_levels)
     dataset = AmDataset(store, model.subsampling, levels)
     batches = list(sequential_batches(store.cuts, float(config.get("data", {}).get("max_duration", 10))))
     if len(batches) < steps + 2:
@@ -109,7 +111,7 @@ def cpu_seconds_per_step(checkpoint: dict, store: CutStore, steps: int = 20, rep
             if i == 2:
                 start = time.process_time()
             out = model(batch.feats, batch.feat_lens)
-            terms = loss_terms(loss.objective, loss.li_lambda, model.config.aux_heads, out, batch)
+            terms = loss_terms(loss, head_levels, out, batch)
             optimizer.zero_grad(set_to_none=True)
             total_loss(terms).backward()
             optimizer.step()

@@ -10,7 +10,7 @@ Stacking L such layers routes every frame through one combination of experts per
 (E^L combinations from L*E experts). An expert is a small block ending in a ReLU:
 
 - tdnnf: a kernel-wide time conv into a bottleneck (no bias), an affine layer back up, ReLU;
-  with one expert and its gate fixed at 1 the layer is exactly steps.am.model.TdnnfLayer.
+  with one expert and its gate fixed at 1 the layer is exactly steps.am.layers.TdnnfLayer.
 - ffn:   Linear(H, expert_dim), ReLU, Linear(expert_dim, H), ReLU (the frame alone).
 
 combine:

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
+from steps.am.cut_store import CutStore
+from steps.am.data import AmDataset, sequential_batches
 from steps.am.dmoe import moe_layers
-from steps.am.data import AmDataset, CutStore, sequential_batches
 from steps.am.model import AcousticModel
 from steps.tree.decision_tree import Tree
 

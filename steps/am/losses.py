@@ -13,8 +13,25 @@ probabilities q_1..q_k), m^L_t = 1 where a level-L token covers the frame (0 on 
                                                           0 log 0 = 0), only where m^L_t
               ce_L = -log p^L_t[token_t]                   (hard labels), only where m^L_t
               (a head with output: topk has p^L_t normalised over the teacher's k ids
-              i_1..i_k of the frame: steps.am.model.TopKLogits)
+              i_1..i_k of the frame: steps.am.layers.TopKLogits)
     hier      aux with all three levels (each head on its own encoder layer).
+
+The weights live here, in the loss config, not in the model: the model config says which
+heads exist and which encoder layer each reads (structure); the loss config says how much
+each term counts (icefall keeps --distillation-layer in the model, --codebook-loss-scale in
+compute_loss):
+
+    loss:
+      objective: hier
+      li_lambda: 0.5                    # λ, LI only
+      kd:                               # per auxiliary head's level: β (KL) and α (hard CE)
+        senone: {beta: 0.3, alpha: 0.0}
+        phone: {beta: 0.3}
+        subword: {beta: 0.3}
+
+A head without a kd entry takes β = 1, α = 0. OBJECTIVES is the one table of what each
+objective reads: its main term, the soft-label levels that term reads and which auxiliary
+heads it needs; `check_heads`, `required_levels` and `loss_terms` all read it.
 
 Normalisation: each term is a mean over the frames it covers, i.e. its sum over frames
 divided by the number of those frames in the (global) batch: main_* over the frames with a
@@ -30,24 +47,78 @@ exactly that of one process on the whole batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Sequence
 
 import torch
 
-from steps.am.model import TopKLogits
+from steps.am.layers import TopKLogits
 from steps.core.config import require
 
-OBJECTIVES = ("baseline", "li", "aux", "hier")
+HIER_LEVELS = ("senone", "phone", "subword")
+
+
+@dataclass(frozen=True)
+class Objective:
+    main: str  # the main head's term: main_ce or main_li
+    main_levels: tuple[str, ...]  # soft-label levels the main term reads
+    heads: Optional[tuple[str, ...]]  # auxiliary heads: None: none allowed; (): any one or
+    #                                   more levels; else exactly these levels
+
+
+OBJECTIVES = {
+    "baseline": Objective("main_ce", (), None),
+    "li": Objective("main_li", ("senone",), None),
+    "aux": Objective("main_ce", (), ()),
+    "hier": Objective("main_ce", (), HIER_LEVELS),
+}
+
+
+@dataclass
+class KdWeights:
+    beta: float = 1.0  # weight of KL(teacher || head)
+    alpha: float = 0.0  # weight of CE against the level's hard labels
+
+    def __post_init__(self):
+        require(self.beta >= 0, "beta", "must be >= 0")
+        require(self.alpha >= 0, "alpha", "must be >= 0")
 
 
 @dataclass
 class LossConfig:
     objective: Literal["baseline", "li", "aux", "hier"] = "baseline"
     li_lambda: float = 0.5  # weight of the senone soft label in the LI target
+    kd: dict[str, KdWeights] = field(default_factory=dict)  # level of an auxiliary head -> weights
 
     def __post_init__(self):
         require(0.0 <= self.li_lambda <= 1.0, "li_lambda", "must be in [0, 1]")
+
+    def weights(self, level: str) -> KdWeights:
+        return self.kd.get(level, KdWeights())
+
+
+def check_heads(loss: LossConfig, heads) -> Optional[tuple[str, str]]:
+    """Whether the model's auxiliary heads (AuxHeadConfig list) suit the loss config:
+    None, or (dotted key, message) of the first problem."""
+    levels = [h.level for h in heads]
+    wanted = OBJECTIVES[loss.objective].heads
+    if wanted is None and levels:
+        return ("model.aux_heads", f"objective {loss.objective} trains no auxiliary head; remove "
+                                   "them or use aux/hier")
+    if wanted == () and not levels:
+        return ("model.aux_heads", f"objective {loss.objective} needs at least one head")
+    if wanted and sorted(levels) != sorted(wanted):
+        return ("model.aux_heads", f"objective {loss.objective} needs one head per level "
+                                   f"({', '.join(wanted)}), got {levels}")
+    for level in loss.kd:
+        if level not in levels:
+            return (f"loss.kd.{level}", f"no auxiliary head of level {level} in model.aux_heads "
+                                        f"(heads: {levels or 'none'})")
+    for i, head in enumerate(heads):
+        if head.output == "topk" and loss.weights(head.level).alpha != 0:
+            return (f"loss.kd.{head.level}.alpha", "must be 0 for a head with output: topk "
+                    f"(model.aux_heads[{i}]; the hard label may be outside the teacher's top k)")
+    return None
 
 
 @dataclass
@@ -93,32 +164,41 @@ def kd_sum(log_probs: torch.Tensor, ids: torch.Tensor, probs: torch.Tensor, mask
     return (kl * mask).sum(), mask.sum()
 
 
-def loss_terms(objective: str, li_lambda: float, aux_heads, out, batch) -> list[Term]:
-    """The objective's terms for a batch. aux_heads: the model config's AuxHeadConfig list
-    (levels, β, α); out: ModelOutput; batch: AmBatch (targets at the output rate)."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r} (known: {OBJECTIVES})")
+def loss_terms(loss: LossConfig, head_levels: Sequence[str], out, batch) -> list[Term]:
+    """The objective's terms for a batch. head_levels: the levels of the model's auxiliary
+    heads; out: ModelOutput; batch: AmBatch (targets at the output rate)."""
+    if loss.objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {loss.objective!r} (known: {tuple(OBJECTIVES)})")
+    objective = OBJECTIVES[loss.objective]
     mask = out.mask
     labels = batch.senone[mask]
     terms = []
-    if objective == "li":
+    if objective.main == "main_li":
         t = batch.levels["senone"]
-        s, c = li_sum(out.main, labels, t.ids[mask], t.probs[mask], t.mask[mask], li_lambda)
+        s, c = li_sum(out.main, labels, t.ids[mask], t.probs[mask], t.mask[mask], loss.li_lambda)
         terms.append(Term("main_li", 1.0, s, c))
     else:
         s, c = ce_sum(out.main, labels)
         terms.append(Term("main_ce", 1.0, s, c))
-    if objective in ("aux", "hier"):
-        for head in aux_heads:
-            t = batch.levels[head.level]
+    if objective.heads is not None:
+        for level in head_levels:
+            weights = loss.weights(level)
+            t = batch.levels[level]
             level_mask = t.mask[mask]
-            s, c = kd_sum(out.aux[head.level], t.ids[mask], t.probs[mask], level_mask)
-            terms.append(Term(f"kd_{head.level}", head.beta, s, c))
-            if head.alpha > 0:
+            s, c = kd_sum(out.aux[level], t.ids[mask], t.probs[mask], level_mask)
+            terms.append(Term(f"kd_{level}", weights.beta, s, c))
+            if weights.alpha > 0:
                 hard = torch.where(level_mask, t.hard[mask], torch.full_like(t.hard[mask], -1))
-                s, c = ce_sum(out.aux[head.level], hard)
-                terms.append(Term(f"ce_{head.level}", head.alpha, s, c))
+                s, c = ce_sum(out.aux[level], hard)
+                terms.append(Term(f"ce_{level}", weights.alpha, s, c))
     return terms
+
+
+def term_weights(loss: LossConfig, head_levels: Sequence[str]) -> dict[str, float]:
+    """Every term name an objective may give -> its weight (for the logged total)."""
+    return {"main_ce": 1.0, "main_li": 1.0,
+            **{f"kd_{lv}": loss.weights(lv).beta for lv in head_levels},
+            **{f"ce_{lv}": loss.weights(lv).alpha for lv in head_levels}}
 
 
 def total_loss(terms: list[Term], counts: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
@@ -131,10 +211,7 @@ def total_loss(terms: list[Term], counts: torch.Tensor | None = None, scale: flo
     return total * scale
 
 
-def required_levels(objective: str, aux_heads) -> tuple[str, ...]:
-    """The soft-label levels an objective reads."""
-    if objective == "li":
-        return ("senone",)
-    if objective in ("aux", "hier"):
-        return tuple(h.level for h in aux_heads)
-    return ()
+def required_levels(objective: str, head_levels: Sequence[str]) -> tuple[str, ...]:
+    """The soft-label levels an objective reads (head_levels: the model's auxiliary heads)."""
+    o = OBJECTIVES[objective]
+    return o.main_levels + (tuple(head_levels) if o.heads is not None else ())

@@ -33,15 +33,20 @@ or in a padded batch (up to float rounding).
 
 Large vocabularies (the plm level: a pre-trained model's pieces, e.g. 50,257 for GPT-2): an
 auxiliary head with `output: topk` never forms the [M, V] output. Its forward returns
-TopKLogits (the head's features and output weights); the KD loss asks it for the logits of
-the teacher's k ids of each frame only and normalises over those k (top-k-restricted
-logits: KL(q || p restricted to the teacher's top k), the student's mass outside the k is
-not pushed down). Cost per frame O(k * hidden_dim) instead of O(V * hidden_dim); the full
-argmax (dev frame accuracy) is computed in chunks. Such a head takes no hard-label CE
-(alpha 0).
+TopKLogits (steps.am.layers: the head's features and output weights); the KD loss asks it
+for the logits of the teacher's k ids of each frame only and normalises over those k
+(top-k-restricted logits: KL(q || p restricted to the teacher's top k), the student's mass
+outside the k is not pushed down). Cost per frame O(k * hidden_dim) instead of
+O(V * hidden_dim); the full argmax (dev frame accuracy) is computed in chunks. Such a head
+takes no hard-label CE (loss.kd.<level>.alpha 0).
 
 Layer indices for the auxiliary heads: 0 = the input layer's output, i = the output of
 encoder layer i (1..num_layers); the main head sits on layer num_layers.
+
+The model config is structure only; the loss weights of the heads are the loss config's
+(steps.am.losses). Checkpoints written before they moved carry beta and alpha in each
+model_config.aux_heads entry; `split_legacy_weights` takes them out when such a checkpoint
+is loaded.
 
 Checkpoints (kind "acoustic_model", steps.core.checkpoint) hold: config (the whole training
 config), model_config, feature_dim, num_senones, aux_units {level: V}, state_dict,
@@ -56,9 +61,9 @@ from typing import Literal, NamedTuple, Optional
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from steps.am.dmoe import DmoeConfig, MoeLayer, moe_layers
+from steps.am.layers import BlstmLayer, ConformerLayer, Head, InputLayer, TdnnfLayer, TopKHead, dropout_module
 from steps.core.config import from_dict, require, to_dict
 
 KIND = "acoustic_model"
@@ -71,18 +76,13 @@ class AuxHeadConfig:
     layer: int  # encoder layer whose output the head reads (0 = input layer)
     hidden_dim: int = 128  # the head's own projection
     num_units: Optional[int] = None  # None: exp/lm_<level>/tokens.txt (senone: num_senones)
-    beta: float = 1.0  # weight of KL(teacher || head)
-    alpha: float = 0.0  # weight of CE against the level's hard labels
     output: Literal["full", "topk"] = "full"  # topk: logits of the teacher's top-k ids only
+    # the head's loss weights (beta, alpha) are the loss config's: loss.kd.<level>
 
     def __post_init__(self):
         require(self.layer >= 0, "layer", "must be >= 0")
         require(self.hidden_dim > 0, "hidden_dim", "must be positive")
         require(self.num_units is None or self.num_units > 0, "num_units", "must be positive")
-        require(self.beta >= 0, "beta", "must be >= 0")
-        require(self.alpha >= 0, "alpha", "must be >= 0")
-        require(self.output == "full" or self.alpha == 0, "alpha",
-                "must be 0 with output: topk (the hard label may be outside the teacher's top k)")
 
 
 @dataclass
@@ -131,151 +131,6 @@ class ModelConfig:
                     f"{head.layer} > num_layers ({self.num_layers})")
 
 
-# ------------------------------------------------------------------ layers
-
-
-class InputLayer(nn.Module):
-    """Splices 2*context+1 frames with a strided conv: output j is centred on input frame
-    j*s + s//2 and there are ceil(T / s) outputs."""
-
-    def __init__(self, feature_dim: int, hidden_dim: int, context: int, subsampling: int,
-                 dropout: float):
-        super().__init__()
-        self.context, self.subsampling = context, subsampling
-        self.conv = nn.Conv1d(feature_dim, hidden_dim, 2 * context + 1, stride=subsampling)
-        self.norm = nn.LayerNorm(hidden_dim)
-        self.dropout = _dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, F] -> [B, N, H]
-        s, kernel = self.subsampling, 2 * self.context + 1
-        n = (x.shape[1] + s - 1) // s
-        left = self.context - s // 2
-        right = (n - 1) * s - left + kernel - x.shape[1]
-        x = F.pad(x.transpose(1, 2), (left, max(0, right)))
-        x = F.relu(self.conv(x)).transpose(1, 2)
-        return self.dropout(self.norm(x))
-
-
-class TdnnfLayer(nn.Module):
-    """x -> kernel-wide time conv into the bottleneck (no bias) -> affine -> ReLU ->
-    LayerNorm -> dropout, plus bypass * x. The time conv is one matmul into kernel x
-    bottleneck columns whose slices are added with their time shifts: the same as a
-    zero-padded Conv1d, without moving [B, N, H] to channels-first and back (on a CPU
-    those copies cost as much as the layer's arithmetic)."""
-
-    def __init__(self, dim: int, bottleneck: int, kernel: int, bypass: float, dropout: float):
-        super().__init__()
-        self.kernel, self.bottleneck = kernel, bottleneck
-        self.linear = nn.Linear(dim, kernel * bottleneck, bias=False)
-        self.affine = nn.Linear(bottleneck, dim)
-        self.norm = nn.LayerNorm(dim)
-        self.dropout = _dropout(dropout)
-        self.bypass = bypass
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        c, b, n = self.kernel // 2, self.bottleneck, x.shape[1]
-        z = self.linear(x)  # [B, N, K * b]; slice k looks at frame t + k - c
-        if c:
-            z = F.pad(z, (0, 0, c, c))
-        y = z[:, 0:n, 0:b]
-        for k in range(1, self.kernel):
-            y = y + z[:, k:k + n, k * b:(k + 1) * b]
-        return self.bypass * x + self.dropout(self.norm(F.relu(self.affine(y))))
-
-
-def _dropout(p: float) -> nn.Module:
-    # no module at all for p = 0: a CPU spends ~10% of a step drawing dropout masks
-    return nn.Dropout(p) if p > 0 else nn.Identity()
-
-
-class BlstmLayer(nn.Module):
-    def __init__(self, dim: int, dropout: float):
-        super().__init__()
-        self.lstm = nn.LSTM(dim, dim // 2, batch_first=True, bidirectional=True)
-        self.norm = nn.LayerNorm(dim)
-        self.dropout = _dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        lengths = mask.sum(dim=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        y, _ = self.lstm(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
-        return self.dropout(self.norm(y))
-
-
-class ConformerLayer(nn.Module):
-    def __init__(self, dim: int, heads: int, kernel: int, dropout: float):
-        super().__init__()
-
-        def ffn():
-            return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 4 * dim), nn.SiLU(),
-                                 _dropout(dropout), nn.Linear(4 * dim, dim), _dropout(dropout))
-
-        self.ffn1, self.ffn2 = ffn(), ffn()
-        self.attn_norm = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.conv_norm = nn.LayerNorm(dim)
-        self.pointwise = nn.Conv1d(dim, 2 * dim, 1)
-        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
-        self.conv_out = nn.Conv1d(dim, dim, 1)
-        self.final_norm = nn.LayerNorm(dim)
-        self.dropout = _dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + 0.5 * self.ffn1(x)
-        a = self.attn_norm(x)
-        a, _ = self.attn(a, a, a, key_padding_mask=~mask, need_weights=False)
-        x = x + self.dropout(a)
-        c = F.glu(self.pointwise(self.conv_norm(x).transpose(1, 2)), dim=1)
-        c = c * mask[:, None, :].to(c.dtype)  # the depthwise conv must see zeros past the end
-        c = self.conv_out(F.silu(self.depthwise(c))).transpose(1, 2)
-        x = x + self.dropout(c)
-        x = x + 0.5 * self.ffn2(x)
-        return self.final_norm(x)
-
-
-class Head(nn.Module):
-    """hidden -> dim (ReLU, LayerNorm) -> units."""
-
-    def __init__(self, in_dim: int, dim: int, num_units: int):
-        super().__init__()
-        self.proj = nn.Linear(in_dim, dim)
-        self.norm = nn.LayerNorm(dim)
-        self.output = nn.Linear(dim, num_units)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.output(self.norm(F.relu(self.proj(x)))).log_softmax(dim=-1)
-
-
-class TopKLogits:
-    """A restricted head's output for M frames: features [M, D] and the output layer."""
-
-    def __init__(self, features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-        self.features, self.weight, self.bias = features, weight, bias
-
-    def __len__(self) -> int:
-        return self.features.shape[0]
-
-    def over(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids [M, k] -> log-probabilities [M, k], normalised over each frame's k ids."""
-        ids = ids.clamp(min=0)
-        logits = torch.einsum("md,mkd->mk", self.features, self.weight[ids]) + self.bias[ids]
-        return logits.log_softmax(dim=-1)
-
-    def argmax(self, dim: int = -1, chunk: int = 1024) -> torch.Tensor:
-        """The full head's argmax per frame, chunk frames at a time."""
-        return torch.cat([F.linear(self.features[i:i + chunk], self.weight, self.bias).argmax(dim=-1)
-                          for i in range(0, len(self), chunk)]) if len(self) else \
-            torch.zeros(0, dtype=torch.long, device=self.features.device)
-
-
-class TopKHead(Head):
-    """A Head whose output layer is only evaluated at the ids asked for (TopKLogits)."""
-
-    def forward(self, x: torch.Tensor) -> TopKLogits:
-        return TopKLogits(self.norm(F.relu(self.proj(x))), self.output.weight, self.output.bias)
-
-
 # ------------------------------------------------------------------ model
 
 
@@ -306,7 +161,7 @@ class AcousticModel(nn.Module):
         for i in range(c.num_layers):
             if i >= first_moe:
                 layers.append(MoeLayer(c.hidden_dim, c.dmoe, c.kernel_size, c.bypass_scale,
-                                       _dropout(c.dropout)))
+                                       dropout_module(c.dropout)))
             elif c.encoder in ("tdnnf", "dmoe"):
                 layers.append(TdnnfLayer(c.hidden_dim, c.bottleneck_dim, c.kernel_size,
                                          c.bypass_scale, c.dropout))
@@ -401,7 +256,6 @@ def log_priors_from_counts(counts: torch.Tensor, floor: float) -> torch.Tensor:
 
 def checkpoint_dict(model: AcousticModel, config: dict, log_priors: torch.Tensor,
                     senone_counts: torch.Tensor, extra: dict | None = None) -> dict:
-
     return {
         "kind": KIND,
         "config": config,
@@ -416,11 +270,28 @@ def checkpoint_dict(model: AcousticModel, config: dict, log_priors: torch.Tensor
     }
 
 
-def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") -> AcousticModel:
+LEGACY_HEAD_WEIGHTS = ("beta", "alpha")  # in model.aux_heads[] before they moved to loss.kd
 
+
+def split_legacy_weights(model_config: dict) -> tuple[dict, dict[str, dict]]:
+    """A model config as plain data, possibly of the layout before the loss weights moved
+    -> (the config without them, {level: {beta, alpha}} of the heads that had them)."""
+    heads, weights = [], {}
+    for head in model_config.get("aux_heads") or []:
+        if isinstance(head, dict) and any(k in head for k in LEGACY_HEAD_WEIGHTS):
+            weights[head.get("level")] = {k: head[k] for k in LEGACY_HEAD_WEIGHTS if k in head}
+            head = {k: v for k, v in head.items() if k not in LEGACY_HEAD_WEIGHTS}
+        heads.append(head)
+    if not weights:
+        return model_config, {}
+    return {**model_config, "aux_heads": heads}, weights
+
+
+def model_from_checkpoint(checkpoint: dict, device: str | torch.device = "cpu") -> AcousticModel:
     if checkpoint.get("kind") != KIND:
         raise ValueError(f"not an acoustic model checkpoint (kind={checkpoint.get('kind')!r})")
-    config = from_dict(ModelConfig, checkpoint["model_config"], "checkpoint model_config")
+    model_config, _ = split_legacy_weights(checkpoint["model_config"])  # loss weights: not the model's
+    config = from_dict(ModelConfig, model_config, "checkpoint model_config")
     model = AcousticModel(checkpoint["feature_dim"], checkpoint["num_senones"], config,
                           checkpoint.get("aux_units"))
     model.load_state_dict(checkpoint["state_dict"])

@@ -40,7 +40,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from steps.am.model import AcousticModelScorer, Head, InputLayer, TdnnfLayer
+from steps.am.layers import Head, InputLayer, TdnnfLayer
+from steps.am.model import AcousticModelScorer
 from steps.compress.config import StudentConfig, StudentModelConfig
 from steps.core.config import from_dict, to_dict
 

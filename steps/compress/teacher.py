@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from lhotse.utils import compute_num_frames
 
-from steps.core import checkpoint as ckpt_io
 from steps.am.model import KIND as AM_KIND
-from steps.am.model import AcousticModel, ModelConfig
+from steps.am.model import AcousticModel, ModelConfig, split_legacy_weights
 from steps.compress.config import TeacherConfig
+from steps.core import checkpoint as ckpt_io
 from steps.core.config import ConfigError, from_dict
 
 FBANK_HOP = 160  # samples per 10 ms frame at 16 kHz
@@ -101,7 +101,9 @@ class AmTeacher:
             raise TeacherError(f"{path}: not an acoustic model checkpoint of steps.train_am "
                                f"(kind={checkpoint.get('kind') if isinstance(checkpoint, dict) else None!r})")
         try:
-            model_config = from_dict(ModelConfig, checkpoint["model_config"], f"{path} model_config")
+            # a checkpoint from before the loss weights left model_config carries them per head
+            model_config = from_dict(ModelConfig, split_legacy_weights(checkpoint["model_config"])[0],
+                                     f"{path} model_config")
             model = AcousticModel(checkpoint["feature_dim"], checkpoint["num_senones"], model_config,
                                   checkpoint.get("aux_units"))
         except (ConfigError, KeyError, ValueError) as e:

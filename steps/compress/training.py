@@ -8,7 +8,7 @@ fine-tunes the senone head with frame CE on the top representation.
 Data: every cut is read once (features, senone_ali, teacher_layers); sizes are small (a
 student is trained on the same cuts as the AM). Batches: cuts sorted by length, cut into
 groups of at most max_duration seconds, the groups shuffled per epoch with the seed.
-Targets at the student's output rate: senone labels as steps.am.data (frame j*s + s//2),
+Targets at the student's output rate: senone labels as steps.am.targets (frame j*s + s//2),
 teacher layers as cached (the dump's frame rate must equal the student's subsampling).
 
 Schedule: per phase, linear warm-up over warmup_steps then cosine decay to 5% of the
@@ -31,12 +31,12 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from steps.core import checkpoint as ckpt_io
-from steps.am.data import IGNORE, senone_targets
+from steps.am.targets import IGNORE, senone_targets
 from steps.compress.config import StudentConfig
 from steps.compress.layer_cache import FIELD, load_layers
 from steps.compress.losses import distill_loss
 from steps.compress.teacher import TeacherError
+from steps.core import checkpoint as ckpt_io
 
 log = logging.getLogger(__name__)
 ALI_FIELD = "senone_ali"

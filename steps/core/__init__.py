@@ -2,7 +2,7 @@
 
 - atomic.py      crash-safe writes (a temporary name and a rename), `.done` markers with input
                  fingerprints, skipping a step whose inputs did not change
-- log.py         logging set-up, progress bars, the failing-log report
+- log.py         logging set-up, progress bars, the failing-log report, the TensorBoard writer
 - jobs.py        running a program as JOB=1:nj through the recipe's $cmd
 - config.py      YAML configs loaded into typed dataclasses (unknown keys named with file and key),
                  merging of override files

@@ -7,12 +7,20 @@ value must have the field's type, and a dataclass may check its own values in
     ConfigError: conf/am_hier.yaml: model.encoder.num_layers: expected int, got 'six'
     ConfigError: conf/am_hier.yaml: unknown key 'optimiser' (known: data, model, ...)
 
+Composition. `load_config(path, cls, overrides)` merges files in order: mappings key by key,
+anything else (lists included) replaced by the later file. A file may start from another
+with a top-level `base: <file>` (relative to its own directory; chains allowed): the base
+is read first and the file merged on top, exactly as an override would be, so a system's
+config can hold only the lines where it differs from a common one and still be a complete
+config on its own. An error names the last file that set the offending key.
+
 Supported field types: bool, int, float, str, Optional[X], list[X], dict[str, X],
 Literal[...], and nested dataclasses.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -129,8 +137,11 @@ def from_dict(cls: type[T], data: dict | None, source: str = "<dict>") -> T:
         raise ConfigError(f"{source}: {e}") from None
 
 
-def load_config(path: str | Path, cls: type[T]) -> T:
-    """Reads a YAML file into the dataclass cls, rejecting unknown keys and bad values."""
+BASE_KEY = "base"
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML file whose top level is a mapping (an empty file: {})."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -138,9 +149,73 @@ def load_config(path: str | Path, cls: type[T]) -> T:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if data is not None and not isinstance(data, dict):
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    return from_dict(cls, data, str(path))
+    return data
+
+
+def merge(base: dict, top: dict) -> dict:
+    """base with top merged on top: mappings key by key, other values (lists too) replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_layers(path: str | Path) -> list[tuple[Path, dict]]:
+    """(file, mapping) of a config file and of its `base:` chain, the deepest base first."""
+    layers, seen, path = [], [], Path(path)
+    while True:
+        if path.resolve() in seen:
+            raise ConfigError(f"{path}: `{BASE_KEY}:` chain loops back to this file")
+        seen.append(path.resolve())
+        data = dict(read_yaml(path))
+        base = data.pop(BASE_KEY, None)
+        layers.insert(0, (path, data))
+        if base is None:
+            return layers
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: {BASE_KEY}: expected a file name, got {base!r}")
+        path = path.parent / base
+
+
+def _defines(data, dotted: str) -> bool:
+    """Whether a YAML mapping sets the dotted key (list indices as [i])."""
+    node = data
+    for part in dotted.replace("[", ".[").split("."):
+        if part.startswith("[") and isinstance(node, list):
+            index = int(part[1:-1])
+            if index >= len(node):
+                return False
+            node = node[index]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def load_config(path: str | Path, cls: type[T], overrides: typing.Sequence[str | Path] = ()) -> T:
+    """Reads a YAML file (with its `base:` chain) and any override files merged on top into
+    the dataclass cls, rejecting unknown keys and bad values; an error names the last file
+    that set the offending key (all of them when none did)."""
+    layers = [layer for p in [path, *overrides] for layer in read_layers(p)]
+    merged: dict = {}
+    for _, data in layers:
+        merged = merge(merged, data)
+    try:
+        return from_dict(cls, merged, "")
+    except ConfigError as e:
+        message = str(e)[2:] if str(e).startswith(": ") else str(e)
+        key = message.split(": ", 1)[0]
+        setting = [p for p, d in layers if _defines(d, key)]
+        where = str(setting[-1]) if setting else " + ".join(str(p) for p, _ in layers)
+        raise ConfigError(f"{where}: {message}") from None
 
 
 def to_dict(config: Any) -> dict:

@@ -1,6 +1,7 @@
 """One logging set-up for every program (time, level, file:line, message), and one progress
 bar for every long loop: tqdm's bar on a terminal; in a log file or a pipe, one plain line
-per few percent (Kaldi's logs read that way), never carriage-return redraws."""
+per few percent (Kaldi's logs read that way), never carriage-return redraws. And one
+TensorBoard writer for the training programs."""
 
 from __future__ import annotations
 
@@ -112,3 +113,15 @@ def progress(iterable=None, desc: str | None = None, total: int | None = None, *
     kwargs.pop("mininterval", None)
     kwargs.pop("miniters", None)
     return LineProgress(iterable, desc=desc, total=total, **kwargs)
+
+
+def summary_writer(path: str | Path):
+    """A TensorBoard SummaryWriter into path, or None (with a warning) where TensorBoard is
+    not installed: training goes on without curves."""
+    try:
+        # here, not at the top: optional, and a second of imports that only training needs
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        logging.getLogger(__name__).warning("TensorBoard unavailable (%s); no curves written", e)
+        return None
+    return SummaryWriter(str(path))

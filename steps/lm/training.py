@@ -18,7 +18,7 @@ from steps.core import atomic
 from steps.core import checkpoint as ckpt_io
 from steps.core.atomic import write_text
 from steps.core.config import require, to_dict
-from steps.core.log import progress
+from steps.core.log import progress, summary_writer
 from steps.lm.bigram import Bigram, perplexity
 from steps.lm.model import KIND, ModelConfig, Specials, build_model, log_likelihood
 from steps.lm.tokens import read_corpus, read_tokens
@@ -202,7 +202,7 @@ def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: b
                       "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                       "fingerprint": inputs}, state_path)
 
-    writer = _summary_writer(exp_dir / "tensorboard")
+    writer = summary_writer(exp_dir / "tensorboard")
     max_steps = tc.max_steps
     if tc.max_epochs is not None:
         per_epoch = len(epoch_batches(lengths, tc.batch_tokens, tc.seed, 0))
@@ -287,12 +287,3 @@ def _fmt(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
-
-
-def _summary_writer(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as e:  # training goes on without curves
-        log.warning("TensorBoard unavailable (%s); no curves written", e)
-        return None
-    return SummaryWriter(str(path))

@@ -35,11 +35,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steps.am.data import AmDataset, CutStore, make_sampler
+from steps.am.config import load_am_config
+from steps.am.cut_store import CutStore
+from steps.am.data import AmDataset, make_sampler
+from steps.am.distributed import World
 from steps.am.losses import required_levels
 from steps.am.model import AcousticModel, parameter_summary
+from steps.am.optim import build_optimizer
+from steps.am.sizes import resolve_sizes
+from steps.am.training import train_step
 from steps.toy.am_data import make_synthetic_am_data
-from steps.train_am import World, build_optimizer, load_am_config, resolve_sizes, train_step
 
 SYSTEMS = ("baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier")
 CONF_DIR = Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5" / "conf"
@@ -64,7 +69,7 @@ class SystemTimer:
         self.model.set_normalisation(*store.mean_std())
         self.optimizer = build_optimizer(self.model, self.config.train)
         self.parameters = parameter_summary(self.model)
-        levels = required_levels(self.config.loss.objective, self.config.model.aux_heads)
+        levels = required_levels(self.config.loss.objective, self.config.head_levels)
         dataset = AmDataset(store, self.config.model.subsampling, levels)
         self.batches = []
         for cuts in make_sampler(store.cuts, self.config.data, seed):

@@ -8,7 +8,8 @@ Prints:
    against a per-frame top-k store, the real alternative (the same k ids and
    probabilities with the same dtypes, written for every frame a token covers);
 3. the time for one training batch to get its soft-label targets the way training does
-   (steps.am.data: the per-token arrays held in memory by CutStore, expanded to the
+   (steps.am.cut_store, steps.am.targets: the per-token arrays held in memory by CutStore,
+   expanded to the
    output frames by expand_soft_labels at the AM's subsampling), against reading them
    from the HDF5 files per cut (lhotse `cut.load_custom`) and against computing them with
    the teachers on the fly (target: training's path >= 5x faster than the teachers).
@@ -37,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from steps.am.data import expand_soft_labels
+from steps.am.targets import expand_soft_labels
 from steps.core import checkpoint as ckpt_io
 from steps.core.config import load_config, to_dict
 from steps.kd import alignment_tokens

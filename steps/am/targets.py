@@ -1,0 +1,112 @@
+"""Frame targets at the model's output rate, built for a whole batch at once.
+
+Frame rate. With frame subsampling s the model emits one output per s input frames
+(n = ceil(T / s) outputs for T frames); output j covers input frames [j*s, j*s + s) and
+takes the labels of input frame min(j*s + s//2, T - 1), its centre. Every target is at that
+output rate: senone [B, N], and per level ids/probs [B, N, k], mask [B, N], hard [B, N]
+(N = the longest n in the batch).
+
+Soft labels are stored per token (steps.kd.soft_labels) and expanded to frames here, with no
+loop over frames: the token starts of all cuts are laid on one axis (cut b's frames offset
+by b x stride) and every queried frame finds its token with one np.searchsorted; a frame is
+covered if it lies before that token's end. Frames covered by no token (silence) get mask
+False, hard label -1 (IGNORE), ids 0 and probs 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from steps.kd.soft_labels import SoftLabels
+
+IGNORE = -1  # label of frames without a target (padding, silence for soft-label levels)
+
+
+def output_lengths(num_frames: np.ndarray | torch.Tensor, subsampling: int):
+    """n = ceil(T / s) outputs per utterance."""
+    return (num_frames + subsampling - 1) // subsampling
+
+
+def output_positions(num_frames: np.ndarray, subsampling: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions [B, N]: the input frame whose labels output j takes, valid [B, N])."""
+    num_frames = np.asarray(num_frames, dtype=np.int64)
+    n = output_lengths(num_frames, subsampling)
+    width = int(n.max()) if len(n) else 0
+    j = np.arange(width)
+    positions = np.minimum(j[None, :] * subsampling + subsampling // 2, num_frames[:, None] - 1)
+    return positions, j[None, :] < n[:, None]
+
+
+@dataclass
+class LevelTargets:
+    ids: torch.Tensor  # int64 [B, N, k]; 0 where masked
+    probs: torch.Tensor  # float32 [B, N, k]; 0 where masked
+    mask: torch.Tensor  # bool [B, N]: a token covers the frame
+    hard: torch.Tensor  # int64 [B, N]: the token's reference unit id; -1 where masked
+
+    def to(self, device) -> "LevelTargets":
+        return LevelTargets(*(t.to(device) for t in (self.ids, self.probs, self.mask, self.hard)))
+
+
+def expand_soft_labels(labels: Sequence[SoftLabels | None], num_frames: Sequence[int],
+                       subsampling: int = 1) -> LevelTargets:
+    """Per-token soft labels of B cuts -> per-frame targets at the output rate, vectorised
+    (one searchsorted over the whole batch). A cut given as None gets no targets."""
+    num_frames = np.asarray(num_frames, dtype=np.int64)
+    positions, valid = output_positions(num_frames, subsampling)
+    batch, width = positions.shape
+    k = max([lab.top_k for lab in labels if lab is not None] + [1])
+    stride = int(num_frames.max()) + 1 if batch else 1
+    present = [(b, lab) for b, lab in enumerate(labels) if lab is not None and len(lab)]
+    ids = np.zeros((batch, width, k), dtype=np.int64)
+    probs = np.zeros((batch, width, k), dtype=np.float32)
+    hard = np.full((batch, width), IGNORE, dtype=np.int64)
+    mask = np.zeros((batch, width), dtype=bool)
+    if present:
+        offsets = np.concatenate([np.full(len(lab), b * stride, dtype=np.int64) for b, lab in present])
+        spans = np.concatenate([lab.spans for _, lab in present]).astype(np.int64)
+        limit = np.concatenate([np.full(len(lab), num_frames[b]) for b, lab in present])
+        starts = spans[:, 0] + offsets
+        ends = np.minimum(spans[:, 1], limit) + offsets
+        token_ids = np.concatenate([pad_k(lab.ids, k, 0) for _, lab in present])
+        token_probs = np.concatenate([pad_k(lab.probs.astype(np.float32), k, 0.0)
+                                      for _, lab in present])
+        token_hard = np.concatenate([lab.tokens for _, lab in present]).astype(np.int64)
+        query = (np.arange(batch, dtype=np.int64)[:, None] * stride + positions).reshape(-1)
+        row = np.searchsorted(starts, query, side="right") - 1
+        safe = np.maximum(row, 0)
+        covered = (row >= 0) & (query < ends[safe]) & valid.reshape(-1)
+        flat = np.flatnonzero(covered)
+        rows = row[flat]
+        ids.reshape(-1, k)[flat] = token_ids[rows]
+        probs.reshape(-1, k)[flat] = token_probs[rows]
+        hard.reshape(-1)[flat] = token_hard[rows]
+        mask.reshape(-1)[flat] = True
+    return LevelTargets(torch.from_numpy(ids), torch.from_numpy(probs), torch.from_numpy(mask),
+                        torch.from_numpy(hard))
+
+
+def pad_k(array: np.ndarray, k: int, value) -> np.ndarray:
+    if array.shape[1] == k:
+        return array
+    out = np.full((array.shape[0], k), value, dtype=array.dtype)
+    out[:, : array.shape[1]] = array
+    return out
+
+
+def senone_targets(alignments: Sequence[np.ndarray | None], num_frames: Sequence[int],
+                   subsampling: int = 1) -> torch.Tensor:
+    """Frame alignments -> [B, N] labels at the output rate; -1 for padding and for cuts
+    without an alignment."""
+    num_frames = np.asarray(num_frames, dtype=np.int64)
+    positions, valid = output_positions(num_frames, subsampling)
+    out = np.full(positions.shape, IGNORE, dtype=np.int64)
+    for b, ali in enumerate(alignments):
+        if ali is not None:
+            n = int(valid[b].sum())
+            out[b, :n] = ali[positions[b, :n]]
+    return torch.from_numpy(out)
