@@ -165,9 +165,12 @@ def test_flat_start_learns_the_segmentation(tmp_path, lang, topo):
     assert flat[-1] < flat[0] - 0.5
     assert (exp / ".done").exists()
 
-    align_program.main(["--model", str(exp / "final.pt"), "--topology", str(exp / "topology.json"),
+    # The topology next to the model; the alignment folder gets copies of both (align_si.sh).
+    align_program.main(["--model", str(exp / "final.pt"),
                         "--cuts", str(cuts_path), "--lang-dir", str(tmp_path / "lang"), "--part", "train",
                         "--out-dir", str(tmp_path / "ali")])
+    for name in ("topology.json", "final.pt"):
+        assert (tmp_path / "ali" / name).read_bytes() == (exp / name).read_bytes()
     aligned = CutSet.from_file(tmp_path / "ali" / "cuts_train.jsonl.gz")
     errors = []
     for cut in aligned:
