@@ -67,7 +67,7 @@ def test_every_stage_ran_in_order(tiny_recipe):
     test output) as the recipe's timing."""
     starts = []
     for line in tiny_recipe.log.read_text(errors="replace").splitlines():
-        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \(run\.sh:\d+\) Stage (\d+):", line)
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \((?:run|stages)\.sh:\d+\) Stage (\d+):", line)
         if m:
             starts.append((int(m.group(2)), datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
     assert [s for s, _ in starts] == list(range(1, 11))
