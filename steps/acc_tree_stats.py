@@ -15,10 +15,12 @@ alignment that is not a sequence of whole phone HMMs) are left out and listed wi
 reason in acc_skipped.txt.
 
 Reads:  --cuts (exp/mono_ali/cuts_train.jsonl.gz: features + custom field mono_ali),
-        --lang-dir (phones.txt), --topology (exp/mono/topology.json)
+        --lang-dir (phones.txt), --topology (default: topology.json next to the cuts, which
+        steps.align leaves there)
 Writes: <out-dir>/stats.npz        events [E,4], counts [E], sums [E,D], sumsq [E,D], info
         <out-dir>/stats_info.json  frames, cuts, events, feature dim, ci phones
         <out-dir>/acc_skipped.txt  `cut_id reason` per cut left out
+        <out-dir>/topology.json    a copy, for steps.build_tree and the steps after it
         <out-dir>/log/acc_tree_stats.log (and .JOB.log of each job)
         <out-dir>/.stats/.done     written last, with the fingerprint of the inputs (cuts,
                                    lang, topology) and options: a second run with the same
@@ -26,7 +28,7 @@ Writes: <out-dir>/stats.npz        events [E,4], counts [E], sums [E,D], sumsq [
 
 Example:
   python -m steps.acc_tree_stats --cuts exp/mono_ali/cuts_train.jsonl.gz \\
-      --lang-dir data/lang --topology exp/mono/topology.json --out-dir exp/tree --nj 2
+      --lang-dir data/lang --out-dir exp/tree --nj 2
 """
 
 from __future__ import annotations
@@ -43,11 +45,11 @@ from lhotse import CutSet
 
 from steps.core import atomic
 from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
-from steps.lang.lexicon import Lang
 from steps.core.log import progress, setup_logging
 from steps.hmm.topology import Topology
-from steps.tree.building import TreeStats, accumulate, load_stats, merge_stats, save_stats
 from steps.hmm.units import consistent_starts, frame_events, segments_from_items
+from steps.lang.lexicon import Lang
+from steps.tree.building import TreeStats, accumulate, load_stats, merge_stats, save_stats
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", required=True, help="aligned cuts with features (exp/mono_ali/cuts_train.jsonl.gz)")
     parser.add_argument("--lang-dir", required=True)
-    parser.add_argument("--topology", required=True, help="exp/mono/topology.json")
+    parser.add_argument("--topology", default=None,
+                        help="default: topology.json in the directory of --cuts (exp/mono_ali)")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--ci-phones", nargs="*", default=None,
                         help="context-independent phones (default: the lang's silence phones)")
@@ -166,6 +169,8 @@ def main(argv: list[str] | None = None) -> None:
     add_job_arguments(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.topology is None:
+        args.topology = str(Path(args.cuts).parent / "topology.json")
     out_dir = Path(args.out_dir)
     setup_logging(log_file=None if args.job is not None else out_dir / "log" / "acc_tree_stats.log")
 
@@ -176,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     marker_dir = out_dir / ".stats"
     fingerprint = atomic.inputs_fingerprint([args.cuts, args.lang_dir, args.topology], ci_phones=args.ci_phones,
                                             chunk_frames=args.chunk_frames)
-    if atomic.up_to_date(marker_dir, fingerprint, args.force, [out_dir / "stats.npz"],
+    if atomic.up_to_date(marker_dir, fingerprint, args.force, [out_dir / "stats.npz", out_dir / "topology.json"],
                          what=f"{out_dir} statistics"):
         return
     atomic.clear_done(marker_dir)
@@ -224,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic.write_text(out_dir / "acc_skipped.txt", _skipped_text(skipped))
     atomic.write_text(out_dir / "stats_info.json", json.dumps(info, indent=2) + "\n")
     shutil.rmtree(out_dir / "acc", ignore_errors=True)  # the per-job files, now merged
+    atomic.copy_file(args.topology, out_dir / "topology.json")
     atomic.mark_done(marker_dir, {"num_cuts": num_cuts, "num_events": stats.num_events}, fingerprint)
     if skipped:
         log.warning("%d cuts left out, see %s", len(skipped), out_dir / "acc_skipped.txt")

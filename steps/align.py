@@ -11,15 +11,19 @@ transcript, no path) are left out and listed with their reason in unaligned_<par
 Word pronunciation counts (which pronunciation the aligner chose) go to
 pron_counts_<part>.txt as `WORD COUNT PHONES...`.
 
-Reads:  --cuts (fbank cuts), --model (exp/mono/final.pt), --lang-dir, --topology
+Reads:  --cuts (fbank cuts), --model (exp/mono/final.pt), --lang-dir, --topology (default:
+        topology.json next to the model)
 Writes: <out-dir>/cuts_<part>.jsonl.gz, <out-dir>/ali_<part>/*.h5,
         <out-dir>/unaligned_<part>.txt, <out-dir>/pron_counts_<part>.txt, <out-dir>/log/
+        <out-dir>/topology.json, <out-dir>/final.pt  copies of the model's, as Kaldi's
+                                  align_si.sh copies final.mdl: the folder is all a later
+                                  step needs
         <out-dir>/.<part>/.done   written last, with the fingerprint of the inputs (model,
                                   topology, cuts, lang) and options: a second run with the
                                   same ones is skipped (--force redoes it)
 
 Example:
-  python -m steps.align --model exp/mono/final.pt --topology exp/mono/topology.json \\
+  python -m steps.align --model exp/mono/final.pt \\
       --cuts data/fbank/synth_cuts_dev.jsonl.gz --lang-dir data/lang --part dev \\
       --out-dir exp/mono_ali --nj 2
 """
@@ -78,7 +82,7 @@ def merge_jobs(out_dir: Path, part: str, nj: int) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--topology", required=True)
+    parser.add_argument("--topology", default=None, help="default: topology.json next to --model")
     parser.add_argument("--cuts", required=True)
     parser.add_argument("--lang-dir", required=True)
     parser.add_argument("--part", required=True, help="name used in the output files")
@@ -97,17 +101,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.job is not None:
         torch.set_num_threads(1)  # the jobs share the cores
 
+    topology_path = args.topology or str(Path(args.model).parent / "topology.json")
     marker_dir = out_dir / f".{args.part}"
     final = out_dir / f"cuts_{args.part}.jsonl.gz"
+    carried = [out_dir / "topology.json", out_dir / "final.pt"]
     fingerprint = atomic.inputs_fingerprint(
-        [args.model, args.topology, args.cuts, args.lang_dir], part=args.part, sil_prob=args.sil_prob,
+        [args.model, topology_path, args.cuts, args.lang_dir], part=args.part, sil_prob=args.sil_prob,
         edge_sil_prob=args.edge_sil_prob, output_beam=args.output_beam)
-    if args.job is None and atomic.up_to_date(marker_dir, fingerprint, args.force, [final],
+    if args.job is None and atomic.up_to_date(marker_dir, fingerprint, args.force, [final, *carried],
                                               what=f"{out_dir} {args.part}"):
         return
 
     lang = Lang.load(args.lang_dir)
-    topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
+    topology = Topology.from_dict(json.loads(Path(topology_path).read_text()))
     train_config = checkpoint.load(args.model).get("train_config", {})
     sil_prob = train_config.get("sil_prob", 0.5) if args.sil_prob is None else args.sil_prob
     edge_sil_prob = train_config.get("edge_sil_prob", sil_prob) if args.edge_sil_prob is None else args.edge_sil_prob
@@ -137,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         num_aligned, skipped = align_part(cuts, Path(args.model), lang, topology, (sil_prob, edge_sil_prob), args.output_beam,
                                           out_dir, args.part, "", torch.device(args.device))
         num_unaligned = len(skipped)
+    atomic.copy_file(topology_path, carried[0])
+    atomic.copy_file(args.model, carried[1])
     atomic.mark_done(marker_dir, {"aligned": num_aligned, "unaligned": num_unaligned, "num_jobs": args.nj},
                      fingerprint)
     log.info("%s: aligned %d cuts, %d left out (see %s); wrote %s", args.part, num_aligned, num_unaligned,

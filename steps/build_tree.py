@@ -26,8 +26,11 @@ may be split. Phones without statistics keep a single leaf (Kaldi warns the same
 Log-likelihood gains depend on the feature dimension: with 80-dim fbank they are about
 twice those of Kaldi's 39-dim MFCC+deltas for the same data, so --thresh 300 stops later.
 
-Reads:  <stats-dir>/stats.npz (steps.acc_tree_stats), --lang-dir, --topology
+Reads:  <stats-dir>/stats.npz (steps.acc_tree_stats), --lang-dir, --topology (default:
+        <stats-dir>/topology.json, which steps.acc_tree_stats leaves there)
 Writes: <out-dir>/tree.txt        the tree (steps.tree.decision_tree.Tree.load reads it)
+        <out-dir>/topology.json   the topology it ties (a copy): the tree's folder is all a
+                                  later step needs
         <out-dir>/questions.txt   `name kind members` of every question
         <out-dir>/senones.txt     `id description` e.g. `AH.s1.{L:{B,P},R:!{<eps>}}`
         <out-dir>/occs.txt        `id frames` occupancy of each senone
@@ -39,7 +42,7 @@ Writes: <out-dir>/tree.txt        the tree (steps.tree.decision_tree.Tree.load r
 
 Example:
   python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang \\
-      --topology exp/mono/topology.json --num-leaves 2000 --thresh 300 --out-dir exp/tree
+      --num-leaves 2000 --thresh 300 --out-dir exp/tree
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stats-dir", required=True, help="directory with stats.npz (steps.acc_tree_stats)")
     parser.add_argument("--lang-dir", required=True)
-    parser.add_argument("--topology", required=True)
+    parser.add_argument("--topology", default=None, help="default: <stats-dir>/topology.json")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--num-leaves", "--max-leaves", dest="num_leaves", type=int, default=0,
                         help="maximum number of leaves (0: no limit; Kaldi's --max-leaves)")
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the k-means starts of phone clustering")
     parser.add_argument("--force", action="store_true", help="rebuild even if done with the same inputs")
     args = parser.parse_args(argv)
+    if args.topology is None:
+        args.topology = str(Path(args.stats_dir) / "topology.json")
     out_dir = Path(args.out_dir)
     setup_logging(log_file=out_dir / "log" / "build_tree.log")
     log.info("%s", " ".join(["python -m steps.build_tree", *(sys.argv[1:] if argv is None else argv)]))
@@ -105,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     fingerprint = atomic.inputs_fingerprint(
         [Path(args.stats_dir) / "stats.npz", args.lang_dir, args.topology, extra_path or None, args.roots],
         **options)
-    if atomic.up_to_date(out_dir, fingerprint, args.force, [out_dir / "tree.txt"], what=f"{out_dir} tree"):
+    if atomic.up_to_date(out_dir, fingerprint, args.force, [out_dir / "tree.txt", out_dir / "topology.json"],
+                         what=f"{out_dir} tree"):
         return
     atomic.clear_done(out_dir)
     atomic.remove(out_dir / "tree.txt")  # no later stage may read the old tree while this one is built
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": round(time.time() - start, 2),
     }
     atomic.write_text(out_dir / "build_info.json", json.dumps(summary, indent=2) + "\n")
+    atomic.copy_file(args.topology, out_dir / "topology.json")
     atomic.mark_done(out_dir, {"num_senones": tree.num_senones}, fingerprint)
     log.info("%d senones; wrote %s, senones.txt, occs.txt, questions.txt (%.1f s)", tree.num_senones,
              out_dir / "tree.txt", time.time() - start)

@@ -11,6 +11,7 @@ rate is logged and the cuts that disagree are listed (they are kept: their frame
 converted exactly either way). Cuts without a usable mono_ali are left out and listed.
 
 Reads:  --cuts (exp/mono_ali/cuts_<part>.jsonl.gz), --tree (exp/tree), --lang-dir, --topology
+        (default: topology.json next to the tree)
 Writes: <out-dir>/cuts_<part>.jsonl.gz           the cuts with senone_ali
         <out-dir>/ali_<part>/senone_ali[.JOB].h5  the arrays
         <out-dir>/senone_counts_<part>.txt        `senone_id frames` for every senone
@@ -20,13 +21,15 @@ Writes: <out-dir>/cuts_<part>.jsonl.gz           the cuts with senone_ali
         <out-dir>/log/convert_ali_<part>.log       (and .JOB.log of each job)
         for --part train also senone_counts.txt and pron_counts.txt (the priors and the
         pronunciations that steps.lm_tokens reads)
+        <out-dir>/tree.txt, <out-dir>/topology.json  copies: the alignments' folder carries
+                                          what gives their ids a meaning
         <out-dir>/.<part>/.done   written last, with the fingerprint of the inputs (cuts,
                                   tree, lang, topology): a second run with the same ones is
                                   skipped (--force redoes it)
 
 Example:
   python -m steps.convert_ali --cuts exp/mono_ali/cuts_train.jsonl.gz --tree exp/tree \\
-      --lang-dir data/lang --topology exp/mono/topology.json --out-dir exp/tri_ali --nj 2
+      --lang-dir data/lang --out-dir exp/tri_ali --nj 2
 """
 
 from __future__ import annotations
@@ -129,13 +132,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cuts", required=True, help="exp/mono_ali/cuts_<part>.jsonl.gz")
     parser.add_argument("--tree", required=True, help="tree directory (exp/tree) or tree.txt")
     parser.add_argument("--lang-dir", required=True)
-    parser.add_argument("--topology", required=True)
+    parser.add_argument("--topology", default=None, help="default: topology.json next to the tree")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--part", default=None, help="name in the output files (default: from --cuts)")
     parser.add_argument("--force", action="store_true", help="convert again even if done with the same inputs")
     add_job_arguments(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
+    if args.topology is None:
+        args.topology = str(tree_file.parent / "topology.json")
     out_dir = Path(args.out_dir)
     part = args.part or part_name(args.cuts)
     setup_logging(log_file=None if args.job is not None else out_dir / "log" / f"convert_ali_{part}.log")
@@ -147,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     marker_dir = out_dir / f".{part}"
     final = out_dir / f"cuts_{part}.jsonl.gz"
     fingerprint = atomic.inputs_fingerprint([args.cuts, args.tree, args.lang_dir, args.topology], part=part)
-    if atomic.up_to_date(marker_dir, fingerprint, args.force, [final], what=f"{out_dir} {part}"):
+    carried = [out_dir / "tree.txt", out_dir / "topology.json"]
+    if atomic.up_to_date(marker_dir, fingerprint, args.force, [final, *carried], what=f"{out_dir} {part}"):
         return
     # From clean: the part's old cuts point at the arrays about to be rewritten, and job
     # files of an interrupted run must not be merged.
@@ -177,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
                        (out_dir / f"senone_counts_{part}.txt").read_text().splitlines()])
     converted = summary["converted"]
     rate = (converted - summary["disagree"]) / converted if converted else 0.0
+    atomic.copy_file(tree_file, carried[0])
+    atomic.copy_file(args.topology, carried[1])
     atomic.mark_done(marker_dir, {**summary, "num_jobs": nj, "agreement": round(rate, 6)}, fingerprint)
     log.info("%s: converted %d cuts (%d skipped, see %s); %d of %d senones seen, %d frames", part, converted,
              summary["skipped"], out_dir / f"skipped_{part}.txt", int((counts > 0).sum()), len(counts),

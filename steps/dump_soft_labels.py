@@ -22,8 +22,8 @@ Tokens come from the ALIGNMENT, one reference per cut and level:
   the de-duplicated senone sequence with silence removed. A run that continues across a
   silence (same senone on both sides) is one token for the teacher, as the text-derived
   sequence (steps.units.phones_to_senones, silence-transparent contexts) has it, and is
-  stored as one row per frame segment, all rows with the same soft label. With --tree and
-  --topology the sequence is checked against phones_to_senones of the aligned phones;
+  stored as one row per frame segment, all rows with the same soft label. With --tree (and
+  the topology next to it) the sequence is checked against phones_to_senones of the aligned phones;
   mismatching cuts are counted and listed (the alignment's sequence is used).
 - subword: each aligned word (ali_word) split into its sentencepiece pieces; the word's
   frames are shared among its pieces in proportion to their letters (at least one frame
@@ -49,7 +49,7 @@ left out of its input and get no row (counted). Cuts without an alignment are le
 the output (listed with the reason).
 
     python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz \\
-        --lang-dir data/lang --tree exp/tree --topology exp/mono/topology.json \\
+        --lang-dir data/lang --tree exp/tree \\
         --bpe-model data/lang_bpe_500/bpe.model \\
         --teachers exp/lm_senone exp/lm_phone exp/lm_subword [exp/lm_plm] \\
         --top-k 8 --temperature 1.0 --out-dir data/kd --corpus synth --nj 2
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cuts", required=True, help="aligned cuts (exp/tri_ali/cuts_train.jsonl.gz)")
     parser.add_argument("--lang-dir", required=True)
     parser.add_argument("--tree", help="exp/tree: check senone runs against phones_to_senones")
-    parser.add_argument("--topology", help="exp/mono/topology.json (with --tree)")
+    parser.add_argument("--topology", help="with --tree (default: topology.json next to the tree)")
     parser.add_argument("--bpe-model", help="sentencepiece model (needed for a subword teacher)")
     parser.add_argument("--teachers", nargs="+", required=True, help="exp/lm_<level> dirs")
     parser.add_argument("--top-k", type=int, default=8)
@@ -237,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="redo every job even if done with the same inputs")
     add_job_arguments(parser)
     args = parser.parse_args(argv)
+    if args.tree and args.topology is None:
+        tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
+        args.topology = str(tree_file.parent / "topology.json")
     out_dir = Path(args.out_dir)
     if args.top_k < 1 or args.temperature <= 0:
         parser.error("--top-k must be >= 1 and --temperature > 0")

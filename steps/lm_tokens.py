@@ -30,7 +30,7 @@ Held-out split: a sentence goes to valid.txt when the MD5 of its text falls in t
 levels, and repeated sentences never straddle train and valid.
 
     python -m steps.lm_tokens --level senone --lm-text data/text/lm_text.txt \\
-        --lang-dir data/lang --tree exp/tree --topology exp/mono/topology.json \\
+        --lang-dir data/lang --tree exp/tree \\
         --pron-counts exp/tri_ali/pron_counts_train.txt --out-dir exp/lm_senone
 """
 
@@ -85,13 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lm-text", required=True)
     parser.add_argument("--lang-dir", required=True)
     parser.add_argument("--tree", help="exp/tree (senone level)")
-    parser.add_argument("--topology", help="exp/mono/topology.json (senone level)")
+    parser.add_argument("--topology", help="default: topology.json next to the tree (senone level)")
     parser.add_argument("--bpe-model", help="data/lang_bpe_N/bpe.model (subword level)")
     parser.add_argument("--pron-counts", help="pronunciation counts of the training alignments")
     parser.add_argument("--valid-fraction", type=float, default=0.02)
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--force", action="store_true", help="redo even if done with the same inputs")
     args = parser.parse_args(argv)
+    if args.tree and args.topology is None:
+        tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
+        args.topology = str(tree_file.parent / "topology.json")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(log_file=out / "log" / "lm_tokens.log")

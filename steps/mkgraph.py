@@ -13,7 +13,8 @@ left-to-right HMMs); see steps.graph.hmm_fst.
 
 Reads:  <lang-dir>/{phones,words,lexicon,lexicon_disambig}.txt, <lm-dir>/G.fst.txt
         (OpenFst text over words.txt ids, #0 on back-off arcs: kaldilm's arpa2fst),
-        <tree>/tree.txt, --topology (JSON of steps.hmm.topology.Topology.to_dict)
+        <tree>/tree.txt, --topology (JSON of steps.hmm.topology.Topology.to_dict; default:
+        topology.json next to the tree, as steps.build_tree and steps.convert_ali leave it)
 Writes: <out-dir>/HCLG.fst     OpenFst binary ConstFst (as Kaldi's); input labels: units
                                (units.txt, from 1), output labels: words.txt ids
         <out-dir>/units.txt    `unit phone state senone`: what each input label means
@@ -27,7 +28,7 @@ Writes: <out-dir>/HCLG.fst     OpenFst binary ConstFst (as Kaldi's); input label
 
 Example:
   python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \\
-      --topology exp/mono/topology.json --out-dir exp/graph --self-loop-scale 0.1
+      --out-dir exp/graph --self-loop-scale 0.1
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang-dir", type=Path, required=True)
     parser.add_argument("--lm-dir", type=Path, required=True, help="directory with G.fst.txt")
     parser.add_argument("--tree", type=Path, required=True, help="tree directory (or tree.txt)")
-    parser.add_argument("--topology", type=Path, required=True, help="topology JSON")
+    parser.add_argument("--topology", type=Path, default=None, help="default: topology.json next to the tree")
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--sil-prob", type=float, default=0.5,
                         help="probability of optional silence before/between/after words")
@@ -63,6 +64,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = get_parser().parse_args(argv)
+    if args.topology is None:
+        args.topology = (args.tree.parent if args.tree.is_file() else args.tree) / "topology.json"
     setup_logging(args.verbose, args.out_dir / "log" / "mkgraph.log")
     options = GraphOptions(sil_prob=args.sil_prob, self_loop_prob=args.self_loop_prob,
                            self_loop_scale=args.self_loop_scale, transition_scale=args.transition_scale)

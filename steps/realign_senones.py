@@ -11,8 +11,9 @@ alignment and is listed. When the cuts carry the true word boundaries (synthetic
 the boundary quality before and after is measured and written.
 
 Reads:  --cuts-dir (exp/tri_conv: cuts_<part>.jsonl.gz with senone_ali, ali_phone, ali_word,
-        senone_counts*.txt, pron_counts*.txt), --init-model (exp/mono/final.pt), --tree,
-        --lang-dir, --topology, --config (conf/realign.yaml)
+        senone_counts*.txt, pron_counts*.txt, and the tree.txt and topology.json that
+        steps.convert_ali copies there), --init-model (exp/mono/final.pt), --lang-dir,
+        --config (conf/realign.yaml); --tree and --topology override the copies
 Writes: <model-dir>/final.pt (an align_model checkpoint over senones), <model-dir>/log/
         <out-dir>/cuts_<part>.jsonl.gz  the cuts with the new senone_ali and mono_ali, ali_phone,
                                         ali_word
@@ -20,11 +21,12 @@ Writes: <model-dir>/final.pt (an align_model checkpoint over senones), <model-di
         <out-dir>/senone_counts[_<part>].txt, pron_counts[_<part>].txt (as steps.convert_ali)
         <out-dir>/kept_converted_<part>.txt  `cut_id reason` for cuts not realigned
         <out-dir>/quality.json           word-boundary quality before and after, per part
+        <out-dir>/tree.txt, topology.json  copies (the alignments' context)
 
 Example:
   python -m steps.realign_senones --config conf/realign.yaml --cuts-dir exp/tri_conv \\
       --parts train dev test --init-model exp/mono/final.pt --tree exp/tree \\
-      --lang-dir data/lang --topology exp/mono/topology.json --model-dir exp/tri1 \\
+      --lang-dir data/lang --model-dir exp/tri1 \\
       --out-dir exp/tri_ali
 """
 
@@ -211,15 +213,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parts", nargs="+", default=["train", "dev", "test"],
                         help="the first is the training part")
     parser.add_argument("--init-model", required=True, help="the monophone alignment model (exp/mono/final.pt)")
-    parser.add_argument("--tree", required=True)
+    parser.add_argument("--tree", default=None, help="default: <cuts-dir>/tree.txt")
     parser.add_argument("--lang-dir", required=True)
-    parser.add_argument("--topology", required=True)
+    parser.add_argument("--topology", default=None, help="default: topology.json next to the tree")
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--force", action="store_true", help="redo even if the outputs are complete")
     args = parser.parse_args(argv)
+    if args.tree is None:
+        args.tree = str(args.cuts_dir / "tree.txt")
+    tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
+    if args.topology is None:
+        args.topology = str(tree_file.parent / "topology.json")
     setup_logging(log_file=args.model_dir / "log" / "realign_senones.log")
     config = load_config(args.config, RealignConfig)
     if args.num_threads > 0:
@@ -231,12 +238,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"missing inputs: {', '.join(missing)}")
     fingerprint = atomic.inputs_fingerprint([*part_cuts, args.init_model, args.tree, args.lang_dir, args.topology],
                                             config=to_dict(config), parts=args.parts)
-    outputs = [args.out_dir / f"cuts_{p}.jsonl.gz" for p in args.parts] + [args.model_dir / "final.pt"]
+    carried = [args.out_dir / "tree.txt", args.out_dir / "topology.json"]
+    outputs = [args.out_dir / f"cuts_{p}.jsonl.gz" for p in args.parts] + [args.model_dir / "final.pt", *carried]
     if atomic.up_to_date(args.out_dir, fingerprint, args.force, outputs, what=f"{args.out_dir} realignment"):
         return
     # From clean: old cuts would point at the arrays about to be rewritten.
     atomic.clear_done(args.out_dir)
-    atomic.remove(*outputs)
+    atomic.remove(*[p for p in outputs if p not in carried])  # a copy may be an input (out-dir = cuts-dir)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     torch.manual_seed(config.seed)
@@ -284,6 +292,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("senone_counts", "pron_counts"):
         atomic.write_text(args.out_dir / f"{name}.txt", (args.out_dir / f"{name}_{train_part}.txt").read_text())
     atomic.write_text(args.out_dir / "quality.json", json.dumps(quality, indent=1) + "\n")
+    atomic.copy_file(tree_file, carried[0])
+    atomic.copy_file(args.topology, carried[1])
     atomic.mark_done(args.out_dir, {"parts": summaries, "seconds": round(time.time() - start, 1)}, fingerprint)
     log.info("Realigned in %.1f s; wrote %s", time.time() - start, args.out_dir)
 

@@ -9,9 +9,9 @@ from lhotse import CutSet, Features, MonoCut, NumpyHdf5Writer, Recording, Superv
 from lhotse.audio import AudioSource
 
 from steps.hmm.forced_align import align, numerator_loss
-from steps.lang.lexicon import Lang
 from steps.hmm.topology import Topology
 from steps.hmm.training_graph import TrainingGraphCompiler, phone_hmm_fsa
+from steps.lang.lexicon import Lang
 
 PHONES = ["<eps>", "SIL", "SPN", "AA", "B", "K", "T", "#0", "#1"]
 WORDS = ["<eps>", "!SIL", "<UNK>", "BAT", "CAT", "TAB", "#0", "<s>", "</s>"]
@@ -165,9 +165,12 @@ def test_flat_start_learns_the_segmentation(tmp_path, lang, topo):
     assert flat[-1] < flat[0] - 0.5
     assert (exp / ".done").exists()
 
-    align_program.main(["--model", str(exp / "final.pt"), "--topology", str(exp / "topology.json"),
+    # The topology next to the model; the alignment folder gets copies of both (align_si.sh).
+    align_program.main(["--model", str(exp / "final.pt"),
                         "--cuts", str(cuts_path), "--lang-dir", str(tmp_path / "lang"), "--part", "train",
                         "--out-dir", str(tmp_path / "ali")])
+    for name in ("topology.json", "final.pt"):
+        assert (tmp_path / "ali" / name).read_bytes() == (exp / name).read_bytes()
     aligned = CutSet.from_file(tmp_path / "ali" / "cuts_train.jsonl.gz")
     errors = []
     for cut in aligned:
@@ -181,8 +184,8 @@ def test_flat_start_learns_the_segmentation(tmp_path, lang, topo):
 
 
 def test_shortest_subset_keeps_the_shortest_in_their_order():
-    from steps.hmm.mono_training import shortest_subset
     from steps.data.utterances import Utterance
+    from steps.hmm.mono_training import shortest_subset
 
     lengths = [50, 10, 30, 10, 40]
     utterances = [Utterance(f"u{i}", np.zeros((n, 2), dtype=np.float32), ["BAT"]) for i, n in enumerate(lengths)]

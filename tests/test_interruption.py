@@ -220,8 +220,7 @@ def test_alignment_killed_and_rerun_equal_uninterrupted(tiny_recipe, tmp_path, m
     wanted = subset_cuts(train, tmp_path / "cuts.jsonl.gz", 0, NUM_CUTS)
 
     def args(cuts: Path, out: Path, nj: int = 2) -> list:
-        return ["steps.align", "--model", recipe / "exp" / "mono" / "final.pt",
-                "--topology", recipe / "exp" / "mono" / "topology.json", "--cuts", cuts,
+        return ["steps.align", "--model", recipe / "exp" / "mono" / "final.pt", "--cuts", cuts,
                 "--lang-dir", recipe / "data" / "lang", "--part", "sub", "--out-dir", out, "--nj", nj]
 
     run(args(wanted, tmp_path / "ref"), recipe, tmp_path / "ref.log")
@@ -259,7 +258,7 @@ def test_soft_label_dump_killed_and_rerun_equal_uninterrupted(tiny_recipe, tmp_p
 
     def args(out: Path, top_k: int, nj: int = 2) -> list:
         return ["steps.dump_soft_labels", "--cuts", wanted, "--lang-dir", recipe / "data" / "lang",
-                "--tree", recipe / "exp" / "tree", "--topology", recipe / "exp" / "mono" / "topology.json",
+                "--tree", recipe / "exp" / "tree",
                 "--bpe-model", bpe_model, "--teachers", *[recipe / "exp" / f"lm_{level}" for level in RECIPE_LEVELS],
                 "--top-k", top_k, "--temperature", 1.0, "--out-dir", out, "--corpus", "synth", "--nj", nj]
 

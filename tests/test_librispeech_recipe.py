@@ -179,23 +179,31 @@ def read_lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
 
 
-def test_recipe_stages_1_to_4_on_a_miniature_librispeech(corpus, tmp_path, monkeypatch):
-    from lhotse import CutSet, RecordingSet, SupervisionSet
-    from lhotse.utils import compute_num_frames
-
-    s5 = recipe_copy(tmp_path / "s5")
-    command = ["bash", "run.sh", "--config", "conf/tiny.conf", "--stage", "1", "--stop-stage", "4",
-               "--corpus-dir", str(corpus.librispeech), "--lm-dir", str(corpus.lm_dir), "--extra-parts", "",
-               "--lm-fraction", "1.0"]
+def run_recipe(s5: Path, corpus: Corpus, *options: str) -> subprocess.CompletedProcess:
+    command = ["bash", "run.sh", "--config", "conf/tiny.conf", "--corpus-dir", str(corpus.librispeech),
+               "--lm-dir", str(corpus.lm_dir), "--extra-parts", "", "--lm-fraction", "1.0", *options]
     # One thread per program: on a busy 2-core machine, torch's default of one thread per
     # core is several times slower.
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", OMP_NUM_THREADS="1")
     started = time.time()
     run = subprocess.run(command, cwd=s5, env=env, capture_output=True, text=True, timeout=300)
-    elapsed = time.time() - started
     assert run.returncode == 0, run.stderr[-5000:]
-    print(f"run.sh stages 1-4: {elapsed:.1f} s")
-    log = run.stderr
+    print(f"run.sh {' '.join(options)}: {time.time() - started:.1f} s")
+    return run
+
+
+@pytest.fixture(scope="module")
+def stages_1_to_4(corpus, tmp_path_factory) -> tuple[Path, str]:
+    """The recipe's stages 1-4 on the miniature, once: (its directory, its log)."""
+    s5 = recipe_copy(tmp_path_factory.mktemp("librispeech") / "s5")
+    return s5, run_recipe(s5, corpus, "--stage", "1", "--stop-stage", "4").stderr
+
+
+def test_recipe_stages_1_to_4_on_a_miniature_librispeech(corpus, stages_1_to_4, monkeypatch):
+    from lhotse import CutSet, RecordingSet, SupervisionSet
+    from lhotse.utils import compute_num_frames
+
+    s5, log = stages_1_to_4
     monkeypatch.chdir(s5)  # cuts name their features relative to the recipe
 
     # Stage 1: manifests under the recipe's part names, bad items reported with reasons.
@@ -279,6 +287,30 @@ def test_recipe_stages_1_to_4_on_a_miniature_librispeech(corpus, tmp_path, monke
         assert quality["cuts"] == 6 and quality["mismatched_cuts"] == 0
         assert quality["median_ms"] <= 30 and quality["within_50ms"] >= 0.8
     assert "FALLBACK" not in log
+
+
+def test_changed_num_leaves_redoes_stage_5(corpus, stages_1_to_4, monkeypatch):
+    """After stage 5, a new --num-leaves rebuilds the tree and redoes the alignments made
+    through it (each program decides by its own fingerprint; no stage is skipped whole)."""
+    from lhotse import CutSet
+
+    from steps.tree.decision_tree import Tree
+
+    s5, _ = stages_1_to_4
+    run_recipe(s5, corpus, "--stage", "5", "--stop-stage", "5")
+    first = Tree.load(s5 / "exp" / "tree")
+    marker = (s5 / "exp" / "tri_ali" / ".done").read_text()
+    log = run_recipe(s5, corpus, "--stage", "5", "--stop-stage", "5", "--num-leaves", "70").stderr
+    assert "exp/tree statistics: up to date" in log
+    assert "setting num_leaves: 100 -> 70" in log
+    tree = Tree.load(s5 / "exp" / "tree")
+    assert tree.num_senones <= 70 and tree.num_senones < first.num_senones
+    assert (s5 / "exp" / "tri_ali" / ".done").read_text() != marker
+    assert (s5 / "exp" / "tri_ali" / "tree.txt").read_text() == (s5 / "exp" / "tree" / "tree.txt").read_text()
+    monkeypatch.chdir(s5)
+    for part in ("train", "dev", "test"):
+        for cut in CutSet.from_file(s5 / "exp" / "tri_ali" / f"cuts_{part}.jsonl.gz"):
+            assert np.asarray(cut.load_custom("senone_ali")).max() < tree.num_senones
 
 
 def test_data_prep_reports_what_lhotse_cannot_use(corpus, tmp_path, monkeypatch, capsys):

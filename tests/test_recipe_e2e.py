@@ -23,8 +23,8 @@ from lhotse import CutSet, RecordingSet, SupervisionSet
 from lhotse.qa import validate_recordings_and_supervisions
 
 from steps.kd import soft_labels as sl
-from steps.scoring.wer import read_wer
 from steps.scoring.boundaries import score_cuts
+from steps.scoring.wer import read_wer
 from steps.tree.decision_tree import Tree
 
 PARTS = ("train", "dev", "test")
@@ -67,7 +67,7 @@ def test_every_stage_ran_in_order(tiny_recipe):
     test output) as the recipe's timing."""
     starts = []
     for line in tiny_recipe.log.read_text(errors="replace").splitlines():
-        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \(run\.sh:\d+\) Stage (\d+):", line)
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \((?:run|stages)\.sh:\d+\) Stage (\d+):", line)
         if m:
             starts.append((int(m.group(2)), datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")))
     assert [s for s, _ in starts] == list(range(1, 11))
@@ -176,7 +176,6 @@ def test_every_system_decodes_dev_and_test(recipe):
 
 
 def test_distillation_losses_fall_and_models_differ_from_the_baseline(recipe):
-    import torch
 
     from steps.core import checkpoint
 

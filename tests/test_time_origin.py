@@ -81,8 +81,7 @@ def aligned(tiny_recipe, tmp_path_factory):
                        ("window", [c for c in made if c.id.endswith("-window")])):
         path = tmp / f"{name}.jsonl.gz"
         CutSet.from_cuts(cuts).to_file(path)
-        align_main(["--model", str(recipe / "exp/mono/final.pt"), "--topology",
-                    str(recipe / "exp/mono/topology.json"), "--cuts", str(path),
+        align_main(["--model", str(recipe / "exp/mono/final.pt"), "--cuts", str(path),
                     "--lang-dir", str(recipe / "data/lang"), "--part", name, "--out-dir", str(tmp / "ali")])
         result[name] = CutSet.from_file(tmp / "ali" / f"cuts_{name}.jsonl.gz")
         assert len(result[name]) == NUM_CUTS, name

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The training subset of the flat-start monophone model (Kaldi's
 utils/subset_data_dir.sh --shortest, as its LibriSpeech recipe does for train_mono.sh).
 
@@ -12,9 +11,13 @@ does not depend on the input's order.
 
 Reads:  --cuts (fbank cuts of the training part)
 Writes: --out (the subset, same cuts; the input itself is copied when N is 0 or covers it)
+        <out's dir>/.<out's name>/.done  written last, with the fingerprint of the input and
+                                  options: a second run with the same ones is skipped (and
+                                  --out keeps its stamp, so the model trained on it is not
+                                  redone; --force redoes it)
 
 Example (from egs/librispeech/s5):
-  python local/subset_cuts.py --cuts data/fbank/librispeech_cuts_train.jsonl.gz --num 4000 \\
+  python -m steps.subset_cuts --cuts data/fbank/librispeech_cuts_train.jsonl.gz --num 4000 \\
       --out data/fbank/librispeech_cuts_train_4000short.jsonl.gz
 """
 
@@ -26,10 +29,7 @@ import random
 import sys
 from pathlib import Path
 
-from steps.core import atomic
-from steps.core.log import setup_logging
-
-log = logging.getLogger("subset_cuts")
+log = logging.getLogger(__name__)
 
 
 def select(cuts: list, num: int, strategy: str, min_words: int = 1, seed: int = 1) -> list:
@@ -59,12 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-words", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--force", action="store_true", help="redo even if done with the same inputs")
     args = parser.parse_args(argv)
     setup_logging()
+    marker_dir = args.out.parent / f".{args.out.name}"
+    fingerprint = atomic.inputs_fingerprint([args.cuts], num=args.num, strategy=args.strategy,
+                                            min_words=args.min_words, seed=args.seed)
+    if atomic.up_to_date(marker_dir, fingerprint, args.force, [args.out], what=str(args.out)):
+        return 0
+    atomic.clear_done(marker_dir)
     cuts = list(CutSet.from_file(args.cuts))
     subset = select(cuts, args.num, args.strategy, args.min_words, args.seed)
     with atomic.atomic_path(args.out) as tmp:
         CutSet.from_cuts(subset).to_file(tmp)
+    atomic.mark_done(marker_dir, {"num_cuts": len(subset)}, fingerprint)
     hours = sum(c.duration for c in subset) / 3600
     log.info("%s: %d of %d cuts (%s), %.2f h -> %s", args.cuts, len(subset), len(cuts),
              args.strategy if len(subset) < len(cuts) else "all", hours, args.out)

@@ -1,0 +1,220 @@
+# Stages 2-10 of every recipe (features .. report), written once so that recipes cannot
+# drift. A recipe's run.sh sets its settings, runs its own stage 1 (corpus preparation into
+# data/manifests and data/text/lm_text.txt), then calls
+#   run_stage 2 features; run_stage 3 lang; ...; run_stage 10 report
+# Each stage runs only inside --stage/--stop-stage. Every program is passed --force when
+# run.sh has force=true and otherwise decides by its own input fingerprint
+# (steps/core/atomic.py), so a changed setting redoes that program and what depends on it.
+#
+# Directories are the same in every recipe (Kaldi's data/ and exp/ layout); each one
+# carries what the next step needs (exp/mono_ali, exp/tree and exp/tri_ali hold topology
+# and tree), so the programs are given folders, not the same files over and over.
+#
+# Settings read (run.sh defines every one, at its top):
+#   corpus parts eval_parts nj force device         where and how much
+#   train_cmd decode_cmd gpu_cmd                    job runners (cmd.sh)
+#   speed_perturb                                   stage 2
+#   num_prons extra_lexicon bpe_vocab_size lm_order lm_min_count lm_prune   stage 3
+#   mono_config mono_subset                         stage 4
+#   num_leaves tree_thresh senone_realign realign_config realign_threads   stage 5
+#   levels lm_config_suffix plm_teacher plm_kind plm_finetune_epochs plm_finetune_max_lines
+#                                                   stage 6
+#   top_k temperature                               stage 7
+#   systems seeds am_config_suffix am_override am_nproc am_parallel am_threads   stage 8
+#   decode_opts rescore_lm_order                    stage 9
+#   run_options parse_options_configs               stage 10 (RESULTS.md says how it ran)
+
+force_opt=()
+if $force; then force_opt=(--force); fi
+gpu_cmd=${gpu_cmd:-$train_cmd}  # a cmd.sh without a GPU queue: the training programs are CPU jobs
+bpe_model=data/lang_bpe_$bpe_vocab_size/bpe.model
+teacher_dirs=
+for level in $levels; do teacher_dirs="$teacher_dirs exp/lm_$level"; done
+if [ -n "$plm_teacher" ]; then
+  teacher_dirs="$teacher_dirs exp/lm_plm"
+  case " $systems " in *" aux_plm "*) ;; *) systems="$systems aux_plm" ;; esac
+fi
+
+# run_stage N NAME: stage_NAME if N is within --stage .. --stop-stage.
+run_stage() {
+  if [ $stage -le $1 ] && [ $stop_stage -ge $1 ]; then stage_$2; fi
+}
+
+stage_features() {
+  log "Stage 2: fbank features -> data/fbank/${corpus}_cuts_{${parts// /,}}.jsonl.gz"
+  local sp_opt=()
+  if $speed_perturb; then sp_opt=(--speed-perturb); fi
+  python -m steps.compute_fbank --manifest-dir data/manifests --corpus $corpus --parts $parts \
+    --out-dir data/fbank --nj $nj --cmd "$train_cmd" "${sp_opt[@]}" "${force_opt[@]}"
+}
+
+stage_lang() {
+  log "Stage 3: lexicon and lang -> data/lang; sentencepiece -> data/lang_bpe_$bpe_vocab_size;" \
+      "${lm_order}-gram G -> data/lang_test"
+  local lexicon_opt=() prune_opt=()
+  if [ -n "$extra_lexicon" ]; then
+    if [ -f $extra_lexicon ]; then
+      lexicon_opt=(--extra-lexicon $extra_lexicon)
+      log "lexicon: CMUdict plus $extra_lexicon"
+    else
+      log "lexicon: CMUdict only (no $extra_lexicon)"
+    fi
+  fi
+  if [ -n "$lm_prune" ]; then prune_opt=(--prune $lm_prune); fi
+  python -m steps.prepare_lang --manifest-dir data/manifests --corpus $corpus --parts $parts \
+    --lm-text data/text/lm_text.txt --lang-dir data/lang --num-prons $num_prons \
+    "${lexicon_opt[@]}" "${force_opt[@]}"
+  python -m steps.train_bpe --lm-text data/text/lm_text.txt --lang-dir data/lang_bpe_$bpe_vocab_size \
+    --vocab-size $bpe_vocab_size "${force_opt[@]}"
+  python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $lm_order \
+    --min-count $lm_min_count "${prune_opt[@]}" --out-dir data/lang_test "${force_opt[@]}"
+}
+
+stage_mono() {
+  log "Stage 4: flat-start monophone alignment model -> exp/mono; alignments -> exp/mono_ali"
+  local mono_cuts=data/fbank/${corpus}_cuts_train.jsonl.gz part
+  if [ $mono_subset -gt 0 ]; then
+    # Kaldi's LibriSpeech recipe starts from the shortest utterances too.
+    python -m steps.subset_cuts --cuts $mono_cuts --num $mono_subset \
+      --out data/fbank/${corpus}_cuts_train_${mono_subset}short.jsonl.gz "${force_opt[@]}"
+    mono_cuts=data/fbank/${corpus}_cuts_train_${mono_subset}short.jsonl.gz
+  fi
+  $gpu_cmd exp/mono/log/train_mono.job.log \
+    python -m steps.train_mono --config $mono_config --cuts $mono_cuts --lang-dir data/lang \
+      --exp-dir exp/mono --device $device "${force_opt[@]}"
+  # exp/mono_ali gets copies of the model and its topology (Kaldi's align_si.sh).
+  for part in $parts; do
+    python -m steps.align --model exp/mono/final.pt --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz \
+      --lang-dir data/lang --part $part --out-dir exp/mono_ali --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
+  done
+  # Word-boundary accuracy where the corpus came with reference boundaries (none: "nothing scored").
+  for part in $eval_parts; do
+    python -m steps.score_alignment --cuts exp/mono_ali/cuts_$part.jsonl.gz \
+      --out exp/mono_ali/quality_$part.json
+  done
+}
+
+stage_tree() {
+  log "Stage 5: decision tree -> exp/tree; senone alignments -> exp/tri_ali (realigned by exp/tri1)"
+  local conv_dir=exp/tri_ali part
+  python -m steps.acc_tree_stats --cuts exp/mono_ali/cuts_train.jsonl.gz --lang-dir data/lang \
+    --out-dir exp/tree --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
+  python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang --num-leaves $num_leaves \
+    --thresh $tree_thresh --out-dir exp/tree "${force_opt[@]}"
+  # With senone_realign the converted alignments are an intermediate (exp/tri_conv): the
+  # alignment model is retrained on senones and realigns every part into exp/tri_ali.
+  if $senone_realign; then conv_dir=exp/tri_conv; fi
+  for part in $parts; do
+    python -m steps.convert_ali --cuts exp/mono_ali/cuts_$part.jsonl.gz --tree exp/tree \
+      --lang-dir data/lang --out-dir $conv_dir --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
+  done
+  if $senone_realign; then
+    python -m steps.realign_senones --config $realign_config --cuts-dir exp/tri_conv --parts $parts \
+      --init-model exp/mono/final.pt --lang-dir data/lang --model-dir exp/tri1 --out-dir exp/tri_ali \
+      --device $device --num-threads $realign_threads "${force_opt[@]}"
+  fi
+}
+
+stage_teachers() {
+  log "Stage 6: teacher LMs on ${levels// /, } -> exp/lm_{${levels// /,}}"
+  local level num_levels
+  for level in $levels; do
+    python -m steps.lm_tokens --level $level --lm-text data/text/lm_text.txt --lang-dir data/lang \
+      --tree exp/tree --bpe-model $bpe_model --pron-counts exp/mono_ali/pron_counts_train.txt \
+      --out-dir exp/lm_$level "${force_opt[@]}"
+  done
+  # Small models: one thread each, side by side.
+  for level in $levels; do
+    echo "python -m steps.train_lm --level $level --config conf/lm_$level$lm_config_suffix.yaml" \
+         "--data-dir exp/lm_$level --exp-dir exp/lm_$level --device $device --num-threads 1 --resume" \
+         "${force_opt[*]}"
+  done > exp/lm_jobs.txt
+  num_levels=$(wc -l < exp/lm_jobs.txt)
+  $gpu_cmd --max-jobs-run $num_levels JOB=1:$num_levels exp/log/train_lm.JOB.log \
+    utils/run_line.sh exp/lm_jobs.txt JOB
+  for level in $levels; do log "$level: $(grep -E "^(teacher|bigram)_ppl" exp/lm_$level/ppl | tr "\n" " ")"; done
+  if [ -n "$plm_teacher" ]; then
+    log "plm teacher from $plm_teacher -> exp/lm_plm (its pieces are the plm units)"
+    python -m steps.prepare_plm_teacher --model "$plm_teacher" --kind $plm_kind \
+      --lm-text data/text/lm_text.txt --words data/lang/words.txt --out-dir exp/lm_plm \
+      --finetune-epochs $plm_finetune_epochs --finetune-max-lines $plm_finetune_max_lines \
+      --num-threads 1 "${force_opt[@]}"
+    log "plm: $(grep -E "^teacher_ppl" exp/lm_plm/ppl | tr "\n" " ")"
+  fi
+}
+
+stage_soft_labels() {
+  # The tree (and topology) that give the alignments' senone ids their meaning: the copies in exp/tri_ali.
+  log "Stage 7: teacher soft labels of the training cuts -> data/kd/${corpus}_cuts_train.jsonl.gz"
+  python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz --lang-dir data/lang \
+    --tree exp/tri_ali/tree.txt --bpe-model $bpe_model --teachers $teacher_dirs --top-k $top_k \
+    --temperature $temperature --out-dir data/kd --corpus $corpus --device $device \
+    --nj $nj --cmd "$gpu_cmd" "${force_opt[@]}"
+}
+
+stage_train() {
+  log "Stage 8: acoustic models ($systems) x seeds ($seeds) -> exp/am_<system>_s<seed>"
+  local override_opt=${am_override:+--override $am_override} run_index=0 system seed launcher num_runs
+  for system in $systems; do
+    for seed in $seeds; do
+      run_index=$((run_index + 1))
+      launcher="python"
+      if [ $am_nproc -gt 1 ]; then
+        # DDP (steps/train_am.py init_world): one rendezvous port per run, so that runs
+        # sharing a node do not collide. Underscore options: torch 1.13 and 2.x.
+        launcher="torchrun --nnodes 1 --nproc_per_node $am_nproc --master_port $((29500 + run_index))"
+      fi
+      echo "$launcher -m steps.train_am --config conf/am_$system$am_config_suffix.yaml $override_opt" \
+           "--cuts data/kd/${corpus}_cuts_train.jsonl.gz --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz" \
+           "--exp-dir exp/am_${system}_s$seed --seed $seed --device $device --num-threads $am_threads" \
+           "--resume ${force_opt[*]}"
+    done
+  done > exp/am_jobs.txt
+  num_runs=$(wc -l < exp/am_jobs.txt)
+  $gpu_cmd --max-jobs-run $am_parallel --num-threads $am_threads JOB=1:$num_runs exp/log/train_am.JOB.log \
+    utils/run_line.sh exp/am_jobs.txt JOB
+}
+
+stage_decode() {
+  log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep) and${eval_parts#dev}" \
+      "-> exp/am_*/decode_*"
+  local rescore_opts= system seed dir line part num_runs
+  python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \
+    --out-dir exp/graph "${force_opt[@]}"
+  if [ "$rescore_lm_order" -gt 0 ]; then
+    # The bigger LM of the rescoring pass: the same text, higher order, no count cut-off.
+    python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $rescore_lm_order \
+      --out-dir data/lang_rescore "${force_opt[@]}"
+    rescore_opts="--rescore-lm data/lang_rescore/lm_${rescore_lm_order}gram.arpa"
+    rescore_opts="$rescore_opts --graph-lm data/lang_test/lm_${lm_order}gram.arpa"
+  fi
+  for system in $systems; do
+    for seed in $seeds; do
+      dir=exp/am_${system}_s$seed
+      line="python -m steps.decode --model $dir/final.pt --graph exp/graph"
+      line="$line --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev"
+      line="$line --num-threads 1 $decode_opts $rescore_opts ${force_opt[*]}"
+      for part in ${eval_parts#dev}; do  # the LM weight chosen on dev
+        line="$line && python -m steps.decode --model $dir/final.pt --graph exp/graph"
+        line="$line --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_$part"
+        line="$line --lm-weight-from $dir/decode_dev --num-threads 1 $decode_opts $rescore_opts ${force_opt[*]}"
+      done
+      echo "$line"
+    done
+  done > exp/decode_jobs.txt
+  num_runs=$(wc -l < exp/decode_jobs.txt)
+  $decode_cmd --max-jobs-run $nj JOB=1:$num_runs exp/log/decode.JOB.log \
+    utils/run_line.sh exp/decode_jobs.txt JOB
+}
+
+stage_report() {
+  log "Stage 10: results table -> RESULTS.md"
+  local part
+  python -m steps.report --exp-dir exp --systems $systems --seeds $seeds \
+    --config-files ${parse_options_configs:-} --options="$run_options" --out RESULTS.md
+  cat RESULTS.md
+  for part in ${eval_parts#dev test}; do
+    log "$part (not in the table): $(grep -h WER exp/am_*_s*/decode_$part/wer 2>/dev/null | wc -l) decodes," \
+        "WERs in exp/am_<system>_s<seed>/decode_$part/wer"
+  done
+}
