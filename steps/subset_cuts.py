@@ -29,6 +29,11 @@ import random
 import sys
 from pathlib import Path
 
+from lhotse import CutSet
+
+from steps.core import atomic
+from steps.core.log import setup_logging
+
 log = logging.getLogger(__name__)
 
 
@@ -49,7 +54,6 @@ def select(cuts: list, num: int, strategy: str, min_words: int = 1, seed: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lhotse import CutSet
 
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
