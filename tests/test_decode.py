@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph
-
-from steps.toy.tree_data import toy_topology
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
 from steps.scoring.wer import read_wer
+from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph
+from steps.toy.tree_data import toy_topology
 
 GRAMMAR = [("CAT AT", 0.5), ("BAT", 1.0), ("BAD", 2.0), ("TAB BA", 1.5), ("KAT AT", 3.0)]
 WEIGHTS = [1.0, 10.0, 100.0]
@@ -124,10 +123,9 @@ class ScoresAreFeatures:
 
 def run_decode(monkeypatch, world, cuts: Path, out: Path, *extra: str):
     from steps import decode
-    from steps.am import scorer
 
     _, graph_dir, lang, tree, _ = world
-    monkeypatch.setattr(scorer, "load_scorer", lambda path, device="cpu": ScoresAreFeatures(tree.num_senones))
+    monkeypatch.setattr(decode, "load_scorer", lambda path, device="cpu": ScoresAreFeatures(tree.num_senones))
     decode.main(["--model", "unused.pt", "--graph", str(graph_dir), "--cuts", str(cuts),
                  "--lang-dir", str(graph_dir.parent / "lang"), "--out-dir", str(out), *extra])
 
@@ -203,8 +201,8 @@ def test_parallel_jobs_with_a_real_model_checkpoint(world, tmp_path):
     import subprocess
     import sys
 
-    from steps.core import checkpoint
     from steps.am.model import AcousticModel, ModelConfig, checkpoint_dict
+    from steps.core import checkpoint
 
     _, graph_dir, lang, tree, _ = world
     config = ModelConfig(num_layers=1, hidden_dim=16, bottleneck_dim=8, prefinal_dim=16, subsampling=1,

@@ -11,13 +11,21 @@ import pytest
 import torch
 
 from steps import lm_tokens
-from steps.lm import tokens as lt
-from steps.toy.alignments import ToyWorld
-from steps.lm.bigram import Bigram
 from steps.core.config import load_config
-from steps.lm.model import (ModelConfig, build_model, causal_windows, log_likelihood,
-                            masked_window, unit_logits, unit_top_k)
-from steps.train_lm import LmConfig, main as train_main
+from steps.lm import tokens as lt
+from steps.lm.bigram import Bigram
+from steps.lm.model import (
+    ModelConfig,
+    build_model,
+    causal_windows,
+    log_likelihood,
+    masked_window,
+    unit_logits,
+    unit_top_k,
+)
+from steps.toy.alignments import ToyWorld
+from steps.train_lm import LmConfig
+from steps.train_lm import main as train_main
 
 CONF = Path(__file__).resolve().parent.parent / "egs" / "synth" / "s5" / "conf"
 
@@ -290,8 +298,8 @@ def test_masked_teacher_reports_pseudo_perplexity(world, tmp_path):
 
 
 def test_resume_continues_exactly(world, tmp_path, monkeypatch):
-    import steps.train_lm as tl
     from steps.core import checkpoint
+    from steps.lm import training as tl
 
     data = _phone_corpus(world, tmp_path)
     config = _config(tmp_path / "c.yaml", 40)

@@ -12,14 +12,13 @@ import kaldifst
 import numpy as np
 import pytest
 
-from steps.toy.decode_graphs import ToyTree, senone_path, toy_graph, write_toy_lang
-
-from steps.toy.tree_data import toy_topology
-from steps.hmm.context import phone_contexts
 from steps.graph.context_fst import HmmInventory, context_fst
 from steps.graph.fst_arrays import ArcFst, kaldifst_from_text, project_output
 from steps.graph.hmm_fst import add_self_loops
 from steps.graph.lexicon_fst import disambiguated_lexicon, phone_symbols
+from steps.hmm.context import phone_contexts
+from steps.toy.decode_graphs import ToyTree, senone_path, toy_graph, write_toy_lang
+from steps.toy.tree_data import toy_topology
 
 LOG2 = math.log(2.0)
 
@@ -225,13 +224,14 @@ def test_fst_arrays_round_trip():
 
 def test_mkgraph_program_writes_outputs_and_skips_when_up_to_date(tmp_path, monkeypatch):
     from steps import mkgraph
+    from steps.graph import make as graph_make
     from steps.toy.decode_graphs import write_toy_arpa_g
     lang = write_toy_lang(tmp_path / "lang")
     write_toy_arpa_g(tmp_path / "lm", tmp_path / "lang")
     (tmp_path / "topology.json").write_text(json.dumps(toy_topology(lang).to_dict()))
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "tree.txt").write_text("stand-in\n")
-    monkeypatch.setattr(mkgraph, "load_tree", lambda path: ToyTree(lang))
+    monkeypatch.setattr(graph_make, "load_tree", lambda path: ToyTree(lang))
     argv = ["--lang-dir", str(tmp_path / "lang"), "--lm-dir", str(tmp_path / "lm"), "--tree", str(tmp_path / "tree"),
             "--topology", str(tmp_path / "topology.json"), "--out-dir", str(tmp_path / "graph"),
             "--self-loop-prob", "0.75", "--sil-prob", "0.3"]
