@@ -5,7 +5,7 @@ For every frame of every cut: its event (left context, centre phone, right conte
 state index) and its feature vector. The phone instances come from the HMM-state sequence
 (`mono_ali`; a new instance starts where the left-to-right order is left), refined by the
 supervision's `ali_phone` segments when they label the frames consistently; contexts by
-steps.context.phone_contexts (SIL transparent, utterance edges 0). The context-independent
+steps.hmm.context.phone_contexts (SIL transparent, utterance edges 0). The context-independent
 phones (--ci-phones, default the lang's silence phones SIL and SPN) get contexts 0. Per
 event: count, sum x, sum x^2 (diagonal Gaussian, float64), accumulated with numpy
 (group sums over event ids), never per frame in Python.

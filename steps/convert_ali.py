@@ -6,7 +6,7 @@ their contexts (steps.hmm.context), and per frame tree.lookup(left, centre, righ
 The result is stored like mono_ali (int32 TemporalArray, NumpyHdf5Writer, frame_shift
 0.01, temporal_dim 0) as the custom field `senone_ali`; everything else on the cut is
 kept. Agreement check: the de-duplicated senone sequence over the non-silence frames must
-equal steps.units.phones_to_senones of the aligned phones (`ali_phone`, SIL removed); the
+equal steps.hmm.units.phones_to_senones of the aligned phones (`ali_phone`, SIL removed); the
 rate is logged and the cuts that disagree are listed (they are kept: their frames are
 converted exactly either way). Cuts without a usable mono_ali are left out and listed.
 

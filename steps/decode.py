@@ -1,6 +1,6 @@
 """Decode cuts with a hybrid acoustic model on an HCLG graph; LM-weight sweep on dev.
 
-For each cut: raw fbank -> the AM's senone log-posteriors (steps.scorer.load_scorer) minus
+For each cut: raw fbank -> the AM's senone log-posteriors (steps.am.scorer.load_scorer) minus
 its log-priors -> search of HCLG -> the best word sequence for each LM weight w in
 --lm-weights (maximising w * graph score + acoustic score, Kaldi's scoring with LMWT = w).
 --decoder k2 (default): k2's pruned lattice search (steps.decoding: intersect_dense_pruned
@@ -209,7 +209,7 @@ def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: li
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="checkpoint (steps.scorer.load_scorer)")
+    parser.add_argument("--model", required=True, help="checkpoint (steps.am.scorer.load_scorer)")
     parser.add_argument("--graph", type=Path, required=True, help="steps.mkgraph output dir")
     parser.add_argument("--cuts", required=True, help="cuts with fbank features")
     parser.add_argument("--lang-dir", type=Path, required=True)
@@ -244,7 +244,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def fingerprint(args, weights: list) -> dict:
-    """Of the inputs (model, graph, cuts; steps.atomic.inputs_fingerprint) and every option
+    """Of the inputs (model, graph, cuts; steps.core.atomic.inputs_fingerprint) and every option
     that changes the output, the LM weights included."""
     options = {k: str(v) for k, v in vars(args).items()
                if k not in ("nj", "job", "cmd", "force", "verbose", "num_threads", "model", "graph", "cuts")}

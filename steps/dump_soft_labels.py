@@ -21,7 +21,7 @@ Tokens come from the ALIGNMENT, one reference per cut and level:
 - senone: the runs of equal senone ids in senone_ali over the non-silence frames, i.e.
   the de-duplicated senone sequence with silence removed. A run that continues across a
   silence (same senone on both sides) is one token for the teacher, as the text-derived
-  sequence (steps.units.phones_to_senones, silence-transparent contexts) has it, and is
+  sequence (steps.hmm.units.phones_to_senones, silence-transparent contexts) has it, and is
   stored as one row per frame segment, all rows with the same soft label. With --tree (and
   the topology next to it) the sequence is checked against phones_to_senones of the aligned phones;
   mismatching cuts are counted and listed (the alignment's sequence is used).

@@ -15,11 +15,11 @@ Reads data/text/lm_text.txt (one sentence per line, uppercase words) and writes 
                       the teacher trained on these files is not retrained for nothing
 
 Levels:
-- phone: words -> phones with steps.units.words_to_phones. Pronunciation of a word with
+- phone: words -> phones with steps.hmm.units.words_to_phones. Pronunciation of a word with
   several: the one seen most often in the training alignments when --pron-counts is given
   (ties and unseen words: the lexicon's first), else the lexicon's first. OOV words become
   <UNK>'s pronunciation (SPN).
-- senone: the same phones, then steps.units.phones_to_senones (contexts across word
+- senone: the same phones, then steps.hmm.units.phones_to_senones (contexts across word
   boundaries, as in the alignment, consecutive repeats collapsed).
 - subword: sentencepiece ids of the sentence (--bpe-model).
 No word-boundary tokens are added: the acoustic model does not need them for senones or

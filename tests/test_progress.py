@@ -1,4 +1,4 @@
-"""Progress in logs (steps.log.progress): on a non-terminal, whole lines every few percent,
+"""Progress in logs (steps.core.log.progress): on a non-terminal, whole lines every few percent,
 no carriage returns; a real program's log reads that way."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One file drives both halves of prepare_synth: the text generator
 (local/synth/sentences.py reads `seed` and `text`) and the synthesiser (the other modules
 of local/synth read `seed`, `speakers` and `audio`). Unknown keys are rejected by
-steps.config.load_config.
+steps.core.config.load_config.
 """
 
 from __future__ import annotations

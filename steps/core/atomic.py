@@ -6,7 +6,7 @@ half-written file under a name that a later stage would take for a finished one.
 A directory's work is marked finished by a `.done` file written last.
 
 A stage program skips its work when the `.done` of its output directory holds the same
-fingerprint as the inputs it is given now (steps.atomic.inputs_fingerprint: the
+fingerprint as the inputs it is given now (steps.core.atomic.inputs_fingerprint: the
 settings, and each input file's size and modification time; an input directory stands
 for its own `.done`, which is rewritten whenever that directory is remade):
 

@@ -13,7 +13,7 @@ Alignment side (used by steps.acc_tree_stats and steps.convert_ali):
 
 Agreement: the senone alignment's runs over the non-silence frames must equal
 phones_to_senones of the aligned phones without silence (`alignment_agrees`). Both sides
-take contexts from steps.context.phone_contexts (silence transparent, edges 0), so they
+take contexts from steps.hmm.context.phone_contexts (silence transparent, edges 0), so they
 differ only when the alignment is not a path of the phones it claims.
 """
 

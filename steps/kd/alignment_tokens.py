@@ -21,7 +21,7 @@ class UnitMaps:
 
     lang: Lang
     sp: object  # sentencepiece.SentencePieceProcessor
-    phones: list[str]  # the phone level's units (steps.lm_tokens.phone_units)
+    phones: list[str]  # the phone level's units (steps.lm.tokens.phone_units)
     # phones.txt ids (no silence) -> senone ids; set to check senone_ali against the text path
     expected_senones: Callable[[list[int]], list[int]] | None = None
     plm: PretrainedTeacher | None = None  # the plm level's tokenizer and normalisation

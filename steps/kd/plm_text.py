@@ -17,7 +17,7 @@ Pieces to words: the normalised words are joined with single spaces and tokenise
 (a fast tokenizer, for its character offsets); each piece belongs to the word its
 characters overlap (a piece made of the space alone goes to the word after it) and counts
 those characters as its letters, which share the word's frames as sentencepiece pieces do
-(steps.dump_soft_labels.piece_boundaries).
+(steps.kd.alignment_tokens.piece_boundaries).
 """
 
 from __future__ import annotations

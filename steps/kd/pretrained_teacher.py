@@ -272,7 +272,7 @@ class PretrainedTeacher:
     def top_k(self, sentences: Sequence[Sequence[int]], k: int, temperature: float
               ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per sentence (ids int32 [n, k], probs float32 [n, k]): top-k after temperature,
-        renormalised (steps.soft_labels.top_k_soft_labels)."""
+        renormalised (steps.kd.soft_labels.top_k_soft_labels)."""
         if k > self.num_units:
             raise PlmError(f"top-k {k} is larger than the {self.num_units} pieces of {self.path}")
         out = [(np.zeros((len(s), k), np.int32), np.zeros((len(s), k), np.float32)) for s in sentences]

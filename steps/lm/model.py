@@ -20,7 +20,7 @@ Sequences longer than the model's context (`max_context` positions) are never cu
 The attention is written out (no torch>=2-only kernels), so the model runs the same on
 torch 1.13 and 2.x, on CPU and CUDA.
 
-    model = model_from_checkpoint(steps.checkpoint.load("exp/lm_phone/final.pt"))
+    model = model_from_checkpoint(steps.core.checkpoint.load("exp/lm_phone/final.pt"))
     unit_top_k(model, [[3, 5, 7]], k=8, temperature=1.0)   # [(ids [3, 8], probs [3, 8])]
     log_likelihood(model, sentences)                       # (sum ln p, events)
 """
@@ -324,7 +324,7 @@ def unit_top_k(model: TransformerLM, sentences: Sequence[Sequence[int]], k: int,
                temperature: float = 1.0, batch_tokens: int = 8192,
                device: str | torch.device | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Like unit_logits, but only the soft labels: per sentence (ids int32 [n, k], probs
-    float32 [n, k]) from steps.soft_labels.top_k_soft_labels, computed batch-wise."""
+    float32 [n, k]) from steps.kd.soft_labels.top_k_soft_labels, computed batch-wise."""
 
     was_training = model.training
     device = _scoring(model, device)

@@ -5,7 +5,7 @@ Prints, for statistics synthesised like those of ~900k frames of 80-dim fbank ov
 phones x 3 states and every triphone context the phone sequences produce: the number of
 events, the time and peak memory (tracemalloc: numpy buffers included) of the phone
 clustering (questions) and of the greedy splitting + post-merging, and the leaves made;
-also the accumulation time of 900k frames of features (steps.tree_building.accumulate in
+also the accumulation time of 900k frames of features (steps.tree.building.accumulate in
 the 100k-frame chunks of steps.acc_tree_stats).
 
 The statistics are exact for Gaussian frames: an event with n frames of N(mu, sigma^2)
