@@ -96,7 +96,6 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
     import torch
     from lhotse import CutSet
 
-
     torch.set_num_threads(args.num_threads or max(1, (os.cpu_count() or 1) // nj))
     cuts = CutSet.from_file(args.cuts)
     if nj > 1:

@@ -87,18 +87,6 @@ from steps.tree.decision_tree import Tree
 log = logging.getLogger(__name__)
 
 
-# ------------------------------------------------------------------ teachers
-
-
-# ------------------------------------------------------------------ tokens from alignments
-
-
-# ------------------------------------------------------------------ dumping
-
-
-# ------------------------------------------------------------------ program
-
-
 def load_units(args, teachers: dict[str, Teacher]) -> UnitMaps:
     """The unit maps, after checking that each teacher's vocabulary is its level's."""
     lang = Lang.load(args.lang_dir)

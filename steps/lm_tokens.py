@@ -65,18 +65,6 @@ from steps.tree.decision_tree import Tree
 log = logging.getLogger(__name__)
 
 
-# ------------------------------------------------------------------ vocabularies
-
-
-# ------------------------------------------------------------------ pronunciations
-
-
-# ------------------------------------------------------------------ converters
-
-
-# ------------------------------------------------------------------ corpus
-
-
 def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__,

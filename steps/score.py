@@ -41,9 +41,6 @@ from steps.scoring.wer import read_text, score, write_scoring
 log = logging.getLogger(__name__)
 
 
-# ----------------------------------------------------------------------------- files
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -55,7 +55,6 @@ def select(cuts: list, num: int, strategy: str, min_words: int = 1, seed: int = 
 
 def main(argv: list[str] | None = None) -> int:
 
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", required=True, type=Path)
     parser.add_argument("--num", type=int, required=True, help="cuts in the subset (0: all)")

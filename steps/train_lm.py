@@ -52,12 +52,6 @@ from steps.lm.training import EXIT_WORSE_THAN_BIGRAM, LmConfig, train
 log = logging.getLogger(__name__)
 
 
-# ------------------------------------------------------------------ batches
-
-
-# ------------------------------------------------------------------ training
-
-
 def fingerprint(level: str, data_dir: Path, config: LmConfig) -> dict:
     """What a teacher is made from: its token files and its configuration."""
     return atomic.inputs_fingerprint([data_dir / n for n in ("tokens.txt", "train.txt", "valid.txt")],

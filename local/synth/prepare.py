@@ -145,7 +145,6 @@ def audio_path(out_dir: Path, utt: Utterance) -> Path:
     return out_dir / "audio" / utt.part / utt.speaker.id / f"{utt.id}.flac"
 
 
-
 # ---------------------------------------------------------------- audio and manifests
 
 def sidecar_path(flac: Path) -> Path:

@@ -42,7 +42,6 @@ class DataConfig:
         require(self.num_buckets >= 1, "num_buckets", "must be at least 1")
 
 
-
 @dataclass
 class AmBatch:
     cut_ids: list[str]

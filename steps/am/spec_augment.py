@@ -32,7 +32,6 @@ class SpecAugmentConfig:
         require(0.0 <= self.max_time_frac <= 1.0, "max_time_frac", "must be in [0, 1]")
 
 
-
 def spec_augment(x: torch.Tensor, lengths: torch.Tensor, config: SpecAugmentConfig,
                  generator: torch.Generator) -> torch.Tensor:
     """Masks bands of normalised features [B, T, F] (in a copy) with 0, the global mean.

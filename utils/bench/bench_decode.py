@@ -94,7 +94,6 @@ def build_world(work: Path, num_words: int, num_sentences: int, prune: float, or
                 text: Path | None = None):
     import kaldilm
 
-
     lang_dir, lm_dir = work / "lang", work / "lang_test"
     t0 = time.perf_counter()
     if text is not None:
@@ -275,7 +274,6 @@ def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: l
                  threads: int, beam: float, lattice_beam: float, max_active: int):
     import torch
 
-
     torch.set_num_threads(threads)
     rng = np.random.default_rng(1)
     t0 = time.perf_counter()
@@ -314,7 +312,6 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
 
     import torch
     from lhotse import CutSet
-
 
     recipe = recipe.resolve()
     model = (model or recipe / "exp" / "am_baseline_s1" / "final.pt").resolve()
@@ -366,7 +363,6 @@ def make_scorer(num_senones: int):
 
     try:
         import yaml
-
 
         conf = Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5" / "conf" / "am_baseline.yaml"
         config = ModelConfig(**yaml.safe_load(conf.read_text())["model"])

@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     from lhotse import CutSet
     from lhotse.features.io import close_cached_file_handles
 
-
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", type=int, default=200)
