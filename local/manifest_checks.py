@@ -54,6 +54,7 @@ from typing import Iterable, Sequence
 
 import soundfile as sf
 from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+from lhotse.qa import validate_recordings_and_supervisions
 
 from steps.core import atomic
 from steps.data.manifests import manifest_paths
@@ -328,7 +329,6 @@ def write_manifests(recordings: Iterable[Recording], supervisions: Iterable[Supe
                     ) -> tuple[RecordingSet, SupervisionSet]:
     """Checked manifests sorted by id (the order of a directory listing is not fixed),
     validated by lhotse and written atomically; a part with nothing usable is an error."""
-    from lhotse.qa import validate_recordings_and_supervisions
 
     recs = RecordingSet.from_recordings(sorted(recordings, key=lambda r: r.id))
     sups = SupervisionSet.from_segments(sorted(supervisions, key=lambda s: s.id))

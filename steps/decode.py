@@ -63,6 +63,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import torch
+from lhotse import CutSet
+
 from steps.am.scorer import load_scorer
 from steps.core import atomic, jobs
 from steps.core.log import progress, setup_logging
@@ -93,8 +96,6 @@ DECODERS = ("k2", "lattice")
 
 def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list[float] | None = None) -> Path:
     """Decodes this job's share of the cuts; writes <out-dir>/split<nj>/decode.<job>.jsonl."""
-    import torch
-    from lhotse import CutSet
 
     torch.set_num_threads(args.num_threads or max(1, (os.cpu_count() or 1) // nj))
     cuts = CutSet.from_file(args.cuts)

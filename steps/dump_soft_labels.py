@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from lhotse import CutSet
 
 from steps.core import atomic
 from steps.core.atomic import atomic_path, write_text
@@ -152,7 +153,6 @@ def job_done(args, job: int, nj: int) -> bool:
 
 
 def run_job(args, job: int, nj: int) -> dict:
-    from lhotse import CutSet
 
     out_dir = Path(args.out_dir)
     stats_file, cuts_file = _job_files(args, job)

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+import kaldilm
+
 from steps.core import atomic
 from steps.core.atomic import atomic_path, write_text
 from steps.core.log import setup_logging
@@ -61,7 +63,6 @@ def read_sentences(path: str | Path) -> tuple[list[str], int]:
 
 def arpa_to_g(arpa: Path, words_txt: Path, out_dir: Path) -> dict:
     """G.fst and G.fst.txt from the ARPA file; returns their sizes."""
-    import kaldilm
 
     with atomic_path(out_dir / "G.fst") as tmp:
         text = kaldilm.arpa2fst(str(arpa), str(tmp), disambig_symbol=DISAMBIG,

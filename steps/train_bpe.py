@@ -25,6 +25,8 @@ import itertools
 import logging
 from pathlib import Path
 
+import sentencepiece as spm
+
 from steps.core import atomic
 from steps.core.log import setup_logging
 
@@ -37,7 +39,6 @@ def train_bpe(text_path: Path, model_path: Path, vocab_size: int, max_sentences:
     and writes it to model_path. The text goes in as an iterator and the model comes out
     through a buffer, so that no path is recorded in the model: the same text gives the
     same bytes wherever it lies."""
-    import sentencepiece as spm
 
     spm.set_random_generator_seed(SEED)
     model = io.BytesIO()
@@ -54,7 +55,6 @@ def train_bpe(text_path: Path, model_path: Path, vocab_size: int, max_sentences:
 
 def token_lines(model_path: Path) -> str:
     """tokens.txt: `piece id` for every piece, in id order."""
-    import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(model_path))
     return "".join(f"{sp.id_to_piece(i)} {i}\n" for i in range(sp.get_piece_size()))

@@ -1,11 +1,12 @@
 """The house rules of the layout (README, "Layout"), read from the code itself: programs are
 steps/<stage>.py and import no program; the library lives in steps/<idea>/ and imports no
-program; project imports sit at the top of a file; benchmarks live outside `steps`; a module
+program; imports sit at the top of a file unless a comment says why; benchmarks live outside `steps`; a module
 of more than MAX_LINES lines says at its top why."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,7 +57,7 @@ def test_no_program_or_library_module_imports_a_program():
         "\n".join(offenders)
 
 
-def test_project_imports_sit_at_the_top_unless_a_comment_says_why():
+def test_imports_sit_at_the_top_unless_a_comment_says_why():
     hidden = []
     for path in python_files():
         source = path.read_text()
@@ -65,13 +66,12 @@ def test_project_imports_sit_at_the_top_unless_a_comment_says_why():
             if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             for node in ast.walk(function):
-                modules = imported_modules(node)
-                if not any(m.split(".")[0] in ("steps", "local") for m in modules):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)):
                     continue
                 text = "\n".join(lines[node.lineno - 1:node.end_lineno])
                 if "#" not in text:
                     hidden.append(f"{path.relative_to(REPO)}:{node.lineno} {text.strip()}")
-    assert not hidden, "project imports inside functions without a reason:\n" + "\n".join(hidden)
+    assert not hidden, "imports inside functions without a reason:\n" + "\n".join(hidden)
 
 
 def test_benchmarks_live_outside_the_steps_package():
@@ -100,5 +100,6 @@ def test_every_library_package_says_what_it_holds_and_may_import():
             doc = ast.get_docstring(ast.parse(init.read_text())) or ""
             assert "May import" in doc, f"{init.relative_to(REPO)}: say what it may import"
             for module in package.glob("*.py"):
+                listed = re.compile(rf"^\s*-\s*{module.stem}(\.py)?\b", re.M)
                 if module.stem != "__init__":
-                    assert module.stem in doc, f"{init.relative_to(REPO)} does not list {module.name}"
+                    assert listed.search(doc), f"{init.relative_to(REPO)} does not list {module.name}"

@@ -23,13 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+from lhotse import CutSet
 
 from steps.kd import soft_labels as sl  # noqa: E402
 from steps.lm.tokens import read_tokens
 
 
 def find_cut(cuts_path: str, cut_id: str | None, index: int):
-    from lhotse import CutSet
 
     for i, cut in enumerate(CutSet.from_file(cuts_path)):
         if (cut_id is not None and cut.id == cut_id) or (cut_id is None and i == index):
@@ -66,10 +66,10 @@ def format_table(labels: sl.SoftLabels, symbols: list[str] | None) -> list[str]:
 
 def draw(labels: sl.SoftLabels, num_frames: int, symbols: list[str] | None, title: str,
          path: str) -> None:
-    import matplotlib
+    import matplotlib  # only drawing needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # only drawing needs it
 
     units = sorted(set(labels.ids.reshape(-1).tolist()) | set(labels.tokens.tolist()))
     row = {u: r for r, u in enumerate(units)}

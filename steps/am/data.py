@@ -15,6 +15,7 @@ number of batches trained, which is what resuming needs.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -22,6 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
 
 from steps.am.cut_store import CutArrays, CutStore
 from steps.am.spec_augment import SpecAugmentConfig
@@ -94,7 +96,6 @@ class AmDataset(torch.utils.data.Dataset):
 def _torch_sampler_compat() -> None:
     """lhotse's samplers call torch's Sampler.__init__() without `data_source`, which
     torch < 2 requires; give it the default that newer torch has."""
-    import inspect
 
     init = torch.utils.data.Sampler.__init__
     parameter = inspect.signature(init).parameters.get("data_source")
@@ -107,7 +108,6 @@ def _torch_sampler_compat() -> None:
 
 def make_sampler(cuts: CutSet, config: DataConfig, seed: int, world_size: int = 1, rank: int = 0,
                  shuffle: bool | None = None):
-    from lhotse.dataset import DynamicBucketingSampler
 
     _torch_sampler_compat()
     num_buckets = max(1, min(config.num_buckets, len(cuts) // 2))

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lhotse import CutSet
+from tqdm import tqdm
 
 from steps.am.cut_store import CutStore
 from steps.am.data import AmDataset, sequential_batches
@@ -80,7 +81,6 @@ def collect_usage(model: AcousticModel, store: CutStore, tree: Tree, max_duratio
                   device: torch.device | str = "cpu", progress: bool = True) -> ExpertUsage:
     """Runs the model (eval mode: no cap) over the store's cuts and counts, per phone, the
     frames of every expert and combination (frames with a senone label only)."""
-    from tqdm import tqdm
 
     layers = moe_layers(model)
     if not layers:
@@ -141,10 +141,10 @@ def plot_usage(usage: ExpertUsage, path: str | Path, min_frames: int = 1) -> Pat
     """PNG: one heatmap per MoE layer (phones x experts) and the joint one (phones x
     combinations); each row is the share of that phone's frames (rows sum to 1); phones
     with fewer than min_frames frames are left out."""
-    import matplotlib
+    import matplotlib  # only drawing needs it
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib import pyplot as plt  # only drawing needs it
 
     rows = [i for i in range(len(usage.phones)) if usage.joint[i].sum() >= min_frames]
     names = [f"{usage.phones[i]} ({int(usage.joint[i].sum())})" for i in rows]

@@ -120,7 +120,7 @@ def summary_writer(path: str | Path):
     not installed: training goes on without curves."""
     try:
         # here, not at the top: optional, and a second of imports that only training needs
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # optional: training goes on without curves
     except ImportError as e:
         logging.getLogger(__name__).warning("TensorBoard unavailable (%s); no curves written", e)
         return None

@@ -6,6 +6,7 @@ import logging
 import time
 
 import numpy as np
+import torch
 
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
@@ -20,7 +21,6 @@ def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weight
     """Yields one record per cut: id, reference, hyps {weight: words or None}, problem, times;
     with the k2 decoder also the best paths' scores, the reference's forced score (cuts
     with a reference), the lattice's size and the rescored hyps."""
-    import torch
 
     log_priors = None if scorer.log_priors is None else scorer.log_priors.detach().cpu().numpy()
     if log_priors is None:

@@ -78,7 +78,7 @@ class HybridGraph:
     @classmethod
     def load(cls, graph_dir: str | Path, with_fst: bool = True) -> "HybridGraph":
         """with_fst=False: the label tables only (the k2 decoder reads its own graph)."""
-        import kaldifst
+        import kaldifst  # only --decoder lattice needs it
 
         graph_dir = Path(graph_dir)
         info = json.loads((graph_dir / "graph.json").read_text())
@@ -115,7 +115,7 @@ class HybridGraph:
 
     def search(self, loglikes: np.ndarray, options: SearchOptions) -> SearchResult:
         """LatticeSimpleDecoder (beam, lattice_beam; it has no active-state limit)."""
-        import kaldi_decoder
+        import kaldi_decoder  # only --decoder lattice needs it
 
         scores = self.unit_scores(np.asarray(loglikes, dtype=np.float32), options.acoustic_scale)
         config = kaldi_decoder.LatticeSimpleDecoderConfig(
@@ -134,7 +134,7 @@ class HybridGraph:
 def lattice_best_words(lattice, lm_weight: float, acoustic_scale: float) -> list[int] | None:
     """Word ids of the lattice path minimising lm_weight * graph + acoustic (acoustic
     unscaled: the lattice holds it times acoustic_scale); None if there is no path."""
-    import kaldifst
+    import kaldifst  # only --decoder lattice needs it
 
     if lattice is None:
         return None

@@ -45,7 +45,7 @@ def dense_scores(loglikes: np.ndarray, unit_senones: np.ndarray, acoustic_scale:
     """[T, S] senone scores -> k2.DenseFsaVec of one sequence: column u (u >= 1) is unit u's
     senone's score times acoustic_scale; column 0 (no HCLG arc has label 0 after epsilon
     removal) is -inf-like."""
-    import k2
+    import k2  # k2 on first use: --decoder lattice runs without it
 
     scores = np.asarray(loglikes, dtype=np.float32)[:, unit_senones] * np.float32(acoustic_scale)
     columns = np.concatenate([np.full((len(scores), 1), -1e4, dtype=np.float32), scores], axis=1)
@@ -56,7 +56,7 @@ def dense_scores(loglikes: np.ndarray, unit_senones: np.ndarray, acoustic_scale:
 
 def search(graph, dense, options: LatticeOptions):
     """The lattice (k2 Fsa) of one utterance, or None when no path reached a final state."""
-    import k2
+    import k2  # k2 on first use: --decoder lattice runs without it
 
     lattice = k2.intersect_dense_pruned(graph, dense, search_beam=options.beam, output_beam=options.lattice_beam,
                                         min_active_states=options.min_active,
@@ -69,7 +69,7 @@ def search(graph, dense, options: LatticeOptions):
 
 def path_scores(lattice, arc_index: torch.Tensor, acoustic_scale: float) -> PathScores:
     """Scores and words of the path made of these arcs of the lattice."""
-    import k2
+    import k2  # k2 on first use: --decoder lattice runs without it
 
     graph = lattice.graph_scores[arc_index].double()
     scaled_ac = lattice.scores[arc_index].double() - graph
@@ -102,7 +102,7 @@ def best_paths(lattice, lm_weights: list[float], acoustic_scale: float) -> dict[
     A lattice of k2.intersect_dense_pruned consumes one frame per arc and numbers its states
     frame by frame, so the pass goes frame by frame over [arcs of the frame, weights] in
     numpy (float64), arcs grouped by their destination once. Ties go to one of the equals."""
-    import k2
+    import k2  # k2 on first use: --decoder lattice runs without it
 
     values = lattice.arcs.values().numpy()
     row_splits = lattice.arcs.shape().row_splits(1).numpy().astype(np.int64)
@@ -163,7 +163,7 @@ def best_paths(lattice, lm_weights: list[float], acoustic_scale: float) -> dict[
 def nbest(lattice, num_paths: int, lm_weight: float, acoustic_scale: float, seed: int = 0) -> list[PathScores]:
     """The best path and up to num_paths distinct others sampled from the lattice scored
     at this LM weight (k2.random_paths, as icefall's N-best), best first."""
-    import k2
+    import k2  # k2 on first use: --decoder lattice runs without it
 
     torch.manual_seed(seed)
     paths = k2.random_paths(k2.create_fsa_vec([weighted(lattice, lm_weight, acoustic_scale)]),

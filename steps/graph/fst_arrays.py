@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import kaldifst
 import numpy as np
 
 FST_MAGIC = 2125659606
@@ -97,7 +98,6 @@ class ArcFst:
         return _parse_vector_fst(data, str(path))
 
     def to_kaldifst(self):
-        import kaldifst
 
         with _scratch_file() as path:
             self.write(path)
@@ -105,7 +105,6 @@ class ArcFst:
 
     @classmethod
     def from_kaldifst(cls, fst) -> "ArcFst":
-        import kaldifst
 
         if not isinstance(fst, kaldifst.StdVectorFst):
             fst = kaldifst.StdVectorFst(fst)
@@ -291,7 +290,6 @@ def project_output(fst: ArcFst) -> ArcFst:
 def kaldifst_size(fst) -> tuple[int, int]:
     """States and arcs of a kaldifst FST; arcs from the size of its binary VectorFst form
     (header + 12 bytes a state + 16 an arc), cheaper than visiting them from Python."""
-    import kaldifst
 
     fst = fst if isinstance(fst, kaldifst.StdVectorFst) else kaldifst.StdVectorFst(fst)
     states = fst.num_states
@@ -303,7 +301,6 @@ def kaldifst_size(fst) -> tuple[int, int]:
 
 def kaldifst_from_text(text: str):
     """OpenFst text format (integer labels) -> kaldifst.StdVectorFst; blank lines ignored."""
-    import kaldifst
 
     lines = [line for line in text.splitlines() if line.strip()]
     return kaldifst.compile("\n".join(lines) + "\n")

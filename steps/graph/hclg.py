@@ -27,14 +27,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kaldifst
 import numpy as np
 
 from steps.graph.context_fst import HmmInventory, TreeLike, context_fst
 from steps.graph.fst_arrays import ArcFst, kaldifst_size
 from steps.graph.hmm_fst import add_self_loops, hmm_fst
-from steps.lang.lexicon import Lang
 from steps.graph.lexicon_fst import disambiguated_lexicon, lexicon_fst, phone_symbols
 from steps.hmm.topology import Topology
+from steps.lang.lexicon import Lang
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,6 @@ class _Stage:
 
 
 def _vector(fst):
-    import kaldifst
 
     return fst if isinstance(fst, kaldifst.StdVectorFst) else kaldifst.StdVectorFst(fst)
 
@@ -95,7 +95,6 @@ def _vector(fst):
 def build_hclg(lang: Lang, lang_dir: str | Path, g_fst, topology: Topology, tree: TreeLike,
                options: GraphOptions | None = None) -> GraphBuild:
     """g_fst: kaldifst.StdVectorFst over words.txt ids with #0 on back-off arcs."""
-    import kaldifst
 
     options = options or GraphOptions()
     entries = disambiguated_lexicon(lang, lang_dir)

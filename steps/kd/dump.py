@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from lhotse import CutSet, NumpyHdf5Writer
+from lhotse.utils import fastcopy
 
 from steps.core.atomic import atomic_path, write_text
 from steps.core.log import progress
@@ -26,8 +28,6 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
               batch_cuts: int = 32) -> dict:
     """Soft labels of all levels for the cuts; writes the job's .h5 files and
     jobs/<corpus>_cuts_<part>.<job>.jsonl.gz (and returns the job's counts)."""
-    from lhotse import CutSet, NumpyHdf5Writer
-    from lhotse.utils import fastcopy
 
     out_dir.mkdir(parents=True, exist_ok=True)
     levels = [level for level in sl.LEVELS if level in teachers]

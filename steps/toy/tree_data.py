@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from lhotse import CutSet, Features, MonoCut, NumpyHdf5Writer, SupervisionSegment
+from lhotse.supervision import AlignmentItem
 
 from steps.data.ali_times import FRAME_SHIFT
 from steps.hmm.context import phone_contexts
@@ -125,8 +127,6 @@ def toy_cut(cut_id: str, utterance: ToyUtterance, feats: np.ndarray | None, lang
             feature_writer=None, feature_path: str | None = None):
     """A lhotse MonoCut like exp/mono_ali's: custom field mono_ali, supervision alignments
     ali_phone and ali_word, and (when given) features stored with feature_writer."""
-    from lhotse import Features, MonoCut, SupervisionSegment
-    from lhotse.supervision import AlignmentItem
 
     num_frames = len(utterance.mono_ali)
     duration = round(num_frames * FRAME_SHIFT, 4)
@@ -154,7 +154,6 @@ def toy_cut(cut_id: str, utterance: ToyUtterance, feats: np.ndarray | None, lang
 def write_toy_cuts(directory: Path, lang: Lang, topology: Topology, num_cuts: int, seed: int = 0,
                    dim: int = 8, min_words: int = 3, max_words: int = 8) -> tuple[Path, list[ToyUtterance]]:
     """cuts_train.jsonl.gz with features and mono_ali (arrays in HDF5 files next to it)."""
-    from lhotse import CutSet, NumpyHdf5Writer
 
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from lhotse import CutSet
+from lhotse.features.io import close_cached_file_handles
+
 from steps.am.targets import expand_soft_labels
 from steps.core import checkpoint as ckpt_io
 from steps.core.config import load_config, to_dict
@@ -69,9 +73,6 @@ def _timed(fn, repeat: int = 3) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-    from lhotse import CutSet
-    from lhotse.features.io import close_cached_file_handles
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
