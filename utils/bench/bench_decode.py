@@ -51,14 +51,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, 
 
 import argparse
 import json
+import logging
+import os
 import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kaldialign
+import kaldilm
 import numpy as np
+import torch
+from lhotse import CutSet
 
-from steps.am.model import AcousticModel, AcousticModelScorer, ModelConfig
+from steps.am.config import load_am_config
+from steps.am.model import AcousticModel, AcousticModelScorer
 from steps.am.scorer import load_scorer
 from steps.data.ali_times import FRAME_SHIFT
 from steps.decoding.decoder import K2Decoder
@@ -92,7 +99,6 @@ from steps.toy.decode_graphs import (
 
 def build_world(work: Path, num_words: int, num_sentences: int, prune: float, order: int,
                 text: Path | None = None):
-    import kaldilm
 
     lang_dir, lm_dir = work / "lang", work / "lang_test"
     t0 = time.perf_counter()
@@ -231,7 +237,6 @@ def _kaldi_lattice_arcs(lattice) -> int:
 
 
 def word_errors(refs: list[list[str]], hyps: list[list[int] | None], words: list[str]) -> tuple[int, int]:
-    import kaldialign
 
     errors = total = 0
     for ref, ids in zip(refs, hyps):
@@ -272,7 +277,6 @@ def print_runs(runs: list[DecoderRun], refs: list[list[str]], words: list[str], 
 
 def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: list[str], num_utts: int,
                  threads: int, beam: float, lattice_beam: float, max_active: int):
-    import torch
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(1)
@@ -308,10 +312,6 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
     """WER and speed of a trained model on a recipe's held-out utterances: every decoder
     configuration of `configs` ("k2:BEAM:LATTICE_BEAM:MAX_ACTIVE", "lattice:BEAM:LATTICE_BEAM")
     on the same scores (the AM runs once; its time is apart)."""
-    import os
-
-    import torch
-    from lhotse import CutSet
 
     recipe = recipe.resolve()
     model = (model or recipe / "exp" / "am_baseline_s1" / "final.pt").resolve()
@@ -357,32 +357,13 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
 
 
 def make_scorer(num_senones: int):
-    """A randomly initialised AcousticModel of am_baseline.yaml's shape (steps.am.model),
-    else a random spliced-linear stand-in."""
-    import torch
-
-    try:
-        import yaml
-
-        conf = Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5" / "conf" / "am_baseline.yaml"
-        config = ModelConfig(**yaml.safe_load(conf.read_text())["model"])
-        model = AcousticModel(80, num_senones, config, {})
-        name = (f"AcousticModel {config.encoder} {config.num_layers}x{config.hidden_dim}, "
-                f"subsampling {config.subsampling}, random init")
-        return AcousticModelScorer(model, None, torch.device("cpu")), name
-    except Exception as error:  # the AM module is someone else's; fall back to a stand-in
-        weight = torch.randn(80 * 11, num_senones) * 0.01
-
-        class StandIn:
-            log_priors = None
-
-            @staticmethod
-            @torch.no_grad()
-            def log_posteriors(feats):
-                spliced = torch.nn.functional.pad(feats.T[None], (5, 5)).unfold(2, 11, 1)[0].permute(1, 0, 2)
-                return torch.log_softmax(spliced.reshape(len(feats), -1) @ weight, dim=-1)
-
-        return StandIn(), f"random spliced-linear stand-in ({type(error).__name__}: {error})"
+    """A randomly initialised AcousticModel of am_baseline.yaml's shape (steps.am.model)."""
+    conf = Path(__file__).resolve().parents[2] / "egs" / "synth" / "s5" / "conf" / "am_baseline.yaml"
+    config = load_am_config(conf).model
+    model = AcousticModel(80, num_senones, config, {})
+    name = (f"AcousticModel {config.encoder} {config.num_layers}x{config.hidden_dim}, "
+            f"subsampling {config.subsampling}, random init")
+    return AcousticModelScorer(model, None, torch.device("cpu")), name
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -414,7 +395,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reuse-graph", action="store_true",
                         help="decode with the graph already in --work-dir/graph")
     args = parser.parse_args(argv)
-    import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.work_dir = args.work_dir.resolve()  # the real-model part changes into the recipe
