@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -26,11 +25,9 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from steps.core.atomic import write_text
 from steps.compress.results import collect, render, splice
+from steps.core.atomic import write_text
 from steps.core.log import setup_logging
-
-log = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -34,14 +34,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from steps.core.log import setup_logging
 from steps.graph.hclg import GraphOptions
 from steps.graph.make import make_graph
-
-log = logging.getLogger(__name__)
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,6 @@ about 300 MB as float32)."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,8 +12,6 @@ import torch
 from lhotse import CutSet
 
 from steps.core.log import progress
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

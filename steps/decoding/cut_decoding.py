@@ -15,6 +15,10 @@ from steps.decoding.lm_weights import format_weight
 log = logging.getLogger(__name__)
 
 
+class _BadCut(Exception):
+    """A cut that cannot be decoded; its record says why."""
+
+
 def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weights: list[float],
                 k2_decoder: K2Decoder | None = None, rescore_weights: list[float] | None = None,
                 forced_references: bool = True):
@@ -94,7 +98,3 @@ def _k2_decode(record: dict, decoder: K2Decoder, loglikes: np.ndarray, weights: 
     if not out.reached_final:
         record["problem"] = "no final state reached (empty lattice)"
     return out.seconds
-
-
-class _BadCut(Exception):
-    pass

@@ -26,7 +26,6 @@ model, as in Kaldi.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +33,6 @@ import numpy as np
 
 from steps.graph.fst_arrays import fst_type_of
 from steps.lang.lexicon import read_symbol_table
-
-log = logging.getLogger(__name__)
-
 
 DECODERS = ("lattice",)
 

@@ -12,7 +12,6 @@ key ever overflows whatever the order and vocabulary.
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections import Counter
@@ -23,8 +22,6 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from steps.core.atomic import atomic_path
-
-log = logging.getLogger(__name__)
 
 BOS, EOS, UNK = "<s>", "</s>", "<UNK>"
 NON_LM_WORDS = ("<eps>", "!SIL", BOS, EOS)  # and disambiguation symbols #N

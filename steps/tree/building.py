@@ -37,7 +37,6 @@ from __future__ import annotations
 import heapq
 import io
 import json
-import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +46,6 @@ import numpy as np
 
 from steps.core.atomic import atomic_path
 from steps.tree.decision_tree import KEYS, Node, Question, Root, Tree, leaves_in_order
-
-log = logging.getLogger(__name__)
 
 LOG_2PI = math.log(2 * math.pi)
 KEY_COLUMN = {"L": 0, "R": 2, "S": 3, "C": 1}  # column of each key in TreeStats.events
