@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from steps import score as score_program
 from steps.scoring import wer as scoring
 from steps.scoring.wer import WerCounts, read_text, read_wer, score, score_files
 
@@ -54,7 +55,7 @@ def read_text_str(text: str) -> dict[str, list[str]]:
 
 def test_wer_file_exact_lines(tmp_path):
     ref, hyp = write(tmp_path)
-    assert scoring.main(["--ref", str(ref), "--hyp", str(hyp), "--out-dir", str(tmp_path / "d")]) == 0
+    assert score_program.main(["--ref", str(ref), "--hyp", str(hyp), "--out-dir", str(tmp_path / "d")]) == 0
     assert (tmp_path / "d/wer").read_text() == (
         "%WER 56.25 [ 9 / 16, 2 ins, 6 del, 1 sub ] [PARTIAL]\n"
         "%SER 66.67 [ 4 / 6 ]\n"
@@ -68,7 +69,7 @@ def test_wer_file_exact_lines(tmp_path):
 
 def test_wer_line_without_missing_and_rounding(tmp_path):
     ref, hyp = write(tmp_path, "a X Y Z\nb P Q\nc R\n", "a X Y W\nb P Q\nc R\n")
-    assert scoring.main(["--ref", str(ref), "--hyp", str(hyp), "--out-dir", str(tmp_path),
+    assert score_program.main(["--ref", str(ref), "--hyp", str(hyp), "--out-dir", str(tmp_path),
                          "--suffix", "_10"]) == 0
     # 1 / 6 = 16.666..% -> 16.67; 1 / 3 sentences -> 33.33
     assert (tmp_path / "wer_10").read_text() == (
@@ -84,7 +85,7 @@ def test_wer_line_without_missing_and_rounding(tmp_path):
 
 def test_recogs_and_errs(tmp_path):
     ref, hyp = write(tmp_path)
-    scoring.main(["--ref", str(ref), "--hyp", str(hyp), "--out-dir", str(tmp_path)])
+    score_program.main(["--ref", str(ref), "--hyp", str(hyp), "--out-dir", str(tmp_path)])
     recogs = (tmp_path / "recogs").read_text().splitlines()
     assert recogs[2:4] == ["u2:\tref=['A', 'B', 'C']", "u2:\thyp=['X', 'A', 'B', 'C', 'Y']"]
     assert recogs[6:8] == ["u4:\tref=['E', 'F']", "u4:\thyp=[]"]
