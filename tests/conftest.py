@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lhotse.features.io import close_cached_file_handles
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "egs" / "synth" / "s5"
@@ -20,6 +21,16 @@ def repo() -> Path:
 @pytest.fixture
 def venv_python() -> str:
     return sys.executable
+
+
+@pytest.fixture(autouse=True)
+def fresh_array_handles():
+    """lhotse keeps array files open by their path as the manifest spells it, often relative
+    (exp/tri_ali/...); tests chdir into different recipe copies, so a handle one test opened
+    would answer another's reads of the same relative path. Each test starts with none."""
+    close_cached_file_handles()
+    yield
+    close_cached_file_handles()
 
 
 @pytest.fixture
