@@ -8,7 +8,13 @@ their decode_info.json the search-error counts (utterances without a final state
 the share whose best path scores worse than the reference's path through the graph) and
 the WER after lattice rescoring (decode_*/rescore/wer) where there is one. The std is
 the sample standard deviation over seeds (0 with one seed); the relative change is that of
-the mean WER against the first system (the baseline). A missing decode is reported in the
+the mean WER against the first system (the baseline).
+
+Significance (steps.scoring.bootstrap; Bisani & Ney 2004, as Kaldi's compute-wer-bootci),
+from each decode's text and hyp.txt, utterance by utterance, seeds pooled (an utterance
+under seed 1 and under seed 2 are two items): every system's WER with its 95% bootstrap
+interval, and its difference from the baseline, paired by seed and utterance, with its 95%
+interval and two-sided p-value. First pass and, where decoded, after rescoring. A missing decode is reported in the
 table and in the log, never silently dropped. Also writes the same figures as JSON next to
 the Markdown file (RESULTS.json) for scripts and tests.
 """
@@ -26,10 +32,12 @@ from pathlib import Path
 
 from steps.core.atomic import write_text
 from steps.core.log import setup_logging
-from steps.scoring.wer import read_wer
+from steps.scoring.bootstrap import RatioItems, bootstrap_interval, paired_bootstrap
+from steps.scoring.wer import read_wer, utterance_errors
 
 log = logging.getLogger(__name__)
 PARTS = ("dev", "test")
+PASSES = {"first pass": "", "rescored": "rescore"}  # subdirectory of decode_<part> with hyp.txt
 
 
 @dataclass
@@ -41,6 +49,8 @@ class SystemResult:
     no_final: dict[str, list[int]] = field(default_factory=lambda: {p: [] for p in PARTS})
     search_errors: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: {p: [] for p in PARTS})
     rescored: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
+    # (pass, part) -> (seed, utt id) -> (word errors, reference words)
+    utterances: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int]]] = field(default_factory=dict)
 
     def mean(self, part: str) -> float | None:
         return statistics.fmean(self.wers[part]) if self.wers[part] else None
@@ -65,6 +75,7 @@ def collect(exp_dir: Path, systems: list[str], seeds: list[int]) -> list[SystemR
                 else:
                     result.missing.append(str(wer_file))
                 read_search_counts(result, part, run_dir / f"decode_{part}")
+                read_utterances(result, part, seed, run_dir / f"decode_{part}")
             weight_file = run_dir / "decode_dev" / "best_lm_weight"
             if weight_file.exists():
                 result.lm_weights.append(weight_file.read_text().strip())
@@ -84,6 +95,72 @@ def read_search_counts(result: SystemResult, part: str, decode_dir: Path) -> Non
         result.search_errors[part].append((int(errors["errors"]), int(errors["scored"])))
     if (decode_dir / "rescore" / "wer").exists():
         result.rescored[part].append(read_wer(decode_dir / "rescore" / "wer").wer)
+
+
+def read_utterances(result: SystemResult, part: str, seed: int, decode_dir: Path) -> None:
+    for name, sub in PASSES.items():
+        hyp, ref = decode_dir / sub / "hyp.txt", decode_dir / "text"
+        if hyp.exists() and ref.exists():
+            items = result.utterances.setdefault((name, part), {})
+            items.update({(seed, utt): v for utt, v in utterance_errors(ref, hyp).items()})
+
+
+def _ratio_items(items: dict, keys: list) -> RatioItems:
+    return RatioItems([items[k][0] for k in keys], [items[k][1] for k in keys])
+
+
+def significance(results: list[SystemResult]) -> dict:
+    """pass -> part -> system -> {"wer": [value, low, high], "difference": [value, low, high]
+    or None for the baseline, "p_value", "utterances", "unpaired"} (WER in %), for the passes
+    and parts where the baseline has hyp.txt."""
+    baseline, out = results[0], {}
+    for name in PASSES:
+        for part in PARTS:
+            base = baseline.utterances.get((name, part))
+            if not base:
+                continue
+            rows = out.setdefault(name, {}).setdefault(part, {})
+            for r in results:
+                mine = r.utterances.get((name, part), {})
+                keys = sorted(set(mine) & set(base))
+                if not keys:
+                    continue
+                w = bootstrap_interval(_ratio_items(mine, sorted(mine))).scaled(100)
+                row = {"wer": [w.value, w.low, w.high], "difference": None, "p_value": None,
+                       "utterances": len(mine), "unpaired": len(mine) - len(keys)}
+                if r is not baseline:
+                    c = paired_bootstrap(_ratio_items(base, keys), _ratio_items(mine, keys))
+                    d = c.difference.scaled(100)
+                    row.update(difference=[d.value, d.low, d.high], p_value=c.p_value)
+                rows[r.system] = row
+    return out
+
+
+def significance_table(results: list[SystemResult], figures: dict) -> list[str]:
+    baseline, lines = results[0].system, []
+    for name, by_part in figures.items():
+        parts = list(by_part)
+        header = " | ".join(f"{p} WER [95%] | {p} Δ [95%] | {p} p" for p in parts)
+        lines += ["", f"{name.capitalize()}, all seeds' utterances pooled: WER (%) with its 95% bootstrap "
+                  f"interval; Δ, the difference from `{baseline}` paired by seed and utterance, with its "
+                  "95% interval and two-sided p-value (paired bootstrap, 1000 draws).", "",
+                  f"| system | {header} |", "|---" * (1 + 3 * len(parts)) + "|"]
+        for r in results:
+            cells = []
+            for part in parts:
+                row = by_part[part].get(r.system)
+                if row is None:
+                    cells += ["n/a"] * 3
+                    continue
+                cells.append("{:.2f} [{:.2f}, {:.2f}]".format(*row["wer"]))
+                if row["difference"] is None:
+                    cells += ["-", "-"]
+                    continue
+                unpaired = f" ({row['unpaired']} unpaired)" if row["unpaired"] else ""
+                cells += ["{:+.2f} [{:+.2f}, {:+.2f}]".format(*row["difference"]) + unpaired,
+                          f"{row['p_value']:.3f}"]
+            lines.append(f"| {r.system} | {' | '.join(cells)} |")
+    return lines
 
 
 def _counts(values: list[tuple[int, int]]) -> str:
@@ -136,7 +213,7 @@ def git_commit(path: Path) -> str:
 
 
 def render(results: list[SystemResult], seeds: list[int], config_file: str, commit: str,
-           config_text: str | None) -> str:
+           config_text: str | None, figures: dict | None = None) -> str:
     baseline = results[0]
     lines = [
         "# Results",
@@ -153,6 +230,7 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
             f"| {r.system} | {_cell(r.mean('dev'), r.std('dev'))} | {_cell(r.mean('test'), r.std('test'))} "
             f"| {_relative(r.mean('dev'), baseline.mean('dev'))} "
             f"| {_relative(r.mean('test'), baseline.mean('test'))} | {' '.join(r.lm_weights) or 'n/a'} |")
+    lines += significance_table(results, significance(results) if figures is None else figures)
     lines += search_table(results)
     lines += ["", "Per seed (dev / test):", ""]
     for r in results:
@@ -194,13 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.options:
         config += f", options `{args.options}`"
     commit = git_commit(Path(__file__).resolve().parents[1])  # the code that made the results
-    write_text(args.out, render(results, args.seeds, config, commit, config_text))
+    figures = significance(results)
+    write_text(args.out, render(results, args.seeds, config, commit, config_text, figures))
     summary = {
         "commit": commit, "config": config, "seeds": args.seeds,
         "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p],
                                    "no_final_state": r.no_final[p], "search_errors": r.search_errors[p],
                                    "rescored": r.rescored[p]}
                                for p in PARTS} | {"missing": r.missing} for r in results},
+        "significance": figures,
     }
     write_text(args.out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     log.info("wrote %s and %s", args.out, args.out.with_suffix(".json"))

@@ -71,3 +71,35 @@ def test_search_errors_and_rescored_wer_are_carried_into_the_table(tmp_path):
     assert "| baseline | 1 / 4 | 8 / 200 (4.0%) | 8.50 ± 0.71 | 8.50 ± 0.71 |" in out.read_text()
     figures = json.loads(out.with_suffix(".json").read_text())["systems"]["baseline"]
     assert figures["dev"]["search_errors"] == [[3, 100], [5, 100]] and figures["test"]["no_final_state"] == [2, 2]
+
+
+def _write_decode(path, utterances: int, wrong_words: int, sub: str = "") -> None:
+    """`utterances` utterances of 10 words, the first `wrong_words` of each substituted."""
+    (path / sub).mkdir(parents=True, exist_ok=True)
+    words = [f"W{i}" for i in range(10)]
+    (path / "text").write_text("".join(f"u{i} {' '.join(words)}\n" for i in range(utterances)))
+    hyp = ["X"] * wrong_words + words[wrong_words:]
+    (path / sub / "hyp.txt").write_text("".join(f"u{i} {' '.join(hyp)}\n" for i in range(utterances)))
+
+
+def test_pooled_intervals_and_paired_p_values(tmp_path):
+    exp = tmp_path / "exp"
+    # baseline 2 of 10 words wrong in every utterance, hier 1, li as the baseline; 50 utterances x 2 seeds
+    for system, wrong in {"baseline": 2, "hier": 1, "li": 2}.items():
+        for seed in (1, 2):
+            run = exp / f"am_{system}_s{seed}" / "decode_test"
+            _write_decode(run, 50, wrong)
+            _write_wer(run, 10 * wrong, 500)
+            _write_decode(run, 50, max(0, wrong - 1), "rescore")
+    out = tmp_path / "RESULTS.md"
+    report.main(["--exp-dir", str(exp), "--systems", "baseline", "hier", "li", "--seeds", "1", "2",
+                 "--out", str(out)])
+    table = out.read_text()
+    assert "| baseline | 20.00 [20.00, 20.00] | - | - |" in table
+    assert "| hier | 10.00 [10.00, 10.00] | -10.00 [-10.00, -10.00] | 0.000 |" in table
+    assert "| li | 20.00 [20.00, 20.00] | +0.00 [+0.00, +0.00] | 1.000 |" in table
+    figures = json.loads(out.with_suffix(".json").read_text())["significance"]
+    assert figures["first pass"]["test"]["hier"]["utterances"] == 100
+    assert figures["rescored"]["test"]["hier"]["wer"] == [0.0, 0.0, 0.0]
+    assert figures["rescored"]["test"]["hier"]["difference"] == pytest.approx([-10.0, -10.0, -10.0])
+    assert "dev" not in figures["first pass"]

@@ -31,6 +31,7 @@ from steps.am.dmoe import moe_layers
 from steps.am.expert_usage import senone_phone_classes
 from steps.am.losses import loss_terms, required_levels, total_loss
 from steps.am.model import AcousticModel, count_parameters, model_from_checkpoint
+from steps.scoring.bootstrap import RatioItems, bootstrap_interval
 from steps.scoring.wer import read_text, score
 from steps.tree.decision_tree import Tree
 
@@ -78,12 +79,8 @@ def bootstrap_wer(decode_dir: str | Path, draws: int = 1000, level: float = 0.95
     words = np.array([len(u.ref) for u in result.utterances], dtype=np.float64)
     if not len(words) or words.sum() == 0:
         raise ValueError(f"{decode_dir}: no reference words to score")
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(words), size=(draws, len(words)))
-    wers = 100 * errors[picks].sum(1) / np.maximum(1, words[picks].sum(1))
-    tail = (1 - level) / 2
-    return WerInterval(100 * errors.sum() / words.sum(), float(np.quantile(wers, tail)),
-                       float(np.quantile(wers, 1 - tail)), int(errors.sum()), int(words.sum()),
+    interval = bootstrap_interval(RatioItems(errors, words), draws, level, seed).scaled(100)
+    return WerInterval(interval.value, interval.low, interval.high, int(errors.sum()), int(words.sum()),
                        len(words))
 
 

@@ -148,6 +148,13 @@ _SER_LINE = re.compile(r"%SER (\S+) \[ (\d+) / (\d+) \]")
 _SCORED_LINE = re.compile(r"Scored (\d+) sentences, (\d+) not present in hyp")
 
 
+def utterance_errors(ref: str | Path, hyp: str | Path) -> dict[str, tuple[int, int]]:
+    """utt id -> (word errors, reference words), every reference utterance (no hypothesis:
+    scored as empty): the items of a bootstrap over utterances (steps.scoring.bootstrap)."""
+    result = score(read_text(ref).texts, read_text(hyp).texts)
+    return {u.utt: (u.errors, len(u.ref)) for u in result.utterances}
+
+
 def read_wer(path: str | Path) -> WerCounts:
     """WerCounts from a wer file written here or by Kaldi's compute-wer."""
     text = Path(path).read_text()
