@@ -11,7 +11,7 @@ import pytest
 from lhotse import CutSet, MonoCut, SupervisionSegment
 from lhotse.supervision import AlignmentItem
 
-from steps.scoring.boundaries import NoReferences, score_cuts
+from steps.scoring.boundaries import NoReferences, cut_errors, score_cuts, within_counts
 
 
 def _cut(cut_id: str, truth: list[tuple[str, float, float]] | None, hyp: list[tuple[str, float, float]]):
@@ -65,3 +65,16 @@ def test_no_reference_boundaries_scores_nothing_and_goes_on(repo, tmp_path):
     assert "Traceback" not in run.stderr
     assert run.stdout.strip() == "cuts.jsonl.gz: no reference boundaries: nothing scored"
     assert stored["cuts"] == 0 and stored["boundaries"] == 0
+
+
+def test_per_cut_errors_give_the_paired_items():
+    # c1 as above (errors 20, 0, 0, 50 ms); c2 one word 30 ms late at both ends
+    cuts = [_cut("c1", [("A", 0.12, 0.28), ("B", 0.40, 0.55)], HYP),
+            _cut("c2", [("A", 0.07, 0.20)], [("A", 0.10, 0.20)])]
+    errors, mismatched, starts, ends = cut_errors(cuts)
+    assert sorted(errors) == ["c1", "c2"] and mismatched == [] and (starts, ends) == (3, 3)
+    assert errors["c2"] == pytest.approx([0.03, 0.03])
+    within, total = within_counts(errors, ["c2", "c1"], 0.020)
+    assert within.tolist() == [0, 3] and total.tolist() == [2, 4]
+    within, _ = within_counts(errors, ["c2", "c1"], 0.050)
+    assert within.tolist() == [2, 4]

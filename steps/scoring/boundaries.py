@@ -40,9 +40,13 @@ def boundary_errors(truth, hypothesis) -> tuple[np.ndarray, np.ndarray] | None:
     return starts, ends
 
 
-def score_cuts(cuts, truth_key: str = "word", hyp_key: str = "ali_word") -> tuple[BoundaryQuality, list[str]]:
-    """Raises NoReferences when no cut can be scored."""
-    errors, mismatched, scored, n_starts, n_ends = [], [], 0, 0, 0
+TOLERANCE = 1e-6  # a hair: times are multiples of 10 ms stored as floats
+
+
+def cut_errors(cuts, truth_key: str = "word", hyp_key: str = "ali_word") -> tuple[dict, list[str], int, int]:
+    """Every scorable cut's boundary errors (starts, then ends; seconds) by cut id, the ids of
+    the cuts whose words differ, and the numbers of starts and ends scored."""
+    errors, mismatched, n_starts, n_ends = {}, [], 0, 0
     for cut in cuts:
         supervision = cut.supervisions[0]
         alignment = supervision.alignment or {}
@@ -52,18 +56,29 @@ def score_cuts(cuts, truth_key: str = "word", hyp_key: str = "ali_word") -> tupl
         if e is None:
             mismatched.append(cut.id)
             continue
-        errors += list(e)
+        errors[cut.id] = np.concatenate(e)
         n_starts, n_ends = n_starts + len(e[0]), n_ends + len(e[1])
-        scored += 1
+    return errors, mismatched, n_starts, n_ends
+
+
+def within_counts(errors: dict, ids: list[str], seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per cut of ids: boundaries within `seconds` of the truth, and boundaries (the items of a
+    paired bootstrap of the share, steps.scoring.bootstrap)."""
+    within = np.array([np.sum(errors[i] <= seconds + TOLERANCE) for i in ids], dtype=np.float64)
+    return within, np.array([len(errors[i]) for i in ids], dtype=np.float64)
+
+
+def score_cuts(cuts, truth_key: str = "word", hyp_key: str = "ali_word") -> tuple[BoundaryQuality, list[str]]:
+    """Raises NoReferences when no cut can be scored."""
+    errors, mismatched, n_starts, n_ends = cut_errors(cuts, truth_key, hyp_key)
     if not n_starts:
         raise NoReferences(f"no cut has both '{truth_key}' and '{hyp_key}' alignments with the same words"
                            + (f" ({len(mismatched)} with different words)" if mismatched else ""))
-    all_errors = np.concatenate(errors)
+    all_errors = np.concatenate(list(errors.values()))
     quality = BoundaryQuality(
-        cuts=scored, boundaries=len(all_errors),
+        cuts=len(errors), boundaries=len(all_errors),
         median_ms=float(np.median(all_errors) * 1000), p90_ms=float(np.percentile(all_errors, 90) * 1000),
-        # a hair of tolerance: times are multiples of 10 ms stored as floats
-        within_20ms=float(np.mean(all_errors <= 0.020 + 1e-6)),
-        within_50ms=float(np.mean(all_errors <= 0.050 + 1e-6)),
+        within_20ms=float(np.mean(all_errors <= 0.020 + TOLERANCE)),
+        within_50ms=float(np.mean(all_errors <= 0.050 + TOLERANCE)),
         mismatched_cuts=len(mismatched), starts=n_starts, ends=n_ends)
     return quality, mismatched

@@ -12,7 +12,9 @@ Prints, for the trained monophone alignment model of a recipe (exp/mono/final.pt
     with, taking turns (--rounds), each model then aligning the part (steps.align) and
     scored against the true word boundaries (steps.score_alignment): wall and CPU seconds,
     their ratio to the reference's in the same run, and the share of word boundaries within
-    20 ms and 50 ms. Needs only stages 1-3 (data/fbank, data/lang).
+    20 ms and 50 ms, and the default's difference from the reference in those shares with a
+    95% interval and p-value (paired bootstrap over cuts, steps.scoring.bootstrap). Needs only
+    stages 1-3 (data/fbank, data/lang).
 
     utils/bench/bench_align.py --recipe egs/synth/s5 [--part dev] [--nj 2] \
         [--mono-config conf/mono.yaml] [--reference-config conf/mono_reference.yaml] [--rounds 1]
@@ -35,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from lhotse import CutSet
 
@@ -45,7 +48,8 @@ from steps.hmm.mono_training import align_utterances
 from steps.hmm.topology import Topology
 from steps.hmm.training_graph import TrainingGraphCompiler
 from steps.lang.lexicon import Lang
-from steps.scoring.boundaries import score_cuts
+from steps.scoring.boundaries import cut_errors, score_cuts, within_counts
+from steps.scoring.bootstrap import RatioItems, paired_bootstrap
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,9 +78,24 @@ def flat_start_trial(recipe: Path, corpus: str, part: str, config: Path, work: P
                 "--topology", str(exp / "topology.json"), "--cuts", f"data/fbank/{corpus}_cuts_{part}.jsonl.gz",
                 "--lang-dir", "data/lang", "--part", part, "--out-dir", str(work / "ali"), "--nj", str(nj),
                 "--cmd", str(REPO / "utils" / "run.py"), "--force"], recipe)
-    quality, _ = score_cuts(CutSet.from_file(work / "ali" / f"cuts_{part}.jsonl.gz"))
+    cuts = CutSet.from_file(work / "ali" / f"cuts_{part}.jsonl.gz")
+    quality, _ = score_cuts(cuts)
     return {"wall": wall, "cpu": cpu, "within_20ms": quality.within_20ms, "within_50ms": quality.within_50ms,
-            "boundaries": quality.boundaries}
+            "boundaries": quality.boundaries, "errors": cut_errors(cuts)[0]}
+
+
+def paired_boundary_difference(reference: list[dict], default: list[dict], seconds: float):
+    """Paired bootstrap over cuts of the share of boundaries within `seconds`, default minus
+    reference; round i of one is paired with round i of the other, rounds pooled."""
+    items = {"reference": ([], []), "default": ([], [])}
+    for ref, new in zip(reference, default):
+        ids = sorted(set(ref["errors"]) & set(new["errors"]))
+        for name, trial in (("reference", ref), ("default", new)):
+            within, total = within_counts(trial["errors"], ids, seconds)
+            items[name][0].append(within)
+            items[name][1].append(total)
+    a, b = (RatioItems(np.concatenate(items[n][0]), np.concatenate(items[n][1])) for n in ("reference", "default"))
+    return paired_bootstrap(a, b)
 
 
 def compare_flat_starts(recipe: Path, corpus: str, part: str, configs: dict[str, Path], rounds: int,
@@ -114,6 +133,11 @@ def print_flat_starts(trials: dict[str, list[dict]], configs: dict[str, Path], t
         wall_speedup = sum(r["wall"] for r in reference) / sum(r["wall"] for r in trials["default"])
         print(f"speed-up of the default over the reference: {speedup:.2f}x in CPU time, "
               f"{wall_speedup:.2f}x in wall time (aim: >= 3x, boundaries no worse)")
+        for ms in (20, 50):
+            c = paired_boundary_difference(reference, trials["default"], ms / 1000)
+            print(f"within {ms} ms, default - reference: {100 * c.difference.value:+.2f} points, 95% interval "
+                  f"{100 * c.difference.low:+.2f} to {100 * c.difference.high:+.2f} (paired bootstrap over "
+                  f"{c.items} cuts x rounds, p = {c.p_value:.3f})")
 
 
 def main(argv: list[str] | None = None) -> None:
