@@ -172,7 +172,7 @@ def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: li
     audio = sum(r["frames"] for r in records) * FRAME_SHIFT
     am = sum(r["am_seconds"] for r in records)
     search = sum(r["search_seconds"] for r in records)
-    extra = {k: round(sum(r.get(f"{k}_seconds", 0.0) for r in records), 2) for k in ("reference", "rescore")}
+    extra = {k: round(sum(r.get(f"{k}_seconds", 0.0) for r in records), 2) for k in ("sweep", "reference", "rescore")}
     reasons: dict[str, int] = {}
     for _, reason in bad:
         key = reason.split(":")[0]
@@ -186,6 +186,7 @@ def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: li
         "audio_seconds": round(audio, 2), "am_seconds": round(am, 2), "search_seconds": round(search, 2),
         "rtf_am": round(am / audio, 4) if audio else None,
         "rtf_search": round(search / audio, 4) if audio else None,
+        "sweep_seconds": extra["sweep"], "rtf_sweep": round(extra["sweep"] / audio, 4) if audio else None,
         "reference_seconds": extra["reference"], "rescore_seconds": extra["rescore"],
         "lattice_arcs_per_frame": round(lattice_arcs / (audio / FRAME_SHIFT), 1) if audio and lattice_arcs else None,
         "nj": nj, "decoder": args.decoder, "acoustic_scale": args.acoustic_scale, "beam": args.beam,

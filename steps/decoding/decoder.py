@@ -16,7 +16,7 @@ import numpy as np
 
 from steps.decoding.forced import ReferenceScorer
 from steps.decoding.k2_graph import load_k2_graph
-from steps.decoding.lattice import LatticeOptions, PathScores, best_paths, dense_scores, nbest, search
+from steps.decoding.lattice import LatticeOptions, PathScores, ScoredLattice, dense_scores, search
 from steps.decoding.rescore import NbestRescorer
 
 
@@ -28,7 +28,7 @@ class Decoded:
     lattice_arcs: int = 0
     reference: PathScores | None = None  # the reference's best path through the graph
     rescored: dict[float, PathScores] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)  # search, reference, rescore
+    seconds: dict[str, float] = field(default_factory=dict)  # search, sweep (every weight's 1-best), rescore, reference
 
 
 class K2Decoder:
@@ -50,21 +50,22 @@ class K2Decoder:
         t0 = time.perf_counter()
         dense = dense_scores(loglikes, self.unit_senones, scale)
         lattice = search(self.graph, dense, self.options)
+        t_search = time.perf_counter()
         out = Decoded({}, lattice is not None)
         if lattice is not None:
             out.lattice_states, out.lattice_arcs = int(lattice.shape[0]), int(lattice.num_arcs)
-            out.best = best_paths(lattice, lm_weights, scale)
+            scored = ScoredLattice(lattice, scale)
+            out.best = {w: scored.best(w) for w in lm_weights}
         t1 = time.perf_counter()
         if lattice is not None and self.rescorer is not None and rescore_weights:
-            paths = nbest(lattice, self.nbest, 1.0 / scale, scale)
-            missing = [w for w in rescore_weights if w not in out.best]
-            paths += [out.best[w] for w in rescore_weights if w in out.best]
-            paths += best_paths(lattice, missing, scale).values() if missing else []
+            paths = scored.nbest(self.nbest, 1.0 / scale, best=out.best.get(1.0 / scale))
+            paths += [out.best[w] if w in out.best else scored.best(w) for w in rescore_weights]
             out.rescored = {w: self.rescorer.best(paths, w) for w in rescore_weights}
         t2 = time.perf_counter()
         if reference is not None:
             if self._reference_scorer is None:
                 self._reference_scorer = ReferenceScorer(self.graph)
             out.reference = self._reference_scorer.score(reference, dense, scale)
-        out.seconds = {"search": t1 - t0, "rescore": t2 - t1, "reference": time.perf_counter() - t2}
+        out.seconds = {"search": t_search - t0, "sweep": t1 - t_search, "rescore": t2 - t1,
+                       "reference": time.perf_counter() - t2}
         return out

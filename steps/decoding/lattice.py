@@ -67,20 +67,6 @@ def search(graph, dense, options: LatticeOptions):
     return lattice
 
 
-def path_scores(lattice, arc_index: torch.Tensor, acoustic_scale: float) -> PathScores:
-    """Scores and words of the path made of these arcs of the lattice."""
-    import k2  # k2 on first use: --decoder lattice runs without it
-
-    graph = lattice.graph_scores[arc_index].double()
-    scaled_ac = lattice.scores[arc_index].double() - graph
-    aux = lattice.aux_labels
-    if isinstance(aux, k2.RaggedTensor):
-        words = aux.index(arc_index.to(torch.int32), axis=0)[0].values.tolist() if len(arc_index) else []
-    else:
-        words = aux[arc_index].tolist()
-    return PathScores([w for w in words if w > 0], graph.sum().item(), scaled_ac.sum().item() / acoustic_scale)
-
-
 def weighted(lattice, lm_weight: float, acoustic_scale: float):
     """A copy of the lattice scored for LM weight w (graph + acoustic / w, the LMWT-w
     objective divided by w); `acoustic_scores` keeps each arc's scaled acoustic score."""
@@ -91,84 +77,89 @@ def weighted(lattice, lm_weight: float, acoustic_scale: float):
     return scored
 
 
+class ScoredLattice:
+    """One utterance's lattice, scored for any LM weight: the best path of each weight and
+    N-best samples.
+
+    One FsaVec serves every weight: only its scores are reassigned, which keeps k2's cached
+    topology (state batches, incoming arcs) from one weight to the next and from the sweep to
+    the sampling; that cache is most of the cost of one k2.shortest_path. The lattice itself
+    is left as it was."""
+
+    def __init__(self, lattice, acoustic_scale: float):
+        import k2  # k2 on first use: --decoder lattice runs without it
+
+        self.acoustic_scale = acoustic_scale
+        self.vec = k2.create_fsa_vec([lattice])
+        self.graph = lattice.graph_scores
+        self.vec.acoustic_scores = lattice.scores - self.graph  # scaled by acoustic_scale
+        self.graph64 = self.graph.double()
+        self.acoustic64 = self.vec.acoustic_scores.double()
+        self._weight: float | None = None
+
+    def _score_for(self, lm_weight: float):
+        if self._weight != lm_weight:
+            self.vec.scores = self.graph + self.vec.acoustic_scores / (lm_weight * self.acoustic_scale)
+            self._weight = lm_weight
+        return self.vec
+
+    def best(self, lm_weight: float) -> PathScores:
+        """The best path for this LM weight (k2.shortest_path)."""
+        import k2  # k2 on first use: --decoder lattice runs without it
+
+        best = k2.shortest_path(self._score_for(lm_weight), use_double_scores=True)
+        if best.num_arcs == 0:
+            raise ValueError("no path to the final state in the lattice")
+        aux = best.aux_labels
+        words = aux.values.tolist() if isinstance(aux, k2.RaggedTensor) else aux.tolist()
+        return PathScores([w for w in words if w > 0], best.graph_scores.double().sum().item(),
+                          best.acoustic_scores.double().sum().item() / self.acoustic_scale)
+
+    def paths(self, arc_lists: list[list[int]]) -> list[PathScores]:
+        """Scores and words of paths given as lists of the lattice's arc indices."""
+        import k2  # k2 on first use: --decoder lattice runs without it
+
+        if not arc_lists:
+            return []
+        arcs = torch.tensor([a for p in arc_lists for a in p], dtype=torch.int64)
+        bounds = np.cumsum([0] + [len(p) for p in arc_lists])
+        # per-path sums as differences of running sums (an empty path sums to 0)
+        graph = np.concatenate([[0.0], np.cumsum(self.graph64[arcs].numpy())])
+        acoustic = np.concatenate([[0.0], np.cumsum(self.acoustic64[arcs].numpy())])
+        aux = self.vec.aux_labels
+        if isinstance(aux, k2.RaggedTensor):  # words of arc i: words[word_bounds[i]:word_bounds[i + 1]]
+            picked = aux.index(arcs.to(torch.int32), axis=0)[0]
+            words, word_bounds = picked.values.tolist(), picked.shape.row_splits(1).tolist()
+        else:
+            words, word_bounds = aux[arcs].tolist(), list(range(len(arcs) + 1))
+        return [PathScores([w for w in words[word_bounds[b]:word_bounds[e]] if w > 0], float(graph[e] - graph[b]),
+                           float(acoustic[e] - acoustic[b]) / self.acoustic_scale)
+                for b, e in zip(bounds[:-1], bounds[1:])]
+
+    def nbest(self, num_paths: int, lm_weight: float, seed: int = 0, best: PathScores | None = None) -> list[PathScores]:
+        """The best path (`best` when the caller has it already) and up to num_paths distinct
+        others sampled from the lattice scored at this LM weight (k2.random_paths, as
+        icefall's N-best), best first."""
+        import k2  # k2 on first use: --decoder lattice runs without it
+
+        torch.manual_seed(seed)
+        sampled = k2.random_paths(self._score_for(lm_weight), use_double_scores=True,
+                                  num_paths=num_paths).tolist()[0]
+        first = best if best is not None else self.best(lm_weight)
+        return [first] + self.paths([list(p) for p in sorted({tuple(p) for p in sampled})])
+
+
 def best_path(lattice, lm_weight: float, acoustic_scale: float) -> PathScores:
     """The best path of the lattice for this LM weight."""
-    return best_paths(lattice, [lm_weight], acoustic_scale)[lm_weight]
+    return ScoredLattice(lattice, acoustic_scale).best(lm_weight)
 
 
 def best_paths(lattice, lm_weights: list[float], acoustic_scale: float) -> dict[float, PathScores]:
-    """The best path of the lattice for every LM weight, all weights in one Viterbi pass.
-
-    A lattice of k2.intersect_dense_pruned consumes one frame per arc and numbers its states
-    frame by frame, so the pass goes frame by frame over [arcs of the frame, weights] in
-    numpy (float64), arcs grouped by their destination once. Ties go to one of the equals."""
-    import k2  # k2 on first use: --decoder lattice runs without it
-
-    values = lattice.arcs.values().numpy()
-    row_splits = lattice.arcs.shape().row_splits(1).numpy().astype(np.int64)
-    src, dst = values[:, 0].astype(np.int64), values[:, 1].astype(np.int64)
-    graph = lattice.graph_scores.double().numpy()
-    acoustic = lattice.scores.double().numpy() - graph  # scaled by acoustic_scale
-    weights = np.asarray(lm_weights, dtype=np.float64)
-    inverse = 1.0 / (weights * acoustic_scale)
-    num_states = len(row_splits) - 1
-    # Arcs in destination order: each frame's arcs are then one contiguous run per state,
-    # and a state's best incoming arc is a maximum over a segment (np.maximum.reduceat).
-    order = np.argsort(dst, kind="stable")
-    dst_sorted = dst[order]
-    state_begin = np.searchsorted(dst_sorted, np.arange(num_states + 1))
-    score = np.full((num_states, len(weights)), -np.inf)
-    back = np.full((num_states, len(weights)), -1, dtype=np.int64)
-    score[0] = 0.0
-    first, last = 0, 1  # the states of the current frame: [first, last)
-    while last <= num_states and row_splits[first] < row_splits[last]:
-        targets = dst[row_splits[first]:row_splits[last]]
-        low, high = int(targets.min()), int(targets.max()) + 1
-        if low < last:
-            raise ValueError("the lattice is not frame-synchronous (an arc stays within a frame)")
-        arcs = order[state_begin[low]:state_begin[high]]
-        if (src[arcs] < first).any() or (src[arcs] >= last).any():
-            raise ValueError("the lattice is not frame-synchronous (arcs into a frame from several)")
-        candidate = score[src[arcs]] + graph[arcs, None] + acoustic[arcs, None] * inverse[None, :]
-        starts = state_begin[low:high] - state_begin[low]
-        entered = starts < state_begin[low + 1:high + 1] - state_begin[low]
-        best = np.maximum.reduceat(candidate, starts[entered], axis=0)
-        score[low:high][entered] = best
-        winner = candidate == np.repeat(best, np.diff(np.append(starts[entered], len(arcs))), axis=0)
-        rows, cols = np.nonzero(winner)
-        back[dst[arcs[rows]], cols] = arcs[rows]
-        first, last = low, high
-    final = num_states - 1
-    aux = lattice.aux_labels
-    result = {}
-    for j, weight in enumerate(lm_weights):
-        path, state = [], final
-        while state != 0:
-            arc = int(back[state, j])
-            if arc < 0:
-                raise ValueError("no path to the final state in the lattice")
-            path.append(arc)
-            state = int(src[arc])
-        path.reverse()
-        arcs = torch.tensor(path, dtype=torch.int64)
-        if isinstance(aux, k2.RaggedTensor):
-            words = aux.index(arcs.to(torch.int32), axis=0)[0].values.tolist() if path else []
-        else:
-            words = aux[arcs].tolist()
-        result[weight] = PathScores([w for w in words if w > 0], float(graph[path].sum()),
-                                    float(acoustic[path].sum()) / acoustic_scale)
-    return result
+    """The best path of the lattice for every LM weight."""
+    scored = ScoredLattice(lattice, acoustic_scale)
+    return {w: scored.best(w) for w in lm_weights}
 
 
 def nbest(lattice, num_paths: int, lm_weight: float, acoustic_scale: float, seed: int = 0) -> list[PathScores]:
-    """The best path and up to num_paths distinct others sampled from the lattice scored
-    at this LM weight (k2.random_paths, as icefall's N-best), best first."""
-    import k2  # k2 on first use: --decoder lattice runs without it
-
-    torch.manual_seed(seed)
-    paths = k2.random_paths(k2.create_fsa_vec([weighted(lattice, lm_weight, acoustic_scale)]),
-                            use_double_scores=True, num_paths=num_paths).tolist()[0]
-    result = [best_path(lattice, lm_weight, acoustic_scale)]
-    for arcs in sorted({tuple(p) for p in paths}):
-        result.append(path_scores(lattice, torch.tensor(arcs, dtype=torch.int64), acoustic_scale))
-    return result
+    """ScoredLattice.nbest of one lattice."""
+    return ScoredLattice(lattice, acoustic_scale).nbest(num_paths, lm_weight, seed)

@@ -16,7 +16,8 @@ build time, process CPU time and peak memory; then the decoders compared at equa
 (--beam, --lattice-beam, --max-active): k2 (steps.decoding: intersect_dense_pruned, one
 search, the 1-best of 11 LM weights from the lattice), kaldi-decoder's lattice decoder (no
 active-state limit; one search, 11 weights):
-WER, search RTF, lattice arcs per frame, process RSS before and at its peak.
+WER, search RTF (the lattice search), sweep RTF (the 11 weights' 1-best from the lattice),
+lattice arcs per frame, process RSS before and at its peak.
 
 Two kinds of figures, kept apart:
 - PLANTED-PATH SELF-CHECK OF THE GRAPH (always): the scores are built from each reference's
@@ -28,7 +29,7 @@ Two kinds of figures, kept apart:
   thrown away.
 - A TRAINED MODEL ON HELD-OUT UTTERANCES (--recipe DIR, when DIR/exp has am_baseline_s1/final.pt
   and exp/graph): the recipe's --part (dev) decoded with every --configs decoder from the
-  same scores: WER at LM weight 10 and at the best weight of 7..17, search RTF (AM apart),
+  same scores: WER at LM weight 10 and at the best weight of 7..17, search and sweep RTF (AM apart),
   lattice size, utterances without a final state, search errors (k2: best path worse than
   the reference's forced path at the best weight), memory.
 Wall times on a shared machine are inflated; the process CPU time is printed too.
@@ -175,8 +176,9 @@ class DecoderRun:
 
     name: str
     hyps: dict[float, list[list[int] | None]]  # per LM weight, per utterance
-    search_seconds: float
-    cpu_seconds: float = 0.0  # process CPU time of the same (wall time on a loaded machine inflates)
+    search_seconds: float  # the lattice search (wall)
+    sweep_seconds: float = 0.0  # every LM weight's 1-best from the lattice (wall)
+    cpu_seconds: float = 0.0  # process CPU time of both (wall time on a loaded machine inflates)
     lattice_arcs: int = 0
     no_final: int = 0
     peak_mib: float = float("nan")  # process peak RSS while it ran
@@ -190,8 +192,8 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
                 references: list[list[int]] | None = None) -> DecoderRun:
     """Searches every utterance's scores with one decoder at these beams: `k2`
     (steps.decoding, intersect_dense_pruned), `lattice` (kaldi-decoder's LatticeSimpleDecoder,
-    no active-state limit). The time
-    covers the search and every LM weight's 1-best; forced reference paths are scored after."""
+    no active-state limit). The times cover the search and every LM weight's 1-best; forced
+    reference paths are scored after, untimed."""
 
     label = f"{kind} beam {beam:g} lattice-beam {lattice_beam:g}" + (f" max-active {max_active}" if kind == "k2" else "")
     run = DecoderRun(label, {w: [] for w in weights}, 0.0)
@@ -203,6 +205,7 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
         for x in scores:
             out = decoder.decode(x, weights)
             run.search_seconds += out.seconds["search"]
+            run.sweep_seconds += out.seconds["sweep"]
             run.lattice_arcs += out.lattice_arcs
             run.no_final += not out.reached_final
             run.best.append(out.best)
@@ -211,7 +214,6 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
         run.cpu_seconds = time.process_time() - cpu0
         run.peak_mib = peak_rss_mib()
         if references is not None:
-
             scorer = ReferenceScorer(k2_graph)
             run.references = [scorer.score(ref, dense_scores(x, graph.unit_senones, 0.1), 0.1)
                               for x, ref in zip(scores, references)]
@@ -220,9 +222,11 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
     for x in scores:
         t0 = time.perf_counter()
         result = graph.search(x, options)
+        t1 = time.perf_counter()
         for w in weights:
             run.hyps[w].append(lattice_best_words(result.lattice, w, options.acoustic_scale))
-        run.search_seconds += time.perf_counter() - t0
+        run.search_seconds += t1 - t0
+        run.sweep_seconds += time.perf_counter() - t1
         run.lattice_arcs += _kaldi_lattice_arcs(result.lattice)
         run.no_final += not result.reached_final
     run.cpu_seconds = time.process_time() - cpu0
@@ -261,7 +265,7 @@ def search_error_count(run: DecoderRun, weight: float) -> str:
 
 def print_runs(runs: list[DecoderRun], refs: list[list[str]], words: list[str], seconds: float, frames: int,
                weights: list[float], with_sweep: bool) -> None:
-    print(f"  {'decoder':<48} {'WER@10':>15} {'best WER (w)':>18} {'search RTF':>10} {'CPU RTF':>7} {'lat arcs/fr':>11} "
+    print(f"  {'decoder':<48} {'WER@10':>15} {'best WER (w)':>18} {'search RTF':>10} {'sweep RTF':>9} {'CPU RTF':>7} {'lat arcs/fr':>11} "
           f"{'no final':>8} {'search err':>10} {'RSS MiB':>15}")
     for run in runs:
         e10, total = word_errors(refs, run.hyps[10.0], words)
@@ -271,7 +275,7 @@ def print_runs(runs: list[DecoderRun], refs: list[list[str]], words: list[str], 
         arcs = f"{run.lattice_arcs / frames:.0f}" if run.lattice_arcs else "-"
         memory = f"{run.rss_mib:.0f} -> {run.peak_mib:.0f}"
         print(f"  {run.name:<48} {100 * e10 / total:6.2f}% ({e10}/{total}) {best:>18} "
-              f"{run.search_seconds / seconds:10.4f} {run.cpu_seconds / seconds:7.4f} {arcs:>11} {run.no_final:>8} "
+              f"{run.search_seconds / seconds:10.4f} {run.sweep_seconds / seconds:9.4f} {run.cpu_seconds / seconds:7.4f} {arcs:>11} {run.no_final:>8} "
               f"{search_error_count(run, best_w):>10} {memory:>15}")
 
 
@@ -304,7 +308,7 @@ def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: l
     runs = [run_decoder("k2", graph, k2_graph, scores, weights, beam, lattice_beam, max_active),
             run_decoder("lattice", graph, k2_graph, scores, weights, beam, lattice_beam, max_active)]
     print_runs(runs, sentences, graph.words, seconds, frames, weights, with_sweep=False)
-    print("  (search RTF: one search plus 11 LM weights' 1-best)")
+    print("  (search RTF: the lattice search; sweep RTF: the 1-best of 11 LM weights from the lattice; CPU RTF: process CPU time of both)")
 
 
 def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, configs: list[str],
@@ -326,6 +330,9 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
     graph = HybridGraph.load(graph_dir)
     k2_graph = load_k2_graph(graph_dir)
     scorer = load_scorer(model)
+    if scorer.num_outputs != graph.num_senones:
+        raise SystemExit(f"{model} has {scorer.num_outputs} outputs; {graph_dir} was built for "
+                         f"{graph.num_senones} senones (another tree?)")
     cuts = CutSet.from_file(cuts_path)
     cuts = cuts.subset(first=max_utts) if max_utts else cuts
     word_id = {w: i for i, w in enumerate(graph.words) if w}
