@@ -107,6 +107,11 @@ def test_config_composition(tmp_path):
     flat = load_am_config(CONF / "am_hier.yaml", [CONF / "tune" / "hier.flat.yaml"])
     assert [h.layer for h in flat.model.aux_heads] == [6, 6, 6]
     assert {(w.beta, w.alpha) for w in flat.loss.kd.values()} == {(1.0, 0.0)}  # alpha kept from am_hier.yaml
+    # the hard-label controls: their system's model and weight, on hard labels only
+    for level in ("senone", "phone", "subword"):
+        system, control = (load_am_config(CONF / f"am_aux_{level}{s}.yaml") for s in ("", "_hard"))
+        assert control.model == system.model and control.loss.objective == "aux"
+        assert (control.loss.kd[level].beta, control.loss.kd[level].alpha) == (0.0, system.loss.kd[level].beta)
     write(tmp_path / "common.yaml", "model:\n  num_layers: 3\ntrain:\n  lr: -1.0\n")
     system = write(tmp_path / "system.yaml", "base: common.yaml\nmodel:\n  hidden_dim: 32\n")
     with pytest.raises(ConfigError, match=r"common.yaml: train.lr: must be positive"):
