@@ -1,17 +1,23 @@
 """steps.score_alignment on cuts made here: with full references, with start times only,
-and with none (a real corpus): the last is reported and scores nothing, without a traceback."""
+and with none (a real corpus): the last is reported and scores nothing, without a traceback.
+Also the per-cut errors that bench_align pairs to compare two flat starts."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from lhotse import CutSet, MonoCut, SupervisionSegment
 from lhotse.supervision import AlignmentItem
 
 from steps.scoring.boundaries import NoReferences, cut_errors, score_cuts, within_counts
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _cut(cut_id: str, truth: list[tuple[str, float, float]] | None, hyp: list[tuple[str, float, float]]):
@@ -78,3 +84,18 @@ def test_per_cut_errors_give_the_paired_items():
     assert within.tolist() == [0, 3] and total.tolist() == [2, 4]
     within, _ = within_counts(errors, ["c2", "c1"], 0.050)
     assert within.tolist() == [2, 4]
+
+
+def test_bench_align_pairs_the_flat_starts_cut_by_cut():
+    spec = importlib.util.spec_from_file_location("bench_align", REPO / "utils" / "bench" / "bench_align.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # 100 cuts of 4 boundaries: the reference has all 4 within 20 ms, the default 3 of 4
+    # (one 30 ms off); a cut only the default aligned is left out of the pairing
+    reference = {"errors": {f"c{i}": np.array([0.0, 0.01, 0.02, 0.0]) for i in range(100)}}
+    default = {"errors": {f"c{i}": np.array([0.0, 0.01, 0.03, 0.0]) for i in range(101)}}
+    c = bench.paired_boundary_difference([reference], [default], 0.020)
+    assert c.items == 100 and c.difference.value == pytest.approx(-0.25)
+    assert c.difference.low == pytest.approx(-0.25) and c.p_value == 0.0
+    c = bench.paired_boundary_difference([reference], [default], 0.050)
+    assert c.difference.value == 0.0 and c.p_value == 1.0
