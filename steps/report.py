@@ -14,9 +14,11 @@ Significance (steps.scoring.bootstrap; Bisani & Ney 2004, as Kaldi's compute-wer
 from each decode's text and hyp.txt, utterance by utterance, seeds pooled (an utterance
 under seed 1 and under seed 2 are two items): every system's WER with its 95% bootstrap
 interval, and its difference from the baseline, paired by seed and utterance, with its 95%
-interval and two-sided p-value. First pass and, where decoded, after rescoring. A missing decode is reported in the
-table and in the log, never silently dropped. Also writes the same figures as JSON next to
-the Markdown file (RESULTS.json) for scripts and tests.
+interval and two-sided p-value. First pass and, where decoded, after rescoring.
+
+A missing decode is reported in the table and in the log, never silently dropped. Also
+writes the same figures as JSON next to the Markdown file (RESULTS.json) for scripts and
+tests.
 """
 
 from __future__ import annotations

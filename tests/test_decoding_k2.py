@@ -218,10 +218,19 @@ def test_program_counts_utterances_without_a_final_state(world, tmp_path, monkey
     assert (tmp_path / "out" / "bad_utts.txt").read_text().startswith("short no final state")
 
 
+def weighted(lattice, lm_weight: float, acoustic_scale: float):
+    """A copy of the lattice scored for LM weight w (graph + acoustic / w), built apart from
+    ScoredLattice's shared FsaVec; `acoustic_scores` keeps each arc's scaled acoustic score."""
+    scored = lattice.clone()
+    scored.acoustic_scores = lattice.scores - lattice.graph_scores
+    scored.scores = lattice.graph_scores + scored.acoustic_scores / (lm_weight * acoustic_scale)
+    return scored
+
+
 def test_sweep_pass_equals_k2_shortest_path_per_weight(arpa_world):
     import k2
 
-    from steps.decoding.lattice import best_paths, weighted
+    from steps.decoding.lattice import best_paths
     from tests.test_decode import bat_or_bad
 
     _, graph_dir, lang, tree, graph = arpa_world

@@ -67,16 +67,6 @@ def search(graph, dense, options: LatticeOptions):
     return lattice
 
 
-def weighted(lattice, lm_weight: float, acoustic_scale: float):
-    """A copy of the lattice scored for LM weight w (graph + acoustic / w, the LMWT-w
-    objective divided by w); `acoustic_scores` keeps each arc's scaled acoustic score."""
-    scored = lattice.clone()
-    graph = lattice.graph_scores
-    scored.acoustic_scores = lattice.scores - graph
-    scored.scores = graph + scored.acoustic_scores / (lm_weight * acoustic_scale)
-    return scored
-
-
 class ScoredLattice:
     """One utterance's lattice, scored for any LM weight: the best path of each weight and
     N-best samples.
@@ -93,8 +83,6 @@ class ScoredLattice:
         self.vec = k2.create_fsa_vec([lattice])
         self.graph = lattice.graph_scores
         self.vec.acoustic_scores = lattice.scores - self.graph  # scaled by acoustic_scale
-        self.graph64 = self.graph.double()
-        self.acoustic64 = self.vec.acoustic_scores.double()
         self._weight: float | None = None
 
     def _score_for(self, lm_weight: float):
@@ -124,8 +112,8 @@ class ScoredLattice:
         arcs = torch.tensor([a for p in arc_lists for a in p], dtype=torch.int64)
         bounds = np.cumsum([0] + [len(p) for p in arc_lists])
         # per-path sums as differences of running sums (an empty path sums to 0)
-        graph = np.concatenate([[0.0], np.cumsum(self.graph64[arcs].numpy())])
-        acoustic = np.concatenate([[0.0], np.cumsum(self.acoustic64[arcs].numpy())])
+        graph = np.concatenate([[0.0], np.cumsum(self.graph[arcs].double().numpy())])
+        acoustic = np.concatenate([[0.0], np.cumsum(self.vec.acoustic_scores[arcs].double().numpy())])
         aux = self.vec.aux_labels
         if isinstance(aux, k2.RaggedTensor):  # words of arc i: words[word_bounds[i]:word_bounds[i + 1]]
             picked = aux.index(arcs.to(torch.int32), axis=0)[0]
