@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from steps.am.data import AmBatch
-from steps.am.losses import KdWeights, LossConfig, kd_sum, loss_terms, total_loss
+from steps.am.losses import KdWeights, LossConfig, head_frames, kd_sum, loss_terms, total_loss
 from steps.am.model import AcousticModel, AuxHeadConfig, ModelConfig, ModelOutput
 from steps.am.targets import LevelTargets, expand_soft_labels, senone_targets
 from steps.kd.soft_labels import SoftLabels
@@ -142,3 +142,31 @@ def test_aux_gradient_does_not_reach_the_main_head():
     terms["main_ce"].mean().backward()
     assert all(p.grad is None for p in model.aux_heads.parameters())
     assert model.main_head.output.weight.grad.abs().sum() > 0
+
+
+def test_heads_on_token_frames_only_give_the_same_loss_and_gradient():
+    # the batch's tokens leave frames uncovered (silence), so the head skips some rows
+    batch = real_batch()
+    loss = LossConfig("aux", kd={"phone": KdWeights(beta=0.5, alpha=0.3)})
+    results = []
+    for frames in (None, head_frames(batch, ("phone",))):
+        model = tiny_model(aux_layer=2)
+        out = model(batch.feats, batch.feat_lens, aux_frames=frames)
+        terms = loss_terms(loss, ("phone",), out, batch)
+        total = total_loss(terms)
+        total.backward()
+        rows = out.aux["phone"].shape[0]
+        results.append((rows, {t.name: (float(t.sum), int(t.count)) for t in terms}, float(total),
+                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (all_rows, terms_all, total_all, grads_all), (token_rows, terms_tok, total_tok, grads_tok) = results
+    covered = int(batch.levels["phone"].mask.sum())
+    assert all_rows == int((batch.senone >= 0).sum()) and token_rows == covered < all_rows
+    assert terms_all.keys() == terms_tok.keys() == {"main_ce", "kd_phone", "ce_phone"}
+    for name in terms_all:
+        assert terms_tok[name][0] == pytest.approx(terms_all[name][0], rel=1e-5)
+        assert terms_tok[name][1] == terms_all[name][1]
+    assert terms_tok["kd_phone"][1] == covered
+    assert total_tok == pytest.approx(total_all, rel=1e-6)
+    assert grads_all.keys() == grads_tok.keys()
+    for name in grads_all:
+        torch.testing.assert_close(grads_tok[name], grads_all[name], rtol=1e-4, atol=1e-6)

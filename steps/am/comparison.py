@@ -29,7 +29,7 @@ from steps.am.cut_store import CutStore
 from steps.am.data import AmDataset, sequential_batches
 from steps.am.dmoe import moe_layers
 from steps.am.expert_usage import senone_phone_classes
-from steps.am.losses import loss_terms, required_levels, total_loss
+from steps.am.losses import head_frames, loss_terms, required_levels, total_loss
 from steps.am.model import AcousticModel, count_parameters, model_from_checkpoint
 from steps.scoring.bootstrap import RatioItems, bootstrap_interval
 from steps.scoring.wer import read_text, score
@@ -107,7 +107,7 @@ def cpu_seconds_per_step(checkpoint: dict, store: CutStore, steps: int = 20, rep
         for i, batch in enumerate(batches):
             if i == 2:
                 start = time.process_time()
-            out = model(batch.feats, batch.feat_lens)
+            out = model(batch.feats, batch.feat_lens, aux_frames=head_frames(batch, head_levels))
             terms = loss_terms(loss, head_levels, out, batch)
             optimizer.zero_grad(set_to_none=True)
             total_loss(terms).backward()

@@ -36,7 +36,9 @@ heads it needs; `check_heads`, `required_levels` and `loss_terms` all read it.
 Normalisation: each term is a mean over the frames it covers, i.e. its sum over frames
 divided by the number of those frames in the (global) batch: main_* over the frames with a
 senone label (every non-padding frame in training), kd_L and ce_L over the frames with a
-level-L token (silence and padding excluded). The total is
+level-L token (silence and padding excluded); `head_frames` gives those frames to the model,
+which then evaluates each auxiliary head on them alone (out.aux_frames), with the same terms
+and gradient at less cost. The total is
 
     loss = main + Σ_L β_L · kd_L + Σ_L α_L · ce_L          (α_L terms only where α_L > 0)
 
@@ -184,14 +186,27 @@ def loss_terms(loss: LossConfig, head_levels: Sequence[str], out, batch) -> list
         for level in head_levels:
             weights = loss.weights(level)
             t = batch.levels[level]
-            level_mask = t.mask[mask]
-            s, c = kd_sum(out.aux[level], t.ids[mask], t.probs[mask], level_mask)
+            rows = head_rows(out, level)  # the frames the head was evaluated on
+            level_mask = t.mask[rows]
+            s, c = kd_sum(out.aux[level], t.ids[rows], t.probs[rows], level_mask)
             terms.append(Term(f"kd_{level}", weights.beta, s, c))
             if weights.alpha > 0:
-                hard = torch.where(level_mask, t.hard[mask], torch.full_like(t.hard[mask], -1))
+                hard = torch.where(level_mask, t.hard[rows], torch.full_like(t.hard[rows], -1))
                 s, c = ce_sum(out.aux[level], hard)
                 terms.append(Term(f"ce_{level}", weights.alpha, s, c))
     return terms
+
+
+def head_frames(batch, head_levels: Sequence[str]) -> dict[str, torch.Tensor]:
+    """level -> [B, N] bool: the frames an auxiliary head's terms read (kd_L and ce_L count
+    only frames a level-L token covers), for model(..., aux_frames=...): the heads then skip
+    silence and padding, with the same loss and gradient."""
+    return {level: batch.levels[level].mask for level in head_levels if level in batch.levels}
+
+
+def head_rows(out, level: str) -> torch.Tensor:
+    """[B, N] bool: the frames whose rows out.aux[level] holds."""
+    return out.mask if out.aux_frames is None else out.aux_frames.get(level, out.mask)
 
 
 def term_weights(loss: LossConfig, head_levels: Sequence[str]) -> dict[str, float]:

@@ -9,8 +9,11 @@ test time).
     out = model(feats, feat_lens)                    # feats [B, T, 80] raw fbank
     out.main        [M, S]  log-posteriors of the M valid output frames (row-major over
                             (utterance, frame): the True entries of out.mask [B, N])
-    out.aux[level]  [M, V]  log-posteriors of each auxiliary head (a TopKLogits for a head
-                            with output: topk, see below)
+    out.aux[level]  [M_L, V] log-posteriors of each auxiliary head (a TopKLogits for a head
+                            with output: topk, see below) on the True frames of
+                            out.aux_frames[level] [B, N]: all M valid frames, or those of
+                            model(..., aux_frames={level: mask}) (the frames a level's loss
+                            reads: a head need not run where no token lies)
     out.lengths     [B]     n = ceil(T / subsampling) outputs per utterance
 
 Encoders (all run at the subsampled rate after the input layer):
@@ -136,10 +139,11 @@ class ModelConfig:
 
 class ModelOutput(NamedTuple):
     main: torch.Tensor  # [M, S] log-posteriors over the valid output frames
-    aux: dict  # level -> [M, V]
+    aux: dict  # level -> [M_L, V] over the True frames of aux_frames[level]
     lengths: torch.Tensor  # [B]
     mask: torch.Tensor  # [B, N] bool
-
+    aux_frames: Optional[dict] = None  # level -> [B, N] bool: the frames of aux[level];
+    #                                    None: out.mask for every level
 
 class AcousticModel(nn.Module):
     def __init__(self, feature_dim: int, num_senones: int, config: ModelConfig,
@@ -214,23 +218,30 @@ class AcousticModel(nn.Module):
         return outputs, lengths, mask
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, augment=None,
-                with_aux: bool = True) -> ModelOutput:
+                with_aux: bool = True, aux_frames: dict | None = None) -> ModelOutput:
         """feats [B, T, F] raw fbank; augment: optional function (x, feat_lens) -> x applied
-        to the normalised features (SpecAugment)."""
+        to the normalised features (SpecAugment); aux_frames: level -> [B, N] bool, the
+        frames (within the valid ones) to evaluate that auxiliary head on; all valid frames
+        for a level not given."""
         x = self.normalise(feats, feat_lens)
         if augment is not None:
             x = augment(x, feat_lens)
         outputs, lengths, mask = self.encode(x, feat_lens)
         packed = {len(outputs) - 1: outputs[-1][mask]}  # valid frames of a layer, once per layer
         main = self.main_head(packed[len(outputs) - 1])
-        aux = {}
+        aux, frames = {}, {}
         if with_aux:
             for level, head in self.aux_heads.items():
                 layer = self.aux_layer[level]
+                if aux_frames is not None and level in aux_frames:
+                    frames[level] = aux_frames[level] & mask
+                    aux[level] = head(outputs[layer][frames[level]])
+                    continue
                 if layer not in packed:
                     packed[layer] = outputs[layer][mask]
+                frames[level] = mask
                 aux[level] = head(packed[layer])
-        return ModelOutput(main, aux, lengths, mask)
+        return ModelOutput(main, aux, lengths, mask, frames)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -33,7 +33,7 @@ from steps.am.config import AmConfig
 from steps.am.cut_store import CutStore
 from steps.am.data import AmDataset, make_sampler, sequential_batches
 from steps.am.distributed import World, all_reduce_sum, barrier, gather_objects
-from steps.am.losses import loss_terms, required_levels, term_weights, total_loss
+from steps.am.losses import head_frames, head_rows, loss_terms, required_levels, term_weights, total_loss
 from steps.am.model import AcousticModel, checkpoint_dict, log_priors_from_counts, parameter_summary
 from steps.am.optim import build_optimizer, build_scheduler
 from steps.am.sizes import resolve_sizes, write_priors
@@ -55,7 +55,8 @@ def train_step(model, core: AcousticModel, optimizer, batch, config: AmConfig, w
     """One update on this process's share of the global batch. Returns the global terms
     (name -> (sum, count)), the gradient norm and whether the step was skipped (non-finite
     loss or gradient: the same decision on every process)."""
-    out = model(batch.feats, batch.feat_lens, augment=augment)
+    out = model(batch.feats, batch.feat_lens, augment=augment,
+                aux_frames=head_frames(batch, config.head_levels))
     terms = loss_terms(config.loss, config.head_levels, out, batch)
     n = len(terms)
     sums = torch.stack([t.sum.detach().float() for t in terms])
@@ -79,7 +80,7 @@ def train_step(model, core: AcousticModel, optimizer, batch, config: AmConfig, w
 def gradient_on_batch(model, core: AcousticModel, batch, config: AmConfig, world: World) -> dict:
     """The gradient that train_step would apply (no update, no clipping): for tests that
     compare one process with several."""
-    out = model(batch.feats, batch.feat_lens)
+    out = model(batch.feats, batch.feat_lens, aux_frames=head_frames(batch, config.head_levels))
     terms = loss_terms(config.loss, config.head_levels, out, batch)
     counts = all_reduce_sum(torch.stack([t.count.float() for t in terms]), world)
     core.zero_grad(set_to_none=True)
@@ -99,7 +100,7 @@ def evaluate(model: AcousticModel, store: CutStore, max_duration: float, device:
     nll = 0.0
     for cuts in sequential_batches(store.cuts, max_duration):
         batch = dataset[CutSet.from_cuts(cuts)].to(device)
-        out = model(batch.feats, batch.feat_lens)
+        out = model(batch.feats, batch.feat_lens, aux_frames=head_frames(batch, levels))
         labels = batch.senone[out.mask]
         valid = labels >= 0
         pred = out.main.argmax(dim=-1)
@@ -108,8 +109,8 @@ def evaluate(model: AcousticModel, store: CutStore, max_duration: float, device:
         nll += float(-out.main.gather(1, labels.clamp(min=0)[:, None])[:, 0][valid].sum())
         for level in levels:
             t = batch.levels[level]
-            m = t.mask[out.mask]
-            hard = t.hard[out.mask]
+            rows = head_rows(out, level)
+            m, hard = t.mask[rows], t.hard[rows]
             correct[level] += int((out.aux[level].argmax(dim=-1) == hard)[m].sum())
             total[level] += int(m.sum())
     model.train()
