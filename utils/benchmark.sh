@@ -11,7 +11,8 @@
 #                      [--recipe-runs true|false]
 #
 # bench_align reads a trained recipe (stages 1-4 of --recipe); it is reported as not run
-# when that recipe has no exp/mono/final.pt. --quick true passes smaller sizes to the
+# when that recipe has no exp/mono/final.pt; bench_am takes its output sizes from it when it
+# is trained through stage 6, else its own defaults. --quick true passes smaller sizes to the
 # benchmarks that take them (a smoke run; the committed file comes from a full run).
 set -euo pipefail
 
@@ -39,6 +40,10 @@ if $quick; then
   args[bench_decode]="--sentences 5000 --words 800 --utts 10"
 fi
 args[bench_align]="--recipe $recipe"
+# the AM's output sizes are the trained recipe's where it has them (bench_am --recipe)
+if [ -f "$recipe/exp/tree/senones.txt" ] && [ -f "$recipe/exp/lm_subword/tokens.txt" ]; then
+  args[bench_am]="${args[bench_am]:-} --recipe $recipe"
+fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

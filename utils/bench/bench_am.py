@@ -13,6 +13,12 @@ step time relative to the baseline; with --full it also runs the whole steps.tra
 program per system and prints its wall time.
 
     utils/bench/bench_am.py --work-dir /tmp/bench_am --hours 2.5 [--full] [--threads 2]
+                            [--recipe egs/synth/s5]
+
+With --recipe (a recipe trained through its teachers, stage 6), the output sizes are that
+recipe's: senones from exp/tree/senones.txt, phone and subword units from
+exp/lm_<level>/tokens.txt. The step ratio depends on them: the auxiliary heads' output
+layers grow with the units, the encoder does not.
 
 make_synthetic_am_data() is also what the tests use for their tiny data.
 """
@@ -99,6 +105,17 @@ class SystemTimer:
                 "parameters": self.parameters, "steps": len(self.wall)}
 
 
+def recipe_sizes(recipe: Path) -> tuple[int, int, int]:
+    """(senones, phone units, subword units) of a recipe trained through stage 6."""
+    files = [recipe / "exp" / "tree" / "senones.txt"] + \
+            [recipe / "exp" / f"lm_{level}" / "tokens.txt" for level in ("phone", "subword")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"--recipe {recipe}: not trained through stage 6 ({', '.join(missing)} missing)")
+    senones, phones, subwords = (sum(1 for line in f.open() if line.strip()) for f in files)
+    return senones, phones, subwords
+
+
 def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__,
@@ -107,12 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=2.5, help="synthetic training speech")
     parser.add_argument("--num-senones", type=int, default=1500)
     parser.add_argument("--num-subwords", type=int, default=500)
+    parser.add_argument("--num-phones", type=int, default=40)
+    parser.add_argument("--recipe", help="take the three sizes from this trained recipe")
     parser.add_argument("--top-k", type=int, default=8)
     parser.add_argument("--conf-dir", default=str(CONF_DIR))
     parser.add_argument("--override", action="append", default=[], help="e.g. conf/am_tiny.yaml")
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS))
-    parser.add_argument("--steps", type=int, default=3, help="steps per system and round")
-    parser.add_argument("--rounds", type=int, default=6, help="rounds of turns among the systems")
+    parser.add_argument("--steps", type=int, default=1, help="steps per system and round")
+    parser.add_argument("--rounds", type=int, default=24, help="rounds of turns among the systems")
     parser.add_argument("--batches", type=int, default=12, help="distinct batches per system")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -120,12 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     work = Path(args.work_dir)
+    if args.recipe:
+        args.num_senones, args.num_phones, args.num_subwords = recipe_sizes(Path(args.recipe))
+    print(f"sizes{' of ' + args.recipe if args.recipe else ''}: {args.num_senones} senones, "
+          f"{args.num_phones} phones, {args.num_subwords} subwords, teacher top-{args.top_k}")
     # about 2.7 s per synthetic utterance
     num_cuts = max(10, int(args.hours * 3600 / 2.7))
     started = time.time()
     paths = make_synthetic_am_data(work / "data", num_cuts=num_cuts, num_dev=max(5, num_cuts // 20),
                                    num_senones=args.num_senones, num_subwords=args.num_subwords,
-                                   top_k=args.top_k)
+                                   num_phones=args.num_phones, top_k=args.top_k)
     print(f"data: {num_cuts} training cuts in {work / 'data'} ({time.time() - started:.1f} s)")
     started = time.time()
     store, _ = CutStore.load_or_build(paths["train"], work / "am_data_cache", ("senone", "phone", "subword"))
