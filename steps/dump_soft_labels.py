@@ -9,7 +9,10 @@ Reads the aligned cuts (exp/tri_ali: custom field `senone_ali`, supervision alig
                                       (see steps.kd.soft_labels for the arrays)
     <corpus>_<part>_<level>.<job>.h5  the arrays, one file per level and job
     <corpus>_<part>_bad_items.txt     `cut_id <TAB> level <TAB> reason` for everything left out
-    <corpus>_<part>_dump_stats.json   counts (tokens, frames, every kind of problem)
+    <corpus>_<part>_dump_stats.json   counts (tokens, frames, every kind of problem; per
+                                      level the tokens with frames and those of them that
+                                      no output frame of an AM at --subsampling reads:
+                                      tokens_without_output_frame)
     jobs/                             per-job cuts and stats (a finished job is not redone)
     .<corpus>_<part>/.done            written last, with the fingerprint of the inputs (cuts,
                                       lang, tree, topology, sentencepiece model, teachers)
@@ -137,7 +140,7 @@ def inputs_fingerprint(args) -> dict:
     return atomic.inputs_fingerprint(
         [args.cuts, args.lang_dir, args.tree, args.topology, args.bpe_model, *teachers],
         top_k=args.top_k, temperature=args.temperature, corpus=args.corpus, part=args.part,
-        batch_cuts=args.batch_cuts, batch_tokens=args.batch_tokens)
+        batch_cuts=args.batch_cuts, batch_tokens=args.batch_tokens, subsampling=args.subsampling)
 
 
 def _job_params(args, nj: int) -> dict:
@@ -174,7 +177,7 @@ def run_job(args, job: int, nj: int) -> dict:
     if nj > 1:
         cuts = cuts.split(nj)[job - 1]
     stats = dump_cuts(cuts, teachers, units, out_dir, args.corpus, job, args.top_k,
-                      args.temperature, args.part, args.batch_cuts)
+                      args.temperature, args.part, args.batch_cuts, args.subsampling)
     write_text(stats_file, json.dumps({"params": params, "stats": stats}, indent=1) + "\n")
     return stats
 
@@ -201,6 +204,14 @@ def merge(args, nj: int) -> dict:
     return stats
 
 
+def lost_tokens_summary(stats: dict) -> str:
+    """'senone 61234/192730 (31.8%), ...': per level, the tokens with frames that no output
+    frame reads, of all tokens with frames."""
+    lost, total = stats.get("tokens_without_output_frame", {}), stats.get("tokens_with_frames", {})
+    return ", ".join(f"{level} {lost.get(level, 0)}/{n} ({100 * lost.get(level, 0) / max(n, 1):.1f}%)"
+                     for level, n in total.items()) or "none"
+
+
 def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -218,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", required=True)
     parser.add_argument("--part", default="train")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--subsampling", type=int, default=3,
+                        help="the AM's frame subsampling, for the count of tokens it never reads")
     parser.add_argument("--batch-cuts", type=int, default=32, help="cuts scored together")
     parser.add_argument("--batch-tokens", type=int, default=8192, help="positions per teacher batch")
     parser.add_argument("--num-threads", type=int, default=0,
@@ -229,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
         args.topology = str(tree_file.parent / "topology.json")
     out_dir = Path(args.out_dir)
-    if args.top_k < 1 or args.temperature <= 0:
-        parser.error("--top-k must be >= 1 and --temperature > 0")
+    if args.top_k < 1 or args.temperature <= 0 or args.subsampling < 1:
+        parser.error("--top-k and --subsampling must be >= 1 and --temperature > 0")
     if args.job is not None:
         setup_logging()
         torch.set_num_threads(args.num_threads or max(1, (os.cpu_count() or 1) // args.nj))
@@ -270,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
              stats.get("cuts_failed", {}), stats.get("tokens"), stats.get("rows"),
              stats["frames"], stats["speech_frames"], stats.get("windowed", {}),
              stats.get("problems"), out_dir / f"{args.corpus}_{args.part}_bad_items.txt")
+    log.info("tokens no output frame reads at subsampling %d: %s", args.subsampling,
+             lost_tokens_summary(stats))
     return 0
 
 

@@ -12,7 +12,7 @@ from lhotse.utils import fastcopy
 from steps.am.cut_store import CutStore
 from steps.am.data import AmDataset, DataConfig, make_sampler
 from steps.am.spec_augment import SpecAugmentConfig, spec_augment
-from steps.am.targets import expand_soft_labels, senone_targets
+from steps.am.targets import expand_soft_labels, senone_targets, tokens_without_output
 from steps.kd.soft_labels import SoftLabels, load_soft_labels
 from steps.toy.am_data import make_synthetic_am_data
 
@@ -184,3 +184,14 @@ def test_disk_cache_gives_the_same_store(tiny, tmp_path):
     for level in ("phone", "subword"):
         for name in ("ids", "probs", "mask", "hard"):
             assert torch.equal(getattr(one.levels[level], name), getattr(two.levels[level], name))
+
+
+def test_tokens_between_output_frames_are_counted():
+    # T = 10, s = 3: output frames read input frames 1, 4, 7 and 9 (the last, clipped)
+    spans = np.array([[0, 1], [1, 2], [2, 4], [5, 7], [8, 9], [9, 10], [2, 3]])
+    positions = np.array([0, 1, 2, 3, 4, 5, 6])
+    assert tokens_without_output(spans, positions, 10, 3) == 5  # all but [1,2) and [9,10)
+    # a token of two rows is read when either row is: token 1 ([1,2) and [2,3)) is
+    assert tokens_without_output(spans, np.array([0, 1, 2, 3, 4, 5, 1]), 10, 3) == 4
+    assert tokens_without_output(spans, positions, 10, 1) == 0
+    assert tokens_without_output(np.zeros((0, 2)), np.zeros(0), 10, 3) == 0

@@ -202,6 +202,7 @@ def test_dump_round_trip_and_bad_input(world, units, tmp_path, capsys):
     kd = list(CutSet.from_file(out / "toy_cuts_train.jsonl.gz"))
     assert [c.id for c in kd] == [c.id for i, c in enumerate(cuts) if i != 3]
     sizes = {level: m.num_units for level, m in teachers.items()}
+    lost = {level: 0 for level in teachers}
     for cut in kd:
         assert cut.custom["kd_info"]["top_k"] == 4 and cut.custom["kd_info"]["temperature"] == 2.0
         assert cut.has_custom("senone_ali") and cut.has_custom("mono_ali")
@@ -219,6 +220,16 @@ def test_dump_round_trip_and_bad_input(world, units, tmp_path, capsys):
                                        atol=1e-3)
             np.testing.assert_allclose(labels.probs.astype(np.float32).sum(1), 1.0, atol=4e-3)
             np.testing.assert_array_equal(labels.spans, tokens[level].spans)
+            # a token no output frame of a subsampling-3 AM reads: no centre min(3j+1, T-1) in its rows
+            num_frames = len(cut.load_custom("senone_ali"))
+            centres = {min(3 * j + 1, num_frames - 1) for j in range(-(-num_frames // 3))}
+            read = {int(p) for (a, b), p in zip(tokens[level].spans, tokens[level].positions)
+                    if any(a <= c < b for c in centres)}
+            lost[level] += len(set(tokens[level].positions.tolist()) - read)
+    assert stats["subsampling"] == 3
+    assert stats["tokens_without_output_frame"] == lost
+    assert lost["senone"] > 0  # senone runs of one or two 10 ms frames fall between output frames
+    assert stats["tokens_with_frames"]["phone"] <= stats["tokens"]["phone"]
 
     # finished jobs are not redone: a second run leaves the job outputs alone
     before = {p: p.stat().st_mtime_ns for p in out.glob("*.h5")}

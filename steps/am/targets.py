@@ -110,3 +110,20 @@ def senone_targets(alignments: Sequence[np.ndarray | None], num_frames: Sequence
             n = int(valid[b].sum())
             out[b, :n] = ali[positions[b, :n]]
     return torch.from_numpy(out)
+
+
+def tokens_without_output(spans: np.ndarray, positions: np.ndarray, num_frames: int,
+                          subsampling: int) -> int:
+    """How many tokens with frames have none that an output frame takes its target from at
+    this subsampling (the centres min(j*s + s//2, T - 1)): such a token gives the AM nothing.
+    spans [R, 2]: the rows' [start, end) in 10 ms frames; positions [R]: each row's token."""
+    if len(spans) == 0:
+        return 0
+    centres, _ = output_positions(np.array([num_frames]), subsampling)
+    centres = centres[0]
+    spans = np.asarray(spans, dtype=np.int64)
+    hit = np.searchsorted(centres, spans[:, 1]) > np.searchsorted(centres, spans[:, 0])
+    tokens, inverse = np.unique(np.asarray(positions), return_inverse=True)
+    reached = np.zeros(len(tokens), dtype=bool)
+    np.logical_or.at(reached, inverse, hit)
+    return int((~reached).sum())

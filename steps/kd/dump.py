@@ -10,6 +10,7 @@ import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
+from steps.am.targets import tokens_without_output
 from steps.core.atomic import atomic_path, write_text
 from steps.core.log import progress
 from steps.kd import soft_labels as sl
@@ -25,9 +26,11 @@ def soft_labels_for(tokens: LevelTokens, ids: np.ndarray, probs: np.ndarray) -> 
 
 def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path, corpus: str,
               job: int, top_k: int, temperature: float, part: str = "train",
-              batch_cuts: int = 32) -> dict:
+              batch_cuts: int = 32, subsampling: int = 3) -> dict:
     """Soft labels of all levels for the cuts; writes the job's .h5 files and
-    jobs/<corpus>_cuts_<part>.<job>.jsonl.gz (and returns the job's counts)."""
+    jobs/<corpus>_cuts_<part>.<job>.jsonl.gz (and returns the job's counts, among them
+    the tokens with frames that no output frame of an AM at this subsampling reads:
+    tokens_without_output_frame)."""
 
     out_dir.mkdir(parents=True, exist_ok=True)
     levels = [level for level in sl.LEVELS if level in teachers]
@@ -36,7 +39,9 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
             "teachers": {level: str(teachers[level].path) for level in levels}}
     stats = {"cuts_in": 0, "cuts_out": 0, "frames": 0, "speech_frames": 0,
              "cuts_failed": Counter(), "tokens": Counter(), "rows": Counter(),
-             "windowed": Counter(), "problems": {level: Counter() for level in levels}}
+             "windowed": Counter(), "problems": {level: Counter() for level in levels},
+             "subsampling": subsampling, "tokens_with_frames": Counter(),
+             "tokens_without_output_frame": Counter()}
     bad: list[str] = []
     writers = {level: NumpyHdf5Writer(out_dir / f"{corpus}_{part}_{level}.{job}.h5", mode="w")
                for level in levels}
@@ -65,6 +70,10 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
                     cut = sl.store_soft_labels(cut, level, labels_, writers[level])
                     stats["tokens"][level] += len(level_tokens.teacher_tokens)
                     stats["rows"][level] += len(labels_)
+                    stats["tokens_with_frames"][level] += len(np.unique(level_tokens.positions))
+                    stats["tokens_without_output_frame"][level] += tokens_without_output(
+                        level_tokens.spans, level_tokens.positions,
+                        level_tokens.problems["frames"], subsampling)
                     if not teachers[level].fits(len(level_tokens.teacher_tokens)):
                         stats["windowed"][level] += 1
                     problems = stats["problems"][level]
@@ -99,10 +108,16 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
     return stats
 
 
+SETTINGS = ("subsampling",)  # the same in every job's stats: copied, not summed
+
+
 def merge_stats(all_stats: list[dict]) -> dict:
     merged: dict = {}
     for stats in all_stats:
         for key, value in stats.items():
+            if key in SETTINGS:
+                merged[key] = value
+                continue
             if isinstance(value, dict):
                 target = merged.setdefault(key, {})
                 for k, v in value.items():
