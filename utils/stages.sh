@@ -145,11 +145,15 @@ stage_teachers() {
 
 stage_soft_labels() {
   # The tree (and topology) that give the alignments' senone ids their meaning: the copies in exp/tri_ali.
-  log "Stage 7: teacher soft labels of the training cuts -> data/kd/${corpus}_cuts_train.jsonl.gz"
-  python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz --lang-dir data/lang \
-    --tree exp/tri_ali/tree.txt --bpe-model $bpe_model --teachers $teacher_dirs --top-k $top_k \
-    --temperature $temperature --out-dir data/kd --corpus $corpus --device $device \
-    --nj $nj --cmd "$gpu_cmd" "${force_opt[@]}"
+  # dev too: the AMs' distillation heads report a held-out KL and accuracy on it.
+  log "Stage 7: teacher soft labels of the training and dev cuts -> data/kd/${corpus}_cuts_{train,dev}.jsonl.gz"
+  local part
+  for part in train dev; do
+    python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_$part.jsonl.gz --part $part \
+      --lang-dir data/lang --tree exp/tri_ali/tree.txt --bpe-model $bpe_model --teachers $teacher_dirs \
+      --top-k $top_k --temperature $temperature --out-dir data/kd --corpus $corpus --device $device \
+      --nj $nj --cmd "$gpu_cmd" "${force_opt[@]}"
+  done
 }
 
 stage_train() {
@@ -165,7 +169,7 @@ stage_train() {
         launcher="torchrun --nnodes 1 --nproc_per_node $am_nproc --master_port $((29500 + run_index))"
       fi
       echo "$launcher -m steps.train_am --config conf/am_$system$am_config_suffix.yaml $override_opt" \
-           "--cuts data/kd/${corpus}_cuts_train.jsonl.gz --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz" \
+           "--cuts data/kd/${corpus}_cuts_train.jsonl.gz --dev-cuts data/kd/${corpus}_cuts_dev.jsonl.gz" \
            "--exp-dir exp/am_${system}_s$seed --seed $seed --device $device --num-threads $am_threads" \
            "--resume ${force_opt[*]}"
     done

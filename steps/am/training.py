@@ -33,7 +33,8 @@ from steps.am.config import AmConfig
 from steps.am.cut_store import CutStore
 from steps.am.data import AmDataset, make_sampler, sequential_batches
 from steps.am.distributed import World, all_reduce_sum, barrier, gather_objects
-from steps.am.losses import head_frames, head_rows, loss_terms, required_levels, term_weights, total_loss
+from steps.am.losses import (head_frames, head_rows, kd_sum, loss_terms, required_levels, term_weights,
+                             total_loss)
 from steps.am.model import AcousticModel, checkpoint_dict, log_priors_from_counts, parameter_summary
 from steps.am.optim import build_optimizer, build_scheduler
 from steps.am.sizes import resolve_sizes, write_priors
@@ -92,11 +93,14 @@ def gradient_on_batch(model, core: AcousticModel, batch, config: AmConfig, world
 def evaluate(model: AcousticModel, store: CutStore, max_duration: float, device: torch.device,
              levels: tuple[str, ...]) -> dict:
     """Frame accuracy of every head on the dev cuts (main: senone labels; auxiliary heads:
-    their level's hard labels where the dev cuts have them) and the main head's CE."""
+    their level's hard labels where the dev cuts have them), the main head's CE and, where
+    the dev cuts carry soft labels, each auxiliary head's held-out KL to its teacher
+    (kd_<level>: the training term's per-frame mean; None without dev soft labels)."""
     model.eval()
     dataset = AmDataset(store, model.subsampling, levels)
     correct = {"main": 0, **{lv: 0 for lv in levels}}
     total = {"main": 0, **{lv: 0 for lv in levels}}
+    kl = {lv: 0.0 for lv in levels}
     nll = 0.0
     for cuts in sequential_batches(store.cuts, max_duration):
         batch = dataset[CutSet.from_cuts(cuts)].to(device)
@@ -113,8 +117,10 @@ def evaluate(model: AcousticModel, store: CutStore, max_duration: float, device:
             m, hard = t.mask[rows], t.hard[rows]
             correct[level] += int((out.aux[level].argmax(dim=-1) == hard)[m].sum())
             total[level] += int(m.sum())
+            kl[level] += float(kd_sum(out.aux[level], t.ids[rows], t.probs[rows], m)[0])
     model.train()
     result = {f"acc_{k}": (correct[k] / total[k] if total[k] else None) for k in correct}
+    result.update({f"kd_{k}": (kl[k] / total[k] if total[k] else None) for k in kl})
     result["main_ce"] = nll / max(1, total["main"])
     result["frames"] = total["main"]
     return result

@@ -25,5 +25,5 @@ export gpu_cmd="utils/run.py"
 # export gpu_cmd="utils/slurm.py --partition gpu --gpu 4 --num-threads 32 --mem 200G --time 72:00:00"
 # By hand, the same for one system:
 #   torchrun --nnodes 1 --nproc_per_node 4 -m steps.train_am --config conf/am_hier_gpu.yaml \
-#     --cuts data/kd/librispeech_cuts_train.jsonl.gz --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz \
+#     --cuts data/kd/librispeech_cuts_train.jsonl.gz --dev-cuts data/kd/librispeech_cuts_dev.jsonl.gz \
 #     --exp-dir exp/am_hier_s1 --seed 1 --device cuda

@@ -42,7 +42,7 @@ for objective in $objectives; do
       runs="$runs $run"
       echo "python -m steps.train_am --config conf/am_$objective.yaml --override $am_override" \
            "--override conf/encoders/$encoder.yaml --cuts data/kd/${corpus}_cuts_train.jsonl.gz" \
-           "--dev-cuts exp/tri_ali/cuts_dev.jsonl.gz --exp-dir $run --seed $seed --num-threads 1" \
+           "--dev-cuts data/kd/${corpus}_cuts_dev.jsonl.gz --exp-dir $run --seed $seed --num-threads 1" \
            "--data-cache exp/am_data_cache --resume $force_opt &&" \
            "python -m steps.decode --model $run/final.pt --graph exp/graph" \
            "--cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $run/decode_dev" \

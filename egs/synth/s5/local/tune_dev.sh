@@ -36,7 +36,7 @@ for variant in $variants; do
   dir=exp/tune/am_${variant}_s$seed
   echo "python -m steps.train_am --config conf/am_$system.yaml $override_opt" \
        "--override conf/tune/$variant.yaml --cuts data/kd/${corpus}_cuts_train.jsonl.gz" \
-       "--dev-cuts exp/tri_ali/cuts_dev.jsonl.gz --exp-dir $dir --seed $seed --num-threads 1" \
+       "--dev-cuts data/kd/${corpus}_cuts_dev.jsonl.gz --exp-dir $dir --seed $seed --num-threads 1" \
        "--resume $force_opt &&" \
        "python -m steps.decode --model $dir/final.pt --graph exp/graph" \
        "--cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev" \
