@@ -21,7 +21,10 @@ Writes to --exp-dir:
                        history, and the fingerprint of the inputs; --resume continues from
                        it (when the fingerprint is the same; with --force training starts
                        from scratch) to the same result as a run that was never interrupted
-        final.pt       the average of the last train.average_last epochs (FrameScorer)
+        final.pt       the average of train.average_last epochs ending at the chosen one
+                       (FrameScorer): the last, or with train.schedule newbob (steps.am.optim:
+                       training stops when the dev loss stops improving) the epoch of the
+                       best dev loss; train_stats.json records it (chosen_epoch, epochs_run)
         priors.txt     `senone_id count log_prior` (priors floored at train.prior_floor)
         train_stats.json  per-epoch loss terms, dev frame accuracy per head, time, frames/s
         skipped_{train,dev}.txt  `cut_id reason` for every cut left out

@@ -16,9 +16,10 @@ import pytest
 import torch
 from lhotse import CutSet
 
-from steps.am.config import config_from_checkpoint, load_am_config
+from steps.am.config import TrainConfig, config_from_checkpoint, load_am_config
 from steps.am.cut_store import CutStore
 from steps.am.model import model_from_checkpoint
+from steps.am.optim import Newbob, newbob
 from steps.am.scorer import load_scorer
 from steps.am.training import evaluate
 from steps.core import checkpoint as ckpt_io
@@ -218,6 +219,65 @@ def test_train_end_to_end_and_resume(data, tmp_path):
     assert main(args_for(data, ends, "aux_phone", [noisy], "--resume")) == 0
     assert state_dicts_equal(ckpt_io.load(full / "final.pt")["state_dict"],
                              ckpt_io.load(ends / "final.pt")["state_dict"])
+
+
+def test_newbob_decisions_by_hand():
+    config = TrainConfig(num_epochs=10, schedule="newbob", start_halving_impr=0.01, end_halving_impr=0.001)
+    losses = [2.0, 1.5, 1.49, 1.485, 1.4849]
+    # improvements: inf, 25%, 0.67% (< 1%: halving from here), 0.34%, 0.007% (< 0.1%: stop)
+    assert [newbob(losses[:n], config).scale for n in range(1, 5)] == [1.0, 1.0, 0.5, 0.25]
+    assert not any(newbob(losses[:n], config).stop for n in range(1, 5))
+    assert newbob(losses, config) == Newbob(0.25, True, True)
+    # not before min_epochs: halving goes on
+    late = TrainConfig(num_epochs=10, schedule="newbob", min_epochs=6)
+    assert newbob(losses, late) == Newbob(0.125, False, True)
+    # a worse epoch is no improvement (it starts halving); the next is measured against the best
+    assert newbob([2.0, 2.1], config) == Newbob(0.5, False, True)
+    assert newbob([2.0, 2.1, 1.9], config) == Newbob(0.25, False, True)
+    # num_epochs is the most
+    assert newbob([3.0, 2.0], TrainConfig(num_epochs=2, average_last=1, schedule="newbob")).stop
+
+
+def test_newbob_training_stops_on_dev_and_keeps_the_best_epoch(data, tmp_path):
+    # thresholds far above this data's per-epoch gains, so that halving starts early and training stops
+    # before num_epochs
+    schedule = write(tmp_path / "newbob.yaml", "train:\n  num_epochs: 6\n  average_last: 1\n"
+                     "  schedule: newbob\n  start_halving_impr: 0.5\n  end_halving_impr: 0.1\n"
+                     "  warmup_steps: 1\n")
+    run = tmp_path / "run"
+    assert main(args_for(data, run, "aux_phone", [schedule])) == 0
+    stats = json.loads((run / "train_stats.json").read_text())
+    history = stats["epochs"]
+    losses = [h["dev_loss"] for h in history]
+    assert losses == [h["dev"]["main_ce"] for h in history]
+    config = load_am_config(CONF / "am_aux_phone.yaml", [CONF / "am_tiny.yaml", schedule]).train
+    # it ran until the first epoch after which newbob says stop, and no further
+    assert stats["epochs_run"] == len(history) < 6
+    assert newbob(losses, config).stop and not any(newbob(losses[:n], config).stop for n in range(1, len(losses)))
+    # each epoch ran at the LR the decisions before it gave
+    for n, h in enumerate(history):
+        assert h["lr"] == pytest.approx(config.lr * newbob(losses[:n], config).scale, rel=1e-6)
+    best = losses.index(min(losses)) + 1
+    assert stats["chosen_epoch"] == best and stats["averaged_epochs"] == [best]
+    final = ckpt_io.load(run / "final.pt")
+    assert final["epoch"] == best
+    assert state_dicts_equal(final["state_dict"], ckpt_io.load(run / f"epoch-{best}.pt")["state_dict"])
+    # interrupted after its first epoch and resumed: the same decisions and models
+    steps_per_epoch = history[0]["step"]
+    part = tmp_path / "part"
+    assert main(args_for(data, part, "aux_phone", [schedule], "--stop-after-steps", str(steps_per_epoch + 1))) == 0
+    assert main(args_for(data, part, "aux_phone", [schedule], "--resume")) == 0
+    resumed = json.loads((part / "train_stats.json").read_text())
+    assert [h["dev_loss"] for h in resumed["epochs"]] == losses
+    assert state_dicts_equal(final["state_dict"], ckpt_io.load(part / "final.pt")["state_dict"])
+
+
+def test_newbob_needs_dev_cuts(data, tmp_path):
+    schedule = write(tmp_path / "newbob.yaml", "train:\n  schedule: newbob\n")
+    argv = args_for(data, tmp_path / "run", "aux_phone", [schedule])
+    i = argv.index("--dev-cuts")
+    with pytest.raises(SystemExit, match="newbob decides on the dev loss: give --dev-cuts"):
+        main(argv[:i] + argv[i + 2:])
 
 
 # ------------------------------------------------------------------ several processes

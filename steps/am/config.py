@@ -26,7 +26,12 @@ from steps.core.config import ConfigError, from_dict, load_config, require, to_d
 
 @dataclass
 class TrainConfig:
-    num_epochs: int = 4
+    num_epochs: int = 4  # newbob: the most epochs
+    schedule: Literal["cosine", "newbob"] = "cosine"  # steps.am.optim
+    start_halving_impr: float = 0.01  # newbob: relative dev-loss improvement that starts halving
+    end_halving_impr: float = 0.001  # newbob: ... that ends training, once halving
+    halving_factor: float = 0.5  # newbob
+    min_epochs: int = 1  # newbob: no stop before this many epochs
     optimizer: Literal["adam", "adamw"] = "adamw"
     lr: float = 2e-3
     weight_decay: float = 1e-4  # adamw only; not on biases and norms
@@ -47,6 +52,11 @@ class TrainConfig:
         require(0.0 <= self.final_lr_ratio <= 1.0, "final_lr_ratio", "must be in [0, 1]")
         require(self.grad_clip > 0, "grad_clip", "must be positive")
         require(1 <= self.average_last <= self.num_epochs, "average_last",
+                f"must be in 1..num_epochs ({self.num_epochs})")
+        require(self.start_halving_impr >= self.end_halving_impr >= 0, "end_halving_impr",
+                "must be in [0, start_halving_impr]")
+        require(0.0 < self.halving_factor < 1.0, "halving_factor", "must be in (0, 1)")
+        require(1 <= self.min_epochs <= self.num_epochs, "min_epochs",
                 f"must be in 1..num_epochs ({self.num_epochs})")
         require(self.log_every >= 1, "log_every", "must be at least 1")
         require(self.save_every_steps >= 0, "save_every_steps", "must be >= 0")

@@ -36,7 +36,7 @@ from steps.am.distributed import World, all_reduce_sum, barrier, gather_objects
 from steps.am.losses import (head_frames, head_rows, kd_sum, loss_terms, required_levels, term_weights,
                              total_loss)
 from steps.am.model import AcousticModel, checkpoint_dict, log_priors_from_counts, parameter_summary
-from steps.am.optim import build_optimizer, build_scheduler
+from steps.am.optim import Schedule, build_optimizer, build_scheduler
 from steps.am.sizes import resolve_sizes, write_priors
 from steps.am.spec_augment import spec_augment
 from steps.core import atomic
@@ -184,6 +184,15 @@ def load_data(config: AmConfig, cuts: str, dev_cuts: str | None, cache_dir: Path
 # ------------------------------------------------------------------ the loop
 
 
+def chosen_epoch(history: list[dict], schedule: str) -> int:
+    """The epoch final.pt ends at: the last (cosine), or the one of the best dev loss
+    (newbob; the earliest on a tie)."""
+    if schedule != "newbob":
+        return len(history)
+    losses = [h["dev_loss"] for h in history]
+    return losses.index(min(losses)) + 1
+
+
 def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, fingerprint: dict,
           world: World, device: torch.device, resume: bool = False, force: bool = False,
           stop_after_steps: int = 0) -> int:
@@ -209,7 +218,10 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
     steps_per_epoch = sum(1 for _ in make_sampler(store.cuts, config.data, seed, world.size,
                                                   world.rank))
     total_steps = steps_per_epoch * tc.num_epochs
-    scheduler = build_scheduler(optimizer, total_steps, tc)
+    if tc.schedule == "newbob" and dev_store is None:
+        raise SystemExit("train.schedule newbob decides on the dev loss: give --dev-cuts")
+    schedule = Schedule(total_steps, tc)
+    scheduler = build_scheduler(optimizer, schedule)
     generator = torch.Generator().manual_seed(seed * 1000 + world.rank)
     dataset = AmDataset(store, mc.subsampling, levels)
     if world.main:
@@ -259,7 +271,10 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
 
     weights = term_weights(config.loss, head_levels)
     model.train()
-    while epoch < tc.num_epochs:
+    stopped = False
+    if tc.schedule == "newbob" and history:  # the schedule's state is the dev losses so far
+        stopped = schedule.set_dev_losses([h["dev_loss"] for h in history]).stop
+    while epoch < tc.num_epochs and not stopped:
         sampler.set_epoch(epoch)
         core.set_epoch(epoch)  # the DMoE's stage one (capped gates) or two
         batches_done, sums, frames, seconds = resume_point
@@ -310,10 +325,23 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
         means["total"] = sum(weights[k] * v for k, v in means.items())
         dev = evaluate(core, dev_store, config.data.max_duration, device, head_levels) \
             if dev_store is not None and world.main else {}
-        entry = {"epoch": epoch + 1, "step": step, "train": means, "dev": dev,
+        # every process needs the dev loss: the newbob schedule decides on it
+        dev_loss = None
+        if dev_store is not None:
+            shared = torch.tensor([dev.get("main_ce", 0.0)], dtype=torch.float64, device=device)
+            dev_loss = float(all_reduce_sum(shared, world)[0])
+        entry = {"epoch": epoch + 1, "step": step, "train": means, "dev": dev, "dev_loss": dev_loss,
+                 "lr": scheduler.get_last_lr()[0],
                  "seconds": round(elapsed, 2), "frames_per_second": round(frames / max(elapsed, 1e-9), 1),
                  "skipped_steps": skipped_steps}
         history.append(entry)
+        if tc.schedule == "newbob":
+            decision = schedule.set_dev_losses([h["dev_loss"] for h in history])
+            stopped = decision.stop
+            if world.main:
+                log.info("newbob after epoch %d: dev loss %.4f, %s", epoch + 1, dev_loss,
+                         "stop" if stopped else f"LR x {decision.scale:g} next"
+                         f"{' (halving)' if decision.halving else ''}")
         if world.main:
             log.info("epoch %d: %s | dev %s | %.1f s, %.0f frames/s", epoch + 1,
                      " ".join(f"{k} {v:.4f}" for k, v in means.items()),
@@ -334,9 +362,10 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
 
     # ---- the final model
     if world.main:
-        epochs = list(range(tc.num_epochs - tc.average_last + 1, tc.num_epochs + 1))
+        chosen = chosen_epoch(history, tc.schedule)
+        epochs = list(range(max(1, chosen - tc.average_last + 1), chosen + 1))
         final = checkpoint_dict(core, to_dict(config), log_priors, counts_t,
-                                {"epoch": tc.num_epochs, "step": step, "seed": seed,
+                                {"epoch": chosen, "step": history[chosen - 1]["step"], "seed": seed,
                                  "averaged_epochs": epochs})
         final["state_dict"] = average_state_dicts([exp_dir / f"epoch-{e}.pt" for e in epochs])
         ckpt_io.save(final, exp_dir / "final.pt")
@@ -349,6 +378,7 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
         else:
             final_dev = {}
         stats = {"epochs": history, "final_dev": final_dev, "averaged_epochs": epochs,
+                 "schedule": tc.schedule, "epochs_run": len(history), "chosen_epoch": chosen,
                  "parameters": parameter_summary(core), "num_senones": num_senones,
                  "aux_units": aux_units, "world_size": world.size,
                  "train_seconds": round(sum(h["seconds"] for h in history), 2)}
