@@ -16,6 +16,11 @@ under seed 1 and under seed 2 are two items): every system's WER with its 95% bo
 interval, and its difference from the baseline, paired by seed and utterance, with its 95%
 interval and two-sided p-value. First pass and, where decoded, after rescoring.
 
+Training, from each run's train_stats.json (steps.train_am): the epoch final.pt was taken
+at and the epochs run (they differ under the newbob schedule, which stops on dev), the
+main head's dev frame accuracy and, per distillation level, each head's held-out KL to its
+teacher and its accuracy on the dev cuts' soft labels (means over seeds).
+
 A missing decode is reported in the table and in the log, never silently dropped. Also
 writes the same figures as JSON next to the Markdown file (RESULTS.json) for scripts and
 tests.
@@ -53,6 +58,7 @@ class SystemResult:
     rescored: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
     # (pass, part) -> (seed, utt id) -> (word errors, reference words)
     utterances: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int]]] = field(default_factory=dict)
+    training: list[dict] = field(default_factory=list)  # per seed: train_stats.json
 
     def mean(self, part: str) -> float | None:
         return statistics.fmean(self.wers[part]) if self.wers[part] else None
@@ -78,6 +84,9 @@ def collect(exp_dir: Path, systems: list[str], seeds: list[int]) -> list[SystemR
                     result.missing.append(str(wer_file))
                 read_search_counts(result, part, run_dir / f"decode_{part}")
                 read_utterances(result, part, seed, run_dir / f"decode_{part}")
+            stats_file = run_dir / "train_stats.json"
+            if stats_file.exists():
+                result.training.append(json.loads(stats_file.read_text()))
             weight_file = run_dir / "decode_dev" / "best_lm_weight"
             if weight_file.exists():
                 result.lm_weights.append(weight_file.read_text().strip())
@@ -195,6 +204,53 @@ def search_table(results: list[SystemResult]) -> list[str]:
     return lines
 
 
+TRAINING_LEVELS = ("senone", "phone", "subword", "plm")
+
+
+def _mean_of(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def training_figures(result: SystemResult) -> dict:
+    """Means over the seeds' train_stats.json: dev accuracy of the main head, per level the
+    held-out KL and accuracy of its head; and the epochs chosen and run per seed."""
+    runs = result.training
+    figures = {"chosen_epochs": [r.get("chosen_epoch", len(r["epochs"])) for r in runs],
+               "epochs_run": [r.get("epochs_run", len(r["epochs"])) for r in runs],
+               "acc_main": _mean_of([r["final_dev"].get("acc_main") for r in runs])}
+    for level in TRAINING_LEVELS:
+        kl = _mean_of([r["final_dev"].get(f"kd_{level}") for r in runs])
+        acc = _mean_of([r["final_dev"].get(f"acc_{level}") for r in runs])
+        if kl is not None or acc is not None:
+            figures[level] = {"kd": kl, "acc": acc}
+    return figures
+
+
+def training_table(results: list[SystemResult]) -> list[str]:
+    """One row per system with training stats; empty if no run has any."""
+    rows = [(r.system, training_figures(r)) for r in results if r.training]
+    if not rows:
+        return []
+    levels = [lv for lv in TRAINING_LEVELS if any(lv in f for _, f in rows)]
+    lines = ["", "Training (final.pt on dev, means over seeds): the epoch final.pt ends at / the epochs "
+             "run, per seed; the main head's frame accuracy; each distillation head's held-out KL "
+             "to its teacher and its accuracy on the teacher's reference units (dev soft labels).", "",
+             "| system | epochs chosen / run | dev frame acc | " +
+             " | ".join(f"{lv} KL / acc" for lv in levels) + " |",
+             "|---|---|---|" + "---|" * len(levels)]
+    for system, f in rows:
+        epochs = " ".join(f"{c}/{n}" for c, n in zip(f["chosen_epochs"], f["epochs_run"]))
+        cells = []
+        for lv in levels:
+            kd, acc = (f.get(lv) or {}).get("kd"), (f.get(lv) or {}).get("acc")
+            cells.append(f"{'n/a' if kd is None else f'{kd:.3f}'} / "
+                         f"{'n/a' if acc is None else f'{100 * acc:.1f}%'}")
+        acc_main = "n/a" if f["acc_main"] is None else f"{100 * f['acc_main']:.1f}%"
+        lines.append(f"| {system} | {epochs} | {acc_main} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _cell(mean: float | None, std: float | None) -> str:
     return "n/a" if mean is None else f"{mean:.2f} ± {std:.2f}"
 
@@ -234,6 +290,7 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
             f"| {_relative(r.mean('test'), baseline.mean('test'))} | {' '.join(r.lm_weights) or 'n/a'} |")
     lines += significance_table(results, significance(results) if figures is None else figures)
     lines += search_table(results)
+    lines += training_table(results)
     lines += ["", "Per seed (dev / test):", ""]
     for r in results:
         pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(r.wers["dev"], r.wers["test"])]
@@ -281,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p],
                                    "no_final_state": r.no_final[p], "search_errors": r.search_errors[p],
                                    "rescored": r.rescored[p]}
-                               for p in PARTS} | {"missing": r.missing} for r in results},
+                               for p in PARTS} | {"missing": r.missing, "training": training_figures(r)}
+                    for r in results},
         "significance": figures,
     }
     write_text(args.out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")

@@ -103,3 +103,26 @@ def test_pooled_intervals_and_paired_p_values(tmp_path):
     assert figures["rescored"]["test"]["hier"]["wer"] == [0.0, 0.0, 0.0]
     assert figures["rescored"]["test"]["hier"]["difference"] == pytest.approx([-10.0, -10.0, -10.0])
     assert "dev" not in figures["first pass"]
+
+
+def test_training_table_from_train_stats(tmp_path):
+    exp = tmp_path / "exp"
+    runs = {("baseline", 1): (3, 3, {"acc_main": 0.50, "main_ce": 1.8}),
+            ("baseline", 2): (3, 3, {"acc_main": 0.54, "main_ce": 1.7}),
+            ("aux_phone", 1): (4, 6, {"acc_main": 0.60, "acc_phone": 0.80, "kd_phone": 1.20}),
+            ("aux_phone", 2): (5, 5, {"acc_main": 0.62, "acc_phone": 0.70, "kd_phone": 1.00})}
+    for (system, seed), (chosen, run, dev) in runs.items():
+        for part in ("dev", "test"):
+            _write_wer(exp / f"am_{system}_s{seed}" / f"decode_{part}", 20)
+        (exp / f"am_{system}_s{seed}" / "train_stats.json").write_text(json.dumps(
+            {"epochs": [{}] * run, "chosen_epoch": chosen, "epochs_run": run, "final_dev": dev}))
+    out = tmp_path / "RESULTS.md"
+    report.main(["--exp-dir", str(exp), "--systems", "baseline", "aux_phone", "--seeds", "1", "2",
+                 "--out", str(out)])
+    table = out.read_text()
+    assert "| system | epochs chosen / run | dev frame acc | phone KL / acc |" in table
+    assert "| baseline | 3/3 3/3 | 52.0% | n/a / n/a |" in table
+    assert "| aux_phone | 4/6 5/5 | 61.0% | 1.100 / 75.0% |" in table
+    figures = json.loads(out.with_suffix(".json").read_text())["systems"]["aux_phone"]["training"]
+    assert figures["phone"] == pytest.approx({"kd": 1.1, "acc": 0.75})
+    assert figures["chosen_epochs"] == [4, 5] and figures["epochs_run"] == [6, 5]
