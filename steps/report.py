@@ -21,6 +21,9 @@ at and the epochs run (they differ under the newbob schedule, which stops on dev
 main head's dev frame accuracy and, per distillation level, each head's held-out KL to its
 teacher and its accuracy on the dev cuts' soft labels (means over seeds).
 
+With --lm-perplexity (steps.lm_perplexity's table), the per-word perplexity of the
+decoder's n-grams and of the subword teacher on the held-out transcripts is copied in.
+
 A missing decode is reported in the table and in the log, never silently dropped. Also
 writes the same figures as JSON next to the Markdown file (RESULTS.json) for scripts and
 tests.
@@ -271,7 +274,7 @@ def git_commit(path: Path) -> str:
 
 
 def render(results: list[SystemResult], seeds: list[int], config_file: str, commit: str,
-           config_text: str | None, figures: dict | None = None) -> str:
+           config_text: str | None, figures: dict | None = None, lm_perplexity: str | None = None) -> str:
     baseline = results[0]
     lines = [
         "# Results",
@@ -291,6 +294,10 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
     lines += significance_table(results, significance(results) if figures is None else figures)
     lines += search_table(results)
     lines += training_table(results)
+    if lm_perplexity:
+        lines += ["", "The LMs on the held-out transcripts (steps.lm_perplexity): per-word perplexity, "
+                  "and the teacher's against each n-gram's with a paired bootstrap over sentences "
+                  "(below 1: the teacher predicts the text better).", "", "```", lm_perplexity.rstrip(), "```"]
     lines += ["", "Per seed (dev / test):", ""]
     for r in results:
         pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(r.wers["dev"], r.wers["test"])]
@@ -315,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the recipe's settings files (run.sh --config); their text is copied in")
     parser.add_argument("--options", default="",
                         help="the other options the recipe was run with, recorded as given")
+    parser.add_argument("--lm-perplexity", type=Path, help="steps.lm_perplexity's table (<out>.txt)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -332,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         config += f", options `{args.options}`"
     commit = git_commit(Path(__file__).resolve().parents[1])  # the code that made the results
     figures = significance(results)
-    write_text(args.out, render(results, args.seeds, config, commit, config_text, figures))
+    if args.lm_perplexity and not args.lm_perplexity.is_file():
+        raise SystemExit(f"--lm-perplexity {args.lm_perplexity}: no such file")
+    lm_perplexity = args.lm_perplexity.read_text() if args.lm_perplexity else None
+    write_text(args.out, render(results, args.seeds, config, commit, config_text, figures, lm_perplexity))
     summary = {
         "commit": commit, "config": config, "seeds": args.seeds,
         "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p],

@@ -126,3 +126,17 @@ def test_training_table_from_train_stats(tmp_path):
     figures = json.loads(out.with_suffix(".json").read_text())["systems"]["aux_phone"]["training"]
     assert figures["phone"] == pytest.approx({"kd": 1.1, "acc": 0.75})
     assert figures["chosen_epochs"] == [4, 5] and figures["epochs_run"] == [6, 5]
+
+
+def test_lm_perplexity_table_is_copied_in(tmp_path):
+    exp = tmp_path / "exp"
+    for part in ("dev", "test"):
+        _write_wer(exp / "am_baseline_s1" / f"decode_{part}", 20)
+    table = tmp_path / "lm_perplexity.txt"
+    table.write_text("model  per-word ppl\nlm_3gram.arpa  12.07  5.063 (4.454 to 5.780, p < 0.001)\n")
+    out = tmp_path / "RESULTS.md"
+    args = ["--exp-dir", str(exp), "--systems", "baseline", "--seeds", "1", "--out", str(out)]
+    assert report.main(args + ["--lm-perplexity", str(table)]) == 0
+    assert "lm_3gram.arpa  12.07  5.063 (4.454 to 5.780, p < 0.001)\n```" in out.read_text()
+    with pytest.raises(SystemExit, match="no such file"):
+        report.main(args + ["--lm-perplexity", str(tmp_path / "missing.txt")])

@@ -213,8 +213,18 @@ stage_decode() {
 
 stage_report() {
   log "Stage 10: results table -> RESULTS.md"
-  local part
-  python -m steps.report --exp-dir exp --systems $systems --seeds $seeds \
+  local part ngrams texts= ppl_opt=
+  # What the subword teacher knows beyond the decoder's LMs: per-word perplexity on the
+  # evaluated parts' transcripts (steps.lm_perplexity), copied into RESULTS.md.
+  for part in dev test; do [ -f data/text/$part.txt ] && texts="$texts data/text/$part.txt"; done
+  if [ -f exp/lm_subword/final.pt ] && [ -n "$texts" ]; then
+    ngrams=data/lang_test/lm_${lm_order}gram.arpa
+    if [ "$rescore_lm_order" -gt 0 ]; then ngrams="$ngrams data/lang_rescore/lm_${rescore_lm_order}gram.arpa"; fi
+    python -m steps.lm_perplexity --text $texts --ngram $ngrams --teacher exp/lm_subword \
+      --bpe-model $bpe_model --out exp/lm_perplexity
+    ppl_opt="--lm-perplexity exp/lm_perplexity.txt"
+  fi
+  python -m steps.report --exp-dir exp --systems $systems --seeds $seeds $ppl_opt \
     --config-files ${parse_options_configs:-} --options="$run_options" --out RESULTS.md
   cat RESULTS.md
   for part in ${eval_parts#dev test}; do

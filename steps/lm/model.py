@@ -350,18 +350,28 @@ def log_likelihood(model: TransformerLM, sentences: Sequence[Sequence[int]], bat
     """(sum of natural-log probabilities, number of predicted events) over the sentences.
     Causal: every unit and the final [eos] (exp(-sum/events) is the perplexity). Masked:
     every unit with its own position masked, [eos] not predicted (the pseudo-perplexity)."""
+    totals = sentence_log_likelihoods(model, sentences, batch_tokens, device)
+    events = sum(len(s) for s in sentences) + (len(sentences) if model.causal else 0)
+    return float(totals.sum()), events
+
+
+def sentence_log_likelihoods(model: TransformerLM, sentences: Sequence[Sequence[int]],
+                             batch_tokens: int = 8192, device: str | torch.device | None = None
+                             ) -> np.ndarray:
+    """float64 [len(sentences)]: each sentence's sum of natural-log probabilities, over the
+    events log_likelihood counts."""
     was_training = model.training
     device = _scoring(model, device)
-    total = [0.0]
+    totals = np.zeros(len(sentences))
     targets = [np.asarray([*s, model.specials.eos], dtype=np.int64) for s in sentences]
 
     def take(batch: list[_Row], logits: torch.Tensor) -> None:
         wanted = torch.from_numpy(np.concatenate([targets[row.sentence][row.targets]
                                                   for row in batch])).to(logits.device)
-        log_probs = torch.log_softmax(logits, dim=-1)
-        total[0] += float(log_probs.gather(1, wanted[:, None]).sum())
+        picked = torch.log_softmax(logits, dim=-1).gather(1, wanted[:, None])[:, 0].double().cpu()
+        for row, values in _split(batch, picked):
+            totals[row.sentence] += float(values.sum())
 
     _run_rows(model, sentence_rows(model, sentences, with_eos=True), take, batch_tokens, device)
     model.train(was_training)
-    events = sum(len(s) for s in sentences) + (len(sentences) if model.causal else 0)
-    return total[0], events
+    return totals
