@@ -97,6 +97,51 @@ def test_grammar_syntax_recursion_and_errors(tmp_path):
         gram.load_grammar(tmp_path)
 
 
+def test_bindings_repeat_what_was_chosen(tmp_path):
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "names.txt").write_text("anna\npeter\nmary jane\n")
+    (tmp_path / "g.grammar").write_text(
+        "<sentence> = call $p= @names and if $p is out call $p= <other> later ask $p"
+        " | tell $c= ( [0.5 the] ( cat | dog ) ) story about $c ;\n"
+        "<other> = @names | my friend ;\n")
+    g = gram.load_grammar(tmp_path)
+    assert "p" not in g.vocabulary() and "out" in g.vocabulary()
+    rng = random.Random(3)
+    seen = set()
+    for _ in range(300):
+        words = " ".join(g.generate(rng, max_depth=6))
+        m = re.fullmatch(r"call (.+) and if (.+) is out call (.+) later ask (.+)", words)
+        if m:
+            # the second mention repeats the first; a new binding replaces it
+            assert m.group(1) == m.group(2) and m.group(3) == m.group(4)
+            seen.add((m.group(1), m.group(3)))
+        else:
+            m = re.fullmatch(r"tell (.*?) ?story about (.*)", words)
+            assert m and m.group(1) == m.group(2) and m.group(1) in ("cat", "dog", "the cat", "the dog")
+    assert ("mary jane", "my friend") in seen and len({a for a, _ in seen}) == 3
+    (tmp_path / "g.grammar").write_text("<sentence> = say $x twice ;\n")
+    with pytest.raises(gram.GrammarError, match=r"\$x is used before anything is bound"):
+        gram.load_grammar(tmp_path).generate(rng, max_depth=6)
+    (tmp_path / "g.grammar").write_text("<sentence> = say hi $x= ;\n")
+    with pytest.raises(gram.GrammarError, match=r"\$x= binds nothing"):
+        gram.load_grammar(tmp_path)
+
+
+def test_discourse_sentences_carry_their_long_dependencies(grammar, prons):
+    discourse = gram.Grammar(grammar.rules, start="discourse")
+    generator = ms.SentenceGenerator(discourse, prons, 4, 30, 14)
+    rng = random.Random(5)
+    sentences = [generator.sentence(rng) for _ in range(3000)]
+    flights = [s for s in sentences if re.fullmatch(r"(book|find) an? (flight|train) from .*", s)]
+    assert flights
+    for s in flights:  # the return trip goes back to the city it left
+        origin = re.match(r"\w+ an? \w+ from (.+?) to ", s).group(1)
+        assert re.search(rf"return (flight|trip) back to {origin}( |$)", s), s
+    plural = [s for s in sentences if re.match(r"the (shoes|glasses|books|tickets|boxes|chairs|plates|cups"
+                                               r"|batteries|headphones) (that|which) i ", s)]
+    assert plural and all(re.search(r" (are|were) ", s) for s in plural)
+
+
 def _write_config(path: Path, **text) -> Path:
     fields = {"num_train": 40, "num_dev": 12, "num_test": 12, "lm_factor": 50, **text}
     body = "\n".join(f"  {k}: {v}" for k, v in fields.items())

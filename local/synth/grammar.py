@@ -4,7 +4,11 @@ generator.
 The grammar (grammar/*.grammar beside this module, with the word lists
 grammar/lists/*.txt) covers a dozen domains: home control, calendar, travel, weather,
 numbers, dates and times, music, shopping, cooking, messages and calls, navigation,
-restaurants, general questions and everyday statements. Numbers are spelled out.
+restaurants, general questions and everyday statements. Numbers are spelled out. One
+start-rule share (discourse.grammar) holds dependencies longer than a trigram sees: a
+name, city, food or device mentioned again later in the sentence ($x bindings), number
+agreement across a relative clause, a request whose slot comes after words any request
+takes, two requests of one domain.
 
 Grammar format
 --------------
@@ -17,6 +21,10 @@ Grammar format
     @name                           the word list lists/name.txt: one phrase a line,
                                     optionally `/w/ phrase`
     word                            a terminal: lowercase letters and apostrophes
+    $x= item                        binds what the next item (a word, rule, list, group or
+                                    optional) makes in this sentence to the variable x
+    $x                              those words again (coreference, repetition): the
+                                    dependencies beyond a few words that an n-gram cannot see
 Past text.max_depth nested rules, the generator only takes the alternatives that end
 soonest, so recursion always terminates.
 """
@@ -29,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORD_RE = re.compile(r"^[a-z][a-z']*$")
-TOKEN_RE = re.compile(r"\s*(<[a-z0-9_]+>|@[a-z0-9_]+|/[0-9.]+/|[()\[\]|;=]|[0-9]*\.?[0-9]+|[a-z][a-z']*)")
+TOKEN_RE = re.compile(r"\s*(<[a-z0-9_]+>|@[a-z0-9_]+|\$[a-z0-9_]+=?|/[0-9.]+/|[()\[\]|;=]|[0-9]*\.?[0-9]+"
+                      r"|[a-z][a-z']*)")
 # The grammar the corpus is made from (text.grammar_dir overrides it).
 GRAMMAR_DIR = Path(__file__).resolve().with_name("grammar")
 
@@ -47,6 +56,17 @@ class Word:
 
 @dataclass
 class Ref:
+    name: str
+
+
+@dataclass
+class Bind:
+    name: str
+    item: object  # Word, Ref, Alt (a list or group) or Optional_
+
+
+@dataclass
+class Use:
     name: str
 
 
@@ -78,7 +98,9 @@ class Grammar:
     def _terminals(self):
         """Every Word and Ref of every rule, depth first (through optionals and alternatives)."""
         def visit(item):
-            if isinstance(item, Optional_):
+            if isinstance(item, Bind):
+                yield from visit(item.item)
+            elif isinstance(item, Optional_):
                 yield from visit(item.body)
             elif isinstance(item, Alt):
                 for option in item.options:
@@ -114,6 +136,8 @@ class Grammar:
     def _seq_height(self, seq: list, height: dict) -> float:
         h = 0.0
         for item in seq:
+            if isinstance(item, Bind):
+                item = item.item
             if isinstance(item, Ref):
                 h = max(h, height[item.name])
             elif isinstance(item, Alt):
@@ -127,13 +151,13 @@ class Grammar:
 
     def generate(self, rng: random.Random, max_depth: int) -> list[str]:
         out: list[str] = []
-        self._expand_ref(self.start, rng, 0, max_depth, out)
+        self._expand_ref(self.start, rng, 0, max_depth, out, {})
         return out
 
-    def _expand_ref(self, name, rng, depth, max_depth, out):
-        self._expand_alt(self.rules[name], rng, depth + 1, max_depth, out)
+    def _expand_ref(self, name, rng, depth, max_depth, out, bound):
+        self._expand_alt(self.rules[name], rng, depth + 1, max_depth, out, bound)
 
-    def _expand_alt(self, alt: Alt, rng, depth, max_depth, out):
+    def _expand_alt(self, alt: Alt, rng, depth, max_depth, out, bound: dict[str, list[str]]):
         options, weights = alt.options, alt.weights
         if depth > max_depth and len(options) > 1:
             # Too deep: keep only the options that end soonest.
@@ -147,17 +171,28 @@ class Grammar:
         else:
             option = rng.choices(options, weights=weights)[0]
         for item in option:
-            if isinstance(item, Word):
-                out.append(item.text)
-            elif isinstance(item, Ref):
-                self._expand_ref(item.name, rng, depth, max_depth, out)
-            elif isinstance(item, Alt):
-                self._expand_alt(item, rng, depth, max_depth, out)
-            elif isinstance(item, Optional_):
-                # Draw even past the depth limit so that the random stream stays aligned.
-                take = rng.random() < item.prob
-                if take and depth <= max_depth:
-                    self._expand_alt(item.body, rng, depth, max_depth, out)
+            self._expand_item(item, rng, depth, max_depth, out, bound)
+
+    def _expand_item(self, item, rng, depth, max_depth, out, bound):
+        if isinstance(item, Word):
+            out.append(item.text)
+        elif isinstance(item, Ref):
+            self._expand_ref(item.name, rng, depth, max_depth, out, bound)
+        elif isinstance(item, Alt):
+            self._expand_alt(item, rng, depth, max_depth, out, bound)
+        elif isinstance(item, Optional_):
+            # Draw even past the depth limit so that the random stream stays aligned.
+            take = rng.random() < item.prob
+            if take and depth <= max_depth:
+                self._expand_alt(item.body, rng, depth, max_depth, out, bound)
+        elif isinstance(item, Bind):
+            start = len(out)
+            self._expand_item(item.item, rng, depth, max_depth, out, bound)
+            bound[item.name] = out[start:]
+        elif isinstance(item, Use):
+            if item.name not in bound:
+                raise GrammarError(f"${item.name} is used before anything is bound to it")
+            out.extend(bound[item.name])
 
 
 # ---------------------------------------------------------------- parsing
@@ -226,31 +261,45 @@ class _Parser:
         items: list = []
         while self.peek() is not None and self.peek() not in stop:
             token = self.take()
-            if token == "(":
-                items.append(self.alternatives(stop={")"}))
-                self.take(")")
-            elif token == "[":
-                prob = 0.5
-                if re.fullmatch(r"[0-9]*\.?[0-9]+", self.peek() or ""):
-                    prob = float(self.take())
-                body = self.alternatives(stop={"]"})
-                self.take("]")
-                items.append(Optional_(prob, body))
-            elif token.startswith("<"):
-                items.append(Ref(token[1:-1]))
-            elif token.startswith("@"):
-                name = token[1:]
-                if name not in self.lists:
-                    raise GrammarError(f"{self.source}: no word list lists/{name}.txt")
-                items.append(self.lists[name])
-            elif WORD_RE.match(token):
-                items.append(Word(token))
-            else:
-                raise GrammarError(f"{self.source}: unexpected {token!r}")
+            if token.startswith("$") and token.endswith("="):
+                if self.peek() is None or self.peek() in stop:
+                    raise GrammarError(f"{self.source}: {token} binds nothing")
+                items.append(Bind(token[1:-1], self.sequence_item()))
+                continue
+            if token.startswith("$"):
+                items.append(Use(token[1:]))
+                continue
+            self.pos -= 1
+            items.append(self.sequence_item())
         if not items:
             raise GrammarError(f"{self.source}: empty alternative near "
                                f"{' '.join(self.tokens[max(0, self.pos - 8):self.pos + 1])!r}")
         return items
+
+    def sequence_item(self):
+        """One item: a group, an optional, a rule, a list or a word."""
+        token = self.take()
+        if token == "(":
+            group = self.alternatives(stop={")"})
+            self.take(")")
+            return group
+        if token == "[":
+            prob = 0.5
+            if re.fullmatch(r"[0-9]*\.?[0-9]+", self.peek() or ""):
+                prob = float(self.take())
+            body = self.alternatives(stop={"]"})
+            self.take("]")
+            return Optional_(prob, body)
+        if token.startswith("<"):
+            return Ref(token[1:-1])
+        if token.startswith("@"):
+            name = token[1:]
+            if name not in self.lists:
+                raise GrammarError(f"{self.source}: no word list lists/{name}.txt")
+            return self.lists[name]
+        if WORD_RE.match(token):
+            return Word(token)
+        raise GrammarError(f"{self.source}: unexpected {token!r}")
 
 
 def _read_list(path: Path) -> Alt:
