@@ -20,6 +20,7 @@ from steps.am.config import TrainConfig, config_from_checkpoint, load_am_config
 from steps.am.cut_store import CutStore
 from steps.am.model import model_from_checkpoint
 from steps.am.optim import Newbob, newbob
+from steps.am.priors import spread_subset
 from steps.am.scorer import load_scorer
 from steps.am.training import evaluate
 from steps.core import checkpoint as ckpt_io
@@ -270,6 +271,37 @@ def test_newbob_training_stops_on_dev_and_keeps_the_best_epoch(data, tmp_path):
     resumed = json.loads((part / "train_stats.json").read_text())
     assert [h["dev_loss"] for h in resumed["epochs"]] == losses
     assert state_dicts_equal(final["state_dict"], ckpt_io.load(part / "final.pt")["state_dict"])
+
+
+def test_priors_from_averaged_posteriors(data, tmp_path):
+    # Kaldi's nnet3-am-adjust-priors: the final model's posteriors averaged over the training
+    # frames, here all of them, computed again cut by cut from final.pt
+    settings = write(tmp_path / "priors.yaml", "train:\n  num_epochs: 1\n  average_last: 1\n"
+                     "  priors: posteriors\n  prior_cuts: 0\n")
+    run = tmp_path / "run"
+    assert main(args_for(data, run, "li", [settings])) == 0
+    final = ckpt_io.load(run / "final.pt")
+    model = model_from_checkpoint(final)
+    expected = torch.zeros(40, dtype=torch.float64)
+    for cut in CutSet.from_file(data["train"]):
+        feats = torch.from_numpy(cut.load_features())[None]
+        with torch.no_grad():
+            expected += model(feats, torch.tensor([feats.shape[1]]), with_aux=False).main.double().exp().sum(0)
+    priors = (expected / expected.sum()).clamp(min=1e-5)
+    wanted = (priors / priors.sum()).log()
+    torch.testing.assert_close(final["log_priors"].double(), wanted, atol=1e-4, rtol=1e-4)
+    lines = [line.split() for line in (run / "priors.txt").read_text().splitlines()]
+    np.testing.assert_allclose([float(x[2]) for x in lines], wanted.numpy(), atol=1e-4)
+    assert [int(x[1]) for x in lines] == [int(v) for v in expected.tolist()]  # expected counts
+    stats = json.loads((run / "train_stats.json").read_text())
+    counted = torch.from_numpy(np.array([int(line.split()[1]) for line in
+                                         Path(data["senone_counts"]).read_text().splitlines()], dtype=np.float64))
+    counted = (counted / counted.sum()).clamp(min=1e-5)
+    counted = counted / counted.sum()
+    assert stats["priors"] == "posteriors"
+    assert stats["prior_shift"] == pytest.approx(0.5 * float((wanted.exp() - counted).abs().sum()), abs=1e-4)
+    assert 0.0 < stats["prior_shift"] < 1.0
+    assert spread_subset(list(range(10)), 4) == [0, 3, 6, 9] and spread_subset([1, 2], 5) == [1, 2]
 
 
 def test_newbob_needs_dev_cuts(data, tmp_path):

@@ -19,6 +19,7 @@
 - distributed.py    DDP: which process this is, all-reduce, gather, barrier
 - resume.py         RNG states and state.pt read back for exact resumption
 - averaging.py      checkpoint averaging (final.pt)
+- priors.py         senone priors from the model's averaged posteriors (nnet3-am-adjust-priors)
 - training.py       the training loop: data, updates, dev evaluation, checkpoints, final.pt
 - scorer.py         the FrameScorer protocol and `load_scorer` for every checkpoint kind
 - expert_usage.py   which experts each phone's frames use (per layer and jointly), gate

@@ -42,6 +42,8 @@ class TrainConfig:
     log_every: int = 20  # steps between TensorBoard points
     save_every_steps: int = 0  # also save state.pt every N steps inside an epoch (0: epoch ends only)
     prior_floor: float = 1e-5
+    priors: Literal["counts", "posteriors"] = "counts"  # steps.am.priors
+    prior_cuts: int = 1000  # posteriors: training cuts averaged over (0: all)
     max_skipped_steps: int = 50  # abort when more steps than this had non-finite loss/gradients
 
     def __post_init__(self):
@@ -61,6 +63,7 @@ class TrainConfig:
         require(self.log_every >= 1, "log_every", "must be at least 1")
         require(self.save_every_steps >= 0, "save_every_steps", "must be >= 0")
         require(0.0 < self.prior_floor < 1.0, "prior_floor", "must be in (0, 1)")
+        require(self.prior_cuts >= 0, "prior_cuts", "must be >= 0")
         require(self.max_skipped_steps >= 0, "max_skipped_steps", "must be >= 0")
 
 

@@ -37,6 +37,7 @@ from steps.am.losses import (head_frames, head_rows, kd_sum, loss_terms, require
                              total_loss)
 from steps.am.model import AcousticModel, checkpoint_dict, log_priors_from_counts, parameter_summary
 from steps.am.optim import Schedule, build_optimizer, build_scheduler
+from steps.am.priors import averaged_posteriors
 from steps.am.sizes import resolve_sizes, write_priors
 from steps.am.spec_augment import spec_augment
 from steps.core import atomic
@@ -364,21 +365,29 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
     if world.main:
         chosen = chosen_epoch(history, tc.schedule)
         epochs = list(range(max(1, chosen - tc.average_last + 1), chosen + 1))
-        final = checkpoint_dict(core, to_dict(config), log_priors, counts_t,
+        core.load_state_dict(average_state_dicts([exp_dir / f"epoch-{e}.pt" for e in epochs]))
+        prior_counts, final_priors, prior_info = counts, log_priors, {"priors": tc.priors}
+        if tc.priors == "posteriors":  # Kaldi's nnet3-am-adjust-priors (steps.am.priors)
+            prior_counts = averaged_posteriors(core, store, config.data.max_duration, device, tc.prior_cuts)
+            final_priors = log_priors_from_counts(torch.from_numpy(prior_counts), tc.prior_floor)
+            # how far the model's marginals are from the counted ones: total variation
+            prior_info["prior_shift"] = round(0.5 * float((final_priors.exp() - log_priors.exp()).abs().sum()), 6)
+            log.info("priors from the averaged posteriors of final.pt over %s cuts: total variation "
+                     "%.4f from the counted ones", min(len(store.cuts), tc.prior_cuts or len(store.cuts)),
+                     prior_info["prior_shift"])
+        final = checkpoint_dict(core, to_dict(config), final_priors, counts_t,
                                 {"epoch": chosen, "step": history[chosen - 1]["step"], "seed": seed,
                                  "averaged_epochs": epochs})
-        final["state_dict"] = average_state_dicts([exp_dir / f"epoch-{e}.pt" for e in epochs])
         ckpt_io.save(final, exp_dir / "final.pt")
-        write_priors(exp_dir / "priors.txt", counts, log_priors)
+        write_priors(exp_dir / "priors.txt", prior_counts, final_priors)
         if dev_store is not None:
-            core.load_state_dict(final["state_dict"])
             final_dev = evaluate(core, dev_store, config.data.max_duration, device, head_levels)
             log.info("final.pt (average of epochs %s): dev %s", epochs,
                      " ".join(f"{k} {v:.4f}" for k, v in final_dev.items() if isinstance(v, float)))
         else:
             final_dev = {}
         stats = {"epochs": history, "final_dev": final_dev, "averaged_epochs": epochs,
-                 "schedule": tc.schedule, "epochs_run": len(history), "chosen_epoch": chosen,
+                 "schedule": tc.schedule, "epochs_run": len(history), "chosen_epoch": chosen, **prior_info,
                  "parameters": parameter_summary(core), "num_senones": num_senones,
                  "aux_units": aux_units, "world_size": world.size,
                  "train_seconds": round(sum(h["seconds"] for h in history), 2)}
