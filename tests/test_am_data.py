@@ -78,6 +78,64 @@ def test_expand_by_hand():
     assert ali.tolist() == [[1, 4, 6], [11, -1, -1]]
 
 
+def slow_span_targets(labels, num_frames, s):
+    """Reference for span=True: per output frame, a dict id -> mixed probability, the mask and
+    the hard label, by loops."""
+    out = []
+    for b, lab in enumerate(labels):
+        T = num_frames[b]
+        for j in range((T + s - 1) // s):
+            frames = [f for f in range(j * s, min(j * s + s, T))]
+            rows = {f: i for f in frames for i in range(len(lab) if lab else 0)
+                    if lab.spans[i, 0] <= f < lab.spans[i, 1]}
+            mixed = {}
+            for f, i in rows.items():
+                for u, q in zip(lab.ids[i], lab.probs[i].astype(np.float32)):
+                    mixed[int(u)] = mixed.get(int(u), 0.0) + float(q) / len(rows)
+            centre = min(j * s + s // 2, T - 1)
+            first = centre if centre in rows else (min(rows) if rows else None)
+            out.append((b, j, mixed, bool(rows), int(lab.tokens[rows[first]]) if rows else -1))
+    return out
+
+
+@pytest.mark.parametrize("s", [2, 3])
+def test_span_targets_match_slow_reference(s):
+    rng = np.random.default_rng(10 + s)
+    for _ in range(20):
+        num_frames = rng.integers(1, 40, size=4)
+        labels = [random_labels(rng, int(t), 3, vocab=6) for t in num_frames]  # small vocab: repeats
+        labels[2] = None
+        got = expand_soft_labels(labels, num_frames, s, span=True)
+        assert got.ids.shape[2] == s * 3
+        for b, j, mixed, covered, hard in slow_span_targets(labels, list(num_frames), s):
+            assert bool(got.mask[b, j]) == covered and int(got.hard[b, j]) == hard
+            ids, probs = got.ids[b, j].tolist(), got.probs[b, j].tolist()
+            found = {}
+            for u, q in zip(ids, probs):
+                if q > 0:
+                    assert u not in found  # duplicates summed
+                    found[u] = q
+            assert found.keys() == {u for u, q in mixed.items() if q > 0}
+            for u, q in mixed.items():
+                if q > 0:
+                    assert found[u] == pytest.approx(q, abs=1e-6)
+
+
+def test_span_targets_by_hand():
+    # a token of 1 frame (at input frame 3) that the centre rule misses at s = 3
+    lab = SoftLabels([7, 8, 9], [[1, 3], [3, 4], [4, 6]], [[7, 1], [8, 1], [9, 2]],
+                     [[0.75, 0.25], [1.0, 0.0], [0.5, 0.5]])
+    assert 8 not in expand_soft_labels([lab], [7], 3).hard[0].tolist()
+    t = expand_soft_labels([lab], [7], 3, span=True)
+    assert t.mask[0].tolist() == [True, True, False] and t.hard[0].tolist() == [7, 9, -1]
+    # output 1 spans frames 3, 4, 5: token 8 once, token 9 twice
+    row = {u: q for u, q in zip(t.ids[0, 1].tolist(), t.probs[0, 1].tolist()) if q > 0}
+    assert row == pytest.approx({8: 1 / 3, 9: 1 / 3, 2: 1 / 3}, abs=1e-6)  # 9 and 2: 2/3 x 0.5
+    # output 0 spans frames 0, 1, 2: frame 0 is silence, 1 and 2 token 7 (the centre, frame 1)
+    row = {u: q for u, q in zip(t.ids[0, 0].tolist(), t.probs[0, 0].tolist()) if q > 0}
+    assert row == pytest.approx({7: 0.75, 1: 0.25}, abs=1e-6)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return make_synthetic_am_data(tmp_path_factory.mktemp("am_data"), num_cuts=24, num_dev=4,

@@ -304,6 +304,16 @@ def test_priors_from_averaged_posteriors(data, tmp_path):
     assert spread_subset(list(range(10)), 4) == [0, 3, 6, 9] and spread_subset([1, 2], 5) == [1, 2]
 
 
+def test_span_soft_targets_train_and_report(data, tmp_path):
+    settings = write(tmp_path / "span.yaml", "data:\n  soft_targets: span\ntrain:\n  num_epochs: 1\n"
+                     "  average_last: 1\n")
+    run = tmp_path / "run"
+    assert main(args_for(data, run, "aux_phone", [settings])) == 0
+    stats = json.loads((run / "train_stats.json").read_text())
+    assert stats["final_dev"]["kd_phone"] > 0 and stats["final_dev"]["acc_phone"] is not None
+    assert config_from_checkpoint(ckpt_io.load(run / "final.pt")["config"]).data.soft_targets == "span"
+
+
 def test_newbob_needs_dev_cuts(data, tmp_path):
     schedule = write(tmp_path / "newbob.yaml", "train:\n  schedule: newbob\n")
     argv = args_for(data, tmp_path / "run", "aux_phone", [schedule])

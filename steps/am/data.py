@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ class DataConfig:
     num_buckets: int = 10
     shuffle: bool = True
     cache_in_memory: bool = True
+    soft_targets: Literal["centre", "span"] = "centre"  # steps.am.targets: an output's soft
+    #                                                     label from its centre frame, or mixed over its span
     spec_augment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
 
     def __post_init__(self):
@@ -64,12 +66,13 @@ class AmBatch:
 
 
 def collate(cut_ids: Sequence[str], items: Sequence[CutArrays], levels: Sequence[str],
-            subsampling: int) -> AmBatch:
+            subsampling: int, soft_targets: str = "centre") -> AmBatch:
     lengths = np.array([a.num_frames for a in items], dtype=np.int64)
     feats = np.zeros((len(items), int(lengths.max()), items[0].feats.shape[1]), dtype=np.float32)
     for b, a in enumerate(items):
         feats[b, : a.num_frames] = a.feats
-    targets = {level: expand_soft_labels([a.levels.get(level) for a in items], lengths, subsampling)
+    targets = {level: expand_soft_labels([a.levels.get(level) for a in items], lengths, subsampling,
+                                         span=soft_targets == "span")
                for level in levels}
     return AmBatch(list(cut_ids), torch.from_numpy(feats), torch.from_numpy(lengths),
                    senone_targets([a.senone for a in items], lengths, subsampling),
@@ -79,15 +82,17 @@ def collate(cut_ids: Sequence[str], items: Sequence[CutArrays], levels: Sequence
 class AmDataset(torch.utils.data.Dataset):
     """Map-style dataset in lhotse's manner: indexed by a CutSet (a sampler's batch)."""
 
-    def __init__(self, store: CutStore, subsampling: int, levels: Sequence[str] | None = None):
+    def __init__(self, store: CutStore, subsampling: int, levels: Sequence[str] | None = None,
+                 soft_targets: str = "centre"):
         self.store = store
         self.subsampling = subsampling
         self.levels = tuple(store.levels if levels is None else levels)
+        self.soft_targets = soft_targets
 
     def __getitem__(self, cuts: CutSet) -> AmBatch:
         cuts = list(cuts)
         return collate([c.id for c in cuts], [self.store.arrays(c) for c in cuts], self.levels,
-                       self.subsampling)
+                       self.subsampling, self.soft_targets)
 
     def __len__(self) -> int:  # batches are defined by the sampler
         raise TypeError("AmDataset is indexed by CutSets from a sampler")

@@ -2,7 +2,13 @@
 
 Frame rate. With frame subsampling s the model emits one output per s input frames
 (n = ceil(T / s) outputs for T frames); output j covers input frames [j*s, j*s + s) and
-takes the labels of input frame min(j*s + s//2, T - 1), its centre. Every target is at that
+takes the labels of input frame min(j*s + s//2, T - 1), its centre. A token shorter than s
+frames may hold no centre and then gives no target at all (tokens_without_output counts
+them: a fifth of the senone tokens at s = 3). Soft labels can instead be taken over the
+output's whole span (expand_soft_labels(..., span=True), data.soft_targets: span): the
+soft labels of the tokens covering the span's frames, each weighted by its share of the
+span's covered frames, duplicate ids summed; the hard label stays the centre's token where
+the centre is covered, else the span's first covered frame's. Every target is at that
 output rate: senone [B, N], and per level ids/probs [B, N, k], mask [B, N], hard [B, N]
 (N = the longest n in the batch).
 
@@ -53,9 +59,12 @@ class LevelTargets:
 
 
 def expand_soft_labels(labels: Sequence[SoftLabels | None], num_frames: Sequence[int],
-                       subsampling: int = 1) -> LevelTargets:
+                       subsampling: int = 1, span: bool = False) -> LevelTargets:
     """Per-token soft labels of B cuts -> per-frame targets at the output rate, vectorised
-    (one searchsorted over the whole batch). A cut given as None gets no targets."""
+    (one searchsorted over the whole batch). A cut given as None gets no targets. span:
+    each output's soft label mixes those of all its input frames (module docstring)."""
+    if span and subsampling > 1:
+        return _expand_over_spans(labels, num_frames, subsampling)
     num_frames = np.asarray(num_frames, dtype=np.int64)
     positions, valid = output_positions(num_frames, subsampling)
     batch, width = positions.shape
@@ -88,6 +97,59 @@ def expand_soft_labels(labels: Sequence[SoftLabels | None], num_frames: Sequence
         mask.reshape(-1)[flat] = True
     return LevelTargets(torch.from_numpy(ids), torch.from_numpy(probs), torch.from_numpy(mask),
                         torch.from_numpy(hard))
+
+
+def _expand_over_spans(labels: Sequence[SoftLabels | None], num_frames: Sequence[int],
+                       subsampling: int) -> LevelTargets:
+    s = subsampling
+    num_frames = np.asarray(num_frames, dtype=np.int64)
+    n = output_lengths(num_frames, s)
+    width = int(n.max()) if len(n) else 0
+    centre = s // 2
+    full = expand_soft_labels(labels, num_frames, 1)  # the targets of every input frame
+    batch, k = full.ids.shape[0], full.ids.shape[2]
+    T = full.mask.shape[1]
+    j = np.arange(width)
+    index = np.minimum(j[None, :, None] * s + np.arange(s)[None, None, :], np.maximum(T - 1, 0))  # [1, N, s]
+    inside = (j[None, :, None] * s + np.arange(s)[None, None, :]) < num_frames[:, None, None]  # [B, N, s]
+    inside &= j[None, :, None] < n[:, None, None]
+    b = np.arange(batch)[:, None, None]
+    ids = full.ids.numpy()[b, index]  # [B, N, s, k]
+    probs = full.probs.numpy()[b, index]
+    covered = full.mask.numpy()[b, index] & inside  # [B, N, s]
+    hard_frames = full.hard.numpy()[b, index]
+    count = covered.sum(axis=2)  # [B, N]
+    weight = covered / np.maximum(count, 1)[..., None]
+    probs = probs * weight[..., None]
+    ids = np.where(covered[..., None], ids, 0)
+    merged_ids, merged_probs = _merge_duplicates(ids.reshape(batch * width, s * k),
+                                                 probs.reshape(batch * width, s * k).astype(np.float32))
+    # hard label: the centre's token if covered (the centre is clipped to the last frame)
+    centre_frame = np.minimum(centre, np.maximum(num_frames[:, None] - 1 - j[None, :] * s, 0))  # [B, N]
+    centre_covered = np.take_along_axis(covered, centre_frame[..., None], axis=2)[..., 0]
+    first = covered.argmax(axis=2)
+    pick = np.where(centre_covered, centre_frame, first)
+    hard = np.where(count > 0, np.take_along_axis(hard_frames, pick[..., None], axis=2)[..., 0], IGNORE)
+    return LevelTargets(torch.from_numpy(merged_ids.reshape(batch, width, s * k)),
+                        torch.from_numpy(merged_probs.reshape(batch, width, s * k)),
+                        torch.from_numpy(count > 0), torch.from_numpy(hard.astype(np.int64)))
+
+
+def _merge_duplicates(ids: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of (id, probability) pairs with repeated ids -> each id once with the sum of its
+    probabilities, sorted by id, zero-padded to the same width."""
+    order = np.argsort(ids, axis=1, kind="stable")
+    ids = np.take_along_axis(ids, order, axis=1)
+    probs = np.take_along_axis(probs, order, axis=1)
+    new = np.ones(ids.shape, dtype=bool)
+    new[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    slot = np.cumsum(new, axis=1) - 1
+    rows = np.broadcast_to(np.arange(ids.shape[0])[:, None], ids.shape)
+    out_ids = np.zeros_like(ids)
+    out_probs = np.zeros_like(probs)
+    out_ids[rows[new], slot[new]] = ids[new]
+    np.add.at(out_probs, (rows, slot), probs)
+    return out_ids, out_probs
 
 
 def pad_k(array: np.ndarray, k: int, value) -> np.ndarray:

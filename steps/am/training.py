@@ -92,13 +92,13 @@ def gradient_on_batch(model, core: AcousticModel, batch, config: AmConfig, world
 
 @torch.no_grad()
 def evaluate(model: AcousticModel, store: CutStore, max_duration: float, device: torch.device,
-             levels: tuple[str, ...]) -> dict:
+             levels: tuple[str, ...], soft_targets: str = "centre") -> dict:
     """Frame accuracy of every head on the dev cuts (main: senone labels; auxiliary heads:
     their level's hard labels where the dev cuts have them), the main head's CE and, where
     the dev cuts carry soft labels, each auxiliary head's held-out KL to its teacher
     (kd_<level>: the training term's per-frame mean; None without dev soft labels)."""
     model.eval()
-    dataset = AmDataset(store, model.subsampling, levels)
+    dataset = AmDataset(store, model.subsampling, levels, soft_targets)
     correct = {"main": 0, **{lv: 0 for lv in levels}}
     total = {"main": 0, **{lv: 0 for lv in levels}}
     kl = {lv: 0.0 for lv in levels}
@@ -224,7 +224,7 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
     schedule = Schedule(total_steps, tc)
     scheduler = build_scheduler(optimizer, schedule)
     generator = torch.Generator().manual_seed(seed * 1000 + world.rank)
-    dataset = AmDataset(store, mc.subsampling, levels)
+    dataset = AmDataset(store, mc.subsampling, levels, config.data.soft_targets)
     if world.main:
         sizes = parameter_summary(core)
         log.info("model: %s encoder, %d parameters in all (%s); %d senones; aux heads %s; "
@@ -324,8 +324,8 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
         frames = int(all_reduce_sum(torch.tensor([float(frames)], device=device), world)[0])
         means = {name: s / max(c, 1.0) for name, (s, c) in sums.items()}
         means["total"] = sum(weights[k] * v for k, v in means.items())
-        dev = evaluate(core, dev_store, config.data.max_duration, device, head_levels) \
-            if dev_store is not None and world.main else {}
+        dev = evaluate(core, dev_store, config.data.max_duration, device, head_levels,
+                       config.data.soft_targets) if dev_store is not None and world.main else {}
         # every process needs the dev loss: the newbob schedule decides on it
         dev_loss = None
         if dev_store is not None:
@@ -381,7 +381,8 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
         ckpt_io.save(final, exp_dir / "final.pt")
         write_priors(exp_dir / "priors.txt", prior_counts, final_priors)
         if dev_store is not None:
-            final_dev = evaluate(core, dev_store, config.data.max_duration, device, head_levels)
+            final_dev = evaluate(core, dev_store, config.data.max_duration, device, head_levels,
+                                 config.data.soft_targets)
             log.info("final.pt (average of epochs %s): dev %s", epochs,
                      " ".join(f"{k} {v:.4f}" for k, v in final_dev.items() if isinstance(v, float)))
         else:
