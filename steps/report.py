@@ -239,8 +239,7 @@ def training_table(results: list[SystemResult]) -> list[str]:
     lines = ["", "Training (final.pt on dev, means over seeds): the epoch final.pt ends at / the epochs "
              "run, per seed; the main head's frame accuracy; each distillation head's held-out KL "
              "to its teacher and its accuracy on the teacher's reference units (dev soft labels).", "",
-             "| system | epochs chosen / run | dev frame acc | " +
-             " | ".join(f"{lv} KL / acc" for lv in levels) + " |",
+             "| system | epochs chosen / run | dev frame acc |" + "".join(f" {lv} KL / acc |" for lv in levels),
              "|---|---|---|" + "---|" * len(levels)]
     for system, f in rows:
         epochs = " ".join(f"{c}/{n}" for c, n in zip(f["chosen_epochs"], f["epochs_run"]))
@@ -250,7 +249,7 @@ def training_table(results: list[SystemResult]) -> list[str]:
             cells.append(f"{'n/a' if kd is None else f'{kd:.3f}'} / "
                          f"{'n/a' if acc is None else f'{100 * acc:.1f}%'}")
         acc_main = "n/a" if f["acc_main"] is None else f"{100 * f['acc_main']:.1f}%"
-        lines.append(f"| {system} | {epochs} | {acc_main} | " + " | ".join(cells) + " |")
+        lines.append(f"| {system} | {epochs} | {acc_main} |" + "".join(f" {c} |" for c in cells))
     return lines
 
 

@@ -126,6 +126,10 @@ def test_training_table_from_train_stats(tmp_path):
     figures = json.loads(out.with_suffix(".json").read_text())["systems"]["aux_phone"]["training"]
     assert figures["phone"] == pytest.approx({"kd": 1.1, "acc": 0.75})
     assert figures["chosen_epochs"] == [4, 5] and figures["epochs_run"] == [6, 5]
+    # without any distillation head, no level columns
+    report.main(["--exp-dir", str(exp), "--systems", "baseline", "--seeds", "1", "2", "--out", str(out)])
+    assert "| system | epochs chosen / run | dev frame acc |\n|---|---|---|\n| baseline | 3/3 3/3 | 52.0% |\n" \
+        in out.read_text()
 
 
 def test_lm_perplexity_table_is_copied_in(tmp_path):
