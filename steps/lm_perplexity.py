@@ -59,13 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     if not sentences:
         raise SystemExit(f"no sentence in {' '.join(args.text)}")
     teacher_path = Path(args.teacher) / "final.pt" if Path(args.teacher).is_dir() else Path(args.teacher)
+    if not teacher_path.is_file():
+        raise SystemExit(f"no teacher at {teacher_path} (train it first: stage 6)")
     checkpoint = ckpt_io.load(teacher_path)
     if checkpoint.get("level") != "subword":
         raise SystemExit(f"{teacher_path}: a {checkpoint.get('level')} teacher; the comparison needs the "
                          "subword one (its pieces spell the words)")
-    teacher = SentenceScores.from_teacher(f"teacher ({teacher_path.parent.name})",
-                                          model_from_checkpoint(checkpoint), load_sentencepiece(args.bpe_model),
-                                          sentences)
+    try:
+        model = model_from_checkpoint(checkpoint)
+    except ValueError as e:
+        raise SystemExit(f"{teacher_path}: {e}") from None
+    teacher = SentenceScores.from_teacher(f"teacher ({teacher_path.parent.name})", model,
+                                          load_sentencepiece(args.bpe_model), sentences)
     ngrams = [SentenceScores.from_ngram(Path(a).name, BackoffLM.read_arpa(a), sentences) for a in args.ngram]
     kept = teacher.scorable.copy()
     for scores in ngrams:
