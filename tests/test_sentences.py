@@ -128,7 +128,16 @@ def test_bindings_repeat_what_was_chosen(tmp_path):
 
 
 def test_discourse_sentences_carry_their_long_dependencies(grammar, prons):
-    discourse = gram.Grammar(grammar.rules, start="discourse")
+    # the default grammar leaves them out; a data config adds them to the start rule
+    assert "discourse" not in grammar.rules
+    extended = gram.load_grammar(GRAMMAR, {"discourse": 15})
+    start = extended.rules["sentence"]
+    assert start.options[-1] == [gram.Ref("discourse")] and start.weights[-1] == 15
+    assert start.options[:-1] == grammar.rules["sentence"].options
+    assert set(grammar.vocabulary()) < set(extended.vocabulary())
+    with pytest.raises(gram.GrammarError, match="extra start rule <nothing>: no .*optional/nothing.grammar"):
+        gram.load_grammar(GRAMMAR, {"nothing": 1})
+    discourse = gram.Grammar(extended.rules, start="discourse")
     generator = ms.SentenceGenerator(discourse, prons, 4, 30, 14)
     rng = random.Random(5)
     sentences = [generator.sentence(rng) for _ in range(3000)]

@@ -31,8 +31,13 @@ class TextConfig:
     # Grammar directory; empty: the grammar beside local/synth/grammar.py. A relative
     # path is taken from the working directory (the recipe, when run.sh runs it).
     grammar_dir: str = ""
+    # Rules added to the start rule, with their weights (e.g. {discourse: 15}: the
+    # long-dependency sentences of discourse.grammar, 15 against the domains' 97).
+    extra_start_rules: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
+        for rule, weight in self.extra_start_rules.items():
+            require(weight > 0, f"extra_start_rules.{rule}", "must be a positive weight")
         for key in ("num_train", "num_dev", "num_test"):
             require(getattr(self, key) > 0, key, "must be positive")
         require(self.lm_factor >= 50.0, "lm_factor", "the LM corpus must be >= 50x the training transcripts")

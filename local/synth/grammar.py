@@ -4,11 +4,12 @@ generator.
 The grammar (grammar/*.grammar beside this module, with the word lists
 grammar/lists/*.txt) covers a dozen domains: home control, calendar, travel, weather,
 numbers, dates and times, music, shopping, cooking, messages and calls, navigation,
-restaurants, general questions and everyday statements. Numbers are spelled out. One
-start-rule share (discourse.grammar) holds dependencies longer than a trigram sees: a
-name, city, food or device mentioned again later in the sentence ($x bindings), number
-agreement across a relative clause, a request whose slot comes after words any request
-takes, two requests of one domain.
+restaurants, general questions and everyday statements. Numbers are spelled out.
+grammar/optional/<rule>.grammar holds rules a data config adds to the start rule
+(text.extra_start_rules): optional/discourse.grammar has dependencies longer than a
+trigram sees: a name, city, food or device mentioned again later in the sentence ($x
+bindings), number agreement across a relative clause, a request whose slot comes after
+words any request takes, two requests of one domain.
 
 Grammar format
 --------------
@@ -83,9 +84,17 @@ class Alt:
 
 
 class Grammar:
-    """Rules by name (each an Alt), with the minimal expansion height of every rule."""
+    """Rules by name (each an Alt), with the minimal expansion height of every rule.
+    extra_start: rule -> weight, alternatives added to the start rule."""
 
-    def __init__(self, rules: dict[str, Alt], start: str = "sentence"):
+    def __init__(self, rules: dict[str, Alt], start: str = "sentence",
+                 extra_start: dict[str, float] | None = None):
+        if extra_start:
+            if start not in rules:
+                raise GrammarError(f"no start rule <{start}>")
+            base = rules[start]
+            rules = {**rules, start: Alt(base.weights + list(extra_start.values()),
+                                         base.options + [[Ref(name)] for name in extra_start])}
         self.rules = rules
         self.start = start
         for name in self._references():
@@ -323,18 +332,25 @@ def _read_list(path: Path) -> Alt:
     return Alt(weights, options)
 
 
-def load_grammar(directory: str | Path) -> Grammar:
-    """All *.grammar files of directory (one rule namespace) and its lists/*.txt."""
+def load_grammar(directory: str | Path, extra_start: dict[str, float] | None = None) -> Grammar:
+    """All *.grammar files of directory (one rule namespace) and its lists/*.txt; extra_start:
+    rule -> weight, each rule read from optional/<rule>.grammar and added to the start rule
+    (its words join the vocabulary only then)."""
     directory = Path(directory)
     lists = {p.stem: _read_list(p) for p in sorted((directory / "lists").glob("*.txt"))}
     rules: dict[str, Alt] = {}
     files = sorted(directory.glob("*.grammar"))
     if not files:
         raise GrammarError(f"{directory}: no *.grammar files")
+    for name in extra_start or {}:
+        path = directory / "optional" / f"{name}.grammar"
+        if not path.is_file():
+            raise GrammarError(f"extra start rule <{name}>: no {path}")
+        files.append(path)
     for path in files:
         parsed = _Parser(_tokenize(path.read_text(), str(path)), str(path), lists).rules()
         for name in parsed:
             if name in rules:
                 raise GrammarError(f"{path}: rule <{name}> already defined in another file")
         rules.update(parsed)
-    return Grammar(rules)
+    return Grammar(rules, extra_start=extra_start)

@@ -155,7 +155,7 @@ def prepare_text(config: SynthDataConfig, out_dir: str | Path, grammar_dir: str 
     if out_dir.is_dir():
         atomic.clear_done(out_dir)
 
-    grammar = load_grammar(grammar_dir)
+    grammar = load_grammar(grammar_dir, config.text.extra_start_rules)
     prons = cmudict_words()
     vocabulary = grammar.vocabulary()
     missing = check_vocabulary(vocabulary, prons)

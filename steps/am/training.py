@@ -372,8 +372,7 @@ def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, finger
             final_priors = log_priors_from_counts(torch.from_numpy(prior_counts), tc.prior_floor)
             # how far the model's marginals are from the counted ones: total variation
             prior_info["prior_shift"] = round(0.5 * float((final_priors.exp() - log_priors.exp()).abs().sum()), 6)
-            log.info("priors from the averaged posteriors of final.pt over %s cuts: total variation "
-                     "%.4f from the counted ones", min(len(store.cuts), tc.prior_cuts or len(store.cuts)),
+            log.info("priors from final.pt's averaged posteriors: total variation %.4f from the counted ones",
                      prior_info["prior_shift"])
         final = checkpoint_dict(core, to_dict(config), final_priors, counts_t,
                                 {"epoch": chosen, "step": history[chosen - 1]["step"], "seed": seed,
