@@ -69,14 +69,20 @@ def test_articles_agree_with_the_next_sound(prons):
     assert generator.sentence(random.Random(0)) == "an apple and a banana an hour"
 
 
+def toy_grammar(directory: Path, lists: dict[str, str], text: str) -> gram.Grammar:
+    """Writes lists/<name>.txt and g.grammar under directory and loads them."""
+    (directory / "lists").mkdir(exist_ok=True)
+    for name, body in lists.items():
+        (directory / "lists" / f"{name}.txt").write_text(body)
+    (directory / "g.grammar").write_text(text)
+    return gram.load_grammar(directory)
+
+
 def test_grammar_syntax_recursion_and_errors(tmp_path):
-    (tmp_path / "lists").mkdir()
-    (tmp_path / "lists" / "fruit.txt").write_text("# fruit\n/3/ apple\npear\ngreen grapes\n")
-    (tmp_path / "g.grammar").write_text(
-        "<sentence> = i like <things> [0.2 very much] | /2/ ( eat | buy ) the @fruit ;\n"
-        "# recursion: a list of fruit joined by and\n"
-        "<things> = @fruit | @fruit and <things> ;\n")
-    g = gram.load_grammar(tmp_path)
+    g = toy_grammar(tmp_path, {"fruit": "# fruit\n/3/ apple\npear\ngreen grapes\n"},
+                    "<sentence> = i like <things> [0.2 very much] | /2/ ( eat | buy ) the @fruit ;\n"
+                    "# recursion: a list of fruit joined by and\n"
+                    "<things> = @fruit | @fruit and <things> ;\n")
     assert g.vocabulary() == sorted(["i", "like", "very", "much", "eat", "buy", "the", "apple",
                                      "pear", "green", "grapes", "and"])
     rng = random.Random(1)
@@ -98,13 +104,10 @@ def test_grammar_syntax_recursion_and_errors(tmp_path):
 
 
 def test_bindings_repeat_what_was_chosen(tmp_path):
-    (tmp_path / "lists").mkdir()
-    (tmp_path / "lists" / "names.txt").write_text("anna\npeter\nmary jane\n")
-    (tmp_path / "g.grammar").write_text(
-        "<sentence> = call $p= @names and if $p is out call $p= <other> later ask $p"
-        " | tell $c= ( [0.5 the] ( cat | dog ) ) story about $c ;\n"
-        "<other> = @names | my friend ;\n")
-    g = gram.load_grammar(tmp_path)
+    g = toy_grammar(tmp_path, {"names": "anna\npeter\nmary jane\n"},
+                    "<sentence> = call $p= @names and if $p is out call $p= <other> later ask $p"
+                    " | tell $c= ( [0.5 the] ( cat | dog ) ) story about $c ;\n"
+                    "<other> = @names | my friend ;\n")
     assert "p" not in g.vocabulary() and "out" in g.vocabulary()
     rng = random.Random(3)
     seen = set()

@@ -269,17 +269,16 @@ class _Parser:
     def sequence(self, stop: set[str]) -> list:
         items: list = []
         while self.peek() is not None and self.peek() not in stop:
-            token = self.take()
-            if token.startswith("$") and token.endswith("="):
-                if self.peek() is None or self.peek() in stop:
-                    raise GrammarError(f"{self.source}: {token} binds nothing")
-                items.append(Bind(token[1:-1], self.sequence_item()))
+            if not self.peek().startswith("$"):
+                items.append(self.sequence_item())
                 continue
-            if token.startswith("$"):
+            token = self.take()
+            if not token.endswith("="):
                 items.append(Use(token[1:]))
                 continue
-            self.pos -= 1
-            items.append(self.sequence_item())
+            if self.peek() is None or self.peek() in stop:
+                raise GrammarError(f"{self.source}: {token} binds nothing")
+            items.append(Bind(token[1:-1], self.sequence_item()))
         if not items:
             raise GrammarError(f"{self.source}: empty alternative near "
                                f"{' '.join(self.tokens[max(0, self.pos - 8):self.pos + 1])!r}")

@@ -145,6 +145,7 @@ class ModelOutput(NamedTuple):
     aux_frames: Optional[dict] = None  # level -> [B, N] bool: the frames of aux[level];
     #                                    None: out.mask for every level
 
+
 class AcousticModel(nn.Module):
     def __init__(self, feature_dim: int, num_senones: int, config: ModelConfig,
                  aux_units: dict[str, int] | None = None):

@@ -110,9 +110,9 @@ def _expand_over_spans(labels: Sequence[SoftLabels | None], num_frames: Sequence
     batch, k = full.ids.shape[0], full.ids.shape[2]
     T = full.mask.shape[1]
     j = np.arange(width)
-    index = np.minimum(j[None, :, None] * s + np.arange(s)[None, None, :], np.maximum(T - 1, 0))  # [1, N, s]
-    inside = (j[None, :, None] * s + np.arange(s)[None, None, :]) < num_frames[:, None, None]  # [B, N, s]
-    inside &= j[None, :, None] < n[:, None, None]
+    frame = j[None, :, None] * s + np.arange(s)[None, None, :]  # [1, N, s]: the spans' input frames
+    index = np.minimum(frame, np.maximum(T - 1, 0))
+    inside = (frame < num_frames[:, None, None]) & (j[None, :, None] < n[:, None, None])  # [B, N, s]
     b = np.arange(batch)[:, None, None]
     ids = full.ids.numpy()[b, index]  # [B, N, s, k]
     probs = full.probs.numpy()[b, index]
