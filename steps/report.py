@@ -43,6 +43,7 @@ from pathlib import Path
 from steps.core.atomic import write_text
 from steps.core.log import setup_logging
 from steps.scoring.bootstrap import RatioItems, bootstrap_interval, paired_bootstrap
+from steps.scoring.claims import claims, claims_table
 from steps.scoring.wer import read_wer, utterance_errors
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,17 @@ def significance(results: list[SystemResult]) -> dict:
                     row.update(difference=[d.value, d.low, d.high], p_value=c.p_value)
                 rows[r.system] = row
     return out
+
+
+def claim_figures(results: list[SystemResult]) -> tuple[str, list[dict]]:
+    """The claims on the last pass every decode has (rescored, else the first pass)."""
+    for name in reversed(PASSES):
+        by_part = {part: {r.system: r.utterances[(name, part)] for r in results if r.utterances.get((name, part))}
+                   for part in PARTS}
+        by_part = {part: systems for part, systems in by_part.items() if systems}
+        if by_part:
+            return name, claims(by_part, [r.system for r in results])
+    return "", []
 
 
 def significance_table(results: list[SystemResult], figures: dict) -> list[str]:
@@ -291,6 +303,8 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
             f"| {_relative(r.mean('dev'), baseline.mean('dev'))} "
             f"| {_relative(r.mean('test'), baseline.mean('test'))} | {' '.join(r.lm_weights) or 'n/a'} |")
     lines += significance_table(results, significance(results) if figures is None else figures)
+    pass_name, rows = claim_figures(results)
+    lines += claims_table(rows, [p for p in PARTS if any(p in row for row in rows)], pass_name)
     lines += search_table(results)
     lines += training_table(results)
     if lm_perplexity:
@@ -351,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                                for p in PARTS} | {"missing": r.missing, "training": training_figures(r)}
                     for r in results},
         "significance": figures,
+        "claims": dict(zip(("pass", "pairs"), claim_figures(results))),
     }
     write_text(args.out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     log.info("wrote %s and %s", args.out, args.out.with_suffix(".json"))

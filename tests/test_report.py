@@ -144,3 +144,26 @@ def test_lm_perplexity_table_is_copied_in(tmp_path):
     assert "lm_3gram.arpa  12.07  5.063 (4.454 to 5.780, p < 0.001)\n```" in out.read_text()
     with pytest.raises(SystemExit, match="no such file"):
         report.main(args + ["--lm-perplexity", str(tmp_path / "missing.txt")])
+
+
+def test_the_papers_claims_are_tested_pair_by_pair(tmp_path):
+    exp = tmp_path / "exp"
+    # li 3 of 10 words wrong, aux_phone 1, its hard-label control 2; 40 utterances x 2 seeds.
+    # aux_senone has no control and hier is absent: only the pairs with both systems appear.
+    wrong = {"baseline": 3, "li": 3, "aux_phone": 1, "aux_phone_hard": 2, "aux_senone": 3}
+    for system, w in wrong.items():
+        for seed in (1, 2):
+            run = exp / f"am_{system}_s{seed}" / "decode_test"
+            _write_decode(run, 40, w)
+            _write_wer(run, 10 * w, 400)
+    out = tmp_path / "RESULTS.md"
+    report.main(["--exp-dir", str(exp), "--systems", *wrong, "--seeds", "1", "2", "--out", str(out)])
+    table = out.read_text()
+    assert "The paper's claims, first pass" in table
+    assert "| AUX beats LI | aux_phone | li | -20.00 [-20.00, -20.00] | 0.000 |" in table
+    assert "| AUX beats LI | aux_senone | li | +0.00 [+0.00, +0.00] | 1.000 |" in table
+    assert "| soft labels beat hard labels | aux_phone | aux_phone_hard | -10.00 [-10.00, -10.00] | 0.000 |" in table
+    assert "aux_senone_hard" not in table and "HIER" not in table
+    claims = json.loads(out.with_suffix(".json").read_text())["claims"]
+    assert claims["pass"] == "first pass" and [p["b"] for p in claims["pairs"]] == ["li", "li", "aux_phone_hard"]
+    assert claims["pairs"][0]["test"]["paired"] == 80
