@@ -209,7 +209,8 @@ def test_configs_load_and_unknown_keys_are_rejected(tmp_path):
     default = load_config(RECIPE / "conf" / "data_default.yaml", SynthDataConfig)
     assert (tiny.text.num_train, tiny.text.num_dev, tiny.text.num_test) == (150, 20, 20)
     assert tiny.text.lm_factor >= 50 and default.text.lm_factor >= 50
-    assert 2400 <= default.text.num_train <= 2800 and 250 <= default.text.num_dev <= 300
+    assert 1200 <= default.text.num_train <= 1400 and 250 <= default.text.num_dev <= 300
+    assert default.text.num_test >= 2 * default.text.num_dev  # the test set bounds the interval
     assert default.speakers.num_train >= 60
     bad = tmp_path / "bad.yaml"
     bad.write_text("text:\n  num_trian: 3\n")

@@ -155,7 +155,8 @@ def state_dicts_equal(a: dict, b: dict) -> bool:
 def test_train_end_to_end_and_resume(data, tmp_path):
     # dropout and SpecAugment on, so that the RNG states matter for the resumed run
     noisy = write(tmp_path / "noisy.yaml", "model:\n  dropout: 0.2\ndata:\n  max_duration: 20\n"
-                  "  spec_augment:\n    enabled: true\ntrain:\n  num_epochs: 2\n  average_last: 2\n")
+                  "  spec_augment:\n    enabled: true\ntrain:\n  num_epochs: 2\n  average_last: 2\n"
+                  "loss:\n  kd:\n    phone: {beta: 1.0}\n")  # the head's weight the figures below were measured at
     full = tmp_path / "full"
     assert main(args_for(data, full, "aux_phone", [noisy])) == 0
     for name in ("final.pt", "epoch-1.pt", "epoch-2.pt", "state.pt", "priors.txt", "train_stats.json",
@@ -244,7 +245,7 @@ def test_newbob_training_stops_on_dev_and_keeps_the_best_epoch(data, tmp_path):
     # before num_epochs
     schedule = write(tmp_path / "newbob.yaml", "train:\n  num_epochs: 6\n  average_last: 1\n"
                      "  schedule: newbob\n  start_halving_impr: 0.5\n  end_halving_impr: 0.1\n"
-                     "  warmup_steps: 1\n")
+                     "  warmup_steps: 1\nloss:\n  kd:\n    phone: {beta: 1.0}\n")
     run = tmp_path / "run"
     assert main(args_for(data, run, "aux_phone", [schedule])) == 0
     stats = json.loads((run / "train_stats.json").read_text())

@@ -13,8 +13,8 @@ seed=1
 nj=2
 corpus=synth
 variants=             # names of conf/tune/*.yaml without .yaml (default: all of them)
-am_override=          # as in run.sh (conf/am_tiny.yaml for a smoke run)
-decode_opts="--beam 7 --lattice-beam 4"
+am_override=conf/am_newbob.yaml  # as in run.sh (conf/am_tiny.yaml for a smoke run)
+decode_opts="--beam 10 --lattice-beam 6 --max-active 7000"  # as in run.sh
 force=false
 
 . ./cmd.sh
