@@ -152,12 +152,13 @@ def significance(results: list[SystemResult]) -> dict:
 
 
 def claim_figures(results: list[SystemResult]) -> tuple[str, list[dict]]:
-    """The claims on the last pass every decode has (rescored, else the first pass)."""
+    """The claims on the last pass (rescored, else the first) that every system's decodes
+    have, in each part that has one; a pair's items without a partner are counted."""
     for name in reversed(PASSES):
-        by_part = {part: {r.system: r.utterances[(name, part)] for r in results if r.utterances.get((name, part))}
-                   for part in PARTS}
-        by_part = {part: systems for part, systems in by_part.items() if systems}
-        if by_part:
+        by_part = {part: {r.system: r.utterances[(name, part)] for r in results}
+                   for part in PARTS if all(r.utterances.get((name, part)) for r in results)}
+        if by_part and all(len(r.utterances.get(("first pass", part), {})) ==
+                           len(r.utterances[(name, part)]) for r in results for part in by_part):
             return name, claims(by_part, [r.system for r in results])
     return "", []
 
@@ -285,7 +286,8 @@ def git_commit(path: Path) -> str:
 
 
 def render(results: list[SystemResult], seeds: list[int], config_file: str, commit: str,
-           config_text: str | None, figures: dict | None = None, lm_perplexity: str | None = None) -> str:
+           config_text: str | None, figures: dict | None = None, lm_perplexity: str | None = None,
+           claimed: tuple[str, list[dict]] | None = None) -> str:
     baseline = results[0]
     lines = [
         "# Results",
@@ -303,7 +305,7 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
             f"| {_relative(r.mean('dev'), baseline.mean('dev'))} "
             f"| {_relative(r.mean('test'), baseline.mean('test'))} | {' '.join(r.lm_weights) or 'n/a'} |")
     lines += significance_table(results, significance(results) if figures is None else figures)
-    pass_name, rows = claim_figures(results)
+    pass_name, rows = claim_figures(results) if claimed is None else claimed
     lines += claims_table(rows, [p for p in PARTS if any(p in row for row in rows)], pass_name)
     lines += search_table(results)
     lines += training_table(results)
@@ -356,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.lm_perplexity and not args.lm_perplexity.is_file():
         raise SystemExit(f"--lm-perplexity {args.lm_perplexity}: no such file")
     lm_perplexity = args.lm_perplexity.read_text() if args.lm_perplexity else None
-    write_text(args.out, render(results, args.seeds, config, commit, config_text, figures, lm_perplexity))
+    claimed = claim_figures(results)
+    write_text(args.out, render(results, args.seeds, config, commit, config_text, figures, lm_perplexity, claimed))
     summary = {
         "commit": commit, "config": config, "seeds": args.seeds,
         "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p],
@@ -365,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                                for p in PARTS} | {"missing": r.missing, "training": training_figures(r)}
                     for r in results},
         "significance": figures,
-        "claims": dict(zip(("pass", "pairs"), claim_figures(results))),
+        "claims": dict(zip(("pass", "pairs"), claimed)),
     }
     write_text(args.out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     log.info("wrote %s and %s", args.out, args.out.with_suffix(".json"))

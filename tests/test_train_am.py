@@ -110,7 +110,9 @@ def test_config_composition(tmp_path):
     assert {lv: w.beta for lv, w in hier.loss.kd.items()} == {"senone": 0.3, "phone": 0.3, "subword": 0.3}
     flat = load_am_config(CONF / "am_hier.yaml", [CONF / "tune" / "hier.flat.yaml"])
     assert [h.layer for h in flat.model.aux_heads] == [6, 6, 6]
-    assert {(w.beta, w.alpha) for w in flat.loss.kd.values()} == {(1.0, 0.0)}  # alpha kept from am_hier.yaml
+    assert {(w.beta, w.alpha) for w in flat.loss.kd.values()} == {(0.3, 0.0)}  # hier's weights kept
+    heavier = load_am_config(CONF / "am_hier.yaml", [CONF / "tune" / "hier.beta1.0.yaml"])
+    assert {(w.beta, w.alpha) for w in heavier.loss.kd.values()} == {(1.0, 0.0)}  # alpha kept from am_hier.yaml
     # the hard-label controls: their system's model and weight, on hard labels only
     for level in ("senone", "phone", "subword"):
         system, control = (load_am_config(CONF / f"am_aux_{level}{s}.yaml") for s in ("", "_hard"))

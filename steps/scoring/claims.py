@@ -12,7 +12,7 @@ seen, and formed from the systems a report has.
 
 from __future__ import annotations
 
-from steps.scoring.bootstrap import RatioItems, paired_bootstrap
+from steps.scoring.bootstrap import DRAWS, RatioItems, paired_bootstrap
 
 LEVELS = ("senone", "phone", "subword")
 
@@ -34,7 +34,8 @@ def claim_pairs(systems: list[str]) -> list[tuple[str, str, str]]:
 
 def compare(a: Items, b: Items) -> dict | None:
     """A minus B over the items both have, in % WER: {"difference": [value, low, high],
-    "p_value", "paired"}; None when they share no item."""
+    "p_value", "paired", "unpaired"} (unpaired: items of either without the other's);
+    None when they share no item."""
     keys = sorted(set(a) & set(b))
     if not keys:
         return None
@@ -42,7 +43,8 @@ def compare(a: Items, b: Items) -> dict | None:
         return RatioItems([source[k][0] for k in keys], [source[k][1] for k in keys])
     result = paired_bootstrap(items(b), items(a))  # its difference is the second minus the first
     d = result.difference.scaled(100)
-    return {"difference": [d.value, d.low, d.high], "p_value": result.p_value, "paired": len(keys)}
+    return {"difference": [d.value, d.low, d.high], "p_value": result.p_value, "paired": len(keys),
+            "unpaired": len(a) + len(b) - 2 * len(keys)}
 
 
 def claims(utterances: dict[str, dict[str, Items]], systems: list[str]) -> list[dict]:
@@ -63,13 +65,16 @@ def claims_table(rows: list[dict], parts: list[str], pass_name: str) -> list[str
     header = " | ".join(f"{p} A − B [95%] | {p} p" for p in parts)
     lines = ["", f"The paper's claims, {pass_name}, all seeds' utterances pooled: the WER difference "
              "A − B (%, negative: A better), paired by seed and utterance, with its 95% interval "
-             "and two-sided p-value (paired bootstrap, 1000 draws).", "",
+             f"and two-sided p-value (paired bootstrap, {DRAWS} draws).", "",
              f"| claim | A | B | {header} |", "|---" * (3 + 2 * len(parts)) + "|"]
     for row in rows:
         cells = []
         for part in parts:
             c = row.get(part)
-            cells += (["n/a", "n/a"] if c is None else
-                      ["{:+.2f} [{:+.2f}, {:+.2f}]".format(*c["difference"]), f"{c['p_value']:.3f}"])
+            if c is None:
+                cells += ["n/a", "n/a"]
+                continue
+            unpaired = f" ({c['unpaired']} unpaired)" if c["unpaired"] else ""
+            cells += ["{:+.2f} [{:+.2f}, {:+.2f}]".format(*c["difference"]) + unpaired, f"{c['p_value']:.3f}"]
         lines.append(f"| {row['claim']} | {row['a']} | {row['b']} | {' | '.join(cells)} |")
     return lines
