@@ -42,8 +42,8 @@ from pathlib import Path
 
 from steps.core.atomic import write_text
 from steps.core.log import setup_logging
-from steps.scoring.bootstrap import RatioItems, bootstrap_interval, paired_bootstrap
-from steps.scoring.claims import claims, claims_table
+from steps.scoring.bootstrap import RatioItems, bootstrap_interval
+from steps.scoring.claims import claims, claims_table, compare
 from steps.scoring.wer import read_wer, utterance_errors
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,8 @@ def significance(results: list[SystemResult]) -> dict:
                 row = {"wer": [w.value, w.low, w.high], "difference": None, "p_value": None,
                        "utterances": len(mine), "unpaired": len(mine) - len(keys)}
                 if r is not baseline:
-                    c = paired_bootstrap(_ratio_items(base, keys), _ratio_items(mine, keys))
-                    d = c.difference.scaled(100)
-                    row.update(difference=[d.value, d.low, d.high], p_value=c.p_value)
+                    c = compare(mine, base)
+                    row.update(difference=c["difference"], p_value=c["p_value"])
                 rows[r.system] = row
     return out
 

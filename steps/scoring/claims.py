@@ -35,7 +35,7 @@ def claim_pairs(systems: list[str]) -> list[tuple[str, str, str]]:
 def compare(a: Items, b: Items) -> dict | None:
     """A minus B over the items both have, in % WER: {"difference": [value, low, high],
     "p_value", "paired", "unpaired"} (unpaired: items of either without the other's);
-    None when they share no item."""
+    None when they share no item. steps.report's baseline comparisons use it too."""
     keys = sorted(set(a) & set(b))
     if not keys:
         return None
