@@ -28,6 +28,7 @@ from steps.lm.model import model_from_checkpoint
 from steps.lm.ngram import BackoffLM
 from steps.lm.tokens import load_sentencepiece
 from steps.lm.word_perplexity import SentenceScores, events, perplexity_gap, word_perplexity
+from steps.scoring.bootstrap import format_p
 
 log = logging.getLogger(__name__)
 DRAWS = 1000
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     for scores in ngrams:
         gap = perplexity_gap(scores, teacher, counts, kept, draws=DRAWS)
         ppl = word_perplexity(scores, counts, kept)
-        p = f"p < {1 / DRAWS:g}" if gap.p_value == 0 else f"p = {gap.p_value:.3g}"
+        p = format_p(gap.p_value, DRAWS)
         lines.append(f"{scores.name:<32} {ppl:>12.2f} {gap.ratio:>12.3f} ({gap.low:.3f} to {gap.high:.3f}, {p})")
         figures["models"][scores.name] = {"ppl": ppl, "teacher_ratio": gap.ratio, "low": gap.low,
                                           "high": gap.high, "p_value": gap.p_value}

@@ -1,6 +1,6 @@
 """The ablation table of a recipe: dev and test WER of every system, mean ± std over seeds.
 
-    python -m steps.report --exp-dir exp --systems baseline li hier --seeds 1 2 3 \
+    python -m steps.report --exp-dir exp --systems baseline li hier --seeds 1 2 3 --aa-seeds 4 5 \
         --config-files conf/tiny.conf --out RESULTS.md
 
 Reads exp/am_<system>_s<seed>/decode_{dev,test}/wer (written by steps.decode), and from
@@ -10,11 +10,13 @@ the WER after lattice rescoring (decode_*/rescore/wer) where there is one. The s
 the sample standard deviation over seeds (0 with one seed); the relative change is that of
 the mean WER against the first system (the baseline).
 
-Significance (steps.scoring.bootstrap; Bisani & Ney 2004, as Kaldi's compute-wer-bootci),
-from each decode's text and hyp.txt, utterance by utterance, seeds pooled (an utterance
-under seed 1 and under seed 2 are two items): every system's WER with its 95% bootstrap
-interval, and its difference from the baseline, paired by seed and utterance, with its 95%
-interval and two-sided p-value. First pass and, where decoded, after rescoring.
+Significance (steps.scoring.significance, from each decode's text and hyp.txt, utterance by
+utterance): every system's WER with its 95% interval, and its difference from the baseline
+with its interval, two-sided p-value and minimal detectable effect; the paper's claims pair
+by pair (steps.scoring.claims); an A/A row, the baseline against itself under other seeds
+(--aa-seeds, or its seeds split in two); Holm's correction over the family of test-set tests.
+Every interval and test counts both the spread between training seeds and between test
+utterances (steps.scoring.seed_utterance). First pass and, where decoded, after rescoring.
 
 Training, from each run's train_stats.json (steps.train_am): the epoch final.pt was taken
 at and the epochs run (they differ under the newbob schedule, which stops on dev), the
@@ -42,8 +44,9 @@ from pathlib import Path
 
 from steps.core.atomic import write_text
 from steps.core.log import setup_logging
-from steps.scoring.bootstrap import RatioItems, bootstrap_interval
-from steps.scoring.claims import claims, claims_table, compare
+from steps.scoring.claims import claims, claims_table
+from steps.scoring.significance import (holm_family, holm_table, seed_runs, seed_variances, significance,
+                                        significance_table)
 from steps.scoring.wer import read_wer, utterance_errors
 
 log = logging.getLogger(__name__)
@@ -120,73 +123,17 @@ def read_utterances(result: SystemResult, part: str, seed: int, decode_dir: Path
             items.update({(seed, utt): v for utt, v in utterance_errors(ref, hyp).items()})
 
 
-def _ratio_items(items: dict, keys: list) -> RatioItems:
-    return RatioItems([items[k][0] for k in keys], [items[k][1] for k in keys])
-
-
-def significance(results: list[SystemResult]) -> dict:
-    """pass -> part -> system -> {"wer": [value, low, high], "difference": [value, low, high]
-    or None for the baseline, "p_value", "utterances", "unpaired"} (WER in %), for the passes
-    and parts where the baseline has hyp.txt."""
-    baseline, out = results[0], {}
-    for name in PASSES:
-        for part in PARTS:
-            base = baseline.utterances.get((name, part))
-            if not base:
-                continue
-            rows = out.setdefault(name, {}).setdefault(part, {})
-            for r in results:
-                mine = r.utterances.get((name, part), {})
-                keys = sorted(set(mine) & set(base))
-                if not keys:
-                    continue
-                w = bootstrap_interval(_ratio_items(mine, sorted(mine))).scaled(100)
-                row = {"wer": [w.value, w.low, w.high], "difference": None, "p_value": None,
-                       "utterances": len(mine), "unpaired": len(mine) - len(keys)}
-                if r is not baseline:
-                    c = compare(mine, base)
-                    row.update(difference=c["difference"], p_value=c["p_value"])
-                rows[r.system] = row
-    return out
-
-
-def claim_figures(results: list[SystemResult]) -> tuple[str, list[dict]]:
+def claim_figures(results: list[SystemResult], figures: dict) -> tuple[str, list[dict]]:
     """The claims on the last pass (rescored, else the first) that every system's decodes
-    have, in each part that has one; a pair's items without a partner are counted."""
+    have, in each part that has one; a pair's utterances without a partner are counted."""
+    utterances = {r.system: r.utterances for r in results}
     for name in reversed(PASSES):
-        by_part = {part: {r.system: r.utterances[(name, part)] for r in results}
-                   for part in PARTS if all(r.utterances.get((name, part)) for r in results)}
-        if by_part and all(len(r.utterances.get(("first pass", part), {})) ==
-                           len(r.utterances[(name, part)]) for r in results for part in by_part):
-            return name, claims(by_part, [r.system for r in results])
+        parts = [part for part in PARTS if all(r.utterances.get((name, part)) for r in results)]
+        if parts and all(len(r.utterances.get(("first pass", part), {})) ==
+                         len(r.utterances[(name, part)]) for r in results for part in parts):
+            runs = {part: seed_runs(utterances, name, part) for part in parts}
+            return name, claims(runs, seed_variances(figures, name), [r.system for r in results])
     return "", []
-
-
-def significance_table(results: list[SystemResult], figures: dict) -> list[str]:
-    baseline, lines = results[0].system, []
-    for name, by_part in figures.items():
-        parts = list(by_part)
-        header = " | ".join(f"{p} WER [95%] | {p} Δ [95%] | {p} p" for p in parts)
-        lines += ["", f"{name.capitalize()}, all seeds' utterances pooled: WER (%) with its 95% bootstrap "
-                  f"interval; Δ, the difference from `{baseline}` paired by seed and utterance, with its "
-                  "95% interval and two-sided p-value (paired bootstrap, 1000 draws).", "",
-                  f"| system | {header} |", "|---" * (1 + 3 * len(parts)) + "|"]
-        for r in results:
-            cells = []
-            for part in parts:
-                row = by_part[part].get(r.system)
-                if row is None:
-                    cells += ["n/a"] * 3
-                    continue
-                cells.append("{:.2f} [{:.2f}, {:.2f}]".format(*row["wer"]))
-                if row["difference"] is None:
-                    cells += ["-", "-"]
-                    continue
-                unpaired = f" ({row['unpaired']} unpaired)" if row["unpaired"] else ""
-                cells += ["{:+.2f} [{:+.2f}, {:+.2f}]".format(*row["difference"]) + unpaired,
-                          f"{row['p_value']:.3f}"]
-            lines.append(f"| {r.system} | {' | '.join(cells)} |")
-    return lines
 
 
 def _counts(values: list[tuple[int, int]]) -> str:
@@ -208,7 +155,9 @@ def search_table(results: list[SystemResult]) -> list[str]:
         return []
     lines = ["", "Search errors, all seeds together: utterances without a final state, and on dev the "
              "utterances whose best path scores worse than the reference's path through the same "
-             "graph at the chosen LM weight (Kaldi's test of a search error). WER after N-best "
+             "graph at the LM weight of the search, 1 / acoustic scale (Kaldi's test of a search error; "
+             "references lost only to the lattice beam are in decode_info.json's lattice_beam_losses). "
+             "WER after N-best "
              "rescoring with the bigger LM (decode_*/rescore) where it was run.", "",
              "| system | no final state dev / test | dev search errors | dev WER rescored | test WER rescored |",
              "|---|---|---|---|---|"]
@@ -284,9 +233,27 @@ def git_commit(path: Path) -> str:
         return "unknown (not a git checkout)"
 
 
+@dataclass
+class Statistics:
+    """The report's tests: significance() figures, the claims (pass, rows), Holm's family."""
+
+    figures: dict
+    claims: tuple[str, list[dict]]
+    family: dict
+
+
+def compute_tests(results: list[SystemResult], aa: SystemResult | None = None) -> Statistics:
+    baseline = results[0].system
+    figures = significance({r.system: r.utterances for r in results}, baseline, list(PASSES), list(PARTS),
+                           aa.utterances if aa else None)
+    claimed = claim_figures(results, figures)
+    return Statistics(figures, claimed, holm_family(figures, claimed[1], claimed[0] or list(PASSES)[-1],
+                                                    baseline) if figures else {})
+
+
 def render(results: list[SystemResult], seeds: list[int], config_file: str, commit: str,
-           config_text: str | None, figures: dict | None = None, lm_perplexity: str | None = None,
-           claimed: tuple[str, list[dict]] | None = None) -> str:
+           config_text: str | None, tests: Statistics, lm_perplexity: str | None = None,
+           aa: SystemResult | None = None) -> str:
     baseline = results[0]
     lines = [
         "# Results",
@@ -303,9 +270,10 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
             f"| {r.system} | {_cell(r.mean('dev'), r.std('dev'))} | {_cell(r.mean('test'), r.std('test'))} "
             f"| {_relative(r.mean('dev'), baseline.mean('dev'))} "
             f"| {_relative(r.mean('test'), baseline.mean('test'))} | {' '.join(r.lm_weights) or 'n/a'} |")
-    lines += significance_table(results, significance(results) if figures is None else figures)
-    pass_name, rows = claim_figures(results) if claimed is None else claimed
+    lines += significance_table(tests.figures, [r.system for r in results])
+    pass_name, rows = tests.claims
     lines += claims_table(rows, [p for p in PARTS if any(p in row for row in rows)], pass_name)
+    lines += holm_table(tests.family)
     lines += search_table(results)
     lines += training_table(results)
     if lm_perplexity:
@@ -313,10 +281,11 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
                   "and the teacher's against each n-gram's with a paired bootstrap over sentences "
                   "(below 1: the teacher predicts the text better).", "", "```", lm_perplexity.rstrip(), "```"]
     lines += ["", "Per seed (dev / test):", ""]
-    for r in results:
+    for r in results + ([aa] if aa else []):
         pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(r.wers["dev"], r.wers["test"])]
-        lines.append(f"- {r.system}: {', '.join(pairs) or 'n/a'}")
-    missing = [m for r in results for m in r.missing]
+        label = f"{r.system} (A/A seeds)" if r is aa else r.system
+        lines.append(f"- {label}: {', '.join(pairs) or 'n/a'}")
+    missing = [m for r in results + ([aa] if aa else []) for m in r.missing]
     if missing:
         lines += ["", f"Missing decodes ({len(missing)}):", ""] + [f"- `{m}`" for m in missing]
     lines += ["", f"Commit: `{commit}`. Config: {config_file}. "
@@ -332,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exp-dir", type=Path, required=True)
     parser.add_argument("--systems", nargs="+", required=True, help="the first is the baseline")
     parser.add_argument("--seeds", nargs="+", type=int, required=True)
+    parser.add_argument("--aa-seeds", nargs="*", type=int, default=[],
+                        help="more seeds of the baseline, for the A/A check only (default: its seeds split in two)")
     parser.add_argument("--config-files", nargs="*", default=[],
                         help="the recipe's settings files (run.sh --config); their text is copied in")
     parser.add_argument("--options", default="",
@@ -341,8 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
 
+    if set(args.aa_seeds) & set(args.seeds):
+        raise SystemExit(f"--aa-seeds {args.aa_seeds} share seeds with --seeds {args.seeds}: an A/A "
+                         "check needs models the findings do not use")
     results = collect(args.exp_dir, args.systems, args.seeds)
-    missing = sum(len(r.missing) for r in results)
+    aa = collect(args.exp_dir, args.systems[:1], args.aa_seeds)[0] if args.aa_seeds else None
+    missing = sum(len(r.missing) for r in results + ([aa] if aa else []))
     if missing:
         log.warning("%d decodes have no wer file; they are listed in %s", missing, args.out)
     missing = [p for p in args.config_files if not Path(p).is_file()]
@@ -353,22 +328,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.options:
         config += f", options `{args.options}`"
     commit = git_commit(Path(__file__).resolve().parents[1])  # the code that made the results
-    figures = significance(results)
     if args.lm_perplexity and not args.lm_perplexity.is_file():
         raise SystemExit(f"--lm-perplexity {args.lm_perplexity}: no such file")
     lm_perplexity = args.lm_perplexity.read_text() if args.lm_perplexity else None
-    claimed = claim_figures(results)
-    write_text(args.out, render(results, args.seeds, config, commit, config_text, figures, lm_perplexity, claimed))
+    tests = compute_tests(results, aa)
+    write_text(args.out, render(results, args.seeds, config, commit, config_text, tests, lm_perplexity, aa))
     summary = {
-        "commit": commit, "config": config, "seeds": args.seeds,
+        "commit": commit, "config": config, "seeds": args.seeds, "aa_seeds": args.aa_seeds,
         "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p],
                                    "no_final_state": r.no_final[p], "search_errors": r.search_errors[p],
                                    "rescored": r.rescored[p]}
                                for p in PARTS} | {"missing": r.missing, "training": training_figures(r)}
                     for r in results},
-        "significance": figures,
-        "claims": dict(zip(("pass", "pairs"), claimed)),
+        "significance": tests.figures,
+        "claims": dict(zip(("pass", "pairs"), tests.claims)),
+        "holm": tests.family,
     }
+    if aa:
+        summary["aa_seeds_wer"] = {p: aa.wers[p] for p in PARTS}
     write_text(args.out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     log.info("wrote %s and %s", args.out, args.out.with_suffix(".json"))
     return 0

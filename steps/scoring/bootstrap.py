@@ -14,8 +14,12 @@ the difference B - A gets its own interval, and
                    when B and A cannot be told apart and small when the difference keeps
                    its sign in nearly every draw
 
-Items of several runs (seeds) are pooled by concatenation: the same utterance under seed 1
-and seed 2 is two items, paired with the other system's seed 1 and seed 2.
+This counts test-set noise alone, for one fixed model (or one fixed set of models): it is
+right for a single decode, a single alignment or a single LM's perplexity. It is wrong for
+systems trained under several seeds: concatenating their seeds' items treats the same
+utterance under three seeds as three utterances and leaves the spread between seeds out,
+so systems that differ only by seed come out "significant" about one time in five
+(tests/test_seed_utterance.py). Compare trained systems with steps.scoring.seed_utterance.
 
     a = RatioItems(errors_a, words)      # per utterance
     b = RatioItems(errors_b, words)
@@ -64,6 +68,11 @@ class Interval:
 
     def scaled(self, factor: float) -> "Interval":
         return Interval(self.value * factor, self.low * factor, self.high * factor)
+
+
+def format_p(p_value: float, draws: int) -> str:
+    """"p = x", or "p < 1/draws" where no draw crossed zero (never "p = 0.000")."""
+    return f"p < {1 / draws:g}" if p_value == 0 else f"p = {p_value:.3g}"
 
 
 @dataclass

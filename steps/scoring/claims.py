@@ -4,20 +4,18 @@ Lee & Chang (2021) claim that an auxiliary distillation head beats label interpo
 (AUX vs LI), that the hierarchical model beats every single level (HIER vs AUX), and, for
 distillation to be what helps, a head trained on the teacher's soft labels must beat the
 same head trained on the hard labels alone (AUX vs its control). Each pair is tested like
-the baseline comparisons of steps.report: utterances of all seeds pooled, paired by seed
-and utterance, a paired bootstrap of the WER difference (A minus B; negative: A better)
-with its 95% interval and two-sided p-value. Pairs are fixed here, before any result is
-seen, and formed from the systems a report has.
+the baseline comparisons of steps.report (steps.scoring.seed_utterance): the WER difference
+A minus B (negative: A better), utterances paired, the spread between training seeds and
+between test utterances both counted, with its 95% interval, two-sided p-value and minimal
+detectable effect. Pairs are fixed here, before any result is seen, and formed from the
+systems a report has.
 """
 
 from __future__ import annotations
 
-from steps.scoring.bootstrap import DRAWS, RatioItems, paired_bootstrap
+from steps.scoring.seed_utterance import SeedRuns, SeedVariance, compare, format_p
 
 LEVELS = ("senone", "phone", "subword")
-
-# Utterance items: (seed, utterance id) -> (word errors, reference words)
-Items = dict[tuple[int, str], tuple[int, int]]
 
 
 def claim_pairs(systems: list[str]) -> list[tuple[str, str, str]]:
@@ -32,29 +30,17 @@ def claim_pairs(systems: list[str]) -> list[tuple[str, str, str]]:
     return [(c, a, b) for c, a, b in pairs if a in systems and b in systems]
 
 
-def compare(a: Items, b: Items) -> dict | None:
-    """A minus B over the items both have, in % WER: {"difference": [value, low, high],
-    "p_value", "paired", "unpaired"} (unpaired: items of either without the other's);
-    None when they share no item. steps.report's baseline comparisons use it too."""
-    keys = sorted(set(a) & set(b))
-    if not keys:
-        return None
-    def items(source: Items) -> RatioItems:
-        return RatioItems([source[k][0] for k in keys], [source[k][1] for k in keys])
-    result = paired_bootstrap(items(b), items(a))  # its difference is the second minus the first
-    d = result.difference.scaled(100)
-    return {"difference": [d.value, d.low, d.high], "p_value": result.p_value, "paired": len(keys),
-            "unpaired": len(a) + len(b) - 2 * len(keys)}
-
-
-def claims(utterances: dict[str, dict[str, Items]], systems: list[str]) -> list[dict]:
-    """utterances: part -> system -> items of one decoding pass. One row per claim pair:
-    {"claim", "a", "b", part: compare(...) or None}."""
+def claims(runs: dict[str, dict[str, SeedRuns]], seed_variance: dict[str, SeedVariance],
+           systems: list[str]) -> list[dict]:
+    """runs: part -> system -> its seeds' errors on one decoding pass; seed_variance: part ->
+    the report's pooled seed variance. One row per claim pair: {"claim", "a", "b", part:
+    Comparison.figures() of A - B (mde_relative to B's WER), or None where one is absent}."""
     rows = []
     for claim, a, b in claim_pairs(systems):
         row = {"claim": claim, "a": a, "b": b}
-        for part, by_system in utterances.items():
-            row[part] = compare(by_system.get(a, {}), by_system.get(b, {}))
+        for part, by_system in runs.items():
+            both = a in by_system and b in by_system
+            row[part] = compare(by_system[b], by_system[a], seed_variance[part]).figures() if both else None
         rows.append(row)
     return rows
 
@@ -62,19 +48,24 @@ def claims(utterances: dict[str, dict[str, Items]], systems: list[str]) -> list[
 def claims_table(rows: list[dict], parts: list[str], pass_name: str) -> list[str]:
     if not rows:
         return []
-    header = " | ".join(f"{p} A − B [95%] | {p} p" for p in parts)
-    lines = ["", f"The paper's claims, {pass_name}, all seeds' utterances pooled: the WER difference "
-             "A − B (%, negative: A better), paired by seed and utterance, with its 95% interval "
-             f"and two-sided p-value (paired bootstrap, {DRAWS} draws).", "",
-             f"| claim | A | B | {header} |", "|---" * (3 + 2 * len(parts)) + "|"]
+    header = " | ".join(f"{p} A − B [95%] | {p} p | {p} MDE" for p in parts)
+    lines = ["", f"The paper's claims, {pass_name}: the WER difference A − B (%, negative: A better), "
+             "utterances paired, training seeds and test utterances both counted "
+             "(steps.scoring.seed_utterance), with its 95% interval, two-sided p-value and the "
+             "minimal detectable effect at 80% power (relative to B).", "",
+             f"| claim | A | B | {header} |", "|---" * (3 + 3 * len(parts)) + "|"]
     for row in rows:
         cells = []
         for part in parts:
             c = row.get(part)
-            if c is None:
-                cells += ["n/a", "n/a"]
-                continue
-            unpaired = f" ({c['unpaired']} unpaired)" if c["unpaired"] else ""
-            cells += ["{:+.2f} [{:+.2f}, {:+.2f}]".format(*c["difference"]) + unpaired, f"{c['p_value']:.3f}"]
+            cells += comparison_cells(c) if c else ["n/a"] * 3
         lines.append(f"| {row['claim']} | {row['a']} | {row['b']} | {' | '.join(cells)} |")
     return lines
+
+
+def comparison_cells(c: dict) -> list[str]:
+    """Δ [95%] (with unpaired utterances counted), p, MDE (relative) of Comparison.figures()."""
+    unpaired = f" ({c['unpaired']} unpaired)" if c["unpaired"] else ""
+    relative = f" ({100 * c['mde_relative']:.0f}%)" if c["mde_relative"] is not None else ""
+    return ["{:+.2f} [{:+.2f}, {:+.2f}]".format(*c["difference"]) + unpaired, format_p(c["p_value"]),
+            f"{c['mde']:.2f}{relative}"]

@@ -49,7 +49,7 @@ from steps.hmm.topology import Topology
 from steps.hmm.training_graph import TrainingGraphCompiler
 from steps.lang.lexicon import Lang
 from steps.scoring.boundaries import cut_errors, score_cuts, within_counts
-from steps.scoring.bootstrap import RatioItems, paired_bootstrap
+from steps.scoring.bootstrap import RatioItems, format_p, paired_bootstrap
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,7 +137,7 @@ def print_flat_starts(trials: dict[str, list[dict]], configs: dict[str, Path], t
             c = paired_boundary_difference(reference, trials["default"], ms / 1000)
             print(f"within {ms} ms, default - reference: {100 * c.difference.value:+.2f} points, 95% interval "
                   f"{100 * c.difference.low:+.2f} to {100 * c.difference.high:+.2f} (paired bootstrap over "
-                  f"{c.items} cuts x rounds, p = {c.p_value:.3f})")
+                  f"{c.items} cuts x rounds, {format_p(c.p_value, c.draws)})")
 
 
 def main(argv: list[str] | None = None) -> None:
