@@ -10,11 +10,19 @@ LatticeSimpleDecoder (no active-state limit; less memory, smaller lattices). The
 per cut either way.
 
 Search errors (k2): on a set decoded with a sweep (dev), for every cut with a reference, the
-reference's best path through the same graph on the same scores (not on test, to save time); at the chosen weight, a cut whose found best path scores
-worse than that is a search error (Kaldi's test), a cut whose search reached no final state
-is counted apart. Rescoring (k2, --rescore-lm): each lattice's N-best (--nbest sampled paths
-and every weight's best) rescored with a bigger ARPA LM, the graph's own LM (--graph-lm)
-taken out (Kaldi's lmrescore rule); the sweep and choice again, in <out-dir>/rescore/.
+reference's best path through the same graph on the same scores (not on test, to save time).
+At the weight the search ran at (1 / --acoustic-scale), a cut whose found best path scores
+worse than that is a search error (Kaldi's test; search_errors); at the chosen weight, a
+cut whose reference beats the lattice's best path though the search's own best beat it
+fell outside the lattice beam (lattice_beam_losses); a cut whose search reached no final
+state is counted apart. Rescoring (k2, --rescore-lm): each lattice's N-best (--nbest sampled
+paths and every weight's best) rescored with a bigger ARPA LM, the graph's own LM
+(--graph-lm) taken out (Kaldi's lmrescore rule); the sweep and choice again, in
+<out-dir>/rescore/. A cut whose rescoring fails (e.g. a word the new LM lacks, and it has no
+<unk>) keeps its first-pass hypothesis there, so both WERs cover the same utterances; it is
+listed in rescore/bad_utts.txt and counted (decode_info.json: rescore.failed). A failed
+reference score leaves the cut out of the search-error count (search_errors.reference_failed).
+Neither touches the first pass.
 
 Choosing the LM weight (never on test):
   dev:   --lm-weights "7 8 9 10 11 12 13 14 15 16 17" (the default). With references (the
@@ -37,8 +45,10 @@ Writes: <out-dir>/hyp.txt            `utt-id WORDS` at the chosen weight (every 
         <out-dir>/text               the references (supervision texts)
         <out-dir>/bad_utts.txt       `utt-id reason` for every cut not decoded normally
         <out-dir>/decode_info.json   counts, seconds of audio, AM and search times, RTFs,
-                                     lattice arcs per frame, no_final_state, search_errors
-        <out-dir>/rescore/           with --rescore-lm: hyp.txt, wer, best_lm_weight ... as above
+                                     lattice arcs per frame, no_final_state, search_errors,
+                                     lattice_beam_losses
+        <out-dir>/rescore/           with --rescore-lm: hyp.txt, wer, best_lm_weight ... as above;
+                                     bad_utts.txt: `utt-id reason` of each failed rescoring
         <out-dir>/split<nj>/         per-job outputs; <out-dir>/log/decode.JOB.log
         <out-dir>/.done              with the inputs' fingerprint: a second run with the same
                                      model, graph, cuts and options is skipped (--force redoes it)
@@ -73,10 +83,11 @@ from steps.data.ali_times import FRAME_SHIFT
 from steps.decoding.cut_decoding import decode_cuts
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
-from steps.decoding.lattice import LatticeOptions
+from steps.decoding.lattice import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM, LatticeOptions
 from steps.decoding.lm_weights import (
     format_weight,
     kaldi_text,
+    lattice_beam_losses,
     parse_weights,
     search_errors,
     weight_from_dir,
@@ -89,6 +100,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LM_WEIGHTS = "7 8 9 10 11 12 13 14 15 16 17"
 DECODERS = ("k2", "lattice")
+FAILED_STEPS = {"rescore": "rescoring", "reference": "the reference's score"}
 
 
 # ----------------------------------------------------------------------------- one job
@@ -108,7 +120,7 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
     if scorer.num_outputs != graph.num_senones:
         raise SystemExit(f"{args.model} has {scorer.num_outputs} outputs; {args.graph} was built for "
                          f"{graph.num_senones} senones (another tree?)")
-    options = search_options(args)
+    options = search_options(args) if args.decoder == "lattice" else None  # k2: lattice_options
     k2_decoder = None
     if args.decoder == "k2":
         k2_decoder = K2Decoder.load(args.graph, graph.unit_senones, lattice_options(args))
@@ -124,6 +136,8 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
                            desc=f"decode job {job}", disable=None):
             if record["problem"]:
                 log.warning("%s: %s", record["id"], record["problem"])
+            for step, reason in record.get("failed", {}).items():
+                log.warning("%s: %s failed, the first pass kept: %s", record["id"], FAILED_STEPS[step], reason)
             f.write(json.dumps(record) + "\n")
     return out
 
@@ -165,7 +179,16 @@ def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: li
         (out / "rescore").mkdir(exist_ok=True)
         r_chosen, r_summary = write_hyps(out / "rescore", refs, rescored, len(rescore_weights) > 1,
                                          f"{out} rescored with {args.rescore_lm}")
-        summary["rescore"] = {"lm": str(args.rescore_lm), "nbest": args.nbest, "lm_weight": r_chosen, **r_summary}
+        # the cut's rescored hyps are its first-pass ones (steps.decoding.decoder)
+        failed = [(r["id"], r["failed"]["rescore"]) for r in records if "rescore" in r.get("failed", {})]
+        atomic.write_text(out / "rescore" / "bad_utts.txt",
+                          "".join(f"{u} rescoring failed: {reason}\n" for u, reason in failed))
+        if failed:
+            log.warning("rescoring failed for %d of %d cuts; they keep their first-pass hypotheses in %s "
+                        "(reasons in %s)", len(failed), len(records), out / "rescore",
+                        out / "rescore" / "bad_utts.txt")
+        summary["rescore"] = {"lm": str(args.rescore_lm), "nbest": args.nbest, "lm_weight": r_chosen,
+                              "failed": len(failed), **r_summary}
 
     bad = [(r["id"], r["problem"]) for r in records if r["problem"]]
     atomic.write_text(out / "bad_utts.txt", "".join(f"{u} {reason}\n" for u, reason in bad))
@@ -178,11 +201,13 @@ def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: li
         key = reason.split(":")[0]
         reasons[key] = reasons.get(key, 0) + 1
     no_final = sum(1 for _, reason in bad if reason.startswith(("no final state", "no path survived")))
-    errors = search_errors(records, chosen)
+    search_weight = 1.0 / args.acoustic_scale
+    errors = search_errors(records, search_weight)
+    losses = lattice_beam_losses(records, chosen, search_weight)
     lattice_arcs = sum(r["lattice"][1] for r in records if "lattice" in r)
     summary.update({
         "cuts": len(records), "bad": len(bad), "bad_reasons": reasons, "lm_weight": chosen,
-        "no_final_state": no_final, "search_errors": errors,
+        "no_final_state": no_final, "search_errors": errors, "lattice_beam_losses": losses,
         "audio_seconds": round(audio, 2), "am_seconds": round(am, 2), "search_seconds": round(search, 2),
         "rtf_am": round(am / audio, 4) if audio else None,
         "rtf_search": round(search / audio, 4) if audio else None,
@@ -193,10 +218,16 @@ def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: li
         "lattice_beam": args.lattice_beam, "max_active": args.max_active, "min_active": args.min_active,
     })
     if errors is not None:
-        log.info("search errors at LM weight %s: %d of %d utterances (%.1f%%) score worse than their "
-                 "reference's path through the graph; %d references have no path; %d without a final state",
-                 format_weight(chosen), errors["errors"], errors["scored"], 100 * (errors["share"] or 0),
-                 errors["reference_without_path"], no_final)
+        log.info("search errors at the search's LM weight %s: %d of %d utterances (%.1f%%) score worse than "
+                 "their reference's path through the graph; %d references have no path; %d without a final "
+                 "state; at LM weight %s %d more references beat the lattice's best but fell outside the "
+                 "lattice beam", format_weight(search_weight), errors["errors"], errors["scored"],
+                 100 * (errors["share"] or 0), errors["reference_without_path"], no_final, format_weight(chosen),
+                 losses["errors"])
+        if errors["reference_failed"]:
+            log.warning("the reference's score failed for %d cuts (left out of the search-error count): %s",
+                        errors["reference_failed"], "; ".join(f"{u}: {reason}" for u, reason
+                                                               in errors["reference_failures"].items()))
     atomic.write_text(out / "decode_info.json", json.dumps(summary, indent=2) + "\n")
     log.info("%d cuts decoded, %d reported in %s (%s); %.0f s of audio, RTF AM %.3f, search %.3f "
              "(per job, %d jobs)", len(records), len(bad), out / "bad_utts.txt",
@@ -221,8 +252,8 @@ def get_parser() -> argparse.ArgumentParser:
                              "(no active-state limit)")
     parser.add_argument("--acoustic-scale", type=float, default=0.1,
                         help="scale of the acoustic scores in the lattice search (k2, lattice)")
-    parser.add_argument("--beam", type=float, default=10.0)
-    parser.add_argument("--lattice-beam", type=float, default=6.0, help="k2, lattice decoders")
+    parser.add_argument("--beam", type=float, default=DEFAULT_BEAM, help="search beam (k2, lattice decoders)")
+    parser.add_argument("--lattice-beam", type=float, default=DEFAULT_LATTICE_BEAM, help="k2, lattice decoders")
     parser.add_argument("--max-active", type=int, default=7000, help="k2: most active states a frame")
     parser.add_argument("--min-active", type=int, default=200, help="k2: fewest active states a frame")
     parser.add_argument("--rescore-lm", type=Path, default=None,

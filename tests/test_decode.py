@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from steps import decode
+from steps.decoding.cut_decoding import decode_cuts
+from steps.decoding.decoder import K2Decoder
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
+from steps.decoding.lattice import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM, LatticeOptions
 from steps.scoring.wer import read_wer
 from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph
 from steps.toy.tree_data import toy_topology
@@ -76,7 +80,8 @@ OUTSIDE = {"AT CAT": "CAT AT", "CAT AT BAT": "CAT AT", "AT": "BAT", "BA TAB": "C
 def test_speech_outside_the_grammar_gives_the_closest_sentence(world, decoder):
     _, _, lang, tree, graph = world
     for words, expected in OUTSIDE.items():
-        result = graph.decode(scores_for(words, lang, tree), WEIGHTS, SearchOptions(decoder=decoder))
+        # every path of G scores far below such speech: the default beam loses "BA TAB"'s closest
+        result = graph.decode(scores_for(words, lang, tree), WEIGHTS, SearchOptions(decoder=decoder, beam=13.0))
         assert [" ".join(graph.words[i] for i in result.words[w]) for w in WEIGHTS] == [expected] * 3, words
 
 
@@ -122,8 +127,6 @@ class ScoresAreFeatures:
 
 
 def run_decode(monkeypatch, world, cuts: Path, out: Path, *extra: str):
-    from steps import decode
-
     _, graph_dir, lang, tree, _ = world
     monkeypatch.setattr(decode, "load_scorer", lambda path, device="cpu": ScoresAreFeatures(tree.num_senones))
     decode.main(["--model", "unused.pt", "--graph", str(graph_dir), "--cuts", str(cuts),
@@ -227,3 +230,23 @@ def test_parallel_jobs_with_a_real_model_checkpoint(world, tmp_path):
     info = json.loads((out / "decode_info.json").read_text())
     assert info["cuts"] == 4 and info["bad"] == 1 and info["nj"] == 2
     assert (out / "log" / "decode.1.log").is_file()
+
+
+def test_one_default_beam_for_every_decoder_and_the_program():
+    args = decode.get_parser().parse_args(["--model", "m", "--graph", "g", "--cuts", "c", "--lang-dir", "l",
+                                           "--out-dir", "o"])
+    assert LatticeOptions().beam == SearchOptions().beam == args.beam == DEFAULT_BEAM == 10.0
+    assert LatticeOptions().lattice_beam == SearchOptions().lattice_beam == args.lattice_beam == DEFAULT_LATTICE_BEAM
+    assert decode.search_options(args).beam == decode.lattice_options(args).beam == DEFAULT_BEAM
+
+
+def test_k2_decoding_takes_no_search_options_it_would_not_read(world):
+    """The k2 decoder searches with its own LatticeOptions; lattice-decoder options next to it
+    (a beam nobody reads) are an error, as is neither."""
+    _, graph_dir, _, tree, graph = world
+    scorer = ScoresAreFeatures(tree.num_senones)
+    k2_decoder = K2Decoder.load(graph_dir, graph.unit_senones, LatticeOptions(beam=7.0))
+    with pytest.raises(ValueError, match=r"beam 3\) given with a k2 decoder, .* LatticeOptions \(beam 7\)"):
+        list(decode_cuts([], scorer, graph, SearchOptions(beam=3.0), [10.0], k2_decoder))
+    with pytest.raises(ValueError, match="needs SearchOptions"):
+        list(decode_cuts([], scorer, graph, None, [10.0]))

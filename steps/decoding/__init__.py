@@ -4,7 +4,8 @@ kaldi-decoder lattice search, the LM-weight sweep and rescoring.
 - decoder:   the k2 decoder (search, best paths per LM weight, rescoring, forced score)
 - hybrid_graph: the kaldi-decoder lattice search of HCLG (`--decoder lattice`)
 - cut_decoding: a part's cuts scored by the acoustic model and searched, one record each
-- lm_weights: the LM-weight sweep: weight names, the dev-chosen weight, hypothesis files
+- lm_weights: the LM-weight sweep: weight names, the dev-chosen weight, hypothesis files,
+             search errors (at the search's weight) apart from lattice-beam losses
 - k2_graph:  HCLG.fst (steps.mkgraph, OpenFst) -> an epsilon-free k2 Fsa, converted once and
              cached next to HCLG.fst (HCLG.k2.pt)
 - lattice:   k2.intersect_dense_pruned with the senone scores as a DenseFsaVec (search beam,

@@ -1,4 +1,7 @@
-"""Decoding a part's cuts: the acoustic model's scaled likelihoods searched in the graph (k2 or the lattice decoder) for every LM weight, with optional N-best rescoring and search-error records."""
+"""Decoding a part's cuts: the acoustic model's scaled likelihoods searched in the graph (k2 or the lattice decoder) for every LM weight, with optional N-best rescoring and search-error records.
+
+A record's `problem` is about the first pass (bad_utts.txt); a failed rescoring or reference
+score is in its `failed` (step: reason) and leaves the first pass as it was."""
 
 from __future__ import annotations
 
@@ -19,13 +22,24 @@ class _BadCut(Exception):
     """A cut that cannot be decoded; its record says why."""
 
 
-def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions, weights: list[float],
+def decode_cuts(cuts, scorer, graph: HybridGraph, options: SearchOptions | None, weights: list[float],
                 k2_decoder: K2Decoder | None = None, rescore_weights: list[float] | None = None,
                 forced_references: bool = True):
     """Yields one record per cut: id, reference, hyps {weight: words or None}, problem, times;
-    with the k2 decoder also the best paths' scores, the reference's forced score (cuts
-    with a reference), the lattice's size and the rescored hyps."""
+    with the k2 decoder also the best paths' scores (at every weight and at the search's),
+    the reference's forced score (cuts with a reference), the lattice's size, the rescored
+    hyps and `failed`. `options` are the lattice decoder's; the k2 decoder has its own
+    (k2_decoder.options), so it takes none."""
 
+    if k2_decoder is not None and options is not None:
+        raise ValueError(f"SearchOptions (beam {options.beam:g}) given with a k2 decoder, which searches "
+                         f"with its own LatticeOptions (beam {k2_decoder.options.beam:g}): give one of them")
+    if k2_decoder is None and options is None:
+        raise ValueError("the lattice decoder needs SearchOptions (or give a k2 decoder)")
+    return _decode_cuts(cuts, scorer, graph, options, weights, k2_decoder, rescore_weights, forced_references)
+
+
+def _decode_cuts(cuts, scorer, graph, options, weights, k2_decoder, rescore_weights, forced_references):
     log_priors = None if scorer.log_priors is None else scorer.log_priors.detach().cpu().numpy()
     if log_priors is None:
         log.warning("the model has no log-priors; decoding with posteriors instead of scaled likelihoods")
@@ -90,11 +104,15 @@ def _k2_decode(record: dict, decoder: K2Decoder, loglikes: np.ndarray, weights: 
     record["hyps"] = {format_weight(w): p.words for w, p in out.best.items()} or \
         {format_weight(w): None for w in weights}
     record["scores"] = {format_weight(w): [p.graph, p.acoustic] for w, p in out.best.items()}
+    if out.search_best is not None:
+        record["search_score"] = [out.search_best.graph, out.search_best.acoustic]
     record["lattice"] = [out.lattice_states, out.lattice_arcs]
-    if reference is not None:
+    if reference is not None and "reference" not in out.failed:
         record["ref_score"] = None if out.reference is None else [out.reference.graph, out.reference.acoustic]
     if rescore_weights:
         record["rescored"] = {format_weight(w): p.words for w, p in out.rescored.items()}
+    if out.failed:
+        record["failed"] = dict(out.failed)
     if not out.reached_final:
         record["problem"] = "no final state reached (empty lattice)"
     return out.seconds

@@ -1,9 +1,13 @@
 """One utterance through the k2 decoder: lattice search, the 1-best of every LM weight,
 the reference's forced score (search errors) and N-best rescoring, with their sizes.
 
-    decoder = K2Decoder.load("exp/graph", LatticeOptions(beam=13, lattice_beam=8))
+    decoder = K2Decoder.load("exp/graph", unit_senones, LatticeOptions())  # DEFAULT_BEAM
     out = decoder.decode(loglikes, [9, 10, 11], reference=[12, 40, 7])
     out.best[10].words, out.reference, out.lattice_arcs
+
+Rescoring and the reference's score come after the first pass and never undo it: when one
+fails (a word the rescoring LM lacks, k2 out of memory), `failed` says why, the first pass
+stands, and a failed rescoring's `rescored` is the first pass's best path at each weight.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from steps.decoding.rescore import NbestRescorer
 class Decoded:
     best: dict[float, PathScores]  # per LM weight; empty when nothing reached a final state
     reached_final: bool
+    search_best: PathScores | None = None  # with a reference: the best path at weight 1 / acoustic scale
     lattice_states: int = 0
     lattice_arcs: int = 0
     reference: PathScores | None = None  # the reference's best path through the graph
     rescored: dict[float, PathScores] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)  # search, sweep (every weight's 1-best), rescore, reference
+    failed: dict[str, str] = field(default_factory=dict)  # "rescore", "reference": why it failed
 
 
 class K2Decoder:
@@ -56,16 +62,24 @@ class K2Decoder:
             out.lattice_states, out.lattice_arcs = int(lattice.shape[0]), int(lattice.num_arcs)
             scored = ScoredLattice(lattice, scale)
             out.best = {w: scored.best(w) for w in lm_weights}
+            if reference is not None:  # the weight of Kaldi's search-error test
+                out.search_best = out.best.get(1.0 / scale) or scored.best(1.0 / scale)
         t1 = time.perf_counter()
         if lattice is not None and self.rescorer is not None and rescore_weights:
-            paths = scored.nbest(self.nbest, 1.0 / scale, best=out.best.get(1.0 / scale))
-            paths += [out.best[w] if w in out.best else scored.best(w) for w in rescore_weights]
-            out.rescored = {w: self.rescorer.best(paths, w) for w in rescore_weights}
+            first = {w: out.best[w] if w in out.best else scored.best(w) for w in rescore_weights}
+            try:
+                paths = scored.nbest(self.nbest, 1.0 / scale, best=out.best.get(1.0 / scale)) + list(first.values())
+                out.rescored = {w: self.rescorer.best(paths, w) for w in rescore_weights}
+            except Exception as error:  # a second-pass failure must not cost the first pass
+                out.rescored, out.failed["rescore"] = first, f"{type(error).__name__}: {error}"
         t2 = time.perf_counter()
         if reference is not None:
-            if self._reference_scorer is None:
-                self._reference_scorer = ReferenceScorer(self.graph)
-            out.reference = self._reference_scorer.score(reference, dense, scale)
+            try:
+                if self._reference_scorer is None:
+                    self._reference_scorer = ReferenceScorer(self.graph)
+                out.reference = self._reference_scorer.score(reference, dense, scale)
+            except Exception as error:  # as above: only the search-error count loses this cut
+                out.failed["reference"] = f"{type(error).__name__}: {error}"
         out.seconds = {"search": t_search - t0, "sweep": t1 - t_search, "rescore": t2 - t1,
                        "reference": time.perf_counter() - t2}
         return out

@@ -3,7 +3,7 @@ lattice decoder through kaldi_decoder, and 1-best word sequences from its lattic
 LM weight.
 
     graph = HybridGraph.load("exp/graph")
-    hyps = graph.decode(loglikes, [9, 10, 11], SearchOptions(acoustic_scale=0.1, beam=13.0))
+    hyps = graph.decode(loglikes, [9, 10, 11], SearchOptions(acoustic_scale=0.1))
     hyps.words[10]                  # word ids of the best path for LM weight 10
 
 `loglikes` are hybrid scaled likelihoods, log p(senone | x) - log p(senone), [T, S].
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from steps.decoding.lattice import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM
 from steps.graph.fst_arrays import fst_type_of
 from steps.lang.lexicon import read_symbol_table
 
@@ -41,8 +42,8 @@ DECODERS = ("lattice",)
 class SearchOptions:
     decoder: str = "lattice"  # LatticeSimpleDecoder
     acoustic_scale: float = 0.1
-    beam: float = 13.0
-    lattice_beam: float = 6.0  # lattice decoder only
+    beam: float = DEFAULT_BEAM
+    lattice_beam: float = DEFAULT_LATTICE_BEAM
     prune_interval: int = 25
 
     def __post_init__(self):

@@ -20,11 +20,17 @@ import numpy as np
 import torch
 
 
+# The one default of both decoders and steps.decode: WER converged from beam 10 / lattice
+# beam 6 on (BENCHMARKS.md).
+DEFAULT_BEAM = 10.0
+DEFAULT_LATTICE_BEAM = 6.0
+
+
 @dataclass
 class LatticeOptions:
     acoustic_scale: float = 0.1
-    beam: float = 10.0  # search_beam; WER converged from 10 / 6 on (BENCHMARKS.md)
-    lattice_beam: float = 6.0  # output_beam
+    beam: float = DEFAULT_BEAM  # search_beam
+    lattice_beam: float = DEFAULT_LATTICE_BEAM  # output_beam
     max_active: int = 7000
     min_active: int = 200
 

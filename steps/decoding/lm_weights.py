@@ -1,4 +1,4 @@
-"""The LM-weight sweep: weights named as Kaldi names them, the dev-chosen weight carried to test, hypothesis files and scoring per weight, search-error counts."""
+"""The LM-weight sweep: weights named as Kaldi names them, the dev-chosen weight carried to test, hypothesis files and scoring per weight, search-error and lattice-beam-loss counts."""
 
 from __future__ import annotations
 
@@ -84,21 +84,49 @@ def write_hyps(out: Path, refs: dict[str, list[str]], hyps: dict[float, dict[str
     return chosen, summary
 
 
-def search_errors(records: list[dict], weight: float) -> dict | None:
-    """Kaldi's search-error count at this LM weight: of the utterances whose reference has a
-    path through the graph, those whose best found path scores worse than it (a decode with
-    no final state counts as one). None without forced scores (old decoders, no references)."""
-    key = format_weight(weight)
-    scored = [r for r in records if r.get("ref_score") is not None]
-    if not any("ref_score" in r for r in records):
+def _total(scores: list[float] | None, weight: float) -> float | None:
+    return None if scores is None else scores[1] + weight * scores[0]
+
+
+def _beaten(ref: float, found: float | None) -> bool:
+    """The reference path outscores the found one (no path found: it does)."""
+    return found is None or ref > found + SEARCH_ERROR_MARGIN
+
+
+def _forced(records: list[dict]) -> bool:
+    """Whether the decoder scored (or tried to score) the references."""
+    return any("ref_score" in r or "reference" in r.get("failed", {}) for r in records)
+
+
+def search_errors(records: list[dict], search_weight: float) -> dict | None:
+    """Kaldi's search-error count, at the LM weight the search ran at (1 / acoustic scale):
+    of the utterances whose reference has a path through the graph, those whose best found
+    path scores worse than it (a decode with no final state counts as one). At another
+    weight the lattice's best can lose to the reference only because the lattice beam left
+    it out (lattice_beam_losses). None without forced scores (old decoders, no references)."""
+    if not _forced(records):
         return None
-    errors = []
-    for r in scored:
-        ref = r["ref_score"][1] + weight * r["ref_score"][0]
-        found = r.get("scores", {}).get(key)
-        if found is None or ref > found[1] + weight * found[0] + SEARCH_ERROR_MARGIN:
-            errors.append(r["id"])
+    failures = {r["id"]: r["failed"]["reference"] for r in records if "reference" in r.get("failed", {})}
+    scored = [r for r in records if r.get("ref_score") is not None]
+    errors = [r["id"] for r in scored
+              if _beaten(_total(r["ref_score"], search_weight), _total(r.get("search_score"), search_weight))]
     not_in_graph = sum(1 for r in records if "ref_score" in r and r["ref_score"] is None)
-    return {"lm_weight": weight, "errors": len(errors), "scored": len(scored),
+    return {"lm_weight": search_weight, "errors": len(errors), "scored": len(scored),
             "share": round(len(errors) / len(scored), 4) if scored else None,
-            "reference_without_path": not_in_graph, "utterances": errors}
+            "reference_without_path": not_in_graph, "reference_failed": len(failures),
+            "reference_failures": failures, "utterances": errors}
+
+
+def lattice_beam_losses(records: list[dict], weight: float, search_weight: float) -> dict | None:
+    """The utterances whose reference outscores the lattice's best path at this LM weight
+    though the search's own best beat it (no search error): the reference fell outside the
+    lattice, pruned at the search's weight. None where search_errors is."""
+    if not _forced(records):
+        return None
+    scored = [r for r in records if r.get("ref_score") is not None]
+    key = format_weight(weight)
+    lost = [r["id"] for r in scored
+            if not _beaten(_total(r["ref_score"], search_weight), _total(r.get("search_score"), search_weight))
+            and _beaten(_total(r["ref_score"], weight), _total(r.get("scores", {}).get(key), weight))]
+    return {"lm_weight": weight, "errors": len(lost), "scored": len(scored),
+            "share": round(len(lost) / len(scored), 4) if scored else None, "utterances": lost}
