@@ -18,10 +18,10 @@ from steps.toy.am_data import make_synthetic_am_data
 
 
 def slow_expand(labels, num_frames, s):
-    """Reference: a loop over output frames and tokens."""
+    """Reference: a loop over output frames and tokens (-1: no id)."""
     n = [(t + s - 1) // s for t in num_frames]
     width, k = max(n), max(lab.top_k for lab in labels if lab is not None)
-    ids = np.zeros((len(labels), width, k), dtype=np.int64)
+    ids = np.full((len(labels), width, k), -1, dtype=np.int64)
     probs = np.zeros((len(labels), width, k), dtype=np.float32)
     hard = np.full((len(labels), width), -1)
     mask = np.zeros((len(labels), width), dtype=bool)
@@ -69,7 +69,7 @@ def test_expand_by_hand():
     assert t.mask[0].tolist() == [False, True, True, False, True, True, False]
     assert t.hard[0].tolist() == [-1, 7, 7, -1, 9, 9, -1]
     assert t.ids[0, 2].tolist() == [7, 1] and t.probs[0, 2].tolist() == [0.75, 0.25]
-    assert t.ids[0, 0].tolist() == [0, 0] and t.probs[0, 0].tolist() == [0.0, 0.0]
+    assert t.ids[0, 0].tolist() == [-1, -1] and t.probs[0, 0].tolist() == [0.0, 0.0]  # no ids
     # subsampling 3: outputs take input frames 1, 4 and min(7, 6) = 6
     t3 = expand_soft_labels([lab], [7], 3)
     assert t3.hard[0].tolist() == [7, 9, -1]
@@ -112,13 +112,14 @@ def test_span_targets_match_slow_reference(s):
             ids, probs = got.ids[b, j].tolist(), got.probs[b, j].tolist()
             found = {}
             for u, q in zip(ids, probs):
-                if q > 0:
-                    assert u not in found  # duplicates summed
-                    found[u] = q
-            assert found.keys() == {u for u, q in mixed.items() if q > 0}
+                if u < 0:  # a slot without an id: padding, never a real id 0
+                    assert q == 0
+                    continue
+                assert u not in found  # duplicates summed
+                found[u] = q
+            assert found.keys() == mixed.keys()
             for u, q in mixed.items():
-                if q > 0:
-                    assert found[u] == pytest.approx(q, abs=1e-6)
+                assert found[u] == pytest.approx(q, abs=1e-6)
 
 
 def test_span_targets_by_hand():

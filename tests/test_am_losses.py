@@ -1,4 +1,5 @@
-"""Objectives of the AM against hand computations; where the gradients of each term go."""
+"""Objectives of the AM against hand computations (a top-k head over padded targets
+included); where the gradients of each term go."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from steps.am.data import AmBatch
+from steps.am.layers import TopKLogits
 from steps.am.losses import KdWeights, LossConfig, head_frames, kd_sum, loss_terms, total_loss
 from steps.am.model import AcousticModel, AuxHeadConfig, ModelConfig, ModelOutput
 from steps.am.targets import LevelTargets, expand_soft_labels, senone_targets
@@ -170,3 +172,59 @@ def test_heads_on_token_frames_only_give_the_same_loss_and_gradient():
     assert grads_all.keys() == grads_tok.keys()
     for name in grads_all:
         torch.testing.assert_close(grads_tok[name], grads_all[name], rtol=1e-4, atol=1e-6)
+
+
+def unpadded_kd(logits: TopKLogits, rows: list[dict[int, float]]) -> float:
+    """Σ_t KL(q_t || p_t) with p_t the head normalised over the ids of q_t alone (by hand)."""
+    total = 0.0
+    for m, row in enumerate(rows):
+        ids = sorted(row)
+        z = [float(logits.features[m] @ logits.weight[u] + logits.bias[u]) for u in ids]
+        log_p = dict(zip(ids, log_softmax(z)))
+        total += sum(q * (math.log(q) - log_p[u]) for u, q in row.items())
+    return total
+
+
+@pytest.mark.parametrize("span", [True, False])
+def test_topk_head_normalises_over_the_real_ids_only(span):
+    """Targets padded to a common width (span: s*k slots after merging duplicates; centre:
+    cuts with another top_k) give the top-k head the loss of the unpadded rows."""
+    # probabilities exact in float16 (SoftLabels stores them so)
+    if span:  # 6 slots per output; output 0 covers 1 silence frame and 2 frames of token 7
+        labels = [SoftLabels([7, 8, 9], [[1, 3], [3, 4], [4, 6]], [[7, 1], [8, 1], [9, 2]],
+                             [[0.75, 0.25], [0.625, 0.375], [0.5, 0.5]])]
+        # output 1: frame 3 token 8 (ids 8, 1), frames 4 and 5 token 9 (ids 9, 2)
+        rows = [{7: 0.75, 1: 0.25}, {8: 0.625 / 3, 1: 0.375 / 3, 9: 1 / 3, 2: 1 / 3}]
+        targets, lengths = expand_soft_labels(labels, [6], 3, span=True), [6]
+    else:  # top-2 and top-3 cuts in one batch: the top-2 rows get a third slot
+        labels = [SoftLabels([4], [[0, 2]], [[4, 3]], [[0.875, 0.125]]),
+                  SoftLabels([5], [[0, 2]], [[5, 6, 0]], [[0.5, 0.25, 0.25]])]
+        rows = [{4: 0.875, 3: 0.125}] * 2 + [{5: 0.5, 6: 0.25, 0: 0.25}] * 2
+        targets, lengths = expand_soft_labels(labels, [2, 2], 1), [2, 2]
+    mask = targets.mask
+    assert int(mask.sum()) == len(rows)
+    assert targets.ids.shape[-1] > min(len(r) for r in rows)  # there is padding
+    torch.manual_seed(0)
+    logits = TopKLogits(torch.randn(len(rows), 5), torch.randn(12, 5), torch.randn(12))
+    s, c = kd_sum(logits, targets.ids[mask], targets.probs[mask], torch.ones(len(rows), dtype=torch.bool))
+    assert int(c) == len(rows)
+    assert float(s) == pytest.approx(unpadded_kd(logits, rows), rel=1e-5)
+    # the real ids' log-probabilities are those of the unpadded rows
+    log_p = logits.over(targets.ids[mask])
+    for m, row in enumerate(rows):
+        ids = sorted(row)
+        z = [float(logits.features[m] @ logits.weight[u] + logits.bias[u]) for u in ids]
+        for u, lp in zip(ids, log_softmax(z)):
+            slot = targets.ids[mask][m].tolist().index(u)
+            assert float(log_p[m, slot]) == pytest.approx(lp, rel=1e-5, abs=1e-6)
+
+
+def test_topk_head_gradient_is_finite_on_rows_without_ids():
+    """A masked frame has no ids at all: its row must not bring NaN into the gradient."""
+    targets = expand_soft_labels([SoftLabels([3], [[1, 2]], [[3, 4]], [[0.5, 0.5]])], [3], 1)
+    features = torch.randn(3, 4, requires_grad=True)
+    logits = TopKLogits(features, torch.randn(6, 4), torch.zeros(6))
+    s, c = kd_sum(logits, targets.ids[0], targets.probs[0], targets.mask[0])
+    s.backward()
+    assert int(c) == 1 and torch.isfinite(s) and torch.isfinite(features.grad).all()
+    assert features.grad[1].abs().sum() > 0 and features.grad[[0, 2]].abs().sum() == 0

@@ -1,8 +1,9 @@
 """The Deep Mixture of Experts encoder (steps.am.dmoe): gates sum to 1; one expert per layer
-is the plain TDNN-F stack; the stage-one cap holds and is lifted in stage two; top-k
-routing computes only the chosen experts and agrees with the dense form; a toy task whose
-two input regions need different experts ends with the gates separating them; every
-objective trains with it and an interrupted run resumes to the same model."""
+is the plain TDNN-F stack; the stage-one cap is the sequential rule, holds (with top_k
+too) and is lifted in stage two; top-k routing computes only the chosen experts and agrees
+with the dense form; a toy task whose two input regions need different experts ends with
+the gates separating them; every objective trains with it, training holds the cap in
+stage one only, and an interrupted run resumes to the same model."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from steps.core import checkpoint as ckpt_io
-from steps.am.dmoe import DmoeConfig, MoeLayer, capped_gates, moe_layers
+from steps.am.dmoe import DmoeConfig, MoeLayer, capped_gates, moe_layers, top_k_mask
 from steps.am.model import AcousticModel, ModelConfig, parameter_summary
 from steps.toy.am_data import make_synthetic_am_data
 from steps.core.config import ConfigError, from_dict
@@ -87,6 +88,68 @@ def test_capped_gates_hold_the_cap():
     p = logits.clone().requires_grad_(True)
     capped_gates(p.softmax(-1), keep, 0.4)[:, 1].sum().backward()
     assert p.grad.abs().sum() > 0
+
+
+def sequential_capped_gates(probs, keep, cap):
+    """Reference: the rows one by one; an expert whose running sum of gates has reached
+    cap * M is off from then on; a row whose kept experts are all off takes the expert
+    still on with the largest gate."""
+    m, e = probs.shape
+    used, out = [0.0] * e, torch.zeros_like(probs)
+    for r in range(m):
+        free = [used[i] < cap * m for i in range(e)]
+        on = [bool(keep[r, i]) and free[i] for i in range(e)]
+        if not any(on):
+            best = max((i for i in range(e) if free[i]), key=lambda i: float(probs[r, i]))
+            on = [i == best for i in range(e)]
+        total = sum(float(probs[r, i]) for i in range(e) if on[i])
+        for i in range(e):
+            if on[i]:
+                out[r, i] = probs[r, i] / total
+                used[i] += float(out[r, i])
+    return out
+
+
+@pytest.mark.parametrize("top_k", [0, 1, 2])
+@pytest.mark.parametrize("cap", [0.25, 0.3, 0.5])
+def test_capped_gates_are_the_sequential_rule(top_k, cap):
+    torch.manual_seed(3)
+    probs = (torch.randn(300, 4, dtype=torch.float64) + torch.tensor([2.0, 1.0, 0.0, 0.0])).softmax(-1)
+    keep = top_k_mask(probs, top_k) if top_k else torch.ones_like(probs, dtype=torch.bool)
+    torch.testing.assert_close(capped_gates(probs, keep, cap), sequential_capped_gates(probs, keep, cap))
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_the_cap_holds_with_top_k(top_k):
+    """cap 0.3, a gate biased towards expert 0 (its top-1 on ~95% of the frames). Guarantee:
+    an expert is used only on frames where its running sum is below cap * M and a frame
+    adds at most 1, so its share is below cap + 1 / M."""
+    torch.manual_seed(4)
+    logits = torch.randn(400, 4) + torch.tensor([3.0, 0.0, 0.0, 0.0])
+    probs = logits.softmax(-1)
+    keep = top_k_mask(probs, top_k)
+    assert keep[:, 0].float().mean() > 0.9
+    g = capped_gates(probs, keep, 0.3, torch.randperm(400))
+    torch.testing.assert_close(g.sum(-1), torch.ones(400))
+    assert ((g > 0).sum(-1) <= top_k).all()
+    share = g.sum(0) / 400
+    assert (share < 0.3 + 1 / 400).all(), share
+    assert share[0] > 0.3 - 0.01  # the cap binds, it does not starve the expert
+
+
+def test_the_cap_holds_in_stage_one_with_top_1():
+    model = dmoe_model(num_experts=4, cap=0.3, cap_epochs=1, top_k=1)
+    for layer in moe_layers(model):  # a gate biased towards expert 0
+        layer.gate.bias.data = torch.tensor([4.0, 0.0, 0.0, 0.0])
+    feats, lens = torch.randn(3, 60, 80), torch.tensor([60, 50, 33])
+    model.train()
+    model.set_epoch(0)
+    out, gates = gates_of(model, feats, lens)
+    n = int(out.mask.sum())
+    for g in gates:
+        assert ((g[out.mask] > 0).sum(-1) == 1).all()
+        share = g[out.mask].sum(0) / n
+        assert (share < 0.3 + 1 / n).all(), share
 
 
 def test_the_cap_holds_in_stage_one_and_is_lifted_in_stage_two():
@@ -190,7 +253,7 @@ def run_train(data, exp_dir, system, override, *more):
 DMOE_YAML = """model:
   encoder: dmoe
   dropout: 0.2
-  dmoe: {num_moe_layers: 2, num_experts: 3, expert_dim: 8, top_k: 2, cap: 0.5, cap_epochs: 1}
+  dmoe: {num_moe_layers: 2, num_experts: 3, expert_dim: 8, top_k: 2, cap: 0.34, cap_epochs: 1}
 data:
   max_duration: 20
 train:
@@ -199,7 +262,30 @@ train:
 """
 
 
-def test_every_objective_trains_and_an_interrupted_run_resumes_exactly(data, tmp_path):
+def record_training_gates(monkeypatch) -> list:
+    """Every training-mode gate computation of the MoE layers from now on, as (the epoch
+    last given to AcousticModel.set_epoch, the layer's cap_on, its valid frames M, each
+    expert's share of the gates [E])."""
+    log, epoch = [], [None]
+    set_epoch, gates = AcousticModel.set_epoch, MoeLayer.gates
+
+    def recorded_set_epoch(self, e):
+        epoch[0] = e
+        set_epoch(self, e)
+
+    def recorded_gates(self, x, mask):
+        g = gates(self, x, mask)
+        if self.training:
+            m = int(mask.sum())
+            log.append((epoch[0], self.cap_on, m, g[mask].sum(0) / m))
+        return g
+
+    monkeypatch.setattr(AcousticModel, "set_epoch", recorded_set_epoch)
+    monkeypatch.setattr(MoeLayer, "gates", recorded_gates)
+    return log
+
+
+def test_every_objective_trains_and_an_interrupted_run_resumes_exactly(data, tmp_path, monkeypatch):
     override = tmp_path / "dmoe.yaml"
     override.write_text(DMOE_YAML)
     for system in ("baseline", "li", "aux_phone"):
@@ -208,7 +294,18 @@ def test_every_objective_trains_and_an_interrupted_run_resumes_exactly(data, tmp
         assert run_train(data, tmp_path / system, system, one_epoch) == 0
         assert (tmp_path / system / "final.pt").exists()
     full, part = tmp_path / "hier_full", tmp_path / "hier_part"
+    gates = record_training_gates(monkeypatch)
     assert run_train(data, full, "hier", override) == 0
+    monkeypatch.undo()
+    # epoch 1 trains capped (stage one), epoch 2 free. The cap, 0.34 of 3 experts, is just
+    # above an even share, so it binds; on every stage-one batch each expert's share is
+    # below cap + 1 / M (steps.am.dmoe.capped_gates)
+    assert {e for e, *_ in gates} == {0, 1}
+    assert all(on == (e == 0) for e, on, _, _ in gates)
+    for e, _, m, share in gates:
+        torch.testing.assert_close(share.sum(), torch.tensor(1.0))
+        if e == 0:
+            assert (share < 0.34 + 1 / m).all(), share
     final = ckpt_io.load(full / "final.pt")
     assert final["model_config"]["encoder"] == "dmoe" and final["model_config"]["dmoe"]["num_experts"] == 3
     assert any(".experts.2." in k for k in final["state_dict"])

@@ -24,8 +24,10 @@ Stage one (the paper's trick against collapse onto a few experts): while the cap
 (training mode only), each expert may take at most `cap` of a batch's assignments. The
 valid frames are visited in a random order; once an expert's running sum of gate values
 reaches cap * (number of frames), its gate is 0 on the frames that follow and those
-frames' remaining gates are renormalised (`capped_gates`). Stage two lifts the cap. Which
-stage a model is in is set by AcousticModel.set_epoch (steps.train_am calls it every epoch).
+frames' remaining gates are renormalised; a frame left with none of its top_k experts
+takes the uncapped expert with the largest gate, so the cap holds for every top_k
+(`capped_gates`). Stage two lifts the cap. Which stage a model is in is set by
+AcousticModel.set_epoch (steps.train_am calls it every epoch).
 """
 
 from __future__ import annotations
@@ -133,33 +135,43 @@ def top_k_mask(probs: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def capped_gates(probs: torch.Tensor, keep: torch.Tensor, cap: float,
-                 order: torch.Tensor | None = None, max_rounds: int = 100) -> torch.Tensor:
+                 order: torch.Tensor | None = None) -> torch.Tensor:
     """Gates [M, E] from softmax outputs probs [M, E] (rows: the batch's frames) under the
-    stage-one cap: visiting the rows in `order` (default: as given), an expert whose running
-    sum of gates has reached cap * M is switched off for the rows that follow, and each
-    row's remaining gates are renormalised. Solved as a fixed point (switch-offs only grow,
-    so it ends): at the end no expert is on at a row where its sum over the earlier rows
-    has reached the cap, so its total is below cap * M + 1. The mask is not differentiated;
-    the remaining gates are."""
+    stage-one cap, visiting the rows in `order` (default: as given): an expert whose running
+    sum of gates has reached cap * M is off for the rows that follow; a row keeps its kept
+    experts (`keep`) that are still on, renormalised, or, when none is, the expert still on
+    with the largest gate. So an expert is used only where its sum so far is below cap * M
+    and its total is below cap * M + 1. One expert is always on (cap * E >= 1: the sums
+    before row r add up to r < M). Experts only ever go off, so the rows split into at most
+    E + 1 runs with the same experts on; each run is one vectorised pass. The choice of
+    experts is not differentiated; the remaining gates are."""
     m = probs.shape[0]
     if m == 0:
         return probs
     perm = order if order is not None else torch.arange(m, device=probs.device)
-    p, on = probs[perm], keep[perm].clone()
+    p, keep = probs[perm], keep[perm]
+    on = torch.zeros_like(keep)
     limit = cap * m
     with torch.no_grad():
-        for _ in range(max_rounds):
-            g = renormalise(p * on)
-            before = torch.cumsum(g, dim=0) - g
-            new = on & (before < limit)
-            emptied = ~new.any(dim=-1)
-            if emptied.any():  # a row keeps the one expert with the most room left
-                room = torch.where(on, limit - before, torch.full_like(before, -float("inf")))
-                fallback = torch.zeros_like(new).scatter_(-1, room.argmax(-1, keepdim=True), True)
-                new = torch.where(emptied[:, None], fallback, new)
-            if torch.equal(new, on):
+        free = torch.ones(probs.shape[1], dtype=torch.bool, device=probs.device)  # under the cap
+        used = torch.zeros(probs.shape[1], dtype=torch.float64, device=probs.device)
+        start = 0
+        while start < m:  # a run: the rows from `start` on, the experts in `free` on
+            rows = p[start:]
+            kept = keep[start:] & free
+            best = torch.where(free, rows, torch.full_like(rows, -float("inf"))).argmax(-1, keepdim=True)
+            fallback = torch.zeros_like(kept).scatter_(-1, best, True)
+            run = torch.where(kept.any(-1, keepdim=True), kept, fallback)
+            g = renormalise(rows * run).double()  # float64: these sums decide which experts stay on
+            before = used + torch.cumsum(g, dim=0) - g  # each expert's sum over the earlier rows
+            reached = (before >= limit) & free
+            hit = torch.nonzero(reached.any(-1))
+            stop = int(hit[0]) if len(hit) else len(rows)  # the first row where an expert is full
+            on[start:start + stop] = run[:stop]
+            if stop == len(rows):
                 break
-            on = new
+            used, free = before[stop], free & ~reached[stop]
+            start += stop
     out = torch.empty_like(probs)
     out[perm] = renormalise(p * on)
     return out

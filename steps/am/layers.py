@@ -134,10 +134,14 @@ class TopKLogits:
         return self.features.shape[0]
 
     def over(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids [M, k] -> log-probabilities [M, k], normalised over each frame's k ids."""
-        ids = ids.clamp(min=0)
-        logits = torch.einsum("md,mkd->mk", self.features, self.weight[ids]) + self.bias[ids]
-        return logits.log_softmax(dim=-1)
+        """ids [M, k] -> log-probabilities [M, k], normalised over each frame's ids; a slot
+        with id -1 (no id: padding) is left out and gets 0 (its teacher probability is 0)."""
+        pad = ids < 0
+        safe = ids.clamp(min=0)
+        logits = torch.einsum("md,mkd->mk", self.features, self.weight[safe]) + self.bias[safe]
+        # the lowest finite value, not -inf: a row of padding alone stays finite (no NaN gradient)
+        logits = logits.masked_fill(pad, torch.finfo(logits.dtype).min)
+        return logits.log_softmax(dim=-1).masked_fill(pad, 0.0)
 
     def argmax(self, dim: int = -1, chunk: int = 1024) -> torch.Tensor:
         """The full head's argmax per frame, chunk frames at a time."""

@@ -16,7 +16,10 @@ Soft labels are stored per token (steps.kd.soft_labels) and expanded to frames h
 loop over frames: the token starts of all cuts are laid on one axis (cut b's frames offset
 by b x stride) and every queried frame finds its token with one np.searchsorted; a frame is
 covered if it lies before that token's end. Frames covered by no token (silence) get mask
-False, hard label -1 (IGNORE), ids 0 and probs 0.
+False, hard label -1 (IGNORE), ids -1 and probs 0. Slots that hold no id (rows padded to
+the batch's widest top-k, span rows with fewer distinct ids than s*k) have id -1 and
+probability 0 too: a head restricted to the row's ids (steps.am.layers.TopKLogits) leaves
+them out of its normalisation.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def output_positions(num_frames: np.ndarray, subsampling: int) -> tuple[np.ndarr
 
 @dataclass
 class LevelTargets:
-    ids: torch.Tensor  # int64 [B, N, k]; 0 where masked
+    ids: torch.Tensor  # int64 [B, N, k]; -1 (IGNORE) in slots without an id and where masked
     probs: torch.Tensor  # float32 [B, N, k]; 0 where masked
     mask: torch.Tensor  # bool [B, N]: a token covers the frame
     hard: torch.Tensor  # int64 [B, N]: the token's reference unit id; -1 where masked
@@ -71,7 +74,7 @@ def expand_soft_labels(labels: Sequence[SoftLabels | None], num_frames: Sequence
     k = max([lab.top_k for lab in labels if lab is not None] + [1])
     stride = int(num_frames.max()) + 1 if batch else 1
     present = [(b, lab) for b, lab in enumerate(labels) if lab is not None and len(lab)]
-    ids = np.zeros((batch, width, k), dtype=np.int64)
+    ids = np.full((batch, width, k), IGNORE, dtype=np.int64)
     probs = np.zeros((batch, width, k), dtype=np.float32)
     hard = np.full((batch, width), IGNORE, dtype=np.int64)
     mask = np.zeros((batch, width), dtype=bool)
@@ -81,7 +84,7 @@ def expand_soft_labels(labels: Sequence[SoftLabels | None], num_frames: Sequence
         limit = np.concatenate([np.full(len(lab), num_frames[b]) for b, lab in present])
         starts = spans[:, 0] + offsets
         ends = np.minimum(spans[:, 1], limit) + offsets
-        token_ids = np.concatenate([pad_k(lab.ids, k, 0) for _, lab in present])
+        token_ids = np.concatenate([pad_k(lab.ids.astype(np.int64), k, IGNORE) for _, lab in present])
         token_probs = np.concatenate([pad_k(lab.probs.astype(np.float32), k, 0.0)
                                       for _, lab in present])
         token_hard = np.concatenate([lab.tokens for _, lab in present]).astype(np.int64)
@@ -121,7 +124,7 @@ def _expand_over_spans(labels: Sequence[SoftLabels | None], num_frames: Sequence
     count = covered.sum(axis=2)  # [B, N]
     weight = covered / np.maximum(count, 1)[..., None]
     probs = probs * weight[..., None]
-    ids = np.where(covered[..., None], ids, 0)
+    ids = np.where(covered[..., None], ids, IGNORE)
     merged_ids, merged_probs = _merge_duplicates(ids.reshape(batch * width, s * k),
                                                  probs.reshape(batch * width, s * k).astype(np.float32))
     # hard label: the centre's token if covered (the centre is clipped to the last frame)
@@ -136,19 +139,21 @@ def _expand_over_spans(labels: Sequence[SoftLabels | None], num_frames: Sequence
 
 
 def _merge_duplicates(ids: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of (id, probability) pairs with repeated ids -> each id once with the sum of its
-    probabilities, sorted by id, zero-padded to the same width."""
-    order = np.argsort(ids, axis=1, kind="stable")
+    """Rows of (id, probability) pairs with repeated ids (-1: no id) -> each id once with
+    the sum of its probabilities, sorted by id, padded with (-1, 0) to the same width."""
+    real = ids >= 0
+    order = np.argsort(np.where(real, ids, np.iinfo(ids.dtype).max), axis=1, kind="stable")  # no id: last
     ids = np.take_along_axis(ids, order, axis=1)
     probs = np.take_along_axis(probs, order, axis=1)
-    new = np.ones(ids.shape, dtype=bool)
-    new[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    real = np.take_along_axis(real, order, axis=1)
+    new = real.copy()
+    new[:, 1:] &= ids[:, 1:] != ids[:, :-1]
     slot = np.cumsum(new, axis=1) - 1
     rows = np.broadcast_to(np.arange(ids.shape[0])[:, None], ids.shape)
-    out_ids = np.zeros_like(ids)
+    out_ids = np.full_like(ids, IGNORE)
     out_probs = np.zeros_like(probs)
     out_ids[rows[new], slot[new]] = ids[new]
-    np.add.at(out_probs, (rows, slot), probs)
+    np.add.at(out_probs, (rows[real], slot[real]), probs[real])
     return out_ids, out_probs
 
 
