@@ -77,6 +77,7 @@ import torch
 from lhotse import CutSet
 
 from steps.am.scorer import load_scorer
+from steps.compress.student import SCORERS
 from steps.core import atomic, jobs
 from steps.core.log import progress, setup_logging
 from steps.data.ali_times import FRAME_SHIFT
@@ -116,7 +117,7 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
         cuts = parts[job - 1] if job <= len(parts) else CutSet.from_cuts([])
     graph = HybridGraph.load(args.graph, with_fst=args.decoder != "k2")
     check_words(graph, args.lang_dir)
-    scorer = load_scorer(args.model, args.device)
+    scorer = load_scorer(args.model, args.device, SCORERS)
     if scorer.num_outputs != graph.num_senones:
         raise SystemExit(f"{args.model} has {scorer.num_outputs} outputs; {args.graph} was built for "
                          f"{graph.num_senones} senones (another tree?)")
@@ -241,7 +242,7 @@ def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: li
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="checkpoint (steps.am.scorer.load_scorer)")
+    parser.add_argument("--model", required=True, help="checkpoint: an acoustic, alignment or compressed model")
     parser.add_argument("--graph", type=Path, required=True, help="steps.mkgraph output dir")
     parser.add_argument("--cuts", required=True, help="cuts with fbank features")
     parser.add_argument("--lang-dir", type=Path, required=True)

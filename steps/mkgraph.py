@@ -21,7 +21,7 @@ Writes: <out-dir>/HCLG.fst     OpenFst binary ConstFst (as Kaldi's); input label
         <out-dir>/words.txt    copy of the lang's
         <out-dir>/graph.json   options, sizes and the inputs
         <out-dir>/stats.txt    states, arcs and seconds of every stage, size on disk
-        <out-dir>/HCLG.k2.pt   the graph for k2's search, epsilons removed (steps.decoding.k2_graph;
+        <out-dir>/HCLG.k2.pt   the graph for k2's search, epsilons removed (steps.graph.k2_graph;
                                made here once so that parallel decoding jobs only read it)
         <out-dir>/.done        written last, with the fingerprint of the inputs and options:
                                a second run with the same ones is skipped (--force rebuilds)

@@ -12,7 +12,8 @@ from lhotse.utils import fastcopy
 from steps.am.cut_store import CutStore
 from steps.am.data import AmDataset, DataConfig, make_sampler
 from steps.am.spec_augment import SpecAugmentConfig, spec_augment
-from steps.am.targets import expand_soft_labels, senone_targets, tokens_without_output
+from steps.am.targets import expand_soft_labels, senone_targets
+from steps.data.output_frames import tokens_without_output
 from steps.kd.soft_labels import SoftLabels, load_soft_labels
 from steps.toy.am_data import make_synthetic_am_data
 

@@ -128,7 +128,7 @@ class ScoresAreFeatures:
 
 def run_decode(monkeypatch, world, cuts: Path, out: Path, *extra: str):
     _, graph_dir, lang, tree, _ = world
-    monkeypatch.setattr(decode, "load_scorer", lambda path, device="cpu": ScoresAreFeatures(tree.num_senones))
+    monkeypatch.setattr(decode, "load_scorer", lambda path, device="cpu", scorers=None: ScoresAreFeatures(tree.num_senones))
     decode.main(["--model", "unused.pt", "--graph", str(graph_dir), "--cuts", str(cuts),
                  "--lang-dir", str(graph_dir.parent / "lang"), "--out-dir", str(out), *extra])
 

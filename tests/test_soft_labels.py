@@ -17,7 +17,7 @@ from steps.core import checkpoint as ckpt_io
 from steps.kd import alignment_tokens
 from steps.kd import soft_labels as sl
 from steps.lang.lexicon import write_symbol_table
-from steps.lm.model import KIND, ModelConfig, build_model, unit_top_k
+from steps.lm.model import KIND, ModelConfig, build_model, top_k_soft_labels, unit_top_k
 from steps.lm.tokens import load_sentencepiece, phone_units
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def test_top_k_temperature_and_renormalisation_by_hand():
     logits = torch.tensor([[2.0, 0.0, 1.0, -1.0], [0.0, 0.0, 3.0, 1.0]])
-    ids, probs = sl.top_k_soft_labels(logits, k=2, temperature=2.0)
+    ids, probs = top_k_soft_labels(logits, k=2, temperature=2.0)
     assert ids.dtype == np.int32 and ids.tolist() == [[0, 2], [2, 3]]
     # row 0: softmax over (2/2, 1/2) = (e^1, e^0.5) / (e^1 + e^0.5)
     a, b = np.exp(1.0), np.exp(0.5)
@@ -41,15 +41,15 @@ def test_top_k_temperature_and_renormalisation_by_hand():
     full /= full.sum()
     np.testing.assert_allclose(probs[1], full[[2, 3]] / full[[2, 3]].sum(), rtol=1e-6)
     # T -> small: one-hot; T = 1, k = V: the plain softmax
-    _, sharp = sl.top_k_soft_labels(logits, k=3, temperature=0.01)
+    _, sharp = top_k_soft_labels(logits, k=3, temperature=0.01)
     np.testing.assert_allclose(sharp[:, 0], 1.0, atol=1e-6)
-    _, plain = sl.top_k_soft_labels(logits, k=4)
+    _, plain = top_k_soft_labels(logits, k=4)
     np.testing.assert_allclose(plain[0], torch.softmax(logits[0], -1).sort(descending=True)[0].numpy(),
                                rtol=1e-6)
     with pytest.raises(ValueError):
-        sl.top_k_soft_labels(logits, k=5)
+        top_k_soft_labels(logits, k=5)
     with pytest.raises(ValueError):
-        sl.top_k_soft_labels(logits, k=2, temperature=0.0)
+        top_k_soft_labels(logits, k=2, temperature=0.0)
 
 
 def test_expand_to_frames():

@@ -27,6 +27,6 @@
 - comparison.py     the encoder comparison's measurements (accuracies, WER intervals, timing)
 
 May import torch, numpy, lhotse, matplotlib, each other and the library modules of `steps`
-(steps.core, steps.data, steps.kd.soft_labels, steps.tree, steps.scoring); never k2 and never
-a program (steps/<verb>.py).
+(steps.core, steps.data, steps.hmm.align_model for its scorer, steps.kd.soft_labels,
+steps.tree, steps.scoring); never k2 and never a program (steps/<verb>.py).
 """

@@ -27,8 +27,9 @@ from lhotse.dataset import DynamicBucketingSampler
 
 from steps.am.cut_store import CutArrays, CutStore
 from steps.am.spec_augment import SpecAugmentConfig
-from steps.am.targets import LevelTargets, expand_soft_labels, output_lengths, senone_targets
+from steps.am.targets import LevelTargets, expand_soft_labels, senone_targets
 from steps.core.config import require
+from steps.data.output_frames import output_lengths
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Frame targets at the model's output rate, built for a whole batch at once.
 
-Frame rate. With frame subsampling s the model emits one output per s input frames
-(n = ceil(T / s) outputs for T frames); output j covers input frames [j*s, j*s + s) and
-takes the labels of input frame min(j*s + s//2, T - 1), its centre. A token shorter than s
-frames may hold no centre and then gives no target at all (tokens_without_output counts
-them: a fifth of the senone tokens at s = 3). Soft labels can instead be taken over the
+Frame rate (steps.data.output_frames). With frame subsampling s the model emits one output
+per s input frames (n = ceil(T / s) outputs for T frames); output j covers input frames
+[j*s, j*s + s) and takes the labels of input frame min(j*s + s//2, T - 1), its centre. A
+token shorter than s frames may hold no centre and then gives no target at all
+(tokens_without_output counts them: a fifth of the senone tokens at s = 3). Soft labels can instead be taken over the
 output's whole span (expand_soft_labels(..., span=True), data.soft_targets: span): the
 soft labels of the tokens covering the span's frames, each weighted by its share of the
 span's covered frames, duplicate ids summed; the hard label stays the centre's token where
@@ -30,24 +30,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from steps.data.output_frames import output_lengths, output_positions
 from steps.kd.soft_labels import SoftLabels
 
 IGNORE = -1  # label of frames without a target (padding, silence for soft-label levels)
-
-
-def output_lengths(num_frames: np.ndarray | torch.Tensor, subsampling: int):
-    """n = ceil(T / s) outputs per utterance."""
-    return (num_frames + subsampling - 1) // subsampling
-
-
-def output_positions(num_frames: np.ndarray, subsampling: int) -> tuple[np.ndarray, np.ndarray]:
-    """(positions [B, N]: the input frame whose labels output j takes, valid [B, N])."""
-    num_frames = np.asarray(num_frames, dtype=np.int64)
-    n = output_lengths(num_frames, subsampling)
-    width = int(n.max()) if len(n) else 0
-    j = np.arange(width)
-    positions = np.minimum(j[None, :] * subsampling + subsampling // 2, num_frames[:, None] - 1)
-    return positions, j[None, :] < n[:, None]
 
 
 @dataclass
@@ -177,20 +163,3 @@ def senone_targets(alignments: Sequence[np.ndarray | None], num_frames: Sequence
             n = int(valid[b].sum())
             out[b, :n] = ali[positions[b, :n]]
     return torch.from_numpy(out)
-
-
-def tokens_without_output(spans: np.ndarray, positions: np.ndarray, num_frames: int,
-                          subsampling: int) -> int:
-    """How many tokens with frames have none that an output frame takes its target from at
-    this subsampling (the centres min(j*s + s//2, T - 1)): such a token gives the AM nothing.
-    spans [R, 2]: the rows' [start, end) in 10 ms frames; positions [R]: each row's token."""
-    if len(spans) == 0:
-        return 0
-    centres, _ = output_positions(np.array([num_frames]), subsampling)
-    centres = centres[0]
-    spans = np.asarray(spans, dtype=np.int64)
-    hit = np.searchsorted(centres, spans[:, 1]) > np.searchsorted(centres, spans[:, 0])
-    tokens, inverse = np.unique(np.asarray(positions), return_inverse=True)
-    reached = np.zeros(len(tokens), dtype=bool)
-    np.logical_or.at(reached, inverse, hit)
-    return int((~reached).sum())

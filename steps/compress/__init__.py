@@ -10,7 +10,8 @@ What it holds (one module per idea):
                   lilcom), attached to the cuts as a custom field, and its disk statistics
 - losses.py       the per-layer distillation loss (L1 + cosine, DistilHuBERT's convention)
 - student.py      the students: the GenDistiller generator, the DistilHuBERT-style parallel
-                  baseline, the senone head; checkpoints decodable by steps.decode
+                  baseline, the senone head; checkpoints decodable by steps.decode, and
+                  SCORERS, the scorer table of every checkpoint kind
 - training.py     data in memory, the distillation and CE fine-tuning loops, resumable
 - results.py      the comparison table (parameters, ratio, CPU RTF, dev/test WER)
 

@@ -49,7 +49,7 @@ def checkpoint_parameters(path: str | Path) -> int:
 
 def network_rtf(path: str | Path, cuts, num_threads: int = 1) -> float:
     torch.set_num_threads(num_threads)
-    scorer = load_scorer(path)
+    scorer = load_scorer(path, scorers=student.SCORERS)
     feats = [torch.from_numpy(np.asarray(c.load_features(), dtype=np.float32)) for c in cuts]
     if not feats:
         raise ValueError("no cuts to time the network on")

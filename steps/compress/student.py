@@ -28,9 +28,10 @@ TDNN-F blocks on the front end; one linear prediction head per teacher layer on 
 encoder's top output, no autoregression. The senone head reads the encoder's top output;
 the prediction heads are dropped at test time.
 
-Checkpoints (kind "compressed_am", registered in steps.am.scorer) hold config (the student
-config), feature_dim, num_senones, teacher_dim, num_teacher_layers, state_dict, log_priors,
-teacher (the dump's teacher.json); steps.decode loads them like an acoustic model.
+Checkpoints (kind "compressed_am") hold config (the student config), feature_dim,
+num_senones, teacher_dim, num_teacher_layers, state_dict, log_priors, teacher (the dump's
+teacher.json). SCORERS is steps.am.scorer's table with this kind added: steps.decode loads
+them with it like an acoustic model.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from torch import nn
 
 from steps.am.layers import Head, InputLayer, TdnnfLayer
 from steps.am.model import AcousticModelScorer
+from steps.am.scorer import SCORERS as AM_SCORERS
 from steps.compress.config import StudentConfig, StudentModelConfig
 from steps.core.config import from_dict, to_dict
 
@@ -203,3 +205,7 @@ class StudentScorer(AcousticModelScorer):
 def scorer_from_checkpoint(checkpoint: dict, device: torch.device | str = "cpu") -> StudentScorer:
     return StudentScorer(model_from_checkpoint(checkpoint, device), checkpoint.get("log_priors"),
                          torch.device(device))
+
+
+# every checkpoint kind a scorer is built for: the acoustic models' and the students'
+SCORERS = {**AM_SCORERS, KIND: scorer_from_checkpoint}

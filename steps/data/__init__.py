@@ -4,6 +4,8 @@
 - fbank.py       kaldi-native-fbank as a lhotse FeatureExtractor, computed a batch at a time
 - utterances.py  the cuts of a part loaded with features and transcripts for alignment
 - ali_times.py   the 10 ms frame grid of alignment items on the recording's timeline
+- output_frames.py  a subsampling model's outputs on that grid: how many, which frame
+                    each reads, the tokens that none reads
 
 May import lhotse, kaldi-native-fbank, numpy, torch and steps.core.
 """

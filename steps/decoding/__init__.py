@@ -6,8 +6,6 @@ kaldi-decoder lattice search, the LM-weight sweep and rescoring.
 - cut_decoding: a part's cuts scored by the acoustic model and searched, one record each
 - lm_weights: the LM-weight sweep: weight names, the dev-chosen weight, hypothesis files,
              search errors (at the search's weight) apart from lattice-beam losses
-- k2_graph:  HCLG.fst (steps.mkgraph, OpenFst) -> an epsilon-free k2 Fsa, converted once and
-             cached next to HCLG.fst (HCLG.k2.pt)
 - lattice:   k2.intersect_dense_pruned with the senone scores as a DenseFsaVec (search beam,
              output beam, min/max active states); the 1-best of any LM weight from one
              lattice; N-best lists

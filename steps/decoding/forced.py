@@ -2,7 +2,7 @@
 from model errors. When the reference path scores better (at the LM weight in use) than
 the best path the pruned search found, the search lost it: a search error.
 
-The graph (steps.decoding.k2_graph) is restricted to the reference word sequence (k2.intersect
+The graph (steps.graph.k2_graph) is restricted to the reference word sequence (k2.intersect
 of the word-labelled graph with the linear reference, epsilons matched specially), and the
 restriction searched exhaustively (k2.intersect_dense, no pruning that could lose the path:
 an output beam only).

@@ -1,4 +1,4 @@
-"""Pruned lattice search of the k2 HCLG (steps.decoding.k2_graph) with hybrid scores.
+"""Pruned lattice search of the k2 HCLG (steps.graph.k2_graph) with hybrid scores.
 
 One utterance's senone scores (log p(s|x) - log p(s), [T, S]) become a DenseFsaVec whose
 column u scores graph label u (its senone's score times the acoustic scale). k2's

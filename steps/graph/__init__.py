@@ -6,6 +6,9 @@
 - lexicon_fst.py  L: the lexicon with optional silence and disambiguation symbols
 - hclg.py         composition, determinisation and minimisation into HCLG
 - make.py         HCLG from a lang dir, G, the tree and the topology, with its stats
+- k2_graph.py     HCLG.fst -> an epsilon-free k2 Fsa for k2's search, converted once and
+                  cached next to HCLG.fst (HCLG.k2.pt)
 
-May import kaldifst, numpy and steps.core, steps.lang, steps.hmm, steps.tree.
+May import kaldifst, numpy, k2 and torch (k2_graph.py; k2 on first use) and steps.core,
+steps.lang, steps.hmm, steps.tree.
 """

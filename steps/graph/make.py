@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from steps.core import atomic
-from steps.decoding.k2_graph import load_k2_graph
 from steps.graph.fst_arrays import kaldifst_from_text
 from steps.graph.hclg import GraphOptions, build_hclg
+from steps.graph.k2_graph import load_k2_graph
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import Lang
 from steps.tree.decision_tree import Tree

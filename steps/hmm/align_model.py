@@ -16,6 +16,8 @@ from torch import nn
 
 from steps.core.config import from_dict, require, to_dict
 
+KIND = "align_model"
+
 
 @dataclass
 class AlignModelConfig:
@@ -89,7 +91,7 @@ def checkpoint_dict(model: AlignModel, feature_dim: int, log_priors: torch.Tenso
                     extra: dict | None = None) -> dict:
 
     return {
-        "kind": "align_model",
+        "kind": KIND,
         "config": to_dict(model.config),
         "feature_dim": feature_dim,
         "num_outputs": model.output.out_channels,

@@ -13,7 +13,6 @@
 - random_models.py       tiny randomly initialised transformers checkpoints (tests, examples)
 
 May import torch, numpy, lhotse, transformers, tokenizers and steps.core, steps.data,
-steps.lang, steps.hmm, steps.lm, and steps.am.targets (the AM's output-frame rule, for the
-dump's count of tokens no output frame reads); never k2 (the teacher, dump and AM stages run on machines
+steps.lang, steps.hmm, steps.lm; never k2 (the teacher, dump and AM stages run on machines
 without it).
 """

@@ -10,9 +10,9 @@ import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
-from steps.am.targets import tokens_without_output
 from steps.core.atomic import atomic_path, write_text
 from steps.core.log import progress
+from steps.data.output_frames import tokens_without_output
 from steps.kd import soft_labels as sl
 from steps.kd.alignment_tokens import LevelTokens, NoAlignment, UnitMaps, cut_tokens
 from steps.kd.teachers import Teacher

@@ -1,4 +1,5 @@
-"""Teacher soft labels: the top-k computation and their storage on lhotse cuts.
+"""Teacher soft labels: their storage on lhotse cuts (the teachers' top-k is
+steps.lm.model.top_k_soft_labels).
 
 One level L of one cut is four arrays (custom fields of the cut, lhotse `Array`s written
 with NumpyHdf5Writer), one row per token of the cut's reference at that level:
@@ -14,9 +15,6 @@ Frames outside every span (silence) have no target. For the AM's batches:
     labels = load_soft_labels(cut, "phone")                   # SoftLabels
     targets = expand_to_frames(labels, num_frames)            # FrameTargets: ids/probs [T, k],
                                                               # tokens [T], mask [T]
-
-Top-k with temperature: q = softmax(z / T) restricted to the k largest and renormalised,
-which is softmax over the k largest z / T (the full normaliser cancels).
 """
 
 from __future__ import annotations
@@ -27,9 +25,10 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
-import torch
 from lhotse.features.io import lookup_cache_or_open
 from lhotse.utils import fastcopy
+
+from steps.lm.model import top_k_soft_labels  # noqa: F401  (steps.kd.pretrained_teacher imports it from here)
 
 LEVELS = ("senone", "phone", "subword", "plm")  # plm: a pre-trained model's pieces (steps.kd)
 FIELDS = ("tokens", "spans", "ids", "probs")
@@ -40,23 +39,6 @@ INFO_FIELD = "kd_info"
 def field_name(level: str, kind: str) -> str:
     """Custom field name on the cut, e.g. kd_phone_probs."""
     return f"kd_{level}_{kind}"
-
-
-def top_k_soft_labels(logits: torch.Tensor | np.ndarray, k: int, temperature: float = 1.0
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """logits [N, V] -> (ids int32 [N, k], probs float32 [N, k]): the k most likely units
-    under softmax(logits / temperature), their probabilities renormalised to sum to 1,
-    sorted descending."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    z = torch.as_tensor(logits).float()
-    if z.dim() != 2:
-        raise ValueError(f"logits must be [N, V], got shape {tuple(z.shape)}")
-    if k > z.shape[1] or k < 1:
-        raise ValueError(f"top-k {k} is not in 1..{z.shape[1]} (the vocabulary size)")
-    values, ids = torch.topk(z / temperature, k, dim=-1, largest=True, sorted=True)
-    probs = torch.softmax(values, dim=-1)
-    return ids.to(torch.int32).cpu().numpy(), probs.cpu().numpy()
 
 
 @dataclass

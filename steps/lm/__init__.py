@@ -4,11 +4,12 @@
 - kneser_ney.py  its estimation (interpolated modified Kneser-Ney) and pruning
 - bigram.py      the add-k bigram every teacher's perplexity is compared with
 - tokens.py      the unit levels' vocabularies and the LM text as token corpora
-- model.py       the teacher LM (causal or masked Transformer) over one unit level
+- model.py       the teacher LM (causal or masked Transformer) over one unit level; the
+                 top-k soft labels of any teacher's logits
 - training.py    training a teacher LM: batches, schedule, resumable epochs, perplexity
 - word_perplexity.py  the n-grams and the subword teacher on the same held-out words:
                  per-word perplexity and the teacher's gap, with a paired bootstrap
 
 May import torch, numpy, sentencepiece and steps.core, steps.lang, steps.hmm, steps.tree,
-steps.kd.soft_labels, steps.scoring.
+steps.scoring.
 """

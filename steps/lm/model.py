@@ -23,6 +23,10 @@ torch 1.13 and 2.x, on CPU and CUDA.
     model = model_from_checkpoint(steps.core.checkpoint.load("exp/lm_phone/final.pt"))
     unit_top_k(model, [[3, 5, 7]], k=8, temperature=1.0)   # [(ids [3, 8], probs [3, 8])]
     log_likelihood(model, sentences)                       # (sum ln p, events)
+
+A teacher's soft labels (top_k_soft_labels, for every teacher of steps.kd): q = softmax(z / T)
+restricted to the k largest and renormalised, which is softmax over the k largest z / T
+(the full normaliser cancels).
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ import torch
 from torch import nn
 
 from steps.core.config import require
-from steps.kd.soft_labels import top_k_soft_labels
 
 KIND = "teacher_lm"
 
@@ -320,11 +323,28 @@ def unit_logits(model: TransformerLM, sentences: Sequence[Sequence[int]], batch_
     return out
 
 
+def top_k_soft_labels(logits: torch.Tensor | np.ndarray, k: int, temperature: float = 1.0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """logits [N, V] -> (ids int32 [N, k], probs float32 [N, k]): the k most likely units
+    under softmax(logits / temperature), their probabilities renormalised to sum to 1,
+    sorted descending."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    z = torch.as_tensor(logits).float()
+    if z.dim() != 2:
+        raise ValueError(f"logits must be [N, V], got shape {tuple(z.shape)}")
+    if k > z.shape[1] or k < 1:
+        raise ValueError(f"top-k {k} is not in 1..{z.shape[1]} (the vocabulary size)")
+    values, ids = torch.topk(z / temperature, k, dim=-1, largest=True, sorted=True)
+    probs = torch.softmax(values, dim=-1)
+    return ids.to(torch.int32).cpu().numpy(), probs.cpu().numpy()
+
+
 def unit_top_k(model: TransformerLM, sentences: Sequence[Sequence[int]], k: int,
                temperature: float = 1.0, batch_tokens: int = 8192,
                device: str | torch.device | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Like unit_logits, but only the soft labels: per sentence (ids int32 [n, k], probs
-    float32 [n, k]) from steps.kd.soft_labels.top_k_soft_labels, computed batch-wise."""
+    float32 [n, k]) from top_k_soft_labels, computed batch-wise."""
 
     was_training = model.training
     device = _scoring(model, device)

@@ -68,13 +68,14 @@ from lhotse import CutSet
 from steps.am.config import load_am_config
 from steps.am.model import AcousticModel, AcousticModelScorer
 from steps.am.scorer import load_scorer
+from steps.compress.student import SCORERS
 from steps.data.ali_times import FRAME_SHIFT
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.forced import ReferenceScorer
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions, lattice_best_words
-from steps.decoding.k2_graph import load_k2_graph
 from steps.decoding.lattice import LatticeOptions, dense_scores
 from steps.graph.hclg import GraphOptions
+from steps.graph.k2_graph import load_k2_graph
 from steps.graph.make import make_graph
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import SILENCE, SPOKEN_NOISE, Lang
@@ -329,7 +330,7 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
     torch.set_num_threads(threads)
     graph = HybridGraph.load(graph_dir)
     k2_graph = load_k2_graph(graph_dir)
-    scorer = load_scorer(model)
+    scorer = load_scorer(model, scorers=SCORERS)
     if scorer.num_outputs != graph.num_senones:
         raise SystemExit(f"{model} has {scorer.num_outputs} outputs; {graph_dir} was built for "
                          f"{graph.num_senones} senones (another tree?)")
