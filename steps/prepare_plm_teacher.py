@@ -6,17 +6,19 @@ Reads --model (a directory written by save_pretrained: config.json, the weights,
 tokenizer's tokenizer.json), the LM text (data/text/lm_text.txt) and optionally the word
 list (data/lang/words.txt). Writes to --out-dir (exp/lm_plm):
 
-    teacher.json        model directory, kind (causal|masked), normalisation: what
-                        steps.dump_soft_labels --teachers exp/lm_plm loads
+    teacher.json        model directory, kind (causal|masked), normalisation, masking
+                        (whole_word|none): what steps.dump_soft_labels --teachers
+                        exp/lm_plm loads
     tokens.txt          the units: the tokenizer's pieces, `piece id` (the AM head's size;
                         whitespace inside a piece written as \\uXXXX)
     normalisation.txt   how transcripts are rewritten for the model (case, apostrophes)
+                        and how a predicted piece is hidden from it (masking, words)
     word_pieces.txt     every word as a transcript's first word: `WORD <TAB> normalised
                         <TAB> pieces` (inside a transcript GPT-2-style pieces carry the
                         space before the word and sentence case lowers it); words the
                         tokenizer maps to nothing are marked and counted
-    ppl                 held-out per-piece NLL and perplexity (pseudo-perplexity for a
-                        masked model), before and after fine-tuning
+    ppl                 held-out per-piece NLL and perplexity (whole-word
+                        pseudo-perplexity for a masked model), before and after fine-tuning
     model/              with --finetune-epochs > 0: the fine-tuned model and tokenizer
     finetune.json       the fine-tuning's figures
     .done               with the fingerprint of the inputs and options: a second run with
@@ -43,7 +45,7 @@ from steps.core import atomic
 from steps.core.atomic import write_text
 from steps.kd.plm_finetune import finetune, held_out_nll, split_held_out
 from steps.kd.plm_text import CASES
-from steps.kd.pretrained_teacher import KINDS, TEACHER_FILE, PlmError, PretrainedTeacher
+from steps.kd.pretrained_teacher import KINDS, MASKING, TEACHER_FILE, PlmError, PretrainedTeacher
 from steps.core.log import setup_logging
 
 log = logging.getLogger("steps.prepare_plm_teacher")
@@ -93,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     settings = {k: v for k, v in vars(args).items() if k not in ("out_dir", "force", "device", "num_threads")}
-    fingerprint = atomic.inputs_fingerprint([args.model, args.lm_text, args.words], **settings)
+    # a directory prepared under another masking has another pseudo-perplexity: redo it
+    fingerprint = atomic.inputs_fingerprint([args.model, args.lm_text, args.words], **settings,
+                                            masking=MASKING)
     if atomic.up_to_date(out, fingerprint, args.force, [out / TEACHER_FILE, out / "tokens.txt"],
                          what=f"{out} plm teacher"):
         return 0
@@ -131,10 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                    f"teacher_ppl_before_finetune {math.exp(figures['nll_before']):.2f}\n")
     ppl.append(f"teacher_nll {figures['nll']:.4f}\nteacher_ppl {math.exp(figures['nll']):.2f}\n")
     if teacher.kind == "masked":
-        ppl.append("(masked model: pseudo-perplexity, each piece predicted with all others given)\n")
+        ppl.append("(masked model: pseudo-perplexity, each piece predicted with all pieces of "
+                   "its word masked and the other words given)\n")
     write_text(out / "ppl", "".join(ppl))
     write_text(out / "tokens.txt", "".join(f"{symbol(p)} {i}\n" for i, p in enumerate(teacher.pieces())))
-    write_text(out / "normalisation.txt", teacher.normalisation.describe())
+    write_text(out / "normalisation.txt", teacher.normalisation.describe() + teacher.describe_masking())
     empty: list[str] = []
     if args.words:
         words = [line.split()[0] for line in Path(args.words).read_text().splitlines() if line.strip()]
@@ -145,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                         len(empty), " ".join(empty[:10]), " ..." if len(empty) > 10 else "")
     write_text(out / TEACHER_FILE, json.dumps(
         {"model_dir": model_dir, "source": str(args.model), "kind": teacher.kind,
-         "normalisation": teacher.normalisation.to_dict(), "num_units": teacher.num_units,
+         "normalisation": teacher.normalisation.to_dict(), "masking": teacher.masking,
+         "num_units": teacher.num_units,
          "context": teacher.context}, indent=1) + "\n")
     atomic.mark_done(out, {"kind": teacher.kind, "pieces": teacher.num_units,
                            "words_without_pieces": len(empty)}, fingerprint)

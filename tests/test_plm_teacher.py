@@ -1,7 +1,12 @@
 """Pre-trained LMs as teachers (the plm level): tiny random GPT-2 and BERT checkpoints with
 real tokenizers are written with save_pretrained and go through the real path: load,
 normalise, tokenise, pieces to words and frames, dump, one AM epoch; fine-tuning; bad
-model directories; the teacher/dump/AM modules import without k2."""
+model directories; the teacher/dump/AM modules import without k2. Expected distributions
+are recomputed from the checkpoint with transformers alone (direct_probs): the masked
+model's with whole words masked.
+
+Length: every test here runs on the same module-scoped toy world and pair of checkpoints
+(built once, a few seconds); one module keeps them built once."""
 
 from __future__ import annotations
 
@@ -16,13 +21,17 @@ import pytest
 import torch
 from lhotse import CutSet, Features, LilcomChunkyWriter
 from lhotse.utils import fastcopy
+from tokenizers import Tokenizer, pre_tokenizers, trainers
+from tokenizers import models as tok_models
+from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer,
+                          PreTrainedTokenizerFast)
 
 from steps import dump_soft_labels as dump
 from steps import prepare_plm_teacher, train_am
 from steps.kd import alignment_tokens
 from steps.kd import soft_labels as sl
-from steps.kd.plm_text import Normalisation, choose_normalisation
-from steps.kd.pretrained_teacher import PlmError, PretrainedTeacher, load_model_dir
+from steps.kd.plm_text import Normalisation, WordPieces, choose_normalisation, encode_words, word_marks
+from steps.kd.pretrained_teacher import MASKING, PlmError, PretrainedTeacher, load_model_dir
 from steps.kd.random_models import write_bert, write_gpt2
 from steps.kd.teachers import Teacher
 from steps.toy.alignments import ToyWorld
@@ -48,8 +57,50 @@ def _text(world):
 def models(world, tmp_path_factory):
     root = tmp_path_factory.mktemp("plm_models")
     # contexts shorter than the longest transcripts' pieces: windows get used
-    return {"causal": write_gpt2(root / "gpt2", _text(world), vocab_size=300, context=12, seed=1),
-            "masked": write_bert(root / "bert", _text(world), vocab_size=300, context=12, seed=2)}
+    return {"causal": _sharpened(write_gpt2(root / "gpt2", _text(world), vocab_size=300, context=12, seed=1),
+                                 AutoModelForCausalLM, 1),
+            "masked": _sharpened(write_bert(root / "bert", _text(world), vocab_size=300, context=12, seed=2),
+                                 AutoModelForMaskedLM, 2)}
+
+
+def _sharpened(directory: Path, cls, seed: int) -> Path:
+    """The checkpoint redrawn at 5x the usual initial weight scale (0.02): at that scale a tiny
+    random model's output hardly depends on its input (a piece's probabilities move by 1e-4
+    when the rest of its word is masked too), so a wrong context would go unseen."""
+    config = AutoConfig.from_pretrained(directory)
+    config.initializer_range = 0.1
+    torch.manual_seed(seed)
+    cls.from_config(config).save_pretrained(directory)
+    return directory
+
+
+def direct_probs(model, tokenizer, kind: str, pieces: WordPieces, temperature: float = 1.0,
+                 context: int = 10 ** 6) -> np.ndarray:
+    """[m, len(tokenizer)]: p(piece i | context) straight from the checkpoint: causal after
+    BOS, for the pieces of the first window (m = min(pieces, context - 1)), which see all
+    pieces before them; masked (m = pieces) with every piece of i's transcript word masked,
+    inside [CLS] ... [SEP], in the window of `context` positions centred on i."""
+    ids, n = pieces.ids, len(pieces.ids)
+    with torch.no_grad():
+        if kind == "causal":
+            m = min(n, context - 1)
+            logits = model(torch.tensor([[tokenizer.bos_token_id] + ids[:m]])).logits[0, :m]
+        else:
+            rows, at = [], []
+            for i in range(n):
+                full = ([tokenizer.cls_token_id]
+                        + [tokenizer.mask_token_id if w == pieces.word[i] else p for p, w in zip(ids, pieces.word)]
+                        + [tokenizer.sep_token_id])
+                start = min(max(0, i + 1 - context // 2), len(full) - context) if len(full) > context else 0
+                rows.append(full[start:start + context])
+                at.append(i + 1 - start)
+            logits = model(torch.tensor(rows)).logits[torch.arange(n), torch.tensor(at)]
+    return torch.softmax(logits[:, :len(tokenizer)] / temperature, dim=-1).numpy()
+
+
+def load_direct(directory: Path, kind: str):
+    cls = AutoModelForCausalLM if kind == "causal" else AutoModelForMaskedLM
+    return cls.from_pretrained(directory).eval(), AutoTokenizer.from_pretrained(directory)
 
 
 # ------------------------------------------------------------------ text
@@ -86,28 +137,97 @@ def test_tokenizers_pieces_map_back_to_words(models, world):
 def test_top_k_is_the_model_softmax_and_windows_cover_long_transcripts(models):
     for kind, directory in models.items():
         teacher = PretrainedTeacher.load(directory)
-        ids = teacher.encode_words("THE CAT SAT".split()).ids[:5]
+        pieces = teacher.encode_words("THE CAT SAT".split())
+        pieces = WordPieces(pieces.ids[:5], pieces.word[:5], pieces.letters[:5])
+        ids = pieces.ids
         long = (ids * 8)[:30]  # longer than the context of 12
         assert teacher.fits(len(ids)) and not teacher.fits(len(long))
         (top_ids, top_probs), (long_ids, long_probs), (empty_ids, _) = teacher.top_k([ids, long, []], 4, 2.0)
         assert empty_ids.shape == (0, 4) and long_ids.shape == (30, 4)
         np.testing.assert_allclose(long_probs.sum(1), 1.0, atol=1e-5)  # every position scored
-        with torch.no_grad():
-            if kind == "causal":
-                logits = teacher.model(torch.tensor([teacher.prefix + ids])).logits[0, :len(ids)]
-            else:
-                rows = []
-                for i in range(len(ids)):
-                    x = teacher.prefix + ids + teacher.suffix
-                    x[i + 1] = teacher.tokenizer.mask_token_id
-                    rows.append(teacher.model(torch.tensor([x])).logits[0, i + 1])
-                logits = torch.stack(rows)
-        expected = torch.softmax(logits / 2.0, dim=-1)
+        expected = torch.from_numpy(direct_probs(teacher.model, teacher.tokenizer, kind, pieces, 2.0))
         values, order = expected.topk(4, dim=-1)
         np.testing.assert_array_equal(top_ids, order.numpy())
         np.testing.assert_allclose(top_probs, (values / values.sum(-1, keepdim=True)).numpy(), atol=1e-5)
         if kind == "causal":  # the first window of the long transcript starts the same way
             np.testing.assert_array_equal(long_ids[:len(ids)], top_ids)
+
+
+def test_masked_teacher_masks_every_piece_of_the_predicted_word(models, world):
+    teacher = PretrainedTeacher.load(models["masked"])
+    mask = teacher.tokenizer.mask_token_id
+    # a transcript that fits the context and has words of several pieces
+    for text in world.sentences + ["THE CAT SAT"]:
+        pieces = teacher.encode_words(text.split())
+        if teacher.fits(len(pieces.ids)) and len(set(pieces.word)) < len(pieces.ids):
+            break
+    ids, word = pieces.ids, pieces.word
+    assert teacher.word_marks.words(ids) == word
+    fed = []
+    hook = teacher.model.get_input_embeddings().register_forward_pre_hook(
+        lambda module, args: fed.extend(args[0].tolist()))
+    try:
+        top_ids, top_probs = teacher.top_k([ids], teacher.num_units, 1.0)[0]
+        total, count = teacher.log_likelihood([ids])
+    finally:
+        hook.remove()
+    # what the model is fed: one copy per word with all its pieces masked, nothing else
+    full = teacher.prefix + ids + teacher.suffix
+    expected = {tuple(mask if 0 < j <= len(ids) and word[j - 1] == w else x for j, x in enumerate(full))
+                for w in set(word)}
+    assert {tuple(row) for row in fed} == expected
+    # the soft labels are the model's distribution with the whole word masked
+    direct = direct_probs(teacher.model, teacher.tokenizer, "masked", pieces)
+    got = np.zeros_like(direct)
+    np.put_along_axis(got, top_ids.astype(np.int64), top_probs, axis=1)
+    np.testing.assert_allclose(got, direct, atol=1e-5)
+    inner = [i for i in range(1, len(ids)) if word[i] == word[i - 1]]  # non-initial pieces
+    assert inner and count == len(ids)
+    assert total == pytest.approx(float(np.log(direct[np.arange(len(ids)), ids]).sum()), abs=1e-3)
+
+
+def test_masked_windows_mask_the_words_pieces_inside_them(models):
+    teacher = PretrainedTeacher.load(models["masked"])
+    pieces = teacher.encode_words(("THE CAT SAT ON " * 4).split())
+    ids, word, mask = pieces.ids, pieces.word, teacher.tokenizer.mask_token_id
+    assert not teacher.fits(len(ids))
+    rows = teacher._rows([ids])
+    assert sorted(t for row in rows for t in row.targets) == list(range(len(ids)))
+    for row in rows:
+        assert len(row.inputs) == teacher.context
+        predicted = {word[t] for t in row.targets}
+        assert len(predicted) == 1  # one word per row
+        # the masks are exactly that word's pieces inside the window, around the centre
+        start = row.targets[0] + 1 - row.outputs[0]
+        inside = [j for j in range(len(ids)) if start <= j + 1 < start + teacher.context]
+        masked = [j for j in inside if row.inputs[j + 1 - start] == mask]
+        assert masked == [j for j in inside if word[j] in predicted]
+
+
+def test_word_marks_are_the_transcripts_words(models, world):
+    text = _text(world)
+    metaspace = Tokenizer(tok_models.BPE(unk_token="<unk>"))
+    metaspace.pre_tokenizer = pre_tokenizers.Metaspace()
+    metaspace.train_from_iterator(text, trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"],
+                                                            show_progress=False))
+    suffix = Tokenizer(tok_models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    suffix.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    suffix.train_from_iterator(text, trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"],
+                                                         end_of_word_suffix="</w>", show_progress=False))
+    tokenizers = {kind: PretrainedTeacher.load(directory).tokenizer for kind, directory in models.items()}
+    tokenizers.update({name: PreTrainedTokenizerFast(tokenizer_object=t, unk_token="<unk>")
+                       for name, t in (("metaspace", metaspace), ("suffix", suffix))})
+    marks = {name: word_marks(t) for name, t in tokenizers.items()}
+    assert "'##'" in marks["masked"].rule and "U+0120" in marks["causal"].rule
+    assert "U+2581" in marks["metaspace"].rule and "'</w>'" in marks["suffix"].rule
+    split = 0
+    for name, tokenizer in tokenizers.items():
+        norm = choose_normalisation(tokenizer)
+        for sentence in world.sentences[:40]:
+            pieces = encode_words(tokenizer, norm, sentence.split())
+            assert marks[name].words(pieces.ids) == pieces.word, (name, sentence)
+            split += len(pieces.ids) - len(set(pieces.word))
+    assert split > 0  # words of several pieces were among them
 
 
 # ------------------------------------------------------------------ bad input
@@ -146,6 +266,14 @@ def test_bad_model_directories_say_what_is_wrong(tmp_path, models):
                                      "--out-dir", str(tmp_path / "out")]) == 1
     with pytest.raises(SystemExit, match="plm teacher: .*no config.json"):
         Teacher.load(_with_teacher_json(tmp_path / "empty"))
+    # a teacher directory made for a masking not done here (its labels would not match)
+    odd = tmp_path / "odd_masking"
+    odd.mkdir()
+    (odd / "teacher.json").write_text(json.dumps(
+        {"model_dir": str(models["masked"]), "kind": "masked", "masking": "piece",
+         "normalisation": {"case": "lower", "apostrophe": ""}}))
+    with pytest.raises(PlmError, match="masking 'piece' for a masked model; only 'whole_word'"):
+        PretrainedTeacher.load(odd)
 
 
 def _with_teacher_json(directory: Path) -> Path:
@@ -185,7 +313,10 @@ def test_prepare_dump_and_train_one_epoch(kind, world, models, tmp_path):
     info = json.loads((lm_plm / "teacher.json").read_text())
     teacher = PretrainedTeacher.load(lm_plm)
     assert info["kind"] == kind and teacher.num_units == len((lm_plm / "tokens.txt").read_text().splitlines())
+    masking = {"causal": "masking: none", "masked": f"masking: {MASKING}"}[kind]
     assert "case: " in (lm_plm / "normalisation.txt").read_text()
+    assert masking in (lm_plm / "normalisation.txt").read_text()
+    assert info["masking"] == {"causal": "none", "masked": MASKING}[kind]
     table = [line.split("\t") for line in (lm_plm / "word_pieces.txt").read_text().splitlines()]
     assert len(table) == len([w for w in world.lang.words if w not in prepare_plm_teacher.NOT_WORDS])
     assert all(row[2] != "(nothing)" for row in table)
@@ -222,6 +353,8 @@ def test_prepare_dump_and_train_one_epoch(kind, world, models, tmp_path):
     teacher = PretrainedTeacher.load(lm_plm)
     units = alignment_tokens.UnitMaps(world.lang, None, [], None, teacher)
     kd = list(CutSet.from_file(out / "toy_cuts_train.jsonl.gz"))
+    model, tokenizer = load_direct(models[kind], kind)
+    checked = 0
     for cut in kd:
         labels = sl.load_soft_labels(cut, "plm")
         labels.check(len(cut.load_custom("senone_ali")))
@@ -239,6 +372,20 @@ def test_prepare_dump_and_train_one_epoch(kind, world, models, tmp_path):
         ids, probs = teacher.top_k([tokens.teacher_tokens], 4, 1.5)[0]
         np.testing.assert_array_equal(labels.ids, ids[tokens.positions])
         np.testing.assert_allclose(labels.probs.astype(np.float32), probs[tokens.positions], atol=2e-3)
+        # the dumped labels against the checkpoint itself (transformers alone, whole words masked)
+        direct = direct_probs(model, tokenizer, kind, teacher.encode_words(words), 1.5, teacher.context)
+        rows = tokens.positions < len(direct)
+        direct = direct[tokens.positions[rows]]
+        dumped = np.take_along_axis(direct, labels.ids[rows].astype(np.int64), axis=1)
+        fifth = np.sort(direct, axis=1)[:, -5]
+        assert (dumped.min(1) >= fifth - 1e-6).all()  # the dumped ids are the top 4
+        probs = labels.probs[rows].astype(np.float32)
+        np.testing.assert_allclose(probs, dumped / dumped.sum(1, keepdims=True), atol=2e-3)
+        assert (np.diff(probs, axis=1) <= 1e-6).all()  # sorted, most likely first
+        checked += rows.sum()
+    # causal: the first window's pieces (11 a transcript); masked: every row
+    rows_dumped = sum(len(sl.load_soft_labels(cut, "plm")) for cut in kd)
+    assert checked == rows_dumped if kind == "masked" else checked >= 0.3 * rows_dumped
 
     # one AM epoch with the plm head (top-k-restricted logits)
     override = tmp_path / "one_epoch.yaml"

@@ -8,7 +8,7 @@
 - pretrained_teacher.py  a causal or masked LM from a local Hugging Face `transformers`
                          directory: loading with clear errors, top-k soft labels (windowed)
 - plm_text.py            the transcript normalisation such a model expects and its pieces
-                         mapped back to the words
+                         mapped back to the words (and each piece's word, for whole-word masking)
 - plm_finetune.py        optional fine-tuning of that model on the corpus' LM text
 - random_models.py       tiny randomly initialised transformers checkpoints (tests, examples)
 

@@ -18,13 +18,25 @@ Pieces to words: the normalised words are joined with single spaces and tokenise
 characters overlap (a piece made of the space alone goes to the word after it) and counts
 those characters as its letters, which share the word's frames as sentencepiece pieces do
 (steps.kd.alignment_tokens.piece_boundaries).
+
+Words from the pieces alone (word_marks, for a masked teacher's whole-word masking, whose
+input is piece ids): the tokenizer's own marks say where words begin. WordPiece (BERT): a
+piece without the `##` continuation prefix begins a word, so punctuation the tokenizer
+splits off is a word of its own (DON'T -> don ' t: three words, as in BERT's whole-word
+masking); byte-level BPE (GPT-2, RoBERTa) and sentencepiece (Metaspace): a piece that
+begins with the space mark (Ġ, ▁) does, so words are the space-separated ones; a BPE with an
+end-of-word suffix (</w>): a word ends with the piece that carries it. A tokenizer with
+none of these marks makes every piece a word.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 from dataclasses import dataclass, field
 from typing import Sequence
+
+import numpy as np
 
 CASES = ("auto", "lower", "sentence", "keep", "upper")
 PRONOUN_I = {"I", "I'M", "I'LL", "I'D", "I'VE"}
@@ -139,3 +151,69 @@ def encode_words(tokenizer, normalisation: Normalisation, words: Sequence[str]) 
     unk = tokenizer.unk_token_id
     return WordPieces(ids, word_of, letters, [i for i in range(len(texts)) if i not in seen],
                       sum(1 for i in ids if unk is not None and i == unk))
+
+
+@dataclass(frozen=True)
+class WordMarks:
+    """Which pieces begin or end a word (see the module docstring)."""
+
+    rule: str  # how words are told apart, in words
+    opens: np.ndarray  # bool [pieces]: the piece begins a word
+    closes: np.ndarray  # bool [pieces]: a word ends with the piece
+
+    def words(self, ids: Sequence[int]) -> list[int]:
+        """Per piece: the index of its word."""
+        out, word = [], -1
+        for j, piece in enumerate(ids):
+            if j == 0 or self.opens[piece] or self.closes[ids[j - 1]]:
+                word += 1
+            out.append(word)
+        return out
+
+
+def _find(spec, key: str, value: str) -> list[dict]:
+    """The parts of a tokenizer.json component (Sequences included) whose `key` is `value`."""
+    if isinstance(spec, list):
+        return [found for item in spec for found in _find(item, key, value)]
+    if not isinstance(spec, dict):
+        return []
+    here = [spec] if spec.get(key) == value else []
+    return here + [found for item in spec.values() if isinstance(item, (dict, list))
+                   for found in _find(item, key, value)]
+
+
+def space_mark(spec: dict) -> str | None:
+    """The character a tokenizer writes for the space before a word, if any."""
+    if _find(spec.get("pre_tokenizer"), "type", "ByteLevel"):
+        return "\u0120"  # byte-level BPE writes the space byte as Ġ
+    for part in _find(spec.get("pre_tokenizer"), "type", "Metaspace"):
+        return part.get("replacement") or "\u2581"
+    for part in _find(spec.get("normalizer"), "type", "Replace"):  # sentencepiece BPE (Llama)
+        if part.get("pattern") == {"String": " "} and part.get("content"):
+            return part["content"]
+    return None
+
+
+def word_marks(tokenizer) -> WordMarks:
+    """Word boundaries of a fast tokenizer's pieces (see the module docstring)."""
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = spec.get("model") or {}
+    pieces = [p or "" for p in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+    prefix, suffix = model.get("continuing_subword_prefix"), model.get("end_of_word_suffix")
+    mark = space_mark(spec)
+    opens, closes = np.zeros(len(pieces), dtype=bool), np.zeros(len(pieces), dtype=bool)
+    if prefix:
+        rule = f"a piece without the prefix {prefix!r} begins a word"
+        opens[:] = [not p.startswith(prefix) for p in pieces]
+    elif suffix:
+        rule = f"a piece ending in {suffix!r} ends a word"
+        closes[:] = [p.endswith(suffix) for p in pieces]
+    elif mark:
+        rule = f"a piece beginning with the space mark {mark!r} (U+{ord(mark):04X}) begins a word"
+        opens[:] = [p.startswith(mark) for p in pieces]
+    else:
+        rule = "every piece is a word (the tokenizer marks no word boundaries)"
+        opens[:] = True
+    special = [i for i in tokenizer.all_special_ids if i < len(pieces)]  # never inside a word
+    opens[special] = closes[special] = True
+    return WordMarks(rule, opens, closes)

@@ -7,25 +7,33 @@ the teacher of the `plm` unit level, whose units are the model's own tokenizer p
 
 Kinds: `causal` (AutoModelForCausalLM) gives p(u_i | u_<i), the input starting with the
 tokenizer's BOS token (its EOS when it has none, as GPT-2); `masked` (AutoModelForMaskedLM)
-gives p(u_i | u_!=i), position i replaced by the mask token, one masked copy per position,
-all copies batched, inside [CLS] ... [SEP] when the tokenizer has them. `auto` reads the
-config's `architectures` (*ForMaskedLM -> masked; *ForCausalLM, *LMHeadModel -> causal),
-then its model_type (types that only one AutoModel class knows). The units are the
-len(tokenizer) ids; logits beyond them (padded embeddings) are dropped.
+gives p(u_i | the other words) by whole-word masking: every piece of the word holding
+position i is replaced by the mask token, not piece i alone, whose word's other pieces
+would all but give it away (near one-hot labels, an optimistic pseudo-perplexity). This is
+PLL-whole-word of Kauf & Ivanova 2023 ("A better way to do masked language model
+scoring"), with words as the tokenizer marks them in its pieces (steps.kd.plm_text.
+word_marks: WordPiece's ## prefix, as BERT's whole-word masking; the Ġ / ▁ space marks).
+One masked copy per word serves all its pieces; the copies are batched, inside
+[CLS] ... [SEP] when the tokenizer has them. `auto` reads the config's `architectures`
+(*ForMaskedLM -> masked; *ForCausalLM, *LMHeadModel -> causal), then its model_type (types
+that only one AutoModel class knows). The units are the len(tokenizer) ids; logits beyond
+them (padded embeddings) are dropped.
 
 Transcripts longer than the model's context (max_position_embeddings or n_positions) are
 scored in windows, as steps.lm.model does for the toolkit's own teachers: causal windows of
 the full context with a stride of half of it (every prediction after the first window has
-at least half a context on its left), masked windows centred on the masked position.
+at least half a context on its left), masked windows centred on the predicted position
+(the word's pieces inside the window masked).
 `fits()` says whether a transcript needed them (steps.dump_soft_labels counts those).
 Rows (windows, masked copies) are batched by length up to batch_tokens positions, fewer for
 large vocabularies: the model forms logits at every position, so a batch holds at most
 2**27 position-pieces of them (512 MB; 2,670 positions for GPT-2's 50,257 pieces).
 
 A teacher directory (steps.prepare_plm_teacher) holds teacher.json: the model directory
-(`model/` there after fine-tuning), the kind and the normalisation; tokens.txt lists the
-pieces. Every problem with the model directory (missing, unreadable, no config, no fast
-tokenizer, neither kind) raises PlmError with the directory and what is wrong.
+(`model/` there after fine-tuning), the kind, the normalisation and the masking (MASKING
+for a masked model, "none" for a causal one); tokens.txt lists the pieces. Every problem
+with the model directory (missing, unreadable, no config, no fast tokenizer, neither
+kind) raises PlmError with the directory and what is wrong.
 """
 
 from __future__ import annotations
@@ -39,13 +47,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from steps.kd.plm_text import Normalisation, WordPieces, choose_normalisation, encode_words
-from steps.kd.soft_labels import top_k_soft_labels
-from steps.lm.model import causal_windows, masked_window
+from steps.kd.plm_text import Normalisation, WordPieces, choose_normalisation, encode_words, word_marks
+from steps.lm.model import causal_windows, masked_window, top_k_soft_labels
 
 LEVEL = "plm"
 KINDS = ("auto", "causal", "masked")
 TEACHER_FILE = "teacher.json"
+MASKING = "whole_word"  # a masked model's masking: all pieces of the predicted piece's word
 LOGITS_BUDGET = 2 ** 27  # positions x pieces of float32 logits in one batch (512 MB)
 
 
@@ -178,6 +186,7 @@ class PretrainedTeacher:
                 raise PlmError(f"{path}: a masked model needs a mask token; the tokenizer has none")
             self.prefix = [t.cls_token_id] if t.cls_token_id is not None else []
             self.suffix = [t.sep_token_id] if t.sep_token_id is not None else []
+            self.word_marks = word_marks(t)
         self.pad = next((i for i in (t.pad_token_id, t.eos_token_id, 0) if i is not None))
 
     # ---- construction
@@ -190,6 +199,11 @@ class PretrainedTeacher:
         spec = directory / TEACHER_FILE
         if spec.is_file():
             info = json.loads(spec.read_text())
+            done_here = MASKING if info["kind"] == "masked" else "none"
+            masking = info.get("masking", done_here)  # written before masking was recorded
+            if masking != done_here:
+                raise PlmError(f"{spec}: masking {masking!r} for a {info['kind']} model; only "
+                               f"{MASKING!r} (masked) and 'none' (causal) are done here")
             model_dir = directory / info["model_dir"]
             model, tokenizer, kind = load_model_dir(model_dir, info["kind"], device)
             norm = Normalisation(**info["normalisation"])
@@ -217,6 +231,17 @@ class PretrainedTeacher:
     def encode_words(self, words: Sequence[str]) -> WordPieces:
         return encode_words(self.tokenizer, self.normalisation, words)
 
+    @property
+    def masking(self) -> str:
+        return MASKING if self.kind == "masked" else "none"
+
+    def describe_masking(self) -> str:
+        """Lines for normalisation.txt: how a piece is hidden from the model predicting it."""
+        if self.kind == "causal":
+            return "masking: none (causal: each piece predicted from the pieces before it)\n"
+        return (f"masking: {MASKING} (every piece of the predicted piece's word masked, "
+                f"PLL-whole-word)\nwords: {self.word_marks.rule}\n")
+
     def fits(self, length: int) -> bool:
         return length + len(self.prefix) + len(self.suffix) <= self.context
 
@@ -237,13 +262,34 @@ class PretrainedTeacher:
                                          list(range(keep_from - start, last - start)),
                                          list(range(keep_from, last))))
             else:
-                full = self.prefix + ids + self.suffix
-                offset = len(self.prefix)
-                for i in range(len(ids)):
-                    start, end = masked_window(len(full), i + offset, self.context)
+                rows.extend(self._masked_rows(index, ids))
+        return rows
+
+    def _masked_rows(self, index: int, ids: list[int]) -> list[_Row]:
+        """Whole-word masking: the row predicting piece i has every piece of i's word (inside
+        its window) masked; pieces of one word with the same window share a row."""
+        full = self.prefix + ids + self.suffix
+        offset, mask = len(self.prefix), self.tokenizer.mask_token_id
+        words = self.word_marks.words(ids)
+        rows: list[_Row] = []
+        first = 0
+        while first < len(ids):
+            end_of_word = first + 1
+            while end_of_word < len(ids) and words[end_of_word] == words[first]:
+                end_of_word += 1
+            shared: dict[tuple[int, int], _Row] = {}
+            for i in range(first, end_of_word):
+                start, end = masked_window(len(full), i + offset, self.context)
+                row = shared.get((start, end))
+                if row is None:
                     window = full[start:end]
-                    window[i + offset - start] = self.tokenizer.mask_token_id
-                    rows.append(_Row(index, window, [i + offset - start], [i]))
+                    for j in range(max(first + offset, start), min(end_of_word + offset, end)):
+                        window[j - start] = mask
+                    row = shared[start, end] = _Row(index, window, [], [])
+                    rows.append(row)
+                row.outputs.append(i + offset - start)
+                row.targets.append(i)
+            first = end_of_word
         return rows
 
     @torch.no_grad()
@@ -279,7 +325,7 @@ class PretrainedTeacher:
     def top_k(self, sentences: Sequence[Sequence[int]], k: int, temperature: float
               ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per sentence (ids int32 [n, k], probs float32 [n, k]): top-k after temperature,
-        renormalised (steps.kd.soft_labels.top_k_soft_labels)."""
+        renormalised (steps.lm.model.top_k_soft_labels)."""
         if k > self.num_units:
             raise PlmError(f"top-k {k} is larger than the {self.num_units} pieces of {self.path}")
         out = [(np.zeros((len(s), k), np.int32), np.zeros((len(s), k), np.float32)) for s in sentences]

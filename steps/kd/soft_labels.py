@@ -28,7 +28,6 @@ import numpy as np
 from lhotse.features.io import lookup_cache_or_open
 from lhotse.utils import fastcopy
 
-from steps.lm.model import top_k_soft_labels  # noqa: F401  (steps.kd.pretrained_teacher imports it from here)
 
 LEVELS = ("senone", "phone", "subword", "plm")  # plm: a pre-trained model's pieces (steps.kd)
 FIELDS = ("tokens", "spans", "ids", "probs")

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             teacher = PretrainedTeacher.load(bert)
             rate = dump_rate(teacher, args.masked_tokens, args.pieces)
             print(f"plm dump, BERT-base-sized masked (12x768, {teacher.num_units} pieces), 1 thread: "
-                  f"{rate:.1f} tokens/s ({args.masked_tokens} pieces, one masked copy each)")
+                  f"{rate:.1f} tokens/s ({args.masked_tokens} pieces, one masked copy per word)")
     base = head_step_ms("none", args.frames, args.vocab)
     full = head_step_ms("full", args.frames, args.vocab)
     topk = head_step_ms("topk", args.frames, args.vocab)
