@@ -35,6 +35,7 @@ Writes: <out-dir>/tree.txt        the tree (steps.tree.decision_tree.Tree.load r
         <out-dir>/senones.txt     `id description` e.g. `AH.s1.{L:{B,P},R:!{<eps>}}`
         <out-dir>/occs.txt        `id frames` occupancy of each senone
         <out-dir>/build_info.json options and summary (events, leaves, gains, objf)
+        <out-dir>/run_env.json    CPU, its SIMD and library versions (steps.core.run_env)
         <out-dir>/log/build_tree.log, <out-dir>/log/splits.txt (every split and its gain)
         <out-dir>/.done           written last, with the fingerprint of the inputs (stats,
                                   lang, topology, question and roots files) and options: a
@@ -54,7 +55,7 @@ import sys
 import time
 from pathlib import Path
 
-from steps.core import atomic
+from steps.core import atomic, run_env
 from steps.core.log import setup_logging
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import Lang
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     atomic.clear_done(out_dir)
     atomic.remove(out_dir / "tree.txt")  # no later stage may read the old tree while this one is built
+    run_env.write(out_dir)  # the statistics' float sums depend on the CPU and library versions
     lang = Lang.load(args.lang_dir)
     topology = Topology.from_dict(json.loads(Path(args.topology).read_text()))
     stats, info = load_stats(Path(args.stats_dir) / "stats.npz")

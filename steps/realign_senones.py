@@ -14,7 +14,8 @@ Reads:  --cuts-dir (exp/tri_conv: cuts_<part>.jsonl.gz with senone_ali, ali_phon
         senone_counts*.txt, pron_counts*.txt, and the tree.txt and topology.json that
         steps.convert_ali copies there), --init-model (exp/mono/final.pt), --lang-dir,
         --config (conf/realign.yaml); --tree and --topology override the copies
-Writes: <model-dir>/final.pt (an align_model checkpoint over senones), <model-dir>/log/
+Writes: <model-dir>/final.pt (an align_model checkpoint over senones), <model-dir>/log/,
+        <model-dir>/run_env.json (torch threads, CPU, library versions: steps.core.run_env)
         <out-dir>/cuts_<part>.jsonl.gz  the cuts with the new senone_ali and mono_ali, ali_phone,
                                         ali_word
         <out-dir>/ali_<part>/{senone_ali,mono_ali}.h5
@@ -46,7 +47,7 @@ import torch
 from lhotse import CutSet, NumpyHdf5Writer
 from lhotse.utils import fastcopy
 
-from steps.core import atomic, checkpoint
+from steps.core import atomic, checkpoint, run_env
 from steps.core.config import load_config, require, to_dict
 from steps.core.log import setup_logging
 from steps.data.ali_times import FRAME_SHIFT
@@ -246,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic.clear_done(args.out_dir)
     atomic.remove(*[p for p in outputs if p not in carried])  # a copy may be an input (out-dir = cuts-dir)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    run_env.write(args.model_dir, args.device)  # threads, CPU and versions: what the floats depend on
     device = torch.device(args.device)
     torch.manual_seed(config.seed)
     lang = Lang.load(args.lang_dir)

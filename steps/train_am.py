@@ -27,6 +27,7 @@ Writes to --exp-dir:
                        best dev loss; train_stats.json records it (chosen_epoch, epochs_run)
         priors.txt     `senone_id count log_prior` (priors floored at train.prior_floor)
         train_stats.json  per-epoch loss terms, dev frame accuracy per head, time, frames/s
+        run_env.json   torch threads, CPU and its SIMD, library versions (steps.core.run_env)
         skipped_{train,dev}.txt  `cut_id reason` for every cut left out
         tensorboard/   every loss term, lr, gradient norm; dev accuracies and loss
         log/train_am.log
@@ -57,7 +58,7 @@ import torch
 from steps.am import training
 from steps.am.config import AmConfig, load_am_config, settings_for_fingerprint
 from steps.am.distributed import barrier, close_world, init_world
-from steps.core import atomic
+from steps.core import atomic, run_env
 from steps.core.config import ConfigError
 from steps.core.log import setup_logging
 
@@ -94,6 +95,8 @@ def train(args) -> int:
         atomic.clear_done(exp_dir)
         # The old model goes first: nothing may decode with it while this one trains.
         atomic.remove(exp_dir / "final.pt")
+        # threads, CPU and versions: what the floats depend on (a resumed run keeps the earlier record)
+        run_env.write(exp_dir, device, resumed=args.resume and (exp_dir / "state.pt").is_file())
     cache_dir = None
     if config.data.cache_in_memory and args.data_cache != "none":
         cache_dir = exp_dir.parent / "am_data_cache" if args.data_cache == "auto" else Path(args.data_cache)

@@ -10,6 +10,7 @@ config (sections `model`: steps.lm.model.ModelConfig, `train`: TrainConfig below
                       fingerprint of the data and config; --resume continues from it when
                       the fingerprint is the same (else, and with --force, training starts
                       from scratch)
+    run_env.json      torch threads, CPU and its SIMD, library versions (steps.core.run_env)
     ppl               held-out perplexity of the teacher and of the count-based bigram anchor
                       (steps.lm.bigram, interpolated Kneser-Ney, trained on train.txt) on the
                       same held-out sentences
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from steps.core import atomic
+from steps.core import atomic, run_env
 from steps.core.config import load_config, to_dict
 from steps.core.log import setup_logging
 from steps.lm.tokens import LEVELS
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic.clear_done(exp_dir)
     # The old teacher goes first: no soft labels may be dumped with it while this one trains.
     atomic.remove(exp_dir / "final.pt", exp_dir / "ppl")
+    # threads, CPU and versions: what the floats depend on (a resumed run keeps the earlier record)
+    run_env.write(exp_dir, args.device, resumed=args.resume and not args.force
+                  and (exp_dir / "checkpoint.pt").is_file())
     # --force starts from scratch; otherwise --resume continues a state of the same inputs.
     report = train(args.level, config, data_dir, exp_dir, args.resume and not args.force,
                    torch.device(args.device), config_path, print_)

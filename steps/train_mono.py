@@ -19,6 +19,7 @@ Writes: <exp-dir>/final.pt        the model (a FrameScorer checkpoint, kind alig
         <exp-dir>/topology.json   the HMM topology (and topology.txt, readable)
         <exp-dir>/skipped.txt     utterances left out, with the reason
         <exp-dir>/train_stats.json per-epoch losses and accuracies
+        <exp-dir>/run_env.json    torch threads, CPU and its SIMD, library versions (steps.core.run_env)
         <exp-dir>/.done            written last, with the fingerprint of the inputs (cuts,
                                    lang, config): a second run with the same ones is
                                    skipped (--force retrains); an interrupted run is redone
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
-from steps.core import atomic, checkpoint
+from steps.core import atomic, checkpoint, run_env
 from steps.core.config import load_config, to_dict
 from steps.core.log import setup_logging
 from steps.data.utterances import feature_stats, load_utterances
@@ -71,10 +72,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lang-dir", required=True)
     parser.add_argument("--exp-dir", required=True)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num-threads", type=int, default=0,
+                        help="torch threads (0: torch's default, the machine's cores; the model differs "
+                             "with the thread count)")
     parser.add_argument("--force", action="store_true", help="retrain even if done with the same inputs")
     args = parser.parse_args(argv)
     exp_dir = Path(args.exp_dir)
     setup_logging(log_file=exp_dir / "log" / "train_mono.log")
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
     config = load_config(args.config, MonoConfig)
     fingerprint = atomic.inputs_fingerprint([args.cuts, args.lang_dir], config=to_dict(config))
     if atomic.up_to_date(exp_dir, fingerprint, args.force, [exp_dir / "final.pt", exp_dir / "topology.json"]):
@@ -82,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     atomic.clear_done(exp_dir)
     # The old model goes first: nothing downstream may align with it while this one trains.
     atomic.remove(exp_dir / "final.pt")
+    run_env.write(exp_dir, args.device)  # threads, CPU and versions: what the floats depend on
     train = config.training
     torch.manual_seed(train.seed)
     rng = np.random.default_rng(train.seed)

@@ -15,7 +15,7 @@
 #   train_cmd decode_cmd gpu_cmd                    job runners (cmd.sh)
 #   speed_perturb                                   stage 2
 #   num_prons extra_lexicon bpe_vocab_size lm_order lm_min_count lm_prune   stage 3
-#   mono_config mono_subset                         stage 4
+#   mono_config mono_subset mono_threads            stage 4
 #   num_leaves tree_thresh senone_realign realign_config realign_threads   stage 5
 #   levels lm_config_suffix plm_teacher plm_kind plm_finetune_epochs plm_finetune_max_lines
 #                                                   stage 6
@@ -40,9 +40,36 @@ run_stage() {
   if [ $stage -le $1 ] && [ $stop_stage -ge $1 ]; then stage_$2; fi
 }
 
+stage_titles=([1]="data" [2]="features" [3]="lang" [4]="monophone alignment" [5]="tree"
+              [6]="teacher LMs" [7]="soft labels" [8]="acoustic models" [9]="decoding")
+
+# need_inputs N FILE:M ...: stage N reads FILE, which stage M makes. Every missing one is
+# named with its stage, and the run stops before stage N starts anything (Kaldi's
+# `for f in ...; do [ ! -f $f ] && echo "no such file $f"` preamble), so that a stage run
+# out of order says what to run rather than failing inside a program or a redirection.
+need_inputs() {
+  local this=$1 entry file maker first=
+  shift
+  for entry in "$@"; do
+    file=${entry%:*} maker=${entry##*:}
+    if [ ! -e "$file" ]; then
+      log "Stage $this (${stage_titles[$this]}): no such file $file; stage $maker (${stage_titles[$maker]}) makes it"
+      if [ -z "$first" ] || [ $maker -lt $first ]; then first=$maker; fi
+    fi
+  done
+  if [ -n "$first" ]; then
+    log "Stage $this cannot run before stage $first: run ./run.sh --stage $first (with the same options)"
+    exit 1
+  fi
+}
+
 stage_features() {
   log "Stage 2: fbank features -> data/fbank/${corpus}_cuts_{${parts// /,}}.jsonl.gz"
-  local sp_opt=()
+  local sp_opt=() part inputs=()
+  for part in $parts; do
+    inputs+=(data/manifests/${corpus}_recordings_$part.jsonl.gz:1 data/manifests/${corpus}_supervisions_$part.jsonl.gz:1)
+  done
+  need_inputs 2 "${inputs[@]}"
   if $speed_perturb; then sp_opt=(--speed-perturb); fi
   python -m steps.compute_fbank --manifest-dir data/manifests --corpus $corpus --parts $parts \
     --out-dir data/fbank --nj $nj --cmd "$train_cmd" "${sp_opt[@]}" "${force_opt[@]}"
@@ -51,7 +78,9 @@ stage_features() {
 stage_lang() {
   log "Stage 3: lexicon and lang -> data/lang; sentencepiece -> data/lang_bpe_$bpe_vocab_size;" \
       "${lm_order}-gram G -> data/lang_test"
-  local lexicon_opt=() prune_opt=()
+  local lexicon_opt=() prune_opt=() part inputs=(data/text/lm_text.txt:1)
+  for part in $parts; do inputs+=(data/manifests/${corpus}_supervisions_$part.jsonl.gz:1); done
+  need_inputs 3 "${inputs[@]}"
   if [ -n "$extra_lexicon" ]; then
     if [ -f $extra_lexicon ]; then
       lexicon_opt=(--extra-lexicon $extra_lexicon)
@@ -72,16 +101,22 @@ stage_lang() {
 
 stage_mono() {
   log "Stage 4: flat-start monophone alignment model -> exp/mono; alignments -> exp/mono_ali"
-  local mono_cuts=data/fbank/${corpus}_cuts_train.jsonl.gz part
+  local mono_cuts=data/fbank/${corpus}_cuts_train.jsonl.gz part threads_opt=()
+  local inputs=(data/lang/phones.txt:3 data/lang/words.txt:3 data/lang/lexicon.txt:3)
+  for part in $parts; do inputs+=(data/fbank/${corpus}_cuts_$part.jsonl.gz:2); done
+  need_inputs 4 "${inputs[@]}"
   if [ $mono_subset -gt 0 ]; then
     # Kaldi's LibriSpeech recipe starts from the shortest utterances too.
     python -m steps.subset_cuts --cuts $mono_cuts --num $mono_subset \
       --out data/fbank/${corpus}_cuts_train_${mono_subset}short.jsonl.gz "${force_opt[@]}"
     mono_cuts=data/fbank/${corpus}_cuts_train_${mono_subset}short.jsonl.gz
   fi
-  $gpu_cmd exp/mono/log/train_mono.job.log \
+  # A fixed thread count: torch's default is the machine's core count, and the model (so the
+  # tree and everything after it) changes with the number of threads (README.md, Reproducibility).
+  if [ $mono_threads -gt 0 ]; then threads_opt=(--num-threads $mono_threads); fi
+  $gpu_cmd "${threads_opt[@]}" exp/mono/log/train_mono.job.log \
     python -m steps.train_mono --config $mono_config --cuts $mono_cuts --lang-dir data/lang \
-      --exp-dir exp/mono --device $device "${force_opt[@]}"
+      --exp-dir exp/mono --device $device --num-threads $mono_threads "${force_opt[@]}"
   # exp/mono_ali gets copies of the model and its topology (Kaldi's align_si.sh).
   for part in $parts; do
     python -m steps.align --model exp/mono/final.pt --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz \
@@ -97,6 +132,9 @@ stage_mono() {
 stage_tree() {
   log "Stage 5: decision tree -> exp/tree; senone alignments -> exp/tri_ali (realigned by exp/tri1)"
   local conv_dir=exp/tri_ali part
+  local inputs=(data/lang/phones.txt:3 exp/mono/final.pt:4)
+  for part in $parts; do inputs+=(exp/mono_ali/cuts_$part.jsonl.gz:4); done
+  need_inputs 5 "${inputs[@]}"
   python -m steps.acc_tree_stats --cuts exp/mono_ali/cuts_train.jsonl.gz --lang-dir data/lang \
     --out-dir exp/tree --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
   python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang --num-leaves $num_leaves \
@@ -118,6 +156,8 @@ stage_tree() {
 stage_teachers() {
   log "Stage 6: teacher LMs on ${levels// /, } -> exp/lm_{${levels// /,}}"
   local level num_levels
+  need_inputs 6 data/text/lm_text.txt:1 data/lang/phones.txt:3 $bpe_model:3 \
+    exp/mono_ali/pron_counts_train.txt:4 exp/tree/tree.txt:5
   for level in $levels; do
     python -m steps.lm_tokens --level $level --lm-text data/text/lm_text.txt --lang-dir data/lang \
       --tree exp/tree --bpe-model $bpe_model --pron-counts exp/mono_ali/pron_counts_train.txt \
@@ -147,7 +187,12 @@ stage_soft_labels() {
   # The tree (and topology) that give the alignments' senone ids their meaning: the copies in exp/tri_ali.
   # dev too: the AMs' distillation heads report a held-out KL and accuracy on it.
   log "Stage 7: teacher soft labels of the training and dev cuts -> data/kd/${corpus}_cuts_{train,dev}.jsonl.gz"
-  local part
+  local part dir inputs=(data/lang/phones.txt:3 $bpe_model:3 exp/tri_ali/tree.txt:5)
+  for part in train dev; do inputs+=(exp/tri_ali/cuts_$part.jsonl.gz:5); done
+  for dir in $teacher_dirs; do
+    if [ $dir = exp/lm_plm ]; then inputs+=($dir/teacher.json:6); else inputs+=($dir/final.pt:6); fi
+  done
+  need_inputs 7 "${inputs[@]}"
   for part in train dev; do
     python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_$part.jsonl.gz --part $part \
       --lang-dir data/lang --tree exp/tri_ali/tree.txt --bpe-model $bpe_model --teachers $teacher_dirs \
@@ -159,6 +204,8 @@ stage_soft_labels() {
 stage_train() {
   log "Stage 8: acoustic models ($systems) x seeds ($seeds) -> exp/am_<system>_s<seed>"
   local override_opt=${am_override:+--override $am_override} run_index=0 system seed launcher num_runs
+  need_inputs 8 data/kd/${corpus}_cuts_train.jsonl.gz:7 data/kd/${corpus}_cuts_dev.jsonl.gz:7
+  mkdir -p exp  # the job list's folder, when exp/ was removed to retrain
   for system in $systems; do
     for seed in $seeds; do
       run_index=$((run_index + 1))
@@ -183,6 +230,13 @@ stage_decode() {
   log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep) and${eval_parts#dev}" \
       "-> exp/am_*/decode_*"
   local rescore_opts= system seed dir line part num_runs
+  local inputs=(data/lang/phones.txt:3 data/lang_test/G.fst.txt:3 exp/tree/tree.txt:5)
+  if [ "$rescore_lm_order" -gt 0 ]; then inputs+=(data/text/lm_text.txt:1); fi
+  for part in $eval_parts; do inputs+=(data/fbank/${corpus}_cuts_$part.jsonl.gz:2); done
+  for system in $systems; do
+    for seed in $seeds; do inputs+=(exp/am_${system}_s$seed/final.pt:8); done
+  done
+  need_inputs 9 "${inputs[@]}"
   python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \
     --out-dir exp/graph "${force_opt[@]}"
   if [ "$rescore_lm_order" -gt 0 ]; then

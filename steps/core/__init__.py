@@ -8,6 +8,8 @@
                  merging of override files
 - checkpoint.py  torch checkpoints saved atomically, loaded the same way on torch 1.13 and 2.x
 - dir_lock.py    the run lock of a directory (who holds it, stale holders)
+- run_env.py     run_env.json: the thread count, CPU, SIMD level and library versions a
+                 run's floats depend on
 
 May import the standard library, numpy, torch, yaml, tqdm; nothing else of `steps`.
 """

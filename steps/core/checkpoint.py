@@ -19,8 +19,10 @@ _LOAD_KWARGS = (
 
 def save(obj: Any, path: str | Path) -> None:
     """torch.save, atomically: an interrupted save never leaves a truncated checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Through a file object: given a path, torch names the zip's folder after the (temporary,
+    # per-process) file name, so equal checkpoints would differ in their bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -27,6 +27,7 @@ lm_min_count="3gram:2"
 lm_prune=                 # relative-entropy pruning of the decoding LM (empty: none)
 mono_config=conf/mono.yaml
 mono_subset=0             # shortest training utterances of the flat-start model (0: all)
+mono_threads=2            # torch threads of the flat start (0: torch's default, the machine's cores); the model changes with it
 num_leaves=1000           # senone budget of the decision tree
 tree_thresh=300           # minimum log-likelihood gain of a split (Kaldi's build-tree --thresh)
 senone_realign=true       # retrain the alignment model on senones and realign (exp/tri1)
