@@ -2,6 +2,8 @@
 
 - ngram.py       the word n-gram back-off model: ARPA in and out, queries, perplexity
 - kneser_ney.py  its estimation (interpolated modified Kneser-Ney) and pruning
+- arpa.py        prebuilt ARPA files (openslr's LibriSpeech LMs) read as a stream, plain or
+                 gzip: header, words, restriction to a vocabulary
 - bigram.py      the add-k bigram every teacher's perplexity is compared with
 - tokens.py      the unit levels' vocabularies and the LM text as token corpora
 - model.py       the teacher LM (causal or masked Transformer) over one unit level; the
