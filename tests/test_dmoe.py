@@ -137,14 +137,20 @@ def test_the_cap_holds_with_top_k(top_k):
     assert share[0] > 0.3 - 0.01  # the cap binds, it does not starve the expert
 
 
-def test_the_cap_holds_in_stage_one_with_top_1():
-    model = dmoe_model(num_experts=4, cap=0.3, cap_epochs=1, top_k=1)
-    for layer in moe_layers(model):  # a gate biased towards expert 0
+def stage_one_with_a_biased_gate(**dmoe):
+    """A model in its capped stage whose gates favour expert 0, its features, and the gates
+    of one forward pass."""
+    model = dmoe_model(num_experts=4, cap=0.3, cap_epochs=1, **dmoe)
+    for layer in moe_layers(model):
         layer.gate.bias.data = torch.tensor([4.0, 0.0, 0.0, 0.0])
     feats, lens = torch.randn(3, 60, 80), torch.tensor([60, 50, 33])
     model.train()
     model.set_epoch(0)
-    out, gates = gates_of(model, feats, lens)
+    return model, feats, lens, *gates_of(model, feats, lens)
+
+
+def test_the_cap_holds_in_stage_one_with_top_1():
+    _, _, _, out, gates = stage_one_with_a_biased_gate(top_k=1)
     n = int(out.mask.sum())
     for g in gates:
         assert ((g[out.mask] > 0).sum(-1) == 1).all()
@@ -153,13 +159,7 @@ def test_the_cap_holds_in_stage_one_with_top_1():
 
 
 def test_the_cap_holds_in_stage_one_and_is_lifted_in_stage_two():
-    model = dmoe_model(num_experts=4, cap=0.3, cap_epochs=1)
-    for layer in moe_layers(model):  # a gate biased towards expert 0
-        layer.gate.bias.data = torch.tensor([4.0, 0.0, 0.0, 0.0])
-    feats, lens = torch.randn(3, 60, 80), torch.tensor([60, 50, 33])
-    model.train()
-    model.set_epoch(0)
-    out, gates = gates_of(model, feats, lens)
+    model, feats, lens, out, gates = stage_one_with_a_biased_gate()
     n = int(out.mask.sum())
     for g in gates:
         share = g[out.mask].sum(0) / n

@@ -14,6 +14,11 @@ reported bad items), LM text (held-out sentences removed), features (frame count
 lang directory (the merged lexicon) and the alignments (word boundaries against the
 synthesiser's truth). A second test runs the data preparation on a broken tree (lines
 lhotse's prepare_librispeech cannot parse, a corrupt file) and the LM-text fallback.
+
+The miniature's LM directory also holds small ARPAs of the form of openslr's published
+LibriSpeech LMs (gzip'd, upper case, SRILM's layout; 3-gram.pruned.1e-7 and 4-gram), so the
+stages run with lm_source=openslr: G is the first-pass ARPA (a word of it without a
+pronunciation left out and counted), and stage 9 rescores with the 4-gram.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from local.librispeech import __main__ as librispeech_cli
 from local.librispeech import lm_text as prepare_lm_text
 from local.synth import boundaries, espeak, render, voices
 from local.synth.config import SynthDataConfig
+from steps.lm.kneser_ney import estimate_kneser_ney
+from steps.lm.ngram import UNK, BackoffLM
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "egs" / "librispeech" / "s5"
@@ -50,6 +57,9 @@ WORDS = ("THE A AND OF TO IN HE SHE IT WAS HAD HIS HER THEY WE YOU THAT THIS WIT
          "SISTER CHILDREN FRIEND KING HORSE BOOK WATER FIRE STONE SHIP CITY VILLAGE DAY YEAR "
          "BEFORE AFTER UNDER OVER AGAIN").split()
 NEW_WORD, NEW_PRON = "ZORBLAX", "Z AO1 R B L AE2 K S"
+# Words of the ARPAs only: one CMUdict knows (it must join the vocabulary), one neither a
+# lexicon nor G2P can pronounce, for its digits (its n-grams must leave G, counted).
+ARPA_WORD, NO_PRON_WORD = "GIRAFFE", "R2D2"
 
 # LibriSpeech speaker -> chapters, and the espeak voice that speaks for it.
 SPEAKERS = {
@@ -164,7 +174,22 @@ def corpus(tmp_path_factory) -> Corpus:
     # librispeech-lexicon.txt's format: WORD<TAB>phones with stress digits; one unusable line.
     (lm_dir / "librispeech-lexicon.txt").write_text(
         f"THE\tDH AH0\n{NEW_WORD}\t{NEW_PRON}\nBADWORD\tB QX1 D\n")
+    write_openslr_arpas(lm_dir, lm_sentences)
     return Corpus(root, ls, lm_dir, texts, truth, durations, lm_sentences, held_out)
+
+
+def write_openslr_arpas(lm_dir: Path, sentences: list[str]) -> None:
+    """3-gram.pruned.1e-7.arpa.gz and 4-gram.arpa.gz where the download step puts them, in
+    openslr's form (SRILM's layout, gzip'd, upper case, <UNK>); the 4-gram spells it <unk>,
+    as KenLM writes it, which must be read as <UNK> too."""
+    text = sentences + [f"THE {ARPA_WORD} WALKED", f"A {NO_PRON_WORD} OF THE MAN", f"THE OLD {ARPA_WORD}"]
+    for name, order, unk in (("3-gram.pruned.1e-7", 3, UNK), ("4-gram", 4, "<unk>")):
+        lm, _ = estimate_kneser_ney(text, None, order)
+        lm.write_arpa(lm_dir / f"{name}.arpa")
+        arpa = (lm_dir / f"{name}.arpa").read_text().replace(UNK, unk)
+        (lm_dir / f"{name}.arpa").unlink()
+        with gzip.open(lm_dir / f"{name}.arpa.gz", "wt") as f:
+            f.write(arpa)
 
 
 def recipe_copy(where: Path) -> Path:
@@ -196,7 +221,7 @@ def run_recipe(s5: Path, corpus: Corpus, *options: str) -> subprocess.CompletedP
 def stages_1_to_4(corpus, tmp_path_factory) -> tuple[Path, str]:
     """The recipe's stages 1-4 on the miniature, once: (its directory, its log)."""
     s5 = recipe_copy(tmp_path_factory.mktemp("librispeech") / "s5")
-    return s5, run_recipe(s5, corpus, "--stage", "1", "--stop-stage", "4").stderr
+    return s5, run_recipe(s5, corpus, "--stage", "1", "--stop-stage", "4", "--lm-source", "openslr").stderr
 
 
 def test_recipe_stages_1_to_4_on_a_miniature_librispeech(corpus, stages_1_to_4, monkeypatch):
@@ -311,6 +336,84 @@ def test_changed_num_leaves_redoes_stage_5(corpus, stages_1_to_4, monkeypatch):
     for part in ("train", "dev", "test"):
         for cut in CutSet.from_file(s5 / "exp" / "tri_ali" / f"cuts_{part}.jsonl.gz"):
             assert np.asarray(cut.load_custom("senone_ali")).max() < tree.num_senones
+
+
+def symbol_table(path: Path) -> dict[str, int]:
+    return {w: int(i) for w, i in (line.split() for line in read_lines(path))}
+
+
+def read_source_arpa(path: Path, tmp: Path) -> BackoffLM:
+    with gzip.open(path, "rt") as f:
+        (tmp / path.stem).write_text(f.read())
+    return BackoffLM.read_arpa(tmp / path.stem)
+
+
+def test_openslr_arpas_make_g_and_rescore(corpus, stages_1_to_4, tmp_path):
+    """lm_source=openslr: stage 3 installs 3-gram.pruned.1e-7 as G (its words in the
+    vocabulary; the n-grams of a word without a pronunciation left out and counted), stage 9
+    rescores with the 4-gram (its <unk> read as <UNK>); a missing ARPA names the download
+    option; lm_source=estimate still estimates."""
+    s5, log = stages_1_to_4
+    source = read_source_arpa(corpus.lm_dir / "3-gram.pruned.1e-7.arpa.gz", tmp_path)
+
+    # The vocabulary has the ARPA's word that CMUdict knows and the LM text lacks.
+    words = symbol_table(s5 / "data" / "lang" / "words.txt")
+    assert ARPA_WORD in words and NO_PRON_WORD not in words
+    assert ARPA_WORD not in " ".join(read_lines(s5 / "data" / "text" / "lm_text.txt"))
+
+    # G: the ARPA less the n-grams of the word without a pronunciation, counted in the log.
+    lang_test = s5 / "data" / "lang_test"
+    bad = source.token_id[NO_PRON_WORD]
+    with_bad = [int((source.ngram_tokens(n) == bad).any(axis=1).sum()) for n in (1, 2, 3)]
+    assert with_bad[0] == 1 and with_bad[1] >= 2 and with_bad[2] >= 2
+    installed = BackoffLM.read_arpa(lang_test / "lm_3gram.arpa")
+    assert installed.counts() == [c - d for c, d in zip(source.counts(), with_bad)]
+    for context, word in ((["<s>", "THE"], ARPA_WORD), (["THE", ARPA_WORD], "WALKED"), (["A"], "MAN")):
+        assert installed.log10_prob(context, word) == source.log10_prob(context, word)
+    assert read_lines(lang_test / "arpa_oov.txt") == \
+        [f"{NO_PRON_WORD} {source.tables[0].logprob[bad]:.6f}"]
+    assert f"1 of the ARPA's {source.num_tokens} words are not in data/lang/words.txt" in log
+    assert "3-grams " + str(with_bad[2]) in log
+    g_words = {int(line.split()[3]) for line in read_lines(lang_test / "G.fst.txt") if len(line.split()) >= 4}
+    kept = set(source.tokens) - {"<s>", "</s>", NO_PRON_WORD}
+    assert g_words - {0} == {words[w] for w in kept}
+    done = json.loads((lang_test / ".done").read_text())
+    assert done["arpa_words_not_in_words_txt"] == 1 and done["dropped_ngrams"] == with_bad
+
+    # Stage 9 (stage 5 first, if no test made the tree): the graph, then the decoding jobs
+    # rescore with the 4-gram. A stand-in model and a job runner that runs nothing: the
+    # decoding itself is tested elsewhere.
+    if not (s5 / "exp" / "tree" / "tree.txt").is_file():
+        run_recipe(s5, corpus, "--stage", "5", "--stop-stage", "5")
+    (s5 / "exp" / "am_baseline_s1").mkdir(parents=True, exist_ok=True)
+    (s5 / "exp" / "am_baseline_s1" / "final.pt").write_bytes(b"")
+    run_recipe(s5, corpus, "--stage", "9", "--stop-stage", "9", "--lm-source", "openslr",
+               "--openslr-rescore-lm", "4-gram", "--systems", "baseline", "--decode-cmd", "true")
+    assert (s5 / "exp" / "graph" / "HCLG.fst").is_file()
+    jobs = read_lines(s5 / "exp" / "decode_jobs.txt")
+    assert len(jobs) == 1
+    assert jobs[0].count("--rescore-lm data/lang_rescore/lm_4gram.arpa --graph-lm data/lang_test/lm_3gram.arpa") == 2
+    four = read_source_arpa(corpus.lm_dir / "4-gram.arpa.gz", tmp_path)
+    rescore = BackoffLM.read_arpa(s5 / "data" / "lang_rescore" / "lm_4gram.arpa")
+    assert rescore.order == 4 and "<unk>" in four.token_id and "<unk>" not in rescore.token_id
+    assert rescore.log10_prob([UNK], "THE") == four.log10_prob(["<unk>"], "THE")
+    assert rescore.log10_prob(["THE", ARPA_WORD], "WALKED") == four.log10_prob(["THE", ARPA_WORD], "WALKED")
+    assert not (s5 / "data" / "lang_rescore" / "G.fst").exists()  # a rescoring LM needs none
+
+    # No ARPA: stage 1 stops before anything and says how to get one.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    run = subprocess.run(["bash", "run.sh", "--config", "conf/tiny.conf", "--corpus-dir", str(corpus.librispeech),
+                          "--lm-dir", str(tmp_path / "empty"), "--lm-source", "openslr", "--stage", "1",
+                          "--stop-stage", "1"], cwd=s5, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert f"no {tmp_path}/empty/3-gram.pruned.1e-7.arpa.gz" in run.stderr and "--download true" in run.stderr
+
+    # lm_source=estimate (conf/tiny.conf's): G estimated from the LM text, whose vocabulary
+    # has no ARPA word.
+    run_recipe(s5, corpus, "--stage", "3", "--stop-stage", "3")
+    assert ARPA_WORD not in symbol_table(s5 / "data" / "lang" / "words.txt")
+    done = json.loads((lang_test / ".done").read_text())
+    assert "discounts" in done and "arpa" not in done and not (lang_test / "arpa_oov.txt").exists()
 
 
 def test_data_prep_reports_what_lhotse_cannot_use(corpus, tmp_path, monkeypatch, capsys):

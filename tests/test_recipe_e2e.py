@@ -205,3 +205,32 @@ def test_results_table(recipe):
         entry = summary["systems"][system]
         assert not entry["missing"] and entry["dev"]["mean"] is not None and entry["test"]["mean"] is not None
     assert "Missing decodes" not in text
+
+
+def test_results_carry_the_aa_check_detectable_effects_and_holm(recipe):
+    """The baseline's A/A seeds (tiny.conf's aa_seeds) against its seeds, each system's minimal
+    detectable effect, and Holm over the test-set family, computed by the program."""
+    summary = json.loads((recipe / "RESULTS.json").read_text())
+    conf = settings(recipe)
+    seeds, aa_seeds = [int(s) for s in conf["seeds"].split()], [int(s) for s in conf["aa_seeds"].split()]
+    assert summary["aa_seeds"] == aa_seeds
+    for part in ("dev", "test"):
+        figures = summary["significance"]["first pass"][part]
+        aa = figures["aa"]
+        assert aa["a_seeds"] == seeds and aa["b_seeds"] == aa_seeds and aa["seed_noise"]
+        assert 0.0 <= aa["p_value"] <= 1.0 and aa["mde"] > 0
+        # the baseline's seeds are the only ones with a spread: df = its seeds - 1
+        assert figures["seed_variance"]["df"] == len(seeds) + len(aa_seeds) - 1
+        for system in SYSTEMS[1:]:
+            row = figures["systems"][system]
+            low, high = row["difference"][1:]
+            assert low < row["difference"][0] < high and row["mde"] > 0, system
+    holm = summary["holm"]
+    claims = [p for p in summary["claims"]["pairs"] if p.get(holm["part"])]
+    assert len(holm["tests"]) == len(SYSTEMS) - 1 + len(claims)
+    assert all(t["p_holm"] >= t["p_value"] for t in holm["tests"])
+    ordered = sorted(holm["tests"], key=lambda t: t["p_value"])
+    assert ordered[0]["p_holm"] == pytest.approx(min(1.0, len(ordered) * ordered[0]["p_value"]))
+    text = (recipe / "RESULTS.md").read_text()
+    assert f"| A/A: baseline seeds {' '.join(map(str, seeds))} vs {' '.join(map(str, aa_seeds))} |" in text
+    assert "Holm's correction over the family" in text and "| 0.000 |" not in text

@@ -235,7 +235,7 @@ def test_tiny_recipe_stages_2_and_8_on_slurm(slurm, tmp_path, tiny_outputs):
         return out
 
     # stage 8 before stage 2: the soft-label cuts point into the copied features
-    run("--stage", "8", "--stop-stage", "8", "--systems", "baseline aux_phone", "--seeds", "1")
+    run("--stage", "8", "--stop-stage", "8", "--systems", "baseline aux_phone", "--seeds", "1", "--aa-seeds", "")
     jobs = (recipe / "exp" / "am_jobs.txt").read_text().splitlines()
     assert len(jobs) == 2
     for index, system in ((1, "baseline"), (2, "aux_phone")):

@@ -14,14 +14,20 @@
 #   corpus parts eval_parts nj force device         where and how much
 #   train_cmd decode_cmd gpu_cmd                    job runners (cmd.sh)
 #   speed_perturb                                   stage 2
-#   num_prons extra_lexicon bpe_vocab_size lm_order lm_min_count lm_prune   stage 3
+#   num_prons extra_lexicon g2p bpe_vocab_size lm_order lm_min_count lm_prune   stage 3
+#   lm_arpa (optional: a prebuilt ARPA of order lm_order, installed as G instead of
+#     estimating one; its words join the vocabulary where the lexicon has them)  stage 3
 #   mono_config mono_subset mono_threads            stage 4
 #   num_leaves tree_thresh senone_realign realign_config realign_threads   stage 5
 #   levels lm_config_suffix plm_teacher plm_kind plm_finetune_epochs plm_finetune_max_lines
 #                                                   stage 6
 #   top_k temperature                               stage 7
-#   systems seeds am_config_suffix am_override am_nproc am_parallel am_threads   stage 8
+#   systems seeds aa_seeds am_config_suffix am_override am_nproc am_parallel am_threads   stage 8
+#                                                   (aa_seeds, optional: more seeds of the first
+#                                                   system, the baseline, for the A/A check)
 #   decode_opts rescore_lm_order                    stage 9
+#   rescore_arpa (optional: a prebuilt ARPA of order rescore_lm_order for rescoring,
+#     instead of estimating one)                    stage 9
 #   run_options parse_options_configs               stage 10 (RESULTS.md says how it ran)
 
 force_opt=()
@@ -63,6 +69,13 @@ need_inputs() {
   fi
 }
 
+# system_seeds SYSTEM: the seeds SYSTEM is trained and decoded with: every system's, and for
+# the baseline (the first system) also the A/A check's (aa_seeds), which the report keeps apart.
+system_seeds() {
+  local first=${systems%% *}
+  if [ "$1" = "$first" ]; then echo $seeds ${aa_seeds:-}; else echo $seeds; fi
+}
+
 stage_features() {
   log "Stage 2: fbank features -> data/fbank/${corpus}_cuts_{${parts// /,}}.jsonl.gz"
   local sp_opt=() part inputs=()
@@ -77,9 +90,10 @@ stage_features() {
 
 stage_lang() {
   log "Stage 3: lexicon and lang -> data/lang; sentencepiece -> data/lang_bpe_$bpe_vocab_size;" \
-      "${lm_order}-gram G -> data/lang_test"
-  local lexicon_opt=() prune_opt=() part inputs=(data/text/lm_text.txt:1)
+      "${lm_order}-gram G${lm_arpa:+ from $lm_arpa} -> data/lang_test"
+  local lexicon_opt=() prune_opt=() part inputs=(data/text/lm_text.txt:1) vocab_text=data/text/lm_text.txt
   for part in $parts; do inputs+=(data/manifests/${corpus}_supervisions_$part.jsonl.gz:1); done
+  if [ -n "${lm_arpa:-}" ]; then inputs+=("$lm_arpa:1"); fi
   need_inputs 3 "${inputs[@]}"
   if [ -n "$extra_lexicon" ]; then
     if [ -f $extra_lexicon ]; then
@@ -90,13 +104,26 @@ stage_lang() {
     fi
   fi
   if [ -n "$lm_prune" ]; then prune_opt=(--prune $lm_prune); fi
+  if [ -n "${lm_arpa:-}" ]; then
+    # The prebuilt LM's words join the vocabulary (where the lexicon has them): the
+    # vocabulary comes from the LM text's lines followed by the ARPA's words.
+    python -m steps.make_lm --arpa "$lm_arpa" --text data/text/lm_text.txt --vocab-text \
+      --out-dir data/local/lm_vocab "${force_opt[@]}"
+    vocab_text=data/local/lm_vocab/vocab_text.txt
+  fi
   python -m steps.prepare_lang --manifest-dir data/manifests --corpus $corpus --parts $parts \
-    --lm-text data/text/lm_text.txt --lang-dir data/lang --num-prons $num_prons \
+    --lm-text $vocab_text --lang-dir data/lang --num-prons $num_prons --g2p ${g2p:-espeak} \
     "${lexicon_opt[@]}" "${force_opt[@]}"
   python -m steps.train_bpe --lm-text data/text/lm_text.txt --lang-dir data/lang_bpe_$bpe_vocab_size \
     --vocab-size $bpe_vocab_size "${force_opt[@]}"
-  python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $lm_order \
-    --min-count $lm_min_count "${prune_opt[@]}" --out-dir data/lang_test "${force_opt[@]}"
+  if [ -n "${lm_arpa:-}" ]; then
+    # G from the prebuilt ARPA, less the n-grams of words without a pronunciation (counted).
+    python -m steps.make_lm --arpa "$lm_arpa" --lang-dir data/lang --order $lm_order \
+      --out-dir data/lang_test "${force_opt[@]}"
+  else
+    python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $lm_order \
+      --min-count $lm_min_count "${prune_opt[@]}" --out-dir data/lang_test "${force_opt[@]}"
+  fi
 }
 
 stage_mono() {
@@ -202,12 +229,12 @@ stage_soft_labels() {
 }
 
 stage_train() {
-  log "Stage 8: acoustic models ($systems) x seeds ($seeds) -> exp/am_<system>_s<seed>"
+  log "Stage 8: acoustic models ($systems) x seeds ($seeds${aa_seeds:+; A/A seeds of ${systems%% *}: $aa_seeds}) -> exp/am_<system>_s<seed>"
   local override_opt=${am_override:+--override $am_override} run_index=0 system seed launcher num_runs
   need_inputs 8 data/kd/${corpus}_cuts_train.jsonl.gz:7 data/kd/${corpus}_cuts_dev.jsonl.gz:7
   mkdir -p exp  # the job list's folder, when exp/ was removed to retrain
   for system in $systems; do
-    for seed in $seeds; do
+    for seed in $(system_seeds $system); do
       run_index=$((run_index + 1))
       launcher="python"
       if [ $am_nproc -gt 1 ]; then
@@ -231,23 +258,29 @@ stage_decode() {
       "-> exp/am_*/decode_*"
   local rescore_opts= system seed dir line part num_runs
   local inputs=(data/lang/phones.txt:3 data/lang_test/G.fst.txt:3 exp/tree/tree.txt:5)
-  if [ "$rescore_lm_order" -gt 0 ]; then inputs+=(data/text/lm_text.txt:1); fi
+  if [ "$rescore_lm_order" -gt 0 ]; then inputs+=("${rescore_arpa:-data/text/lm_text.txt}:1"); fi
   for part in $eval_parts; do inputs+=(data/fbank/${corpus}_cuts_$part.jsonl.gz:2); done
   for system in $systems; do
-    for seed in $seeds; do inputs+=(exp/am_${system}_s$seed/final.pt:8); done
+    for seed in $(system_seeds $system); do inputs+=(exp/am_${system}_s$seed/final.pt:8); done
   done
   need_inputs 9 "${inputs[@]}"
   python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \
     --out-dir exp/graph "${force_opt[@]}"
   if [ "$rescore_lm_order" -gt 0 ]; then
-    # The bigger LM of the rescoring pass: the same text, higher order, no count cut-off.
-    python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $rescore_lm_order \
-      --out-dir data/lang_rescore "${force_opt[@]}"
+    if [ -n "${rescore_arpa:-}" ]; then
+      # A prebuilt rescoring LM, restricted to the vocabulary; no G (nothing reads one).
+      python -m steps.make_lm --arpa "$rescore_arpa" --lang-dir data/lang --order $rescore_lm_order \
+        --out-dir data/lang_rescore --no-g "${force_opt[@]}"
+    else
+      # The bigger LM of the rescoring pass: the same text, higher order, no count cut-off.
+      python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $rescore_lm_order \
+        --out-dir data/lang_rescore "${force_opt[@]}"
+    fi
     rescore_opts="--rescore-lm data/lang_rescore/lm_${rescore_lm_order}gram.arpa"
     rescore_opts="$rescore_opts --graph-lm data/lang_test/lm_${lm_order}gram.arpa"
   fi
   for system in $systems; do
-    for seed in $seeds; do
+    for seed in $(system_seeds $system); do
       dir=exp/am_${system}_s$seed
       line="python -m steps.decode --model $dir/final.pt --graph exp/graph"
       line="$line --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev"
@@ -267,18 +300,29 @@ stage_decode() {
 
 stage_report() {
   log "Stage 10: results table -> RESULTS.md"
-  local part ngrams texts= ppl_opt=
+  local part ngrams sups= ppl_opt=
   # What the subword teacher knows beyond the decoder's LMs: per-word perplexity on the
-  # evaluated parts' transcripts (steps.lm_perplexity), copied into RESULTS.md.
-  for part in dev test; do [ -f data/text/$part.txt ] && texts="$texts data/text/$part.txt"; done
-  if [ -f exp/lm_subword/final.pt ] && [ -n "$texts" ]; then
+  # dev and test transcripts of the manifests (steps.lm_perplexity), copied into RESULTS.md.
+  # A part or teacher that is not there is said, not skipped in silence.
+  for part in dev test; do
+    if [ -f data/manifests/${corpus}_supervisions_$part.jsonl.gz ]; then
+      sups="$sups data/manifests/${corpus}_supervisions_$part.jsonl.gz"
+    else
+      log "LM perplexity table: no $part part (data/manifests/${corpus}_supervisions_$part.jsonl.gz)"
+    fi
+  done
+  if [ ! -f exp/lm_subword/final.pt ]; then
+    log "LM perplexity table left out: no subword teacher exp/lm_subword/final.pt (levels: $levels)"
+  elif [ -z "$sups" ]; then
+    log "LM perplexity table left out: neither a dev nor a test part in data/manifests"
+  else
     ngrams=data/lang_test/lm_${lm_order}gram.arpa
     if [ "$rescore_lm_order" -gt 0 ]; then ngrams="$ngrams data/lang_rescore/lm_${rescore_lm_order}gram.arpa"; fi
-    python -m steps.lm_perplexity --text $texts --ngram $ngrams --teacher exp/lm_subword \
+    python -m steps.lm_perplexity --supervisions $sups --ngram $ngrams --teacher exp/lm_subword \
       --bpe-model $bpe_model --out exp/lm_perplexity
     ppl_opt="--lm-perplexity exp/lm_perplexity.txt"
   fi
-  python -m steps.report --exp-dir exp --systems $systems --seeds $seeds $ppl_opt \
+  python -m steps.report --exp-dir exp --systems $systems --seeds $seeds ${aa_seeds:+--aa-seeds $aa_seeds} $ppl_opt \
     --config-files ${parse_options_configs:-} --options="$run_options" --out RESULTS.md
   cat RESULTS.md
   for part in ${eval_parts#dev test}; do

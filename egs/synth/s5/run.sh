@@ -21,6 +21,7 @@ eval_parts="dev test"     # decoded; dev chooses the LM weight
 speed_perturb=false       # add 0.9x and 1.1x copies of the training cuts
 num_prons=2               # pronunciations kept per word
 extra_lexicon=            # a lexicon merged over CMUdict (none: the sentences use CMUdict words)
+g2p=espeak                # pronunciations for the words no lexicon has (data/lang/g2p_lexicon.txt, reviewable): espeak | none
 bpe_vocab_size=500
 lm_order=3                # decoding n-gram LM
 lm_min_count="3gram:2"
@@ -43,6 +44,7 @@ top_k=8                   # soft labels: the teacher's k most likely units ...
 temperature=1.0           # ... after dividing its logits by this
 systems="baseline li aux_senone aux_phone aux_subword hier aux_senone_hard aux_phone_hard aux_subword_hard"  # AMs of stages 8-10; *_hard: controls
 seeds="1 2 3"
+aa_seeds=                 # more seeds of the baseline, for the report's A/A check alone (empty: its seeds split in two)
 am_config_suffix=         # AM configs: conf/am_<system>${am_config_suffix}.yaml
 am_override=conf/am_newbob.yaml  # YAML merged over every conf/am_<system>.yaml: newbob to convergence (tiny: conf/am_tiny.yaml)
 am_nproc=1                # processes per AM training: > 1 runs it under torchrun (DDP)
@@ -56,6 +58,7 @@ help_message="Usage: $0 [options]
   --config FILE              settings file, e.g. conf/tiny.conf (read first; options win)
   --nj N                     parallel jobs (default $nj)
   --seeds \"1 2 3\"            training seeds of every system
+  --aa-seeds \"4 5\"           more baseline seeds, for the report's A/A check only
   --systems \"baseline hier\"  acoustic-model systems of stages 8-10 (default: all nine)
   --force true               redo every program, even those up to date with their inputs
   --plm-teacher DIR          a pre-trained causal/masked LM (transformers save_pretrained dir)
