@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as e:
         log.error("%s", e)
         sys.exit(1)
-    for line in format_report(report).splitlines():
+    for line in format_report(report, args.num_leaves).splitlines():
         log.info("%s", line)
     if report.unseen_roots:
         log.warning("no statistics for: %s (single leaves with zero occupancy)", " ".join(report.unseen_roots))

@@ -1,13 +1,16 @@
 """Per-word perplexity of the decoder's n-gram LMs and of the subword teacher on the same
 held-out sentences, and the teacher's gap to each n-gram (steps.lm.word_perplexity).
 
-    python -m steps.lm_perplexity --text data/text/dev.txt data/text/test.txt \
+    python -m steps.lm_perplexity \
+        --supervisions data/manifests/synth_supervisions_{dev,test}.jsonl.gz \
         --ngram data/lang_test/lm_3gram.arpa data/lang_rescore/lm_4gram.arpa \
         --teacher exp/lm_subword --bpe-model data/lang_bpe_500/bpe.model \
         --out exp/lm_perplexity
 
---text: Kaldi-style `utt_id word ...` lines (data/text/<part>.txt), or plain sentences with
---no-ids. Writes <out>.txt (the table, also printed) and <out>.json; sentences any model
+--supervisions: lhotse supervision manifests (every corpus has them: local/README.md), their
+texts split into words as the lang stage does. --text: Kaldi-style `utt_id word ...` lines,
+or plain sentences with --no-ids. Either or both; a file without any transcript is named in
+the log. Writes <out>.txt (the table, also printed) and <out>.json; sentences any model
 cannot score are left out of every figure and counted there.
 """
 
@@ -24,6 +27,7 @@ import numpy as np
 from steps.core import checkpoint as ckpt_io
 from steps.core.atomic import write_text
 from steps.core.log import setup_logging
+from steps.data.manifests import supervision_words
 from steps.lm.model import model_from_checkpoint
 from steps.lm.ngram import BackoffLM
 from steps.lm.tokens import load_sentencepiece
@@ -34,20 +38,28 @@ log = logging.getLogger(__name__)
 DRAWS = 1000
 
 
-def read_sentences(paths: list[str], with_ids: bool) -> list[list[str]]:
+def read_sentences(paths: list[str], with_ids: bool, supervisions: list[str] = ()) -> list[list[str]]:
+    """The non-empty sentences of the text files, then of the supervision manifests; a file
+    without any is named (an empty part would otherwise just be missing from the count)."""
     sentences = []
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
-            words = line.split()[1:] if with_ids else line.split()
-            if words:
-                sentences.append(words)
+    for path, manifest in [*((p, False) for p in paths), *((p, True) for p in supervisions)]:
+        if manifest:
+            found = [words for _, words in supervision_words(path) if words]
+        else:
+            lines = Path(path).read_text().splitlines()
+            found = [words for words in (line.split()[1:] if with_ids else line.split() for line in lines) if words]
+        if not found:
+            log.warning("%s: no transcript in it; the table has none of its sentences", path)
+        sentences.extend(found)
     return sentences
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--text", nargs="+", required=True, help="held-out text files")
+    parser.add_argument("--text", nargs="+", default=[], help="held-out text files")
+    parser.add_argument("--supervisions", nargs="+", default=[],
+                        help="held-out lhotse supervision manifests (<corpus>_supervisions_<part>.jsonl.gz)")
     parser.add_argument("--no-ids", action="store_true", help="lines are sentences without an utterance id")
     parser.add_argument("--ngram", nargs="+", required=True, help="ARPA files (the first is the reference)")
     parser.add_argument("--teacher", required=True, help="a causal subword teacher (exp/lm_subword)")
@@ -56,9 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
 
-    sentences = read_sentences(args.text, not args.no_ids)
+    sources = [*args.text, *args.supervisions]
+    if not sources:
+        parser.error("give the held-out sentences: --supervisions and/or --text")
+    missing = [f for f in sources if not Path(f).is_file()]
+    if missing:
+        raise SystemExit(f"lm_perplexity: no such held-out file: {' '.join(missing)}")
+    sentences = read_sentences(args.text, not args.no_ids, args.supervisions)
     if not sentences:
-        raise SystemExit(f"no sentence in {' '.join(args.text)}")
+        raise SystemExit(f"no sentence in {' '.join(sources)}")
     teacher_path = Path(args.teacher) / "final.pt" if Path(args.teacher).is_dir() else Path(args.teacher)
     if not teacher_path.is_file():
         raise SystemExit(f"no teacher at {teacher_path} (train it first: stage 6)")
@@ -80,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no sentence that every model can score (see the vocabularies)")
     counts = events(sentences)
     left_out = {s.name: int((~s.scorable).sum()) for s in [teacher, *ngrams]}
-    lines = [f"held-out: {len(sentences)} sentences from {' '.join(args.text)}; {int(kept.sum())} scored "
+    lines = [f"held-out: {len(sentences)} sentences from {' '.join(sources)}; {int(kept.sum())} scored "
              f"by every model ({int(counts[kept].sum())} words and sentence ends); left out, per model: "
              + ", ".join(f"{k} {v}" for k, v in left_out.items()),
              f"{'model':<32} {'per-word ppl':>12} {'teacher / model (95% interval, p)':>40}"]

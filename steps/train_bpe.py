@@ -23,6 +23,7 @@ import argparse
 import io
 import itertools
 import logging
+import re
 from pathlib import Path
 
 import sentencepiece as spm
@@ -51,6 +52,21 @@ def train_bpe(text_path: Path, model_path: Path, vocab_size: int, max_sentences:
     model_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(model_path) as tmp:
         tmp.write_bytes(model.getvalue())
+
+
+def failure_message(error: str, text: Path, vocab_size: int) -> str:
+    """What to change when sentencepiece fails. A size above what the text's characters and
+    words give (a small corpus) is named with run.sh's option and the largest size that fits
+    (sentencepiece's own bound, which trains): an error rather than a smaller model, since
+    data/lang_bpe_<N> is named by the size asked for."""
+
+    # e.g. "... Vocabulary size too high (500). Please set it to a value <= 303."
+    limit = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)", error)
+    if limit is None:
+        return f"train_bpe: sentencepiece failed on {text}: {error}"
+    return (f"train_bpe: --vocab-size {vocab_size} is too large for {text}: its text gives at most "
+            f"{limit.group(1)} pieces; set --bpe-vocab-size in run.sh (bpe_vocab_size) to {limit.group(1)} "
+            f"or less (sentencepiece: {error[error.index('Vocabulary size too high'):]})")
 
 
 def token_lines(model_path: Path) -> str:
@@ -82,8 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     atomic.clear_done(lang_dir)
     try:
         train_bpe(text, model, args.vocab_size, args.max_sentences)
-    except RuntimeError as e:  # e.g. "Vocabulary size too high (500). Please set it to a value <= 312."
-        raise SystemExit(f"train_bpe: sentencepiece failed on {text}: {e}") from None
+    except RuntimeError as e:
+        raise SystemExit(failure_message(str(e), text, args.vocab_size)) from None
     atomic.write_text(lang_dir / "tokens.txt", token_lines(model))
     atomic.mark_done(lang_dir, {"vocab_size": args.vocab_size}, stamp)
     log.info("wrote %s and %s (%d pieces)", model, lang_dir / "tokens.txt", args.vocab_size)

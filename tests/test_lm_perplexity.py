@@ -1,5 +1,6 @@
 """The decoder's n-grams against the subword teacher on the same held-out words: sentence
-scores checked against direct computations, the gap's ratio and interval, the program."""
+scores checked against direct computations, the gap's ratio and interval, the program on text
+files and on supervision manifests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from lhotse import SupervisionSegment, SupervisionSet
 
 from steps import lm_perplexity
 from steps.core import checkpoint as ckpt_io
@@ -109,3 +111,45 @@ def test_program_writes_the_table_and_counts_what_it_left_out(models, tmp_path, 
         lm_perplexity.main(["--text", str(text), "--ngram", str(root / "lm_3gram.arpa"), "--teacher",
                             str(tmp_path / "lm_phone"), "--bpe-model", str(root / "bpe.model"),
                             "--out", str(tmp_path / "x")])
+
+
+def test_supervision_manifests_give_the_same_table_as_the_text(models, tmp_path):
+    """Stage 10 reads the held-out sentences from the manifests every corpus has
+    (data/text/<part>.txt only the synth corpus writes)."""
+    root, _, _, _ = models
+    sentences = corpus(8, 3) + ["TURN ON THE RADIO"]
+    (tmp_path / "dev.txt").write_text("".join(f"dev-{i} {s}\n" for i, s in enumerate(sentences)))
+    supervisions = SupervisionSet.from_segments(
+        SupervisionSegment(id=f"dev-{i}", recording_id=f"dev-{i}", start=0.0, duration=1.0, text=s)
+        for i, s in enumerate(sentences + [""]))  # an empty transcript: no sentence, as an empty line
+    supervisions.to_file(tmp_path / "mine_supervisions_dev.jsonl.gz")
+    models_args = ["--ngram", str(root / "lm_3gram.arpa"), "--teacher", str(root / "lm_subword"),
+                   "--bpe-model", str(root / "bpe.model")]
+    lm_perplexity.main(["--text", str(tmp_path / "dev.txt"), *models_args, "--out", str(tmp_path / "a")])
+    lm_perplexity.main(["--supervisions", str(tmp_path / "mine_supervisions_dev.jsonl.gz"), *models_args,
+                        "--out", str(tmp_path / "b")])
+    a, b = (json.loads((tmp_path / f"{x}.json").read_text()) for x in "ab")
+    assert a == b and a["sentences"] == 9 and a["scored"] == 8
+    table_a, table_b = ((tmp_path / f"{x}.txt").read_text().splitlines() for x in "ab")
+    assert table_a[1:] == table_b[1:]  # the first line names the files read
+    assert table_b[0].startswith(f"held-out: 9 sentences from {tmp_path / 'mine_supervisions_dev.jsonl.gz'};")
+
+
+def test_held_out_files_missing_or_none_given_are_named(models, tmp_path):
+    root, _, _, _ = models
+    models_args = ["--ngram", str(root / "lm_3gram.arpa"), "--teacher", str(root / "lm_subword"),
+                   "--bpe-model", str(root / "bpe.model"), "--out", str(tmp_path / "x")]
+    with pytest.raises(SystemExit, match="no such held-out file: .*mine_supervisions_test.jsonl.gz"):
+        lm_perplexity.main(["--supervisions", str(tmp_path / "mine_supervisions_test.jsonl.gz"), *models_args])
+    with pytest.raises(SystemExit):  # argparse: neither --text nor --supervisions
+        lm_perplexity.main(models_args)
+
+
+def test_a_part_without_transcripts_is_named(tmp_path, caplog):
+    SupervisionSet.from_segments([SupervisionSegment(id="t-0", recording_id="t-0", start=0.0, duration=1.0,
+                                                     text="")]).to_file(tmp_path / "mine_supervisions_test.jsonl.gz")
+    (tmp_path / "dev.txt").write_text("dev-0 TURN ON THE LIGHTS\n")
+    sentences = lm_perplexity.read_sentences([str(tmp_path / "dev.txt")], True,
+                                             [str(tmp_path / "mine_supervisions_test.jsonl.gz")])
+    assert sentences == [["TURN", "ON", "THE", "LIGHTS"]]
+    assert f"{tmp_path / 'mine_supervisions_test.jsonl.gz'}: no transcript in it" in caplog.text

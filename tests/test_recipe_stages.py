@@ -105,6 +105,19 @@ def test_a_stage_before_its_inputs_names_the_missing_file_and_its_stage(tmp_path
     assert not (recipe / "exp").exists() or not any((recipe / "exp").iterdir())
 
 
+@pytest.mark.parametrize("stage", [7, 9])
+def test_a_stage_that_reads_dev_says_so_when_the_corpus_has_none(tmp_path, stage):
+    recipe = copy_recipe(tmp_path / "root")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    run = subprocess.run(["./run.sh", "--config", "conf/tiny.conf", "--eval-parts", "test", "--stage", str(stage),
+                          "--stop-stage", str(stage)], cwd=recipe, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 1, run.stderr[-3000:]
+    log = run.stdout + run.stderr
+    assert f'Stage {stage} (' in log and 'reads the dev part, but eval_parts ("test") has no dev' in log, log[-3000:]
+    assert "no such file" not in log  # not the misleading "stage 5 makes it"
+
+
 RECORDER = """#!/usr/bin/env bash
 # stands in for the job runner: records its command line and stops the stage
 echo "$*" >> "$(dirname "$0")/runner_calls.txt"

@@ -66,3 +66,26 @@ def test_too_large_vocabulary_is_a_clear_error(corpus):
         train_bpe.main(["--lm-text", str(root / "lm_text.txt"), "--lang-dir", str(root / "x"),
                         "--vocab-size", "500"])
     assert not (root / "x" / "bpe.model").exists()
+
+
+def test_too_large_vocabulary_names_the_option_and_the_size_that_fits(corpus):
+    root, _ = corpus
+    with pytest.raises(SystemExit) as error:
+        train_bpe.main(["--lm-text", str(root / "lm_text.txt"), "--lang-dir", str(root / "x"),
+                        "--vocab-size", "500"])
+    message = str(error.value)
+    assert "--vocab-size 500 is too large" in message and "set --bpe-vocab-size in run.sh" in message
+    largest = int(message.split("gives at most ")[1].split()[0])
+    assert 40 < largest < 500  # the fixture trains 40 pieces; 20 words cannot give 500
+    # the size named fits, one more does not
+    train_bpe.main(["--lm-text", str(root / "lm_text.txt"), "--lang-dir", str(root / "y"),
+                    "--vocab-size", str(largest)])
+    assert len(read_symbol_table(root / "y" / "tokens.txt")) == largest
+    with pytest.raises(SystemExit, match=f"gives at most {largest} pieces"):
+        train_bpe.main(["--lm-text", str(root / "lm_text.txt"), "--lang-dir", str(root / "z"),
+                        "--vocab-size", str(largest + 1)])
+
+
+def test_other_failures_keep_sentencepiece_message(tmp_path):
+    assert train_bpe.failure_message("INTERNAL: something else", tmp_path / "t.txt", 50) == \
+        f"train_bpe: sentencepiece failed on {tmp_path / 't.txt'}: INTERNAL: something else"

@@ -11,7 +11,8 @@ from steps.toy.tree_data import synthetic_stats
 from steps.build_tree import make_roots
 from steps.tree.decision_tree import EDGE, Question, Tree
 from steps.tree.building import (BuildOptions, RootSpec, TreeStats, accumulate, build, cluster_phones,
-                                 gauss_objf, merge_leaves, merge_stats, state_question_sets, _Leaf)
+                                 format_report, gauss_objf, merge_leaves, merge_stats, state_question_sets,
+                                 _Leaf)
 
 PHONES = ["<eps>", "SIL", "SPN", "AA", "B", "D", "K", "M", "N"]
 
@@ -272,3 +273,26 @@ def test_shared_root_splits_on_the_centre_phone(tmp_path):
     assert tree.senone(0, 1, 0, 0) == tree.senone(5, 2, 7, 0)  # SIL and SPN share their leaf
     assert Tree.from_text(tree.to_text()).lookup([0, 0], [3, 4], [0, 0], [0, 0]).tolist() == \
         [tree.senone(0, 3, 0, 0), tree.senone(0, 4, 0, 0)]
+
+
+def test_the_log_says_what_stopped_the_tree_short_of_its_budget(realistic):
+    """A small corpus stops the tree short of --num-leaves: the log says so and why."""
+    stats, symbols, topology, sil, questions, roots = realistic
+    tree, _, report = build(stats, roots, questions, symbols, sil,
+                            BuildOptions(thresh=400, max_leaves=1000, cluster_thresh=0, min_count=5))
+    assert 0 < len(report.splits) and tree.num_senones < 1000
+    text = format_report(report, 1000)
+    assert (f"senone budget --num-leaves 1000: built {tree.num_senones} senones ({tree.num_senones} leaves, "
+            f"0 merged), short of the budget: best gain") in text and "below thresh 400" in text
+    # too few frames for any split at --min-count: no split, and the log names the option
+    tree, _, report = build(stats, roots, questions, symbols, sil,
+                            BuildOptions(thresh=1, max_leaves=1000, cluster_thresh=0, min_count=1e9))
+    assert not report.splits and tree.num_senones == len(roots)
+    assert ("short of the budget: no split possible (every leaf too small or too uniform for --min-count "
+            "1e+09 frames on each side)") in format_report(report, 1000)
+    # the budget reached
+    tree, _, report = build(stats, roots, questions, symbols, sil,
+                            BuildOptions(thresh=0, max_leaves=45, cluster_thresh=0, min_count=5))
+    assert (f"senone budget --num-leaves 45: built 45 senones (45 leaves, 0 merged); the budget stopped "
+            "the splitting") in format_report(report, 45)
+    assert "no senone budget (--num-leaves 0)" in format_report(report)

@@ -69,6 +69,17 @@ need_inputs() {
   fi
 }
 
+# require_dev N: stages 7 and 9 read the dev part (the heads' held-out KL; the LM weight that
+# test is decoded with), which a corpus without one cannot give.
+require_dev() {
+  case " $eval_parts " in
+    *" dev "*) ;;
+    *) log "Stage $1 (${stage_titles[$1]}) reads the dev part, but eval_parts (\"$eval_parts\") has no dev:" \
+           "add dev to eval_parts, and have the corpus' stage 1 write its manifests"
+       exit 1 ;;
+  esac
+}
+
 # system_seeds SYSTEM: the seeds SYSTEM is trained and decoded with: every system's, and for
 # the baseline (the first system) also the A/A check's (aa_seeds), which the report keeps apart.
 system_seeds() {
@@ -214,6 +225,7 @@ stage_soft_labels() {
   # The tree (and topology) that give the alignments' senone ids their meaning: the copies in exp/tri_ali.
   # dev too: the AMs' distillation heads report a held-out KL and accuracy on it.
   log "Stage 7: teacher soft labels of the training and dev cuts -> data/kd/${corpus}_cuts_{train,dev}.jsonl.gz"
+  require_dev 7
   local part dir inputs=(data/lang/phones.txt:3 $bpe_model:3 exp/tri_ali/tree.txt:5)
   for part in train dev; do inputs+=(exp/tri_ali/cuts_$part.jsonl.gz:5); done
   for dir in $teacher_dirs; do
@@ -256,6 +268,7 @@ stage_train() {
 stage_decode() {
   log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep) and${eval_parts#dev}" \
       "-> exp/am_*/decode_*"
+  require_dev 9
   local rescore_opts= system seed dir line part num_runs
   local inputs=(data/lang/phones.txt:3 data/lang_test/G.fst.txt:3 exp/tree/tree.txt:5)
   if [ "$rescore_lm_order" -gt 0 ]; then inputs+=("${rescore_arpa:-data/text/lm_text.txt}:1"); fi

@@ -1,6 +1,7 @@
 """Speech data on lhotse's terms: manifests, features and the alignment timeline.
 
-- manifests.py   the file names of a corpus' manifests and cuts, which every stage agrees on
+- manifests.py   the file names of a corpus' manifests and cuts, which every stage agrees on,
+                 and a part's transcripts from its supervisions
 - fbank.py       kaldi-native-fbank as a lhotse FeatureExtractor, computed a batch at a time
 - utterances.py  the cuts of a part loaded with features and transcripts for alignment
 - ali_times.py   the 10 ms frame grid of alignment items on the recording's timeline

@@ -441,7 +441,8 @@ def build(stats: TreeStats, roots: Sequence[RootSpec], questions: Sequence[Quest
                                        + (f".s{','.join(map(str, root.states))}" if not root.split else ""))
     report.objf_initial = float(sum(gauss_objf(l.count, l.sums, l.sumsq, options.var_floor)
                                     for l in leaves.values()))
-    report.stop_reason = "no split possible"
+    report.stop_reason = (f"no split possible (every leaf too small or too uniform for --min-count "
+                          f"{options.min_count:g} frames on each side)")
     smallest = None
     while heap:
         negative_gain, node_id = heap[0]
@@ -544,8 +545,21 @@ def merge_leaves(leaves: Sequence[_Leaf], thresh: float, var_floor: float) -> li
     return merges
 
 
-def format_report(report: BuildReport) -> str:
-    """Human-readable summary of a build (for the log)."""
+def budget_line(report: BuildReport, max_leaves: int) -> str:
+    """The senones built against the budget, and what stopped the splitting: with little data
+    the tree stops short of --num-leaves, which is fine but should be said."""
+    built = f"built {report.num_senones} senones ({report.leaves_after_split} leaves, {report.merges} merged)"
+    if max_leaves <= 0:
+        return f"no senone budget (--num-leaves 0): {built}; stopped: {report.stop_reason}"
+    if report.leaves_after_split >= max_leaves:
+        return f"senone budget --num-leaves {max_leaves}: {built}; the budget stopped the splitting"
+    return (f"senone budget --num-leaves {max_leaves}: {built}, short of the budget: {report.stop_reason} "
+            "(the data gives no more splits worth making: --thresh, run.sh's tree_thresh, and --min-count "
+            "set what is worth it)")
+
+
+def format_report(report: BuildReport, max_leaves: int = 0) -> str:
+    """Human-readable summary of a build (for the log); max_leaves: the budget it had."""
     out = io.StringIO()
     frames = max(report.num_frames, 1.0)
     out.write(f"{report.num_events} events, {report.num_frames:.0f} frames, {report.initial_leaves} roots\n")
@@ -557,6 +571,7 @@ def format_report(report: BuildReport) -> str:
               f"after merging {report.objf_final / frames:.4f}\n")
     out.write(f"merging (cluster-thresh {report.cluster_thresh:.1f}): {report.merges} merges -> "
               f"{report.num_senones} senones\n")
+    out.write(budget_line(report, max_leaves) + "\n")
     if report.unseen_roots:
         out.write(f"roots without statistics ({len(report.unseen_roots)}): {' '.join(report.unseen_roots)}\n")
     return out.getvalue()
