@@ -184,6 +184,10 @@ def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: li
         failed = [(r["id"], r["failed"]["rescore"]) for r in records if "rescore" in r.get("failed", {})]
         atomic.write_text(out / "rescore" / "bad_utts.txt",
                           "".join(f"{u} rescoring failed: {reason}\n" for u, reason in failed))
+        if failed and len(failed) == len(records):
+            raise SystemExit(f"{out}: rescoring failed for every one of the {len(records)} cuts (the first: "
+                             f"{failed[0][0]}: {failed[0][1]}); check --rescore-lm {args.rescore_lm}. The "
+                             f"first pass is in {out}")
         if failed:
             log.warning("rescoring failed for %d of %d cuts; they keep their first-pass hypotheses in %s "
                         "(reasons in %s)", len(failed), len(records), out / "rescore",

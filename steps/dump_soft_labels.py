@@ -82,7 +82,7 @@ from steps.hmm.topology import Topology
 from steps.hmm.units import phones_to_senones
 from steps.kd.alignment_tokens import UnitMaps
 from steps.kd.dump import dump_cuts, merge_stats
-from steps.kd.pretrained_teacher import TEACHER_FILE
+from steps.kd.pretrained_teacher import MASKING, TEACHER_FILE
 from steps.kd.teachers import Teacher
 from steps.lang.lexicon import Lang
 from steps.lm.tokens import load_sentencepiece, phone_units, read_tokens
@@ -140,7 +140,8 @@ def inputs_fingerprint(args) -> dict:
     return atomic.inputs_fingerprint(
         [args.cuts, args.lang_dir, args.tree, args.topology, args.bpe_model, *teachers],
         top_k=args.top_k, temperature=args.temperature, corpus=args.corpus, part=args.part,
-        batch_cuts=args.batch_cuts, batch_tokens=args.batch_tokens, subsampling=args.subsampling)
+        batch_cuts=args.batch_cuts, batch_tokens=args.batch_tokens, subsampling=args.subsampling,
+        plm_masking=MASKING)  # how a masked teacher scores: dumps made another way are redone
 
 
 def _job_params(args, nj: int) -> dict:

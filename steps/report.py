@@ -63,6 +63,7 @@ class SystemResult:
     no_final: dict[str, list[int]] = field(default_factory=lambda: {p: [] for p in PARTS})
     search_errors: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: {p: [] for p in PARTS})
     rescored: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
+    rescore_failed: dict[str, int] = field(default_factory=lambda: {p: 0 for p in PARTS})  # cuts, all seeds
     # (pass, part) -> (seed, utt id) -> (word errors, reference words)
     utterances: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int]]] = field(default_factory=dict)
     training: list[dict] = field(default_factory=list)  # per seed: train_stats.json
@@ -113,6 +114,7 @@ def read_search_counts(result: SystemResult, part: str, decode_dir: Path) -> Non
         result.search_errors[part].append((int(errors["errors"]), int(errors["scored"])))
     if (decode_dir / "rescore" / "wer").exists():
         result.rescored[part].append(read_wer(decode_dir / "rescore" / "wer").wer)
+    result.rescore_failed[part] += int((info.get("rescore") or {}).get("failed", 0))
 
 
 def read_utterances(result: SystemResult, part: str, seed: int, decode_dir: Path) -> None:
@@ -157,15 +159,20 @@ def search_table(results: list[SystemResult]) -> list[str]:
              "utterances whose best path scores worse than the reference's path through the same "
              "graph at the LM weight of the search, 1 / acoustic scale (Kaldi's test of a search error; "
              "references lost only to the lattice beam are in decode_info.json's lattice_beam_losses). "
-             "WER after N-best "
-             "rescoring with the bigger LM (decode_*/rescore) where it was run.", "",
+             "WER after N-best rescoring with the bigger LM (decode_*/rescore) where it was run; "
+             "cuts whose rescoring failed keep their first pass there, and are counted (\"n kept\").", "",
              "| system | no final state dev / test | dev search errors | dev WER rescored | test WER rescored |",
              "|---|---|---|---|---|"]
     for r in results:
         lines.append(f"| {r.system} | {sum(r.no_final['dev']) if r.no_final['dev'] else 'n/a'} / "
                      f"{sum(r.no_final['test']) if r.no_final['test'] else 'n/a'} | {_counts(r.search_errors['dev'])} "
-                     f"| {_mean_std(r.rescored['dev'])} | {_mean_std(r.rescored['test'])} |")
+                     f"| {_rescored(r, 'dev')} | {_rescored(r, 'test')} |")
     return lines
+
+
+def _rescored(result: SystemResult, part: str) -> str:
+    failed = result.rescore_failed[part]
+    return _mean_std(result.rescored[part]) + (f" ({failed} kept)" if failed else "")
 
 
 TRAINING_LEVELS = ("senone", "phone", "subword", "plm")
@@ -247,8 +254,9 @@ def compute_tests(results: list[SystemResult], aa: SystemResult | None = None) -
     figures = significance({r.system: r.utterances for r in results}, baseline, list(PASSES), list(PARTS),
                            aa.utterances if aa else None)
     claimed = claim_figures(results, figures)
-    return Statistics(figures, claimed, holm_family(figures, claimed[1], claimed[0] or list(PASSES)[-1],
-                                                    baseline) if figures else {})
+    # without a pass every system has, the family is the last pass decoded, with no claims
+    family_pass = claimed[0] or (list(figures)[-1] if figures else "")
+    return Statistics(figures, claimed, holm_family(figures, claimed[1], family_pass, baseline) if figures else {})
 
 
 def render(results: list[SystemResult], seeds: list[int], config_file: str, commit: str,

@@ -246,6 +246,25 @@ def test_disk_cache_gives_the_same_store(tiny, tmp_path):
             assert torch.equal(getattr(one.levels[level], name), getattr(two.levels[level], name))
 
 
+def test_disk_cache_pads_a_level_of_mixed_top_k_as_the_direct_path(tmp_path):
+    """Cuts whose teachers kept 3 and 5 ids: the cache's padded slots are no ids (IGNORE),
+    so a batch from the cache equals one read directly."""
+    three = make_synthetic_am_data(tmp_path / "k3", num_cuts=4, num_dev=2, num_senones=60, num_subwords=30,
+                                   top_k=3, mean_words=3)
+    five = make_synthetic_am_data(tmp_path / "k5", num_cuts=4, num_dev=2, num_senones=60, num_subwords=30,
+                                  top_k=5, mean_words=3, seed=1)
+    mixed = CutSet.from_cuts([*CutSet.from_file(three["train"]),
+                              *CutSet.from_file(five["train"]).modify_ids(lambda i: f"k5-{i}")])
+    mixed.to_file(tmp_path / "mixed.jsonl.gz")
+    read, _ = CutStore.load_or_build(tmp_path / "mixed.jsonl.gz", tmp_path / "cache", ("phone",))
+    read, _ = CutStore.load_or_build(tmp_path / "mixed.jsonl.gz", tmp_path / "cache", ("phone",))
+    direct, _ = CutStore.build(mixed, ("phone",), cache=False)
+    one, two = AmDataset(read, 3)[mixed], AmDataset(direct, 3)[mixed]
+    assert one.levels["phone"].ids.shape[-1] == 5 and (one.levels["phone"].ids[:4] == -1).any()
+    for name in ("ids", "probs", "mask", "hard"):
+        assert torch.equal(getattr(one.levels["phone"], name), getattr(two.levels["phone"], name)), name
+
+
 def test_tokens_between_output_frames_are_counted():
     # T = 10, s = 3: output frames read input frames 1, 4, 7 and 9 (the last, clipped)
     spans = np.array([[0, 1], [1, 2], [2, 4], [5, 7], [8, 9], [9, 10], [2, 3]])

@@ -89,6 +89,17 @@ def test_failed_rescoring_keeps_the_first_pass_and_is_counted(arpa_world, tmp_pa
     assert "rescoring failed for 1 of 2 cuts" in (out / "log" / "decode.log").read_text()
 
 
+def test_rescoring_that_fails_for_every_cut_stops_the_decode(arpa_world, tmp_path, monkeypatch):
+    work, _, lang, tree, _ = arpa_world
+    cuts = dev_cuts(tmp_path, [("dev2", "TAB BA", scores_for("TAB BA", lang, tree))])
+    with pytest.raises(SystemExit, match="rescoring failed for every one of the 1 cuts"):
+        run_decode(monkeypatch, arpa_world, cuts, tmp_path / "out", "--lm-weights", "5 10",
+                   "--rescore-lm", str(work / "no_tab.arpa"), "--graph-lm", str(work / "old.arpa"))
+    out = tmp_path / "out"
+    assert read_kaldi_text(out / "hyp.txt") == {"dev2": "TAB BA"}  # the first pass is kept
+    assert not (out / ".done").exists()
+
+
 def test_failed_reference_score_keeps_the_first_pass_and_is_counted(grammar_world, tmp_path, monkeypatch):
     _, _, lang, tree, _ = grammar_world
 

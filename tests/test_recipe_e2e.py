@@ -232,5 +232,5 @@ def test_results_carry_the_aa_check_detectable_effects_and_holm(recipe):
     ordered = sorted(holm["tests"], key=lambda t: t["p_value"])
     assert ordered[0]["p_holm"] == pytest.approx(min(1.0, len(ordered) * ordered[0]["p_value"]))
     text = (recipe / "RESULTS.md").read_text()
-    assert f"| A/A: baseline seeds {' '.join(map(str, seeds))} vs {' '.join(map(str, aa_seeds))} |" in text
+    assert f"| A/A: baseline seeds {' '.join(map(str, aa_seeds))} vs {' '.join(map(str, seeds))} |" in text
     assert "Holm's correction over the family" in text and "| 0.000 |" not in text

@@ -59,7 +59,8 @@ def test_search_errors_and_rescored_wer_are_carried_into_the_table(tmp_path):
         for part in ("dev", "test"):
             run = exp / f"am_baseline_s{seed}" / f"decode_{part}"
             _write_wer(run, 20)
-            info = {"no_final_state": no_final if part == "dev" else 2, "search_errors": None}
+            info = {"no_final_state": no_final if part == "dev" else 2, "search_errors": None,
+                    "rescore": {"failed": 1 if part == "test" else 0}}
             if part == "dev":
                 info["search_errors"] = {"errors": errors, "scored": 100, "share": errors / 100}
             (run / "decode_info.json").write_text(json.dumps(info))
@@ -68,7 +69,8 @@ def test_search_errors_and_rescored_wer_are_carried_into_the_table(tmp_path):
     report.main(["--exp-dir", str(exp), "--systems", "baseline", "--seeds", "1", "2", "--out", str(out)])
     # 1 + 0 dev and 2 + 2 test decodes without a final state; 8 of 200 dev search errors;
     # rescored WER 9% and 8%
-    assert "| baseline | 1 / 4 | 8 / 200 (4.0%) | 8.50 ± 0.71 | 8.50 ± 0.71 |" in out.read_text()
+    # one test cut of each seed kept its first pass: rescoring failed for it
+    assert "| baseline | 1 / 4 | 8 / 200 (4.0%) | 8.50 ± 0.71 | 8.50 ± 0.71 (2 kept) |" in out.read_text()
     figures = json.loads(out.with_suffix(".json").read_text())["systems"]["baseline"]
     assert figures["dev"]["search_errors"] == [[3, 100], [5, 100]] and figures["test"]["no_final_state"] == [2, 2]
 
@@ -115,7 +117,7 @@ def test_intervals_and_tests_count_seeds_and_utterances_with_an_aa_row_and_holm(
     aa = test["aa"]
     assert aa["a_seeds"] == [1, 2] and aa["b_seeds"] == [3, 4] and aa["difference"][0] == pytest.approx(0.0)
     table = out.read_text()
-    assert "| A/A: baseline seeds 1 2 vs 3 4 | - | +0.00 [" in table
+    assert "| A/A: baseline seeds 3 4 vs 1 2 | - | +0.00 [" in table
     holm = figures["holm"]
     assert holm["pass"] == "rescored" and holm["part"] == "test"
     assert [t["test"] for t in holm["tests"]] == ["hier vs baseline", "li vs baseline"]

@@ -16,7 +16,8 @@
 #   speed_perturb                                   stage 2
 #   num_prons extra_lexicon g2p bpe_vocab_size lm_order lm_min_count lm_prune   stage 3
 #   lm_arpa (optional: a prebuilt ARPA of order lm_order, installed as G instead of
-#     estimating one; its words join the vocabulary where the lexicon has them)  stage 3
+#     estimating one; its words join the vocabulary where the lexicon has them, or where
+#     g2p makes a pronunciation: set g2p=none unless the lexicon lacks a few of them)  stage 3
 #   mono_config mono_subset mono_threads            stage 4
 #   num_leaves tree_thresh senone_realign realign_config realign_threads   stage 5
 #   levels lm_config_suffix plm_teacher plm_kind plm_finetune_epochs plm_finetune_max_lines
@@ -151,10 +152,10 @@ stage_mono() {
   fi
   # A fixed thread count: torch's default is the machine's core count, and the model (so the
   # tree and everything after it) changes with the number of threads (README.md, Reproducibility).
-  if [ $mono_threads -gt 0 ]; then threads_opt=(--num-threads $mono_threads); fi
+  if [ ${mono_threads:-0} -gt 0 ]; then threads_opt=(--num-threads $mono_threads); fi
   $gpu_cmd "${threads_opt[@]}" exp/mono/log/train_mono.job.log \
     python -m steps.train_mono --config $mono_config --cuts $mono_cuts --lang-dir data/lang \
-      --exp-dir exp/mono --device $device --num-threads $mono_threads "${force_opt[@]}"
+      --exp-dir exp/mono --device $device --num-threads ${mono_threads:-0} "${force_opt[@]}"
   # exp/mono_ali gets copies of the model and its topology (Kaldi's align_si.sh).
   for part in $parts; do
     python -m steps.align --model exp/mono/final.pt --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz \

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from lhotse import CutSet
 
-from steps.am.targets import pad_k
+from steps.am.targets import IGNORE, pad_k
 from steps.core.log import progress
 from steps.kd.soft_labels import LEVELS, SoftLabels, has_soft_labels, load_soft_labels
 
@@ -125,7 +125,7 @@ class CutInfo:
     unusable: dict[str, str]
 
 
-CACHE_VERSION = 2  # 2: the plm level
+CACHE_VERSION = 3  # 3: slots without an id padded with -1 (IGNORE), as targets.py does
 
 
 @dataclass
@@ -304,8 +304,8 @@ def _write_cache(path: Path, store: CutStore, skipped: list) -> None:
             SoftLabels(np.zeros(1), np.zeros((1, 2)), np.zeros((1, k)), np.zeros((1, k)))]
         for kind in ("tokens", "spans", "ids", "probs"):
             parts = [getattr(lab, kind) for lab in present]
-            if kind in ("ids", "probs"):
-                parts = [pad_k(p, k, 0) for p in parts]
+            if kind in ("ids", "probs"):  # a slot without an id: IGNORE and probability 0, as in targets.py
+                parts = [pad_k(p, k, IGNORE if kind == "ids" else 0) for p in parts]
             arrays[f"{level}_{kind}"] = np.concatenate(parts)
     meta = {"cuts": list(store.cuts), "levels": store.levels, "info": store.info, "skipped": skipped,
             "frames": [a.num_frames for a in items], "has_ali": [a.senone is not None for a in items],

@@ -70,7 +70,8 @@ class K2Decoder:
             try:
                 paths = scored.nbest(self.nbest, 1.0 / scale, best=out.best.get(1.0 / scale)) + list(first.values())
                 out.rescored = {w: self.rescorer.best(paths, w) for w in rescore_weights}
-            except Exception as error:  # a second-pass failure must not cost the first pass
+            # a word the rescoring LM lacks (KeyError) must not cost the first pass; a bug still raises
+            except (KeyError, ValueError) as error:
                 out.rescored, out.failed["rescore"] = first, f"{type(error).__name__}: {error}"
         t2 = time.perf_counter()
         if reference is not None:
@@ -78,7 +79,8 @@ class K2Decoder:
                 if self._reference_scorer is None:
                     self._reference_scorer = ReferenceScorer(self.graph)
                 out.reference = self._reference_scorer.score(reference, dense, scale)
-            except Exception as error:  # as above: only the search-error count loses this cut
+            # as above (k2 reports its failures as RuntimeError): only the search-error count loses this cut
+            except (RuntimeError, KeyError, ValueError) as error:
                 out.failed["reference"] = f"{type(error).__name__}: {error}"
         out.seconds = {"search": t_search - t0, "sweep": t1 - t_search, "rescore": t2 - t1,
                        "reference": time.perf_counter() - t2}

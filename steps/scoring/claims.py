@@ -52,7 +52,9 @@ def claims_table(rows: list[dict], parts: list[str], pass_name: str) -> list[str
     lines = ["", f"The paper's claims, {pass_name}: the WER difference A − B (%, negative: A better), "
              "utterances paired, training seeds and test utterances both counted "
              "(steps.scoring.seed_utterance), with its 95% interval, two-sided p-value and the "
-             "minimal detectable effect at 80% power (relative to B).", "",
+             "minimal detectable effect at 80% power (relative to B)." + (
+                 "" if all(row[p]["seed_noise"] for row in rows for p in parts if row.get(p)) else
+                 " **One seed per system: test-set noise alone, not the spread between seeds.**"), "",
              f"| claim | A | B | {header} |", "|---" * (3 + 3 * len(parts)) + "|"]
     for row in rows:
         cells = []

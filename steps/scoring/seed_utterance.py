@@ -28,6 +28,10 @@ V_test     the test-set variance of the seed-averaged figure: the linearised var
            Without that subtraction the seed-by-utterance noise is counted twice: a bootstrap
            that resamples seeds and utterances both (Owen 2007, "The pigeonhole bootstrap")
            has the same excess, which makes it conservative.
+           Two small biases remain: var_s(E[s, u]) also holds a little of the seed effect
+           (its share of one utterance, O(1/N) of var_seed), so slightly too much is taken
+           away; and with one seed nothing can be taken away, so that system's
+           seed-by-utterance noise is counted twice (conservative).
 
 A difference B - A pairs the utterances (both systems decode the same ones) and not the
 seeds (seed 1 of A and seed 1 of B are different models):
@@ -208,6 +212,8 @@ def detectable(se: float, df: float, level: float = LEVEL, power: float = POWER)
 
 
 def p_value(difference: float, se: float, df: float) -> float:
+    """Two-sided; 0 only where there is no variance at all and a difference (or the tail
+    underflows), which format_p prints as below the smallest float."""
     if se <= 0:
         return 1.0 if difference == 0 else 0.0
     return float(2 * stats.t.sf(abs(difference) / se, df))
@@ -245,4 +251,6 @@ def format_p(p: float | None) -> str:
     0.001 (never "0.000")."""
     if p is None:
         return "n/a"
+    if p < 1e-300:
+        return "< 1e-300"
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"

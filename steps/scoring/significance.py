@@ -115,11 +115,14 @@ def significance_table(figures: dict, systems: list[str]) -> list[str]:
         header = " | ".join(f"{p} WER [95%] | {p} Δ [95%] | {p} p | {p} MDE" for p in parts)
         seed_std = ", ".join(f"{p} {f['seed_variance']['std']:.2f} (df {f['seed_variance']['df']})"
                              for p, f in by_part.items())
+        counted = ("Every interval and test counts the spread between training seeds and between test "
+                   f"utterances (steps.scoring.seed_utterance); the seed std, pooled over the systems: {seed_std}."
+                   if all(f["seed_variance"]["df"] > 0 for f in by_part.values()) else
+                   "**One seed per system: the intervals and tests count test-set noise alone, not the "
+                   "spread between training seeds** (more seeds, or aa_seeds, give them one).")
         lines += ["", f"{pass_name.capitalize()}: WER (%) with its 95% interval; Δ, the difference from "
                   f"`{baseline}`, utterances paired, with its 95% interval, two-sided p-value and minimal "
-                  "detectable effect at 80% power (relative to the baseline). Every interval and test "
-                  "counts the spread between training seeds and between test utterances "
-                  f"(steps.scoring.seed_utterance); the seed std, pooled over the systems: {seed_std}. "
+                  f"detectable effect at 80% power (relative to the baseline). {counted} "
                   "The A/A row is the baseline against itself under other seeds: a false-alarm check.",
                   "", f"| system | {header} |", "|---" * (1 + 4 * len(parts)) + "|"]
         for system in systems:
@@ -143,8 +146,9 @@ def aa_row(by_part: dict, baseline: str) -> str:
         if "why" in aa:
             cells += ["-", f"n/a: {aa['why']}", "-", "-"]
             continue
-        label = (f"A/A: {baseline} seeds {' '.join(map(str, aa['a_seeds']))} vs "
-                 f"{' '.join(map(str, aa['b_seeds']))}")
+        # Δ is the second side minus the first, read "second vs first" as every other row
+        label = (f"A/A: {baseline} seeds {' '.join(map(str, aa['b_seeds']))} vs "
+                 f"{' '.join(map(str, aa['a_seeds']))}")
         cells += ["-"] + comparison_cells(aa)
     return f"| {label} | {' | '.join(cells)} |"
 

@@ -57,6 +57,7 @@ top_k=8                   # soft labels: the teacher's k most likely units ...
 temperature=1.0           # ... after dividing its logits by this
 systems="baseline li aux_senone aux_phone aux_subword hier"  # acoustic models of stages 8-10
 seeds="1 2 3"
+aa_seeds=                 # more seeds of the baseline, for the report's A/A check alone (empty: its seeds split in two)
 am_config_suffix=         # AM configs: conf/am_<system>${am_config_suffix}.yaml
 am_override=              # YAML merged over every AM config (e.g. conf/am_tiny.yaml)
 am_nproc=1                # processes per AM training: > 1 runs it under torchrun (DDP)
