@@ -16,9 +16,10 @@ def script(tmp_path, repo):
         num_jobs=4
         use_gpu=false
         lm_dir=data/lm
+        seeds="1 2 3"
         help_message="Usage: prog.sh [options] <in> <out>"
         . {repo}/utils/parse_options.sh
-        echo "stage=$stage num_jobs=$num_jobs use_gpu=$use_gpu lm_dir=$lm_dir"
+        echo "stage=$stage num_jobs=$num_jobs use_gpu=$use_gpu lm_dir=$lm_dir seeds=$seeds"
         echo "positional=$#:$*"
         """))
     path.chmod(0o755)
@@ -98,6 +99,16 @@ def test_integer_accepts_only_a_whole_number(script):
     assert "option '--num-jobs' is an integer: give a whole number, not 'ten'" in out.stderr
     # A variable that is neither keeps taking anything.
     assert "lm_dir=7" in run(script, "--lm-dir", "7").stdout
+
+
+def test_a_list_a_config_file_shortens_to_one_number_stays_a_list(script, tmp_path):
+    conf = tmp_path / "tiny.conf"
+    conf.write_text('seeds="1"\nnum_jobs=2\n')
+    out = run(script, "--config", str(conf), "--seeds", "4 5")
+    assert out.returncode == 0, out.stderr
+    assert "seeds=4 5" in out.stdout
+    out = run(script, "--config", str(conf), "--seeds", "", "--num-jobs", "x")  # the default's kind: integer
+    assert out.returncode == 1 and "option '--num-jobs' is an integer" in out.stderr
 
 
 def test_config_file_typos_and_wrong_kinds_are_errors(script, tmp_path):

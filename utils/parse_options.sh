@@ -10,8 +10,10 @@
 #                     an unknown option is an error that names it.
 #   booleans          a variable whose current value is true or false only
 #                     accepts true or false.
-#   integers          a variable whose current value is a whole number only
-#                     accepts a whole number.
+#   integers          a variable whose value is a whole number only accepts a
+#                     whole number. The kind is that of the script's default,
+#                     before any config file: a list such as seeds="1 2 3"
+#                     stays a list when a config file sets it to one seed.
 #   --config FILE     FILE is sourced before any other option, so the
 #                     command line wins whatever the order; the files read
 #                     are listed in $parse_options_configs. The same rules
@@ -39,6 +41,7 @@ __po_check_kind() {  # <where> <current value> <new value>
 
 # Config files first.
 __po_args=("$@")
+declare -A __po_default=()  # name -> its value before the config files: the kind options are checked against
 for ((__po_i = 0; __po_i < ${#__po_args[@]}; __po_i++)); do
   [ "${__po_args[__po_i]}" = "--" ] && break
   if [ "${__po_args[__po_i]}" = "--config" ]; then
@@ -54,6 +57,7 @@ for ((__po_i = 0; __po_i < ${#__po_args[@]}; __po_i++)); do
       [ -n "${!__po_name+set}" ] ||
         __po_fail "config file '$__po_file' line $__po_n: unknown variable '$__po_name' (see --help for the settings)"
       __po_names+=("$__po_name") __po_olds+=("${!__po_name}") __po_lines+=("$__po_n")
+      [ -n "${__po_default[$__po_name]+set}" ] || __po_default[$__po_name]=${!__po_name}
     done < "$__po_file"
     . "$__po_file"
     for ((__po_n = 0; __po_n < ${#__po_names[@]}; __po_n++)); do
@@ -92,7 +96,7 @@ while [ $# -gt 0 ]; do
       [[ $__po_name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || __po_fail "invalid option '$1'"
       [ -n "${!__po_name+set}" ] || __po_fail "unknown option '$1'"
       [ $# -ge 2 ] || __po_fail "option '$1' needs a value"
-      __po_check_kind "option '$1'" "${!__po_name}" "$2"
+      __po_check_kind "option '$1'" "${__po_default[$__po_name]-${!__po_name}}" "$2"
       printf -v "$__po_name" '%s' "$2"
       shift 2
       ;;
@@ -102,5 +106,5 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-unset __po_args __po_i __po_file __po_name __po_names __po_olds __po_lines __po_line __po_n
+unset __po_args __po_i __po_file __po_name __po_names __po_olds __po_lines __po_line __po_n __po_default
 unset -f __po_fail __po_check_kind
