@@ -100,7 +100,7 @@ def copy_lang(lang_dir: Path, out_dir: Path) -> list[str]:
     return copied
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", required=True, help="LM training text, one sentence a line")
@@ -115,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                              "-prune, e.g. 1e-8; 0 = none")
     parser.add_argument("--valid-text", default=None, help="held-out text for perplexity")
     parser.add_argument("--force", action="store_true", help="rebuild even if done")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Length: the program's stages in order (inputs, estimation, pruning, outputs)
+    args = get_parser().parse_args(argv)
 
     out_dir, lang_dir = Path(args.out_dir), Path(args.lang_dir)
     setup_logging(log_file=out_dir / "log" / "make_lm.log")

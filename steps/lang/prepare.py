@@ -153,6 +153,7 @@ def prepare_lang(part_lines: dict[str, list[str]], lm_lines: Iterable[str], lang
                  num_prons: int, train_part: str = "train",
                  extra_lexicons: Iterable[str | Path] = ()) -> dict:
     """Writes the lang directory (everything but the marker); returns counts for the log."""
+    # Length: the lang directory's files written in order, each from the ones before
     prons = cmudict_prons(num_prons)
     extra_lexicons = list(extra_lexicons)
     extra_stats: dict = {}
