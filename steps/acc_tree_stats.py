@@ -167,12 +167,12 @@ def get_parser() -> argparse.ArgumentParser:
                         help="frames gathered before they are reduced to events (memory vs speed)")
     parser.add_argument("--force", action="store_true", help="accumulate again even if done with the same inputs")
     add_job_arguments(parser)
-    argv = list(sys.argv[1:] if argv is None else argv)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     # Length: the program's stages in order (jobs or their merge, outputs)
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = get_parser().parse_args(argv)
     if args.topology is None:
         args.topology = str(Path(args.cuts).parent / "topology.json")

@@ -137,11 +137,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--part", default=None, help="name in the output files (default: from --cuts)")
     parser.add_argument("--force", action="store_true", help="convert again even if done with the same inputs")
     add_job_arguments(parser)
-    argv = list(sys.argv[1:] if argv is None else argv)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = get_parser().parse_args(argv)
     tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
     if args.topology is None:

@@ -161,13 +161,13 @@ class Loop:
         return (self.stopped or (self.num_epochs is not None and self.pos.epoch >= self.num_epochs)
                 or (self.max_steps is not None and self.pos.step >= self.max_steps))
 
-    def run(self, task: Task, until_epoch: int | None = None) -> bool:
-        """Epochs until num_epochs (or until_epoch), max_steps or the task says stop. False:
-        stopped after stop_after updates (the state saved)."""
+    def run(self, task: Task) -> bool:
+        """Epochs until num_epochs, max_steps or the task says stop. False: stopped after
+        stop_after updates (the state saved)."""
         if self.max_steps is not None:
             self._bar = progress(total=self.max_steps, initial=self.pos.step, desc=self.desc,
                                  disable=not self.main, mininterval=2)
-        while not self.finished() and (until_epoch is None or self.pos.epoch < until_epoch):
+        while not self.finished():
             if not self.run_epoch(task):
                 return False
         if self._bar is not None:
