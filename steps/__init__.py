@@ -14,19 +14,20 @@ __version__ = "0.1.0"
 MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "core": (),
     "data": ("core",),
+    "train": ("core",),
     "lang": ("core",),
     "scoring": ("core",),
-    "hmm": ("core", "data", "lang"),
+    "hmm": ("core", "train", "data", "lang"),
     "tree": ("core", "data", "lang", "hmm"),
     "graph": ("core", "lang", "hmm", "tree"),
-    "lm": ("core", "lang", "hmm", "tree", "scoring"),
+    "lm": ("core", "train", "lang", "hmm", "tree", "scoring"),
     "kd": ("core", "data", "lang", "hmm", "lm"),
-    "am": ("core", "data", "hmm.align_model", "kd.soft_labels", "tree", "scoring"),
-    "compress": ("core", "data", "am", "scoring"),
+    "am": ("core", "train", "data", "hmm.align_model", "kd.soft_labels", "tree", "scoring"),
+    "compress": ("core", "train", "data", "am", "scoring"),
     "decoding": ("core", "data", "lang", "graph", "lm", "am.scorer", "scoring"),
     "toy": ("*",),
 }
 
 # packages whose modules run where torch has no k2 build: neither they nor anything they
 # import (through steps) imports k2
-WITHOUT_K2 = ("am", "compress", "kd")
+WITHOUT_K2 = ("am", "compress", "kd", "train")

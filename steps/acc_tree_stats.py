@@ -154,7 +154,7 @@ def ci_phone_ids(symbols: list[str] | None, lang: Lang) -> list[int]:
     return sorted(lang.phone_id[s] for s in symbols)
 
 
-def main(argv: list[str] | None = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", required=True, help="aligned cuts with features (exp/mono_ali/cuts_train.jsonl.gz)")
     parser.add_argument("--lang-dir", required=True)
@@ -167,8 +167,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="frames gathered before they are reduced to events (memory vs speed)")
     parser.add_argument("--force", action="store_true", help="accumulate again even if done with the same inputs")
     add_job_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Length: the program's stages in order (jobs or their merge, outputs)
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
     if args.topology is None:
         args.topology = str(Path(args.cuts).parent / "topology.json")
     out_dir = Path(args.out_dir)

@@ -79,7 +79,7 @@ def merge_jobs(out_dir: Path, part: str, nj: int) -> tuple[int, int]:
     return len(cuts), len(unaligned.splitlines())
 
 
-def main(argv: list[str] | None = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--topology", default=None, help="default: topology.json next to --model")
@@ -95,7 +95,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--force", action="store_true", help="realign even if done with the same inputs")
     add_job_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
     out_dir = Path(args.out_dir)
     setup_logging()
     if args.job is not None:

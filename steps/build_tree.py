@@ -73,7 +73,7 @@ def str2bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def main(argv: list[str] | None = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stats-dir", required=True, help="directory with stats.npz (steps.acc_tree_stats)")
     parser.add_argument("--lang-dir", required=True)
@@ -96,7 +96,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="which HMM states' statistics cluster the phones into questions")
     parser.add_argument("--seed", type=int, default=0, help="seed of the k-means starts of phone clustering")
     parser.add_argument("--force", action="store_true", help="rebuild even if done with the same inputs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Length: the program's stages in order (inputs, questions, build, outputs)
+    args = get_parser().parse_args(argv)
     if args.topology is None:
         args.topology = str(Path(args.stats_dir) / "topology.json")
     out_dir = Path(args.out_dir)

@@ -127,7 +127,7 @@ def part_name(cuts_path: str) -> str:
     return name[len("cuts_"):] if name.startswith("cuts_") else name
 
 
-def main(argv: list[str] | None = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", required=True, help="exp/mono_ali/cuts_<part>.jsonl.gz")
     parser.add_argument("--tree", required=True, help="tree directory (exp/tree) or tree.txt")
@@ -137,8 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", default=None, help="name in the output files (default: from --cuts)")
     parser.add_argument("--force", action="store_true", help="convert again even if done with the same inputs")
     add_job_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
     tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
     if args.topology is None:
         args.topology = str(tree_file.parent / "topology.json")

@@ -164,6 +164,7 @@ def check_words(graph: HybridGraph, lang_dir: Path) -> None:
 
 
 def merge(args, nj: int, weights: list[float], choose: bool, rescore_weights: list[float] | None = None) -> dict:
+    # Length: the jobs' records merged, then every result file written from them, in order
     records = []
     for job in range(1, nj + 1):
         path = args.out_dir / f"split{nj}" / f"decode.{job}.jsonl"

@@ -213,9 +213,7 @@ def lost_tokens_summary(stats: dict) -> str:
                      for level, n in total.items()) or "none"
 
 
-def main(argv: list[str] | None = None) -> int:
-
-    argv = list(sys.argv[1:] if argv is None else argv)
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", required=True, help="aligned cuts (exp/tri_ali/cuts_train.jsonl.gz)")
@@ -238,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads per job (0: cores / nj)")
     parser.add_argument("--force", action="store_true", help="redo every job even if done with the same inputs")
     add_job_arguments(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = get_parser().parse_args(argv)
     if args.tree and args.topology is None:
         tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
         args.topology = str(tree_file.parent / "topology.json")

@@ -54,7 +54,7 @@ def read_sentences(paths: list[str], with_ids: bool, supervisions: list[str] = (
     return sentences
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", nargs="+", default=[], help="held-out text files")
@@ -65,6 +65,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", required=True, help="a causal subword teacher (exp/lm_subword)")
     parser.add_argument("--bpe-model", required=True)
     parser.add_argument("--out", type=Path, required=True, help="writes <out>.txt and <out>.json")
+    return parser
+
+
+def load_subword_teacher(path: str) -> tuple[Path, object]:
+    """The subword teacher's checkpoint path and model; a clear exit for anything else."""
+    teacher_path = Path(path) / "final.pt" if Path(path).is_dir() else Path(path)
+    if not teacher_path.is_file():
+        raise SystemExit(f"no teacher at {teacher_path} (train it first: stage 6)")
+    checkpoint = ckpt_io.load(teacher_path)
+    if checkpoint.get("level") != "subword":
+        raise SystemExit(f"{teacher_path}: a {checkpoint.get('level')} teacher; the comparison needs the "
+                         "subword one (its pieces spell the words)")
+    try:
+        return teacher_path, model_from_checkpoint(checkpoint)
+    except ValueError as e:
+        raise SystemExit(f"{teacher_path}: {e}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = get_parser()
     args = parser.parse_args(argv)
     setup_logging()
 
@@ -77,17 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     sentences = read_sentences(args.text, not args.no_ids, args.supervisions)
     if not sentences:
         raise SystemExit(f"no sentence in {' '.join(sources)}")
-    teacher_path = Path(args.teacher) / "final.pt" if Path(args.teacher).is_dir() else Path(args.teacher)
-    if not teacher_path.is_file():
-        raise SystemExit(f"no teacher at {teacher_path} (train it first: stage 6)")
-    checkpoint = ckpt_io.load(teacher_path)
-    if checkpoint.get("level") != "subword":
-        raise SystemExit(f"{teacher_path}: a {checkpoint.get('level')} teacher; the comparison needs the "
-                         "subword one (its pieces spell the words)")
-    try:
-        model = model_from_checkpoint(checkpoint)
-    except ValueError as e:
-        raise SystemExit(f"{teacher_path}: {e}") from None
+    teacher_path, model = load_subword_teacher(args.teacher)
     teacher = SentenceScores.from_teacher(f"teacher ({teacher_path.parent.name})", model,
                                           load_sentencepiece(args.bpe_model), sentences)
     ngrams = [SentenceScores.from_ngram(Path(a).name, BackoffLM.read_arpa(a), sentences) for a in args.ngram]

@@ -65,8 +65,7 @@ from steps.tree.decision_tree import Tree
 log = logging.getLogger(__name__)
 
 
-def main(argv: list[str] | None = None) -> int:
-
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--level", choices=LEVELS, required=True)
@@ -79,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--valid-fraction", type=float, default=0.02)
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--force", action="store_true", help="redo even if done with the same inputs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+
+    # Length: the program's stages in order (inputs, each level's corpus, outputs)
+    args = get_parser().parse_args(argv)
     if args.tree and args.topology is None:
         tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
         args.topology = str(tree_file.parent / "topology.json")

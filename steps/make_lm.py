@@ -150,6 +150,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Length: the program's stages in order (checks, inputs, estimation or a prebuilt ARPA, outputs)
     parser = get_parser()
     args = parser.parse_args(argv)
     out_dir = Path(args.out_dir)

@@ -75,7 +75,7 @@ from steps.lang.prepare import prepare_lang, transcript_lines
 log = logging.getLogger(__name__)
 
 
-def main(argv: list[str] | None = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest-dir", required=True)
     parser.add_argument("--corpus", required=True)
@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--g2p-max-words", type=int, default=20000,
                         help="LM-text words that get G2P pronunciations at most, the most frequent")
     parser.add_argument("--force", action="store_true", help="redo even if done with the same inputs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Length: the checks, the fingerprint (with and without G2P) and the lang directory, in order
+    parser = get_parser()
     args = parser.parse_args(argv)
     setup_logging()
     if args.num_prons < 1:

@@ -70,7 +70,7 @@ def word_pieces_report(teacher: PretrainedTeacher, words: list[str]) -> tuple[st
     return "".join(lines), empty
 
 
-def main(argv: list[str] | None = None) -> int:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="local transformers checkpoint directory")
@@ -89,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", type=int, default=0)
     parser.add_argument("--force", action="store_true")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Length: the program's stages in order (inputs, fine-tuning, outputs)
+    args = get_parser().parse_args(sys.argv[1:] if argv is None else argv)
     out = Path(args.out_dir)
     setup_logging(log_file=out / "log" / "prepare_plm_teacher.log")
     if args.num_threads:

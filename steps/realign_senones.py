@@ -56,7 +56,7 @@ from steps.hmm.align_model import checkpoint_dict, model_from_checkpoint
 from steps.hmm.context import phone_contexts
 from steps.hmm.cut_alignment import attach_alignment
 from steps.hmm.forced_align import Alignment
-from steps.hmm.mono_training import align_utterances, log_priors_from, train_viterbi_epoch
+from steps.hmm.mono_training import align_utterances, epoch_loop, log_priors_from, train_viterbi_epoch
 from steps.hmm.topology import Topology
 from steps.hmm.training_graph import TrainingGraphCompiler, UtteranceGraph
 from steps.hmm.units import item_word_prons
@@ -125,19 +125,18 @@ def train_model(utterances, targets, init: dict, num_senones: int, config: Reali
     model = model_from_checkpoint(init)
     model.replace_output(num_senones)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    loop = epoch_loop(model, config)
     rng = np.random.default_rng(config.seed)
     for epoch in range(config.epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate * config.lr_decay_per_epoch**epoch
-        stats = train_viterbi_epoch(model, optimizer, utterances, targets, config, rng, device)
+        stats = train_viterbi_epoch(loop, model, utterances, targets, config, rng, device)
         log.info("senone epoch %d: loss/frame %.4f, frame accuracy %.3f", epoch,
                  stats["loss_per_frame"], stats["frame_accuracy"])
     return model.cpu().eval()
 
 
-def realign_part(cuts: CutSet, model, log_priors, config: RealignConfig, lang: Lang, topology: Topology,
-                 tree: Tree, out_dir: Path, part: str, device: torch.device) -> dict:
+def realign_utterances(cuts: CutSet, model, log_priors, config: RealignConfig, lang: Lang, topology: Topology,
+                       tree: Tree, part: str, device: torch.device) -> tuple[dict[str, Alignment], dict[str, str]]:
+    """The new alignment of each cut that has one, and why the others keep theirs."""
     utterances, load_failed = load_utterances(cuts, f"loading {part}")
     compiler = TrainingGraphCompiler(lang, topology, config.sil_prob, config.edge_sil_prob)
     silence = lang.phone_id[lang.optional_silence]
@@ -160,7 +159,13 @@ def realign_part(cuts: CutSet, model, log_priors, config: RealignConfig, lang: L
             kept[u.cut_id] = result
         else:
             realigned[u.cut_id] = result
+    return realigned, kept
 
+
+def realign_part(cuts: CutSet, model, log_priors, config: RealignConfig, lang: Lang, topology: Topology,
+                 tree: Tree, out_dir: Path, part: str, device: torch.device) -> dict:
+    realigned, kept = realign_utterances(cuts, model, log_priors, config, lang, topology, tree, part, device)
+    by_id = {cut.id: cut for cut in cuts}
     array_dir = out_dir / f"ali_{part}"
     shutil.rmtree(array_dir, ignore_errors=True)
     array_dir.mkdir(parents=True)
@@ -207,7 +212,53 @@ def boundary_quality(cuts: CutSet) -> dict | None:
     return asdict(quality)
 
 
-def main(argv: list[str] | None = None) -> None:
+def senone_model(train_cuts: CutSet, train_part: str, args, config: RealignConfig, tree: Tree,
+                 device: torch.device):
+    """The senone alignment model trained on the converted alignments (model-dir/final.pt),
+    and the log-priors of those alignments."""
+    utterances, skipped = load_utterances(train_cuts, f"loading {train_part}")
+    by_id = {cut.id: cut for cut in train_cuts}
+    targets = [np.asarray(by_id[u.cut_id].load_custom("senone_ali")).reshape(-1).astype(np.int64)
+               for u in utterances]
+    if skipped:
+        log.warning("%d training cuts left out of senone training: %s", len(skipped),
+                    "; ".join(f"{c}: {r}" for c, r in skipped[:5]))
+    init = checkpoint.load(args.init_model)
+    log.info("Training the senone alignment model (%d senones) on %d utterances, %d frames, %d epochs",
+             tree.num_senones, len(utterances), sum(len(t) for t in targets), config.epochs)
+    model = train_model(utterances, targets, init, tree.num_senones, config, device)
+    log_priors = log_priors_from(targets, tree.num_senones)
+    args.model_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(checkpoint_dict(model, utterances[0].feats.shape[1], log_priors,
+                                    {"train_config": {"training": {"prior_scale": config.prior_scale}},
+                                     "realign_config": to_dict(config)}),
+                    args.model_dir / "final.pt")
+    return model, log_priors
+
+
+def realign_parts(train_cuts: CutSet, model, log_priors, args, config: RealignConfig, lang: Lang,
+                  topology: Topology, tree: Tree, device: torch.device) -> tuple[dict, dict]:
+    """Every part realigned with the senone model; each part's summary and its word
+    boundaries' quality before and after (where the corpus has true boundaries)."""
+    quality, summaries = {}, {}
+    for part in args.parts:
+        cuts = train_cuts if part == args.parts[0] else CutSet.from_file(args.cuts_dir / f"cuts_{part}.jsonl.gz")
+        summaries[part] = realign_part(cuts, model, log_priors, config, lang, topology, tree, args.out_dir,
+                                       part, device)
+        after = CutSet.from_file(args.out_dir / f"cuts_{part}.jsonl.gz")
+        quality[part] = {"before": boundary_quality(cuts), "after": boundary_quality(after)}
+        q = quality[part]
+        if q["before"] is not None:
+            log.info("%s word boundaries within 20/50 ms: %.1f%%/%.1f%% converted -> %.1f%%/%.1f%% realigned",
+                     part, 100 * q["before"]["within_20ms"], 100 * q["before"]["within_50ms"],
+                     100 * q["after"]["within_20ms"], 100 * q["after"]["within_50ms"])
+        log.info("%s: %d cuts, %d realigned, %d kept converted (see %s), %.1f%% of frames changed senone",
+                 part, summaries[part]["cuts"], summaries[part]["realigned"], summaries[part]["kept_converted"],
+                 args.out_dir / f"kept_converted_{part}.txt", 100 * summaries[part]["frames_changed"])
+    return summaries, quality
+
+
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
     parser.add_argument("--cuts-dir", type=Path, required=True, help="steps.convert_ali's output (exp/tri_conv)")
@@ -222,7 +273,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--force", action="store_true", help="redo even if the outputs are complete")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
     if args.tree is None:
         args.tree = str(args.cuts_dir / "tree.txt")
     tree_file = Path(args.tree) / "tree.txt" if Path(args.tree).is_dir() else Path(args.tree)
@@ -257,40 +312,8 @@ def main(argv: list[str] | None = None) -> None:
 
     train_part = args.parts[0]
     train_cuts = CutSet.from_file(args.cuts_dir / f"cuts_{train_part}.jsonl.gz")
-    utterances, skipped = load_utterances(train_cuts, f"loading {train_part}")
-    by_id = {cut.id: cut for cut in train_cuts}
-    targets = [np.asarray(by_id[u.cut_id].load_custom("senone_ali")).reshape(-1).astype(np.int64)
-               for u in utterances]
-    if skipped:
-        log.warning("%d training cuts left out of senone training: %s", len(skipped),
-                    "; ".join(f"{c}: {r}" for c, r in skipped[:5]))
-    init = checkpoint.load(args.init_model)
-    log.info("Training the senone alignment model (%d senones) on %d utterances, %d frames, %d epochs",
-             tree.num_senones, len(utterances), sum(len(t) for t in targets), config.epochs)
-    model = train_model(utterances, targets, init, tree.num_senones, config, device)
-    log_priors = log_priors_from(targets, tree.num_senones)
-    args.model_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint.save(checkpoint_dict(model, utterances[0].feats.shape[1], log_priors,
-                                    {"train_config": {"training": {"prior_scale": config.prior_scale}},
-                                     "realign_config": to_dict(config)}),
-                    args.model_dir / "final.pt")
-    del utterances, targets
-
-    quality, summaries = {}, {}
-    for part in args.parts:
-        cuts = train_cuts if part == train_part else CutSet.from_file(args.cuts_dir / f"cuts_{part}.jsonl.gz")
-        summaries[part] = realign_part(cuts, model, log_priors, config, lang, topology, tree, args.out_dir,
-                                       part, device)
-        after = CutSet.from_file(args.out_dir / f"cuts_{part}.jsonl.gz")
-        quality[part] = {"before": boundary_quality(cuts), "after": boundary_quality(after)}
-        q = quality[part]
-        if q["before"] is not None:
-            log.info("%s word boundaries within 20/50 ms: %.1f%%/%.1f%% converted -> %.1f%%/%.1f%% realigned",
-                     part, 100 * q["before"]["within_20ms"], 100 * q["before"]["within_50ms"],
-                     100 * q["after"]["within_20ms"], 100 * q["after"]["within_50ms"])
-        log.info("%s: %d cuts, %d realigned, %d kept converted (see %s), %.1f%% of frames changed senone",
-                 part, summaries[part]["cuts"], summaries[part]["realigned"], summaries[part]["kept_converted"],
-                 args.out_dir / f"kept_converted_{part}.txt", 100 * summaries[part]["frames_changed"])
+    model, log_priors = senone_model(train_cuts, train_part, args, config, tree, device)
+    summaries, quality = realign_parts(train_cuts, model, log_priors, args, config, lang, topology, tree, device)
     for name in ("senone_counts", "pron_counts"):
         atomic.write_text(args.out_dir / f"{name}.txt", (args.out_dir / f"{name}_{train_part}.txt").read_text())
     atomic.write_text(args.out_dir / "quality.json", json.dumps(quality, indent=1) + "\n")

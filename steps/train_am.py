@@ -22,7 +22,7 @@ Writes to --exp-dir:
                        it (when the fingerprint is the same; with --force training starts
                        from scratch) to the same result as a run that was never interrupted
         final.pt       the average of train.average_last epochs ending at the chosen one
-                       (FrameScorer): the last, or with train.schedule newbob (steps.am.optim:
+                       (FrameScorer): the last, or with train.schedule newbob (steps.train.schedule:
                        training stops when the dev loss stops improving) the epoch of the
                        best dev loss; train_stats.json records it (chosen_epoch, epochs_run)
         priors.txt     `senone_id count log_prior` (priors floored at train.prior_floor)

@@ -50,8 +50,8 @@ from steps.hmm.align_model import AlignModel, checkpoint_dict
 from steps.hmm.forced_align import Alignment, too_short
 from steps.hmm.mono_training import (
     MonoConfig,
-    _learning_rate,
     align_utterances,
+    epoch_loop,
     equal_alignment,
     log_priors_from,
     shortest_subset,
@@ -65,7 +65,7 @@ from steps.lang.lexicon import Lang
 log = logging.getLogger(__name__)
 
 
-def main(argv: list[str] | None = None) -> None:
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config (MonoConfig)")
     parser.add_argument("--cuts", required=True, help="fbank cuts of the training part")
@@ -76,7 +76,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="torch threads (0: torch's default, the machine's cores; the model differs "
                              "with the thread count)")
     parser.add_argument("--force", action="store_true", help="retrain even if done with the same inputs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = get_parser().parse_args(argv)
     exp_dir = Path(args.exp_dir)
     setup_logging(log_file=exp_dir / "log" / "train_mono.log")
     if args.num_threads > 0:
@@ -98,8 +102,35 @@ def main(argv: list[str] | None = None) -> None:
     topology = config.topology.build(lang)
     atomic.write_text(exp_dir / "topology.json", json.dumps(topology.to_dict(), indent=1) + "\n")
     atomic.write_text(exp_dir / "topology.txt", topology.to_text(lang.phones))
+    utterances, graphs, skipped = training_utterances(args.cuts, config, lang, topology, exp_dir)
 
-    utterances, skipped = load_utterances(CutSet.from_file(args.cuts))
+    feature_dim = utterances[0].feats.shape[1]
+    model = AlignModel(feature_dim, topology.num_hmm_states, config.model).to(device)
+    model.set_normalisation(*feature_stats(utterances, config.model.utterance_mean_norm))
+    loop = epoch_loop(model, train)
+    log.info("Model: %d parameters, context +-%d frames, %d HMM states",
+             sum(p.numel() for p in model.parameters()), config.model.context, topology.num_hmm_states)
+    history: list[dict] = []
+    start = time.time()
+    log_priors = flat_start(loop, model, utterances, graphs, lang, topology, train, rng, device, history)
+    model, log_priors = viterbi_rounds(loop, model, utterances, graphs, config, topology, rng, device,
+                                       log_priors, history)
+    elapsed = time.time() - start
+    checkpoint.save(checkpoint_dict(model.cpu(), feature_dim, log_priors,
+                                    {"topology": topology.to_dict(), "train_config": to_dict(config)}),
+                    exp_dir / "final.pt")
+    atomic.write_text(exp_dir / "train_stats.json",
+                      json.dumps({"epochs": history, "train_seconds": elapsed}, indent=1) + "\n")
+    atomic.mark_done(exp_dir, {"utterances": len(utterances), "skipped": len(skipped),
+                               "train_seconds": round(elapsed, 1)}, fingerprint)
+    log.info("Trained in %.1f s; wrote %s", elapsed, exp_dir / "final.pt")
+
+
+def training_utterances(cuts: str, config: MonoConfig, lang: Lang, topology, exp_dir: Path
+                        ) -> tuple[list, list, list[tuple[str, str]]]:
+    """The utterances with enough frames for their numerator graph, their graphs, and those
+    left out (skipped.txt)."""
+    utterances, skipped = load_utterances(CutSet.from_file(cuts))
     compiler = TrainingGraphCompiler(lang, topology, config.sil_prob, config.edge_sil_prob)
     graphs = [compiler.compile(u.words) for u in utterances]
     reasons = too_short(graphs, torch.tensor([u.num_frames for u in utterances]))
@@ -114,46 +145,45 @@ def main(argv: list[str] | None = None) -> None:
     write_skipped(exp_dir / "skipped.txt", skipped)
     if not utterances:
         raise SystemExit("no utterance left to train on")
+    return utterances, graphs, skipped
 
-    feature_dim = utterances[0].feats.shape[1]
-    model = AlignModel(feature_dim, topology.num_hmm_states, config.model).to(device)
-    model.set_normalisation(*feature_stats(utterances, config.model.utterance_mean_norm))
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
-    log.info("Model: %d parameters, context +-%d frames, %d HMM states",
-             sum(p.numel() for p in model.parameters()), config.model.context, topology.num_hmm_states)
 
-    history = []
-    epoch = 0
-    start = time.time()
+def flat_start(loop, model, utterances, graphs, lang: Lang, topology, train, rng, device,
+               history: list[dict]) -> torch.Tensor | None:
+    """The equal-alignment epochs, then the full-sum ones; returns the running log-priors
+    (None without full-sum epochs)."""
     equal = [equal_alignment(u.words, u.num_frames, lang, topology) for u in utterances]
     equal_ids = [i for i, e in enumerate(equal) if e is not None]
     for _ in range(train.equal_align_epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(train, epoch)
-        stats = train_viterbi_epoch(model, optimizer, [utterances[i] for i in equal_ids],
+        epoch = loop.pos.epoch
+        stats = train_viterbi_epoch(loop, model, [utterances[i] for i in equal_ids],
                                     [equal[i] for i in equal_ids], train, rng, device)
         history.append({"epoch": epoch, "phase": "equal_align", **stats})
         log.info("Equal-alignment epoch %d: loss/frame %.4f, frame accuracy %.3f", epoch,
                  stats["loss_per_frame"], stats["frame_accuracy"])
-        epoch += 1
     running_log_priors = torch.full((topology.num_hmm_states,), -math.log(topology.num_hmm_states))
     subset = shortest_subset(utterances, train.flat_start_utterances)
     if train.flat_start_epochs and len(subset) < len(utterances):
         log.info("Flat start on the %d shortest utterances (%d frames); the Viterbi rounds use all %d",
                  len(subset), sum(utterances[i].num_frames for i in subset), len(utterances))
     for _ in range(train.flat_start_epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(train, epoch)
-        stats = train_flat_start_epoch(model, optimizer, [utterances[i] for i in subset],
+        epoch = loop.pos.epoch
+        stats = train_flat_start_epoch(loop, model, [utterances[i] for i in subset],
                                        [graphs[i] for i in subset], train, rng, device,
                                        running_log_priors)
         history.append({"epoch": epoch, "phase": "flat_start", **stats})
         log.info("Flat start epoch %d: loss/frame %.4f (no path: %d)", epoch, stats["loss_per_frame"],
                  stats["no_path"])
-        epoch += 1
+    return running_log_priors if train.flat_start_epochs else None
 
+
+def viterbi_rounds(loop, model, utterances, graphs, config: MonoConfig, topology, rng, device,
+                   log_priors, history: list[dict]):
+    """Align, train on the alignments (the realign model, from the first round on), realign;
+    returns the last model and the log-priors of its last alignment."""
+    train = config.training
+    feature_dim = utterances[0].feats.shape[1]
     previous = None
-    log_priors = running_log_priors if train.flat_start_epochs else None
     if config.realign_model is not None and train.viterbi_rounds > 0:
         realign_model = AlignModel(feature_dim, topology.num_hmm_states, config.realign_model).to(device)
         realign_model.set_normalisation(*feature_stats(utterances, config.realign_model.utterance_mean_norm))
@@ -178,28 +208,18 @@ def main(argv: list[str] | None = None) -> None:
         if round_index == train.viterbi_rounds:
             break
         aligned = [i for i, t in enumerate(targets) if t is not None]
-        if model is not realign_model:
-            model = realign_model
-            optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
+        if model is not realign_model:  # a new optimiser; the LR decay goes on from this epoch
+            model, position = realign_model, loop.pos
+            loop = epoch_loop(model, train)
+            loop.pos = position
         for _ in range(train.epochs_per_round):
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(train, epoch)
-            stats = train_viterbi_epoch(model, optimizer, [utterances[i] for i in aligned],
+            epoch = loop.pos.epoch
+            stats = train_viterbi_epoch(loop, model, [utterances[i] for i in aligned],
                                         [targets[i] for i in aligned], train, rng, device)
             history.append({"epoch": epoch, "phase": f"viterbi_{round_index}", **stats})
             log.info("Viterbi round %d epoch %d: loss/frame %.4f, frame accuracy %.3f", round_index,
                      epoch, stats["loss_per_frame"], stats["frame_accuracy"])
-            epoch += 1
-
-    elapsed = time.time() - start
-    checkpoint.save(checkpoint_dict(model.cpu(), feature_dim, log_priors,
-                                    {"topology": topology.to_dict(), "train_config": to_dict(config)}),
-                    exp_dir / "final.pt")
-    atomic.write_text(exp_dir / "train_stats.json",
-                      json.dumps({"epochs": history, "train_seconds": elapsed}, indent=1) + "\n")
-    atomic.mark_done(exp_dir, {"utterances": len(utterances), "skipped": len(skipped),
-                               "train_seconds": round(elapsed, 1)}, fingerprint)
-    log.info("Trained in %.1f s; wrote %s", elapsed, exp_dir / "final.pt")
+    return model, log_priors
 
 
 if __name__ == "__main__":

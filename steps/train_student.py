@@ -136,11 +136,7 @@ def main(argv: list[str] | None = None) -> None:
              teacher_params, params / teacher_params if teacher_params else float("nan"))
 
     history = Trainer(model, config, args.exp_dir, args.seed, args.device).run(examples, dev)
-    # the state of the last epoch holds the trained weights (also after a resume)
-    state = ckpt_io.load(args.exp_dir / "state.pt")
-    model.load_state_dict(state["model"])
-    counts = senone_counts(examples, num_senones)
-    log_priors = log_priors_from_counts(counts, config.train.prior_floor)
+    log_priors = log_priors_from_counts(senone_counts(examples, num_senones), config.train.prior_floor)
     ckpt_io.save(checkpoint_dict(model, config, log_priors, info, {"seed": args.seed}), args.exp_dir / "final.pt")
     stats = {"history": history, "parameters": params, "teacher_parameters": teacher_params,
              "ratio": params / teacher_params if teacher_params else None, "kind": config.model.kind,

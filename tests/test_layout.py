@@ -2,7 +2,8 @@
 steps/<stage>.py and import no program; the library lives in steps/<idea>/ and imports no
 program; a package imports only what steps.MAY_IMPORT allows it (the layers, a DAG), and
 its docstring says the same; imports sit at the top of a file unless a comment says why;
-benchmarks live outside `steps`; a module of more than MAX_LINES lines says at its top why."""
+benchmarks live outside `steps`; a module of more than MAX_LINES lines, and a function in
+steps/ of more than MAX_FUNCTION_LINES, says at its top why."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from steps import MAY_IMPORT, WITHOUT_K2
 REPO = Path(__file__).resolve().parent.parent
 MAX_LINES = 400
 LONG_NOTE = "Length:"  # the docstring line that says why a module is longer than MAX_LINES
+MAX_FUNCTION_LINES = 60
 
 
 def python_files() -> list[Path]:
@@ -94,6 +96,31 @@ def test_long_modules_say_why():
             unexplained.append(f"{path.relative_to(REPO)} ({num_lines} lines)")
     assert not unexplained, (f"modules over {MAX_LINES} lines without a '{LONG_NOTE}' line in "
                              "their docstring:\n" + "\n".join(unexplained))
+
+
+def says_why_it_is_long(function: ast.AST, lines: list[str]) -> bool:
+    """Its docstring, or the first comment in its body, starts with LONG_NOTE."""
+    doc = ast.get_docstring(function) or ""
+    if doc.startswith(LONG_NOTE):
+        return True
+    body = lines[function.lineno:function.end_lineno]  # after the `def` line
+    comments = [line.strip() for line in body if line.strip().startswith("#")]
+    return bool(comments) and comments[0].lstrip("# ").startswith(LONG_NOTE)
+
+
+def test_long_functions_say_why():
+    unexplained = []
+    for path in sorted((REPO / "steps").rglob("*.py")):
+        source = path.read_text()
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+                    and not says_why_it_is_long(node, lines)):
+                unexplained.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} "
+                                   f"({node.end_lineno - node.lineno + 1} lines)")
+    assert not unexplained, (f"functions over {MAX_FUNCTION_LINES} lines without a '{LONG_NOTE}' "
+                             "docstring or first comment:\n" + "\n".join(unexplained))
 
 
 def test_every_library_package_says_what_it_holds_and_may_import():

@@ -23,7 +23,7 @@ from lhotse import CutSet
 from steps.am.config import TrainConfig, config_from_checkpoint, load_am_config
 from steps.am.cut_store import CutStore
 from steps.am.model import model_from_checkpoint
-from steps.am.optim import Newbob, newbob
+from steps.train.schedule import NewbobDecision, newbob
 from steps.am.priors import spread_subset
 from steps.am.scorer import load_scorer
 from steps.am.training import evaluate
@@ -242,13 +242,13 @@ def test_newbob_decisions_by_hand():
     # improvements: inf, 25%, 0.67% (< 1%: halving from here), 0.34%, 0.007% (< 0.1%: stop)
     assert [newbob(losses[:n], config).scale for n in range(1, 5)] == [1.0, 1.0, 0.5, 0.25]
     assert not any(newbob(losses[:n], config).stop for n in range(1, 5))
-    assert newbob(losses, config) == Newbob(0.25, True, True)
+    assert newbob(losses, config) == NewbobDecision(0.25, True, True)
     # not before min_epochs: halving goes on
     late = TrainConfig(num_epochs=10, schedule="newbob", min_epochs=6)
-    assert newbob(losses, late) == Newbob(0.125, False, True)
+    assert newbob(losses, late) == NewbobDecision(0.125, False, True)
     # a worse epoch is no improvement (it starts halving); the next is measured against the best
-    assert newbob([2.0, 2.1], config) == Newbob(0.5, False, True)
-    assert newbob([2.0, 2.1, 1.9], config) == Newbob(0.25, False, True)
+    assert newbob([2.0, 2.1], config) == NewbobDecision(0.5, False, True)
+    assert newbob([2.0, 2.1, 1.9], config) == NewbobDecision(0.25, False, True)
     # num_epochs is the most
     assert newbob([3.0, 2.0], TrainConfig(num_epochs=2, average_last=1, schedule="newbob")).stop
 

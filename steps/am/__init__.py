@@ -15,18 +15,16 @@
 - data.py           batches: AmBatch, AmDataset, the bucketing sampler, the data config
 - spec_augment.py   time and frequency masking
 - sizes.py          output sizes (senones, each head's vocabulary), senone counts, priors.txt
-- optim.py          the optimiser and the learning-rate schedule
 - distributed.py    DDP: which process this is, all-reduce, gather, barrier
-- resume.py         RNG states and state.pt read back for exact resumption
-- averaging.py      checkpoint averaging (final.pt)
 - priors.py         senone priors from the model's averaged posteriors (nnet3-am-adjust-priors)
-- training.py       the training loop: data, updates, dev evaluation, checkpoints, final.pt
+- training.py       its part of the shared loop (steps.train): data, the loss of a batch, the
+                    optimiser, dev evaluation and newbob at epoch ends, final.pt
 - scorer.py         the FrameScorer protocol and `load_scorer` for every checkpoint kind
 - expert_usage.py   which experts each phone's frames use (per layer and jointly), gate
                     entropy, the heatmap
 - comparison.py     the encoder comparison's measurements (accuracies, WER intervals, timing)
 
 May import torch, numpy, lhotse, matplotlib, each other and the library modules of `steps`
-(steps.core, steps.data, steps.hmm.align_model for its scorer, steps.kd.soft_labels,
-steps.tree, steps.scoring); never k2 and never a program (steps/<verb>.py).
+(steps.core, steps.train, steps.data, steps.hmm.align_model for its scorer,
+steps.kd.soft_labels, steps.tree, steps.scoring); never k2 and never a program (steps/<verb>.py).
 """

@@ -27,7 +27,7 @@ from steps.core.config import ConfigError, from_dict, load_config, require, to_d
 @dataclass
 class TrainConfig:
     num_epochs: int = 4  # newbob: the most epochs
-    schedule: Literal["cosine", "newbob"] = "cosine"  # steps.am.optim
+    schedule: Literal["cosine", "newbob"] = "cosine"  # steps.train.schedule
     start_halving_impr: float = 0.01  # newbob: relative dev-loss improvement that starts halving
     end_halving_impr: float = 0.001  # newbob: ... that ends training, once halving
     halving_factor: float = 0.5  # newbob

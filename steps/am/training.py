@@ -1,15 +1,16 @@
-"""The acoustic model's training loop, as steps.train_am runs it: the data (steps.am.cut_store,
-steps.am.data), the model, one update per batch (every loss term divided by its frame count
-over ALL processes, so that the update is the single-process one on the global batch), the
-dev evaluation after every epoch, epoch checkpoints and state.pt (exact resumption), and
-final.pt (the average of the last epochs) with priors.txt and train_stats.json.
+"""The acoustic model's part of the training loop (steps.train.loop), as steps.train_am runs
+it: the data (steps.am.cut_store, steps.am.data), the model and its optimiser, the loss of
+one batch (every term divided by its frame count over ALL processes, so that the update is
+the single-process one on the global batch), the dev evaluation and the newbob decision
+after every epoch, epoch checkpoints, and final.pt (the average of the last epochs) with
+priors.txt and train_stats.json.
 
     data = load_data(config, cuts, dev_cuts, cache_dir, counts_path, lm_dir, exp_dir, world)
     train(config, data, exp_dir, seed, fingerprint, world, device, resume=True)
 
-The state (steps.am.resume) holds model, optimizer, scheduler, sampler position, every
-process's RNG states, step, counters and history; a run resumed from it gives the models of
-a run that was never interrupted.
+state.pt holds the loop's state (optimizer, position, every process's RNG states, the
+SpecAugment generator's among them) and the trainer's (model, sampler position, history); a
+run resumed from it gives the models of a run that was never interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import copy
 import json
 import logging
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +27,6 @@ import torch
 from lhotse import CutSet
 from torch.nn.parallel import DistributedDataParallel
 
-from steps.am import resume as resume_io
-from steps.am.averaging import average_state_dicts
 from steps.am.config import AmConfig
 from steps.am.cut_store import CutStore
 from steps.am.data import AmDataset, make_sampler, sequential_batches
@@ -36,7 +34,6 @@ from steps.am.distributed import World, all_reduce_sum, barrier, gather_objects
 from steps.am.losses import (head_frames, head_rows, kd_sum, loss_terms, required_levels, term_weights,
                              total_loss)
 from steps.am.model import AcousticModel, checkpoint_dict, log_priors_from_counts, parameter_summary
-from steps.am.optim import Schedule, build_optimizer, build_scheduler
 from steps.am.priors import averaged_posteriors
 from steps.am.sizes import resolve_sizes, write_priors
 from steps.am.spec_augment import spec_augment
@@ -44,7 +41,10 @@ from steps.core import atomic
 from steps.core import checkpoint as ckpt_io
 from steps.core.atomic import write_text
 from steps.core.config import to_dict
-from steps.core.log import progress, summary_writer
+from steps.core.log import summary_writer
+from steps.train.averaging import average_state_dicts
+from steps.train.loop import Loop, Step, Task
+from steps.train.schedule import Newbob, WarmupCosine, adamw
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,17 @@ log = logging.getLogger(__name__)
 # ------------------------------------------------------------------ one update
 
 
-def train_step(model, core: AcousticModel, optimizer, batch, config: AmConfig, world: World,
-               augment=None) -> dict:
-    """One update on this process's share of the global batch. Returns the global terms
-    (name -> (sum, count)), the gradient norm and whether the step was skipped (non-finite
-    loss or gradient: the same decision on every process)."""
+def build_optimizer(model: torch.nn.Module, config) -> torch.optim.Optimizer:
+    """config: TrainConfig. Adam, or AdamW with weight decay on the matrices only."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr)
+    return adamw(model.named_parameters(), config.lr, config.weight_decay)
+
+
+def loss_step(model, batch, config: AmConfig, world: World, augment=None) -> Step:
+    """The loss of this process's share of the global batch (every term divided by its
+    count over all processes), the global terms (name -> (sum, count)), and whether any
+    process saw a non-finite loss (then every process skips the update)."""
     out = model(batch.feats, batch.feat_lens, augment=augment,
                 aux_frames=head_frames(batch, config.head_levels))
     terms = loss_terms(config.loss, config.head_levels, out, batch)
@@ -67,16 +73,8 @@ def train_step(model, core: AcousticModel, optimizer, batch, config: AmConfig, w
     stats = all_reduce_sum(stats, world)
     counts, global_sums, bad = stats[:n], stats[n:2 * n], bool(stats[-1] > 0)
     loss = total_loss(terms, counts, scale=float(world.size))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()  # always, so that every DDP process takes part in the gradient reduction
-    norm = torch.nn.utils.clip_grad_norm_(core.parameters(), config.train.grad_clip)
-    skipped = bad or not bool(torch.isfinite(norm))
-    if skipped:
-        optimizer.zero_grad(set_to_none=True)
-    else:
-        optimizer.step()
-    return {"terms": {t.name: (float(s), float(c)) for t, s, c in zip(terms, global_sums, counts)},
-            "grad_norm": float(norm), "skipped": skipped}
+    return Step(loss, {t.name: (float(s), float(c)) for t, s, c in zip(terms, global_sums, counts)},
+                bad, batch.num_frames)
 
 
 def gradient_on_batch(model, core: AcousticModel, batch, config: AmConfig, world: World) -> dict:
@@ -194,207 +192,176 @@ def chosen_epoch(history: list[dict], schedule: str) -> int:
     return losses.index(min(losses)) + 1
 
 
-def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, fingerprint: dict,
-          world: World, device: torch.device, resume: bool = False, force: bool = False,
-          stop_after_steps: int = 0) -> int:
-    """Trains to final.pt (see the module docstring); with stop_after_steps, saves the state
-    after that many steps and stops."""
-    mc, tc = config.model, config.train
-    store, dev_store, levels, head_levels = data.store, data.dev_store, data.levels, config.head_levels
-    num_senones, aux_units, counts, log_priors = data.num_senones, data.aux_units, data.counts, data.log_priors
-    counts_t = torch.from_numpy(counts)
+class AmTrainer(Task):
+    """The acoustic model's part of the loop (steps.train.loop): its batches (the sampler,
+    whose position is part of the state), its loss, and at each epoch's end the dev
+    evaluation, the newbob decision and epoch-<n>.pt."""
 
-    # ---- model, optimizer, schedule
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    random.seed(seed)
-    core = AcousticModel(store.feature_dim, num_senones, mc, aux_units)
-    core.set_normalisation(*store.mean_std())
-    core.to(device)
-    model = core
-    if world.size > 1:
-        model = DistributedDataParallel(core, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = build_optimizer(core, tc)
-    sampler = make_sampler(store.cuts, config.data, seed, world.size, world.rank)
-    steps_per_epoch = sum(1 for _ in make_sampler(store.cuts, config.data, seed, world.size,
-                                                  world.rank))
-    total_steps = steps_per_epoch * tc.num_epochs
-    if tc.schedule == "newbob" and dev_store is None:
-        raise SystemExit("train.schedule newbob decides on the dev loss: give --dev-cuts")
-    schedule = Schedule(total_steps, tc)
-    scheduler = build_scheduler(optimizer, schedule)
-    generator = torch.Generator().manual_seed(seed * 1000 + world.rank)
-    dataset = AmDataset(store, mc.subsampling, levels, config.data.soft_targets)
-    if world.main:
-        sizes = parameter_summary(core)
-        log.info("model: %s encoder, %d parameters in all (%s); %d senones; aux heads %s; "
-                 "objective %s; %d steps per epoch and process (%d processes)", mc.encoder,
-                 sum(sizes.values()), ", ".join(f"{k} {v}" for k, v in sizes.items()), num_senones,
-                 aux_units or "none", config.loss.objective, steps_per_epoch, world.size)
+    def __init__(self, config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, world: World,
+                 device: torch.device):
+        mc, tc = config.model, config.train
+        self.config, self.data, self.exp_dir, self.seed, self.world, self.device = (
+            config, data, exp_dir, seed, world, device)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+        self.core = AcousticModel(data.store.feature_dim, data.num_senones, mc, data.aux_units)
+        self.core.set_normalisation(*data.store.mean_std())
+        self.core.to(device)
+        self.model = self.core
+        if world.size > 1:
+            self.model = DistributedDataParallel(self.core, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = build_optimizer(self.core, tc)
+        self.sampler = make_sampler(data.store.cuts, config.data, seed, world.size, world.rank)
+        self.steps_per_epoch = sum(1 for _ in make_sampler(data.store.cuts, config.data, seed, world.size,
+                                                           world.rank))
+        if tc.schedule == "newbob" and data.dev_store is None:
+            raise SystemExit("train.schedule newbob decides on the dev loss: give --dev-cuts")
+        # factors of the groups' rates (lr 1.0)
+        self.schedule = (Newbob(1.0, tc.warmup_steps, tc) if tc.schedule == "newbob" else
+                         WarmupCosine(1.0, tc.warmup_steps, self.steps_per_epoch * tc.num_epochs, tc.final_lr_ratio))
+        self.generator = torch.Generator().manual_seed(seed * 1000 + world.rank)
+        self.dataset = AmDataset(data.store, mc.subsampling, data.levels, config.data.soft_targets)
+        self.weights = term_weights(config.loss, config.head_levels)
+        self.history: list[dict] = []
 
-    # ---- resume
-    step, epoch, skipped_steps, history = 0, 0, 0, []
-    # (batches done in the current epoch, its loss sums, frames, seconds so far)
-    resume_point: tuple[int, dict, int, float] = (0, {}, 0, 0.0)
-    state_path = exp_dir / "state.pt"
-    state = resume_io.load_state(state_path, fingerprint, resume, force, world)
-    if state is not None:
-        core.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, epoch, skipped_steps, history = (state["step"], state["epoch"], state["skipped_steps"],
-                                               state["history"])
-        if state["batches_done"] > 0:
-            sampler.load_state_dict(copy.deepcopy(state["sampler"]))
-            resume_point = (state["batches_done"], state["epoch_sums"], state["epoch_frames"],
-                            state["epoch_seconds"])
-        resume_io.set_rng_state(state["rng"][world.rank], generator, device)
-        if world.main:
-            log.info("resumed from %s: epoch %d, %d batches into it, step %d", state_path, epoch + 1,
-                     state["batches_done"], step)
+    def augment(self, x, lengths):
+        return spec_augment(x, lengths, self.config.data.spec_augment, self.generator)
 
-    def save_state(batches_done: int, sums: dict, frames: int, seconds: float) -> None:
-        rngs = gather_objects(resume_io.rng_state(generator, device), world)
-        if world.main:
-            ckpt_io.save({"kind": "acoustic_model_state", "config": to_dict(config),
-                          "state_dict": core.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
-                          "step": step, "epoch": epoch, "batches_done": batches_done,
-                          "epoch_sums": sums, "epoch_frames": frames, "epoch_seconds": seconds,
-                          "skipped_steps": skipped_steps, "history": history, "rng": rngs,
-                          "seed": seed, "world_size": world.size, "fingerprint": fingerprint},
-                         state_path)
-        barrier(world)
+    def start_epoch(self, loop: Loop) -> None:
+        self.sampler.set_epoch(loop.pos.epoch)
+        self.core.set_epoch(loop.pos.epoch)  # the DMoE's stage one (capped gates) or two
 
-    writer = summary_writer(exp_dir / "tensorboard") if world.main else None
-    def augment(x, lengths):
-        return spec_augment(x, lengths, config.data.spec_augment, generator)
+    def epoch_length(self, loop: Loop) -> int:
+        return self.steps_per_epoch
 
-    weights = term_weights(config.loss, head_levels)
-    model.train()
-    stopped = False
-    if tc.schedule == "newbob" and history:  # the schedule's state is the dev losses so far
-        stopped = schedule.set_dev_losses([h["dev_loss"] for h in history]).stop
-    while epoch < tc.num_epochs and not stopped:
-        sampler.set_epoch(epoch)
-        core.set_epoch(epoch)  # the DMoE's stage one (capped gates) or two
-        batches_done, sums, frames, seconds = resume_point
-        resume_point = (0, {}, 0, 0.0)
-        window: dict[str, list[float]] = {}
-        started = time.time() - seconds
-        bar = progress(total=steps_per_epoch, initial=batches_done, desc=f"epoch {epoch + 1}",
-                       disable=not world.main, mininterval=5, leave=False)
-        for cuts in sampler:
-            batch = dataset[cuts].to(device)
-            result = train_step(model, core, optimizer, batch, config, world,
-                                augment if config.data.spec_augment.enabled else None)
-            scheduler.step()
-            step += 1
-            batches_done += 1
-            bar.update(1)
-            frames += batch.num_frames
-            if result["skipped"]:
-                skipped_steps += 1
-                log.warning("step %d: non-finite loss or gradient, update skipped (%d so far)",
-                            step, skipped_steps)
-                if skipped_steps > tc.max_skipped_steps:
-                    raise SystemExit(f"more than {tc.max_skipped_steps} steps with non-finite "
-                                     "loss or gradient; giving up")
-            else:
-                for name, (s, c) in result["terms"].items():
-                    for acc in (sums, window):
-                        acc[name] = [acc.get(name, [0.0, 0.0])[0] + s, acc.get(name, [0.0, 0.0])[1] + c]
-            if step % tc.log_every == 0 and writer is not None:
-                for name, (s, c) in window.items():
-                    writer.add_scalar(f"train/{name}", s / max(c, 1.0), step)
-                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                writer.add_scalar("train/grad_norm", result["grad_norm"], step)
-                bar.set_postfix({k: f"{s / max(c, 1):.3f}" for k, (s, c) in window.items()})
-                window = {}
-            if stop_after_steps and step >= stop_after_steps:
-                save_state(batches_done, sums, frames, time.time() - started)
-                bar.close()
-                if world.main:
-                    log.info("stopping after step %d as asked (state in %s)", step, state_path)
-                return 0
-            if tc.save_every_steps and step % tc.save_every_steps == 0:
-                save_state(batches_done, sums, frames, time.time() - started)
-        bar.close()
-        elapsed = time.time() - started
-        frames = int(all_reduce_sum(torch.tensor([float(frames)], device=device), world)[0])
-        means = {name: s / max(c, 1.0) for name, (s, c) in sums.items()}
-        means["total"] = sum(weights[k] * v for k, v in means.items())
-        dev = evaluate(core, dev_store, config.data.max_duration, device, head_levels,
+    def batches(self, loop: Loop):
+        for cuts in self.sampler:  # a resumed sampler starts after the batches done
+            yield self.dataset[cuts].to(self.device)
+
+    def step(self, batch) -> Step:
+        augment = self.augment if self.config.data.spec_augment.enabled else None
+        return loss_step(self.model, batch, self.config, self.world, augment)
+
+    def end_epoch(self, loop: Loop) -> bool:
+        config, world, epoch = self.config, self.world, loop.pos.epoch
+        frames = int(all_reduce_sum(torch.tensor([float(loop.frames)], device=self.device), world)[0])
+        means = loop.sums.means()
+        means["total"] = sum(self.weights[k] * v for k, v in means.items())
+        dev_store = self.data.dev_store
+        dev = evaluate(self.core, dev_store, config.data.max_duration, self.device, config.head_levels,
                        config.data.soft_targets) if dev_store is not None and world.main else {}
         # every process needs the dev loss: the newbob schedule decides on it
         dev_loss = None
         if dev_store is not None:
-            shared = torch.tensor([dev.get("main_ce", 0.0)], dtype=torch.float64, device=device)
+            shared = torch.tensor([dev.get("main_ce", 0.0)], dtype=torch.float64, device=self.device)
             dev_loss = float(all_reduce_sum(shared, world)[0])
-        entry = {"epoch": epoch + 1, "step": step, "train": means, "dev": dev, "dev_loss": dev_loss,
-                 "lr": scheduler.get_last_lr()[0],
-                 "seconds": round(elapsed, 2), "frames_per_second": round(frames / max(elapsed, 1e-9), 1),
-                 "skipped_steps": skipped_steps}
-        history.append(entry)
-        if tc.schedule == "newbob":
-            decision = schedule.set_dev_losses([h["dev_loss"] for h in history])
-            stopped = decision.stop
+        entry = {"epoch": epoch + 1, "step": loop.pos.step, "train": means, "dev": dev, "dev_loss": dev_loss,
+                 "lr": loop.lr(), "seconds": round(loop.seconds, 2),
+                 "frames_per_second": round(frames / max(loop.seconds, 1e-9), 1),
+                 "skipped_steps": loop.pos.skipped}
+        self.history.append(entry)
+        stop = False
+        if config.train.schedule == "newbob":
+            decision = self.schedule.set_dev_losses([h["dev_loss"] for h in self.history])
+            stop = decision.stop
             if world.main:
                 log.info("newbob after epoch %d: dev loss %.4f, %s", epoch + 1, dev_loss,
-                         "stop" if stopped else f"LR x {decision.scale:g} next"
+                         "stop" if stop else f"LR x {decision.scale:g} next"
                          f"{' (halving)' if decision.halving else ''}")
         if world.main:
             log.info("epoch %d: %s | dev %s | %.1f s, %.0f frames/s", epoch + 1,
                      " ".join(f"{k} {v:.4f}" for k, v in means.items()),
                      " ".join(f"{k} {v:.4f}" for k, v in dev.items() if isinstance(v, float)),
-                     elapsed, entry["frames_per_second"])
-            if writer is not None:
-                for name, value in means.items():
-                    writer.add_scalar(f"epoch/{name}", value, epoch + 1)
-                for name, value in dev.items():
-                    if isinstance(value, float):
-                        writer.add_scalar(f"dev/{name}", value, epoch + 1)
-                writer.flush()
-            ckpt_io.save(checkpoint_dict(core, to_dict(config), log_priors, counts_t,
-                                         {"epoch": epoch + 1, "step": step, "seed": seed}),
-                         exp_dir / f"epoch-{epoch + 1}.pt")
-        epoch += 1
-        save_state(0, {}, 0, 0.0)
+                     loop.seconds, entry["frames_per_second"])
+            loop.scalars("epoch", means, epoch + 1)
+            loop.scalars("dev", dev, epoch + 1)
+            if loop.writer is not None:
+                loop.writer.flush()
+            ckpt_io.save(checkpoint_dict(self.core, to_dict(config), self.data.log_priors,
+                                         torch.from_numpy(self.data.counts),
+                                         {"epoch": epoch + 1, "step": loop.pos.step, "seed": self.seed}),
+                         self.exp_dir / f"epoch-{epoch + 1}.pt")
+        return stop
 
-    # ---- the final model
+    def state_dict(self) -> dict:
+        return {"kind": "acoustic_model_state", "config": to_dict(self.config),
+                "state_dict": self.core.state_dict(), "sampler": self.sampler.state_dict(),
+                "history": self.history, "seed": self.seed, "world_size": self.world.size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.core.load_state_dict(state["state_dict"])
+        self.history = state["history"]
+        if state["batch"] > 0:
+            self.sampler.load_state_dict(copy.deepcopy(state["sampler"]))
+
+
+def train(config: AmConfig, data: TrainingData, exp_dir: Path, seed: int, fingerprint: dict,
+          world: World, device: torch.device, resume: bool = False, force: bool = False,
+          stop_after_steps: int = 0) -> int:
+    """Trains to final.pt (see the module docstring); with stop_after_steps, saves the state
+    after that many steps and stops."""
+    tc = config.train
+    trainer = AmTrainer(config, data, exp_dir, seed, world, device)
     if world.main:
-        chosen = chosen_epoch(history, tc.schedule)
-        epochs = list(range(max(1, chosen - tc.average_last + 1), chosen + 1))
-        core.load_state_dict(average_state_dicts([exp_dir / f"epoch-{e}.pt" for e in epochs]))
-        prior_counts, final_priors, prior_info = counts, log_priors, {"priors": tc.priors}
-        if tc.priors == "posteriors":  # Kaldi's nnet3-am-adjust-priors (steps.am.priors)
-            prior_counts = averaged_posteriors(core, store, config.data.max_duration, device, tc.prior_cuts)
-            final_priors = log_priors_from_counts(torch.from_numpy(prior_counts), tc.prior_floor)
-            # how far the model's marginals are from the counted ones: total variation
-            prior_info["prior_shift"] = round(0.5 * float((final_priors.exp() - log_priors.exp()).abs().sum()), 6)
-            log.info("priors from final.pt's averaged posteriors: total variation %.4f from the counted ones",
-                     prior_info["prior_shift"])
-        final = checkpoint_dict(core, to_dict(config), final_priors, counts_t,
-                                {"epoch": chosen, "step": history[chosen - 1]["step"], "seed": seed,
-                                 "averaged_epochs": epochs})
-        ckpt_io.save(final, exp_dir / "final.pt")
-        write_priors(exp_dir / "priors.txt", prior_counts, final_priors)
-        if dev_store is not None:
-            final_dev = evaluate(core, dev_store, config.data.max_duration, device, head_levels,
-                                 config.data.soft_targets)
-            log.info("final.pt (average of epochs %s): dev %s", epochs,
-                     " ".join(f"{k} {v:.4f}" for k, v in final_dev.items() if isinstance(v, float)))
-        else:
-            final_dev = {}
-        stats = {"epochs": history, "final_dev": final_dev, "averaged_epochs": epochs,
-                 "schedule": tc.schedule, "epochs_run": len(history), "chosen_epoch": chosen, **prior_info,
-                 "parameters": parameter_summary(core), "num_senones": num_senones,
-                 "aux_units": aux_units, "world_size": world.size,
-                 "train_seconds": round(sum(h["seconds"] for h in history), 2)}
-        write_text(exp_dir / "train_stats.json", json.dumps(stats, indent=1) + "\n")
-        if writer is not None:
-            writer.close()
-        atomic.mark_done(exp_dir, {"final_dev": final_dev}, fingerprint)
-        log.info("wrote %s", exp_dir / "final.pt")
+        sizes = parameter_summary(trainer.core)
+        log.info("model: %s encoder, %d parameters in all (%s); %d senones; aux heads %s; "
+                 "objective %s; %d steps per epoch and process (%d processes)", config.model.encoder,
+                 sum(sizes.values()), ", ".join(f"{k} {v}" for k, v in sizes.items()), data.num_senones,
+                 data.aux_units or "none", config.loss.objective, trainer.steps_per_epoch, world.size)
+    loop = Loop(trainer.optimizer, trainer.schedule, trainer.core.parameters(), tc.grad_clip, relative_lr=True,
+                num_epochs=tc.num_epochs, max_skipped=tc.max_skipped_steps, log_every=tc.log_every,
+                state_path=exp_dir / "state.pt", fingerprint=fingerprint, save_every=tc.save_every_steps,
+                stop_after=stop_after_steps, generators={"augment": trainer.generator}, device=device,
+                gather=lambda obj: gather_objects(obj, world), barrier=lambda: barrier(world), rank=world.rank)
+    if loop.resume(trainer, resume, force) is not None and world.main:
+        log.info("resumed from %s: epoch %d, %d batches into it, step %d", loop.state_path,
+                 loop.pos.epoch + 1, loop.pos.batch, loop.pos.step)
+    loop.writer = summary_writer(exp_dir / "tensorboard") if world.main else None
+    trainer.model.train()
+    if tc.schedule == "newbob" and trainer.history:  # the schedule's state is the dev losses so far
+        loop.stopped = trainer.schedule.set_dev_losses([h["dev_loss"] for h in trainer.history]).stop
+    if loop.run(trainer) and world.main:
+        write_final(trainer, fingerprint)
+        if loop.writer is not None:
+            loop.writer.close()
     barrier(world)
     return 0
+
+
+def write_final(trainer: AmTrainer, fingerprint: dict) -> None:
+    """final.pt (the average of the last epochs up to the chosen one), priors.txt,
+    train_stats.json and .done."""
+    config, data, exp_dir, history, core = (trainer.config, trainer.data, trainer.exp_dir,
+                                            trainer.history, trainer.core)
+    tc, device = config.train, trainer.device
+    chosen = chosen_epoch(history, tc.schedule)
+    epochs = list(range(max(1, chosen - tc.average_last + 1), chosen + 1))
+    core.load_state_dict(average_state_dicts([exp_dir / f"epoch-{e}.pt" for e in epochs]))
+    prior_counts, final_priors, prior_info = data.counts, data.log_priors, {"priors": tc.priors}
+    if tc.priors == "posteriors":  # Kaldi's nnet3-am-adjust-priors (steps.am.priors)
+        prior_counts = averaged_posteriors(core, data.store, config.data.max_duration, device, tc.prior_cuts)
+        final_priors = log_priors_from_counts(torch.from_numpy(prior_counts), tc.prior_floor)
+        # how far the model's marginals are from the counted ones: total variation
+        prior_info["prior_shift"] = round(0.5 * float((final_priors.exp() - data.log_priors.exp()).abs().sum()), 6)
+        log.info("priors from final.pt's averaged posteriors: total variation %.4f from the counted ones",
+                 prior_info["prior_shift"])
+    final = checkpoint_dict(core, to_dict(config), final_priors, torch.from_numpy(data.counts),
+                            {"epoch": chosen, "step": history[chosen - 1]["step"], "seed": trainer.seed,
+                             "averaged_epochs": epochs})
+    ckpt_io.save(final, exp_dir / "final.pt")
+    write_priors(exp_dir / "priors.txt", prior_counts, final_priors)
+    final_dev = {}
+    if data.dev_store is not None:
+        final_dev = evaluate(core, data.dev_store, config.data.max_duration, device, config.head_levels,
+                             config.data.soft_targets)
+        log.info("final.pt (average of epochs %s): dev %s", epochs,
+                 " ".join(f"{k} {v:.4f}" for k, v in final_dev.items() if isinstance(v, float)))
+    stats = {"epochs": history, "final_dev": final_dev, "averaged_epochs": epochs,
+             "schedule": tc.schedule, "epochs_run": len(history), "chosen_epoch": chosen, **prior_info,
+             "parameters": parameter_summary(core), "num_senones": data.num_senones,
+             "aux_units": data.aux_units, "world_size": trainer.world.size,
+             "train_seconds": round(sum(h["seconds"] for h in history), 2)}
+    write_text(exp_dir / "train_stats.json", json.dumps(stats, indent=1) + "\n")
+    atomic.mark_done(exp_dir, {"final_dev": final_dev}, fingerprint)
+    log.info("wrote %s", exp_dir / "final.pt")

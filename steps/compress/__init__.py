@@ -12,10 +12,11 @@ What it holds (one module per idea):
 - student.py      the students: the GenDistiller generator, the DistilHuBERT-style parallel
                   baseline, the senone head; checkpoints decodable by steps.decode, and
                   SCORERS, the scorer table of every checkpoint kind
-- training.py     data in memory, the distillation and CE fine-tuning loops, resumable
+- training.py     data in memory, the two phases' optimisers, schedules and losses on the
+                  shared loop (steps.train), resumable
 - results.py      the comparison table (parameters, ratio, CPU RTF, dev/test WER)
 
 May import: torch, numpy, lhotse, transformers (teacher.py only, lazily), tqdm, yaml and the
-library modules of steps (steps.core, steps.data, steps.am, steps.scoring).
+library modules of steps (steps.core, steps.train, steps.data, steps.am, steps.scoring).
 Never k2: every module here runs on a machine whose torch has no k2 build.
 """

@@ -12,16 +12,14 @@ Targets at the student's output rate: senone labels as steps.am.targets (frame j
 teacher layers as cached (the dump's frame rate must equal the student's subsampling).
 
 Schedule: per phase, linear warm-up over warmup_steps then cosine decay to 5% of the
-phase's lr. state.pt is written after every epoch (model, optimizer, epoch, history, the
-RNG state); a rerun continues from it.
+phase's lr. The loop (steps.train.loop) writes state.pt after every epoch (model,
+optimizer, position, history, the RNG states); a rerun continues from it.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -36,7 +34,8 @@ from steps.compress.config import StudentConfig
 from steps.compress.layer_cache import FIELD, load_layers
 from steps.compress.losses import distill_loss
 from steps.compress.teacher import TeacherError
-from steps.core import checkpoint as ckpt_io
+from steps.train.loop import Loop, Step, Task
+from steps.train.schedule import WarmupCosine
 
 log = logging.getLogger(__name__)
 ALI_FIELD = "senone_ali"
@@ -128,13 +127,6 @@ def senone_counts(examples: list[Example], num_senones: int) -> torch.Tensor:
     return torch.from_numpy(counts)
 
 
-def lr_at(step: int, total: int, lr: float, warmup: int, final_ratio: float = 0.05) -> float:
-    if warmup and step < warmup:
-        return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return lr * (final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 @torch.no_grad()
 def frame_accuracy(model, examples: list[Example], max_duration: float, device) -> float | None:
     model.eval()
@@ -150,11 +142,22 @@ def frame_accuracy(model, examples: list[Example], max_duration: float, device) 
     return right / total if total else None
 
 
-class Trainer:
+class Trainer(Task):
+    """The student's part of the loop (steps.train.loop): per phase its own optimiser (the
+    fine-tuning one sees the senone head alone with freeze_body) and schedule, the phase's
+    loss, and the history with the dev frame accuracy of each fine-tuning epoch."""
+
     def __init__(self, model, config: StudentConfig, exp_dir: Path, seed: int, device="cpu"):
         self.model, self.config, self.exp_dir, self.seed = model, config, Path(exp_dir), seed
         self.device = torch.device(device)
         self.history: list[dict] = []
+        self.examples: list[Example] = []
+        self.dev: list[Example] = []
+        self.phase = self.phase_of(0)
+        # the schedule is each phase's (start_epoch)
+        self.loop = Loop(self._optimizer(self.phase), lambda step, epoch: 0.0, self.model.parameters(),
+                         config.train.grad_clip, num_epochs=config.train.distill_epochs + config.train.finetune_epochs,
+                         state_path=self.exp_dir / "state.pt", device=self.device)
 
     def phase_of(self, epoch: int) -> str:
         return "distill" if epoch < self.config.train.distill_epochs else "finetune"
@@ -167,59 +170,59 @@ class Trainer:
             params = [p for n, p in self.model.named_parameters()
                       if phase == "finetune" or not n.startswith("senone_head.")]
         lr = t.lr if phase == "distill" else t.finetune_lr
-        return torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay), lr
+        return torch.optim.AdamW(params, lr=lr, weight_decay=t.weight_decay)
 
     def run(self, examples: list[Example], dev: list[Example]) -> list[dict]:
-        t = self.config.train
-        total_epochs = t.distill_epochs + t.finetune_epochs
-        state_path = self.exp_dir / "state.pt"
-        start, optimizer, phase = 0, None, None
-        if state_path.is_file():
-            state = ckpt_io.load(state_path)
-            self.model.load_state_dict(state["model"])
-            start, self.history = state["epoch"], state["history"]
-            phase = self.phase_of(start - 1)
-            optimizer, _ = self._optimizer(phase)
-            optimizer.load_state_dict(state["optimizer"])
-            random.setstate(state["python_rng"])
-            torch.set_rng_state(state["torch_rng"])
-            log.info("resuming after epoch %d (%s) from %s", start, phase, state_path)
+        self.examples, self.dev = examples, dev
+        if self.loop.resume(self) is not None:
+            log.info("resuming after epoch %d (%s) from %s", self.loop.pos.epoch, self.phase, self.loop.state_path)
         self.model.to(self.device).train()
-        for epoch in range(start, total_epochs):
-            new_phase = self.phase_of(epoch)
-            if new_phase != phase:
-                optimizer, _ = self._optimizer(new_phase)
-                phase = new_phase
-            first = 0 if phase == "distill" else t.distill_epochs
-            epochs_in_phase = t.distill_epochs if phase == "distill" else t.finetune_epochs
-            batches = make_batches(examples, t.max_duration, self.seed, epoch)
-            steps_in_phase = epochs_in_phase * len(batches)
-            base_lr = t.lr if phase == "distill" else t.finetune_lr
-            sums: dict[str, float] = {}
-            began = time.perf_counter()
-            for index, batch in enumerate(tqdm(batches, desc=f"epoch {epoch + 1} {phase}", disable=None)):
-                step = (epoch - first) * len(batches) + index
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, steps_in_phase, base_lr, t.warmup_steps)
-                data = collate(batch, self.model.subsampling, self.device)
-                loss, figures = self._loss(data, phase)
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                optimizer.step()
-                for k, v in {"loss": float(loss), **figures}.items():
-                    sums[k] = sums.get(k, 0.0) + v
-            record = {"epoch": epoch + 1, "phase": phase, "seconds": round(time.perf_counter() - began, 1),
-                      **{k: round(v / len(batches), 4) for k, v in sums.items()}}
-            if phase == "finetune" and dev:
-                record["dev_frame_accuracy"] = frame_accuracy(self.model, dev, t.max_duration, self.device)
-            self.history.append(record)
-            log.info("epoch %d %s: %s", epoch + 1, phase,
-                     " ".join(f"{k} {v}" for k, v in record.items() if k not in ("epoch", "phase")))
-            ckpt_io.save({"model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "epoch": epoch + 1, "history": self.history, "python_rng": random.getstate(),
-                          "torch_rng": torch.get_rng_state()}, state_path)
+        self.loop.run(self)
         return self.history
+
+    def start_epoch(self, loop: Loop) -> None:
+        """A new phase's optimiser, and the phase's schedule: warm-up and cosine decay to 5%
+        over its epochs."""
+        t, phase = self.config.train, self.phase_of(loop.pos.epoch)
+        if phase != self.phase:
+            loop.optimizer, self.phase = self._optimizer(phase), phase
+        first, epochs = (0, t.distill_epochs) if phase == "distill" else (t.distill_epochs, t.finetune_epochs)
+        per_epoch = len(make_batches(self.examples, t.max_duration, self.seed, loop.pos.epoch))
+        lr = t.lr if phase == "distill" else t.finetune_lr
+        loop.schedule = WarmupCosine(lr, t.warmup_steps, epochs * per_epoch, 0.05, first_step=first * per_epoch)
+
+    def epoch_length(self, loop: Loop) -> int:
+        return len(self.batches(loop))
+
+    def batches(self, loop: Loop) -> list[list[Example]]:
+        return make_batches(self.examples, self.config.train.max_duration, self.seed, loop.pos.epoch)[loop.pos.batch:]
+
+    def step(self, batch) -> Step:
+        data = collate(batch, self.model.subsampling, self.device)
+        loss, figures = self._loss(data, self.phase)
+        return Step(loss, {k: (v, 1.0) for k, v in {"loss": float(loss), **figures}.items()})
+
+    def end_epoch(self, loop: Loop) -> bool:
+        epoch, t = loop.pos.epoch, self.config.train
+        record = {"epoch": epoch + 1, "phase": self.phase, "seconds": round(loop.seconds, 1),
+                  **{k: round(v, 4) for k, v in loop.sums.means().items()}}
+        if self.phase == "finetune" and self.dev:
+            record["dev_frame_accuracy"] = frame_accuracy(self.model, self.dev, t.max_duration, self.device)
+        self.history.append(record)
+        log.info("epoch %d %s: %s", epoch + 1, self.phase,
+                 " ".join(f"{k} {v}" for k, v in record.items() if k not in ("epoch", "phase")))
+        return False
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "history": self.history}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The weights, the history, and the optimiser of the phase of the last epoch done
+        (the loop loads its state next)."""
+        self.model.load_state_dict(state["model"])
+        self.history = state["history"]
+        self.phase = self.phase_of(state["epoch"] - 1)
+        self.loop.optimizer = self._optimizer(self.phase)
 
     def _loss(self, data: dict, phase: str):
         out = self.model(data["feats"], data["lens"], with_senones=phase == "finetune")

@@ -146,6 +146,7 @@ def context_fst(context_phones: list[int], silence: int, disambig_ids: list[int]
     Returns C and {phone-level disambig id: C's input label for it}; input labels
     1..inventory.num_hmms are tied HMMs, the disambig labels come after them.
     """
+    # Length: one FST construction over shared state tables
     if silence in context_phones:
         raise ValueError("the optional silence is transparent; it cannot be a context phone")
     phones = sorted(context_phones)

@@ -95,6 +95,7 @@ def _vector(fst):
 def build_hclg(lang: Lang, lang_dir: str | Path, g_fst, topology: Topology, tree: TreeLike,
                options: GraphOptions | None = None) -> GraphBuild:
     """g_fst: kaldifst.StdVectorFst over words.txt ids with #0 on back-off arcs."""
+    # Length: the composition (L, G, LG, C, CLG, H, HCLG) in order, each stage timed
 
     options = options or GraphOptions()
     entries = disambiguated_lexicon(lang, lang_dir)

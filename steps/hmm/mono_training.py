@@ -18,6 +18,8 @@ from steps.hmm.forced_align import Alignment, align, numerator_loss
 from steps.hmm.topology import Topology
 from steps.hmm.training_graph import UtteranceGraph
 from steps.lang.lexicon import Lang
+from steps.train.loop import Loop, Step, Sums, Task
+from steps.train.schedule import EpochDecay
 
 
 @dataclass
@@ -143,31 +145,53 @@ def align_utterances(model: AlignModel, utterances: list[Utterance], graphs: lis
     return results  # type: ignore[return-value]
 
 
-def _learning_rate(config: MonoTrainingConfig, epoch: int) -> float:
-    return config.learning_rate * config.lr_decay_per_epoch**epoch
+def epoch_loop(model, config) -> Loop:
+    """Adam at learning_rate * lr_decay_per_epoch**epoch (steps.train.loop)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    return Loop(optimizer, EpochDecay(config.learning_rate, config.lr_decay_per_epoch), model.parameters(),
+                config.grad_clip)
 
 
-def _train_epoch(model, optimizer, utterances, config: MonoTrainingConfig, rng, desc: str,
-                 batch_loss) -> tuple[float, int, int]:
-    """One pass over the utterances in length batches; batch_loss(batch, feats, lengths) gives
-    the batch's summed loss and a count to add up. Returns (loss, frames, count) summed."""
-    model.train()
-    total, frames, count = 0.0, 0, 0
-    for batch in progress(_batches_of(utterances, config.max_frames_per_batch, rng), desc=desc, leave=False):
-        feats, lengths = pad_features([utterances[i] for i in batch])
-        loss, batch_count = batch_loss(batch, feats, lengths)
+class FrameTask(Task):
+    """One epoch over utterances in length batches (shuffled with rng); batch_loss(batch,
+    feats, lengths) gives the batch's summed loss and a count to add up; the update is on
+    the loss per frame."""
+
+    def __init__(self, model, utterances, config, rng, batch_loss):
+        self.model, self.utterances, self.config, self.rng, self.batch_loss = (
+            model, utterances, config, rng, batch_loss)
+        self.current: list[list[int]] = []
+        self.sums = Sums()
+
+    def start_epoch(self, loop: Loop) -> None:
+        self.model.train()
+        self.current = _batches_of(self.utterances, self.config.max_frames_per_batch, self.rng)
+
+    def epoch_length(self, loop: Loop) -> int:
+        return len(self.current)
+
+    def batches(self, loop: Loop) -> list[list[int]]:
+        return self.current
+
+    def step(self, batch) -> Step:
+        feats, lengths = pad_features([self.utterances[i] for i in batch])
+        loss, count = self.batch_loss(batch, feats, lengths)
         num_frames = int(lengths.sum())
-        optimizer.zero_grad()
-        (loss / num_frames).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        total += float(loss)
-        frames += num_frames
-        count += batch_count
-    return total, frames, count
+        return Step(loss / num_frames, {"loss": (float(loss), num_frames), "count": (count, num_frames)})
+
+    def end_epoch(self, loop: Loop) -> bool:
+        self.sums = loop.sums  # the epoch's figures, which the loop starts afresh next
+        return False
 
 
-def train_flat_start_epoch(model, optimizer, utterances, graphs, config: MonoTrainingConfig,
+def _run_epoch(loop: Loop, task: FrameTask) -> tuple[float, int, int]:
+    """(loss, frames, count) summed over the epoch."""
+    loop.run_epoch(task)
+    (total, frames), (count, _) = task.sums["loss"], task.sums["count"]
+    return total, int(frames), int(count)
+
+
+def train_flat_start_epoch(loop: Loop, model, utterances, graphs, config: MonoTrainingConfig,
                            rng, device, log_priors: torch.Tensor) -> dict:
     """One full-sum epoch; log_priors (the running posterior average) is updated in place."""
 
@@ -181,11 +205,11 @@ def train_flat_start_epoch(model, optimizer, utterances, graphs, config: MonoTra
         return numerator_loss(log_probs - config.prior_scale * log_priors, lengths,
                               [graphs[i] for i in batch], config.output_beam)
 
-    total, frames, failed = _train_epoch(model, optimizer, utterances, config, rng, "flat start", batch_loss)
+    total, frames, failed = _run_epoch(loop, FrameTask(model, utterances, config, rng, batch_loss))
     return {"loss_per_frame": total / frames, "no_path": failed}
 
 
-def train_viterbi_epoch(model, optimizer, utterances, targets: list[np.ndarray],
+def train_viterbi_epoch(loop: Loop, model, utterances, targets: list[np.ndarray],
                         config: MonoTrainingConfig, rng, device) -> dict:
     """One frame-level cross-entropy epoch on fixed alignments (Viterbi training)."""
 
@@ -198,7 +222,7 @@ def train_viterbi_epoch(model, optimizer, utterances, targets: list[np.ndarray],
                                             ignore_index=-100, reduction="sum")
         return loss, int((log_probs.argmax(-1).cpu() == target).sum())
 
-    total, frames, correct = _train_epoch(model, optimizer, utterances, config, rng, "viterbi", batch_loss)
+    total, frames, correct = _run_epoch(loop, FrameTask(model, utterances, config, rng, batch_loss))
     return {"loss_per_frame": total / frames, "frame_accuracy": correct / frames}
 
 

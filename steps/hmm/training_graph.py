@@ -90,6 +90,7 @@ class TrainingGraphCompiler:
     def compile(self, words: list[str], prons: list[tuple[str, ...]] | None = None) -> UtteranceGraph:
         """prons: one pronunciation per word to use instead of all the lexicon's (e.g. the
         ones an earlier alignment chose); silence stays optional."""
+        # Length: one graph construction (states, word arcs, optional silence) over shared arc lists
         if not words:
             raise ValueError("cannot build a graph for an empty transcript")
         if prons is not None and len(prons) != len(words):

@@ -31,6 +31,7 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
     jobs/<corpus>_cuts_<part>.<job>.jsonl.gz (and returns the job's counts, among them
     the tokens with frames that no output frame of an AM at this subsampling reads:
     tokens_without_output_frame)."""
+    # Length: one pass over the cuts with every level's writers and counters open
 
     out_dir.mkdir(parents=True, exist_ok=True)
     levels = [level for level in sl.LEVELS if level in teachers]

@@ -250,6 +250,7 @@ def prepare_lang(part_lines: dict[str, list[str]], lm_lines: Iterable[str], lang
     """Writes the lang directory (everything but the marker); returns counts for the log.
     make_g2p: None (no G2P) or a callable returning a G2P (steps.lang.g2p), made only when
     a word needs converting; g2p_path: the reviewable G2P lexicon (default in lang_dir)."""
+    # Length: the lang directory's files written in order, each from the ones before
     prons = cmudict_prons(num_prons)
     extra_lexicons = list(extra_lexicons)
     extra_stats: dict = {}

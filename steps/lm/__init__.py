@@ -8,10 +8,11 @@
 - tokens.py      the unit levels' vocabularies and the LM text as token corpora
 - model.py       the teacher LM (causal or masked Transformer) over one unit level; the
                  top-k soft labels of any teacher's logits
-- training.py    training a teacher LM: batches, schedule, resumable epochs, perplexity
+- training.py    training a teacher LM on the shared loop (steps.train): batches, loss,
+                 held-out perplexity
 - word_perplexity.py  the n-grams and the subword teacher on the same held-out words:
                  per-word perplexity and the teacher's gap, with a paired bootstrap
 
-May import torch, numpy, sentencepiece and steps.core, steps.lang, steps.hmm, steps.tree,
-steps.scoring.
+May import torch, numpy, sentencepiece and steps.core, steps.train, steps.lang, steps.hmm,
+steps.tree, steps.scoring.
 """

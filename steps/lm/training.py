@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -14,14 +13,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from steps.core import atomic
 from steps.core import checkpoint as ckpt_io
 from steps.core.atomic import write_text
 from steps.core.config import require, to_dict
-from steps.core.log import progress, summary_writer
+from steps.core.log import summary_writer
 from steps.lm.bigram import Bigram, perplexity
 from steps.lm.model import KIND, ModelConfig, Specials, build_model, log_likelihood
 from steps.lm.tokens import read_corpus, read_tokens
+from steps.train.loop import Loop, Step, Task
+from steps.train.schedule import WarmupCosine, adamw
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,7 @@ def make_batch(sentences: Sequence[Sequence[int]], specials: Specials, config: M
 
 
 def learning_rate(step: int, config: TrainConfig) -> float:
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
-    cosine = 0.5 * (1 + math.cos(math.pi * progress))
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine)
+    return WarmupCosine(config.lr, config.warmup_steps, config.max_steps, config.min_lr_ratio)(step)
 
 
 def valid_subset(valid: list[list[int]], max_tokens: int) -> list[list[int]]:
@@ -146,11 +142,57 @@ def valid_subset(valid: list[list[int]], max_tokens: int) -> list[list[int]]:
     return subset
 
 
-def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: bool,
-          device: torch.device, config_path: Path | None = None, inputs: dict | None = None) -> dict:
-    """Trains and evaluates one teacher; returns the perplexity report (also in exp_dir/ppl).
-    `inputs`: the fingerprint stored with the training state; --resume continues only from a
-    state with the same one."""
+class LmTrainer(Task):
+    """A teacher LM's part of the loop (steps.train.loop): batches of sentences, each made
+    with an RNG of its own step (random crops, masking), the cross-entropy, the held-out
+    perplexity every valid_every steps."""
+
+    def __init__(self, level: str, config: LmConfig, train_set, valid_set, num_units: int, device):
+        tc, mc = config.train, config.model
+        self.level, self.config, self.train_set, self.valid_set, self.device = (
+            level, config, train_set, valid_set, device)
+        self.num_units = num_units
+        self.lengths = np.array([model_length(len(s), mc) for s in train_set])
+        self.num_batches = len(epoch_batches(self.lengths, tc.batch_tokens, tc.seed, 0))
+        torch.manual_seed(tc.seed)
+        self.model = build_model(num_units, mc).to(device)
+        self.optimizer = adamw(self.model.named_parameters(), tc.lr, tc.weight_decay)
+
+    def batches(self, loop: Loop):
+        tc = self.config.train
+        batches = epoch_batches(self.lengths, tc.batch_tokens, tc.seed, loop.pos.epoch)
+        self.num_batches = len(batches)
+        for index in batches[loop.pos.batch:]:
+            rng = np.random.default_rng([tc.seed, loop.pos.step, 1])
+            yield make_batch([self.train_set[i] for i in index], self.model.specials, self.config.model,
+                             tc.mask_prob, rng)
+
+    def step(self, batch) -> Step:
+        x, n, y = batch
+        logits = self.model(x.to(self.device), n.to(self.device))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(self.device).reshape(-1),
+                               ignore_index=-100)
+        return Step(loss, {"loss": (float(loss), 1.0)})
+
+    def after_step(self, loop: Loop) -> None:
+        step = loop.pos.step
+        if step % self.config.train.valid_every == 0 and step < loop.max_steps:
+            ppl = perplexity(*log_likelihood(self.model, self.valid_set, device=self.device))
+            self.model.train()
+            log.info("step %d: held-out %s %.3f", step, _ppl_name(self.config.model), ppl)
+            loop.scalars("valid", {"ppl": ppl}, step)
+
+    def state_dict(self) -> dict:
+        return {"kind": KIND + "_state", "level": self.level, "config": to_dict(self.config),
+                "num_units": self.num_units, "state_dict": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["state_dict"])
+
+
+def read_data(level: str, data_dir: Path, config: LmConfig) -> tuple[list, list, int]:
+    """The training sentences (checked), the held-out ones the perplexity is measured on,
+    and the number of units."""
     tc, mc = config.train, config.model
     units = read_tokens(data_dir / "tokens.txt")
     train_set = read_corpus(data_dir / "train.txt")
@@ -160,120 +202,67 @@ def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: b
     if bad:
         raise ValueError(f"{data_dir}/train.txt: {len(bad)} sentences have ids outside "
                          f"0..{num_units - 1} (first: line {bad[0] + 1})")
-    lengths = np.array([model_length(len(s), mc) for s in train_set])
     long = sum(1 for s in train_set if len(s) + 2 > mc.max_context)
     log.info("%s: %d units, %d train sentences (%d tokens, %d longer than the context of %d: "
              "random crops), %d held-out sentences (%d tokens) for the perplexity",
              level, num_units, len(train_set), sum(map(len, train_set)), long, mc.max_context,
              len(valid_set), sum(map(len, valid_set)))
+    return train_set, valid_set, num_units
 
-    torch.manual_seed(tc.seed)
-    model = build_model(num_units, mc).to(device)
+
+def train(level: str, config: LmConfig, data_dir: Path, exp_dir: Path, resume: bool,
+          device: torch.device, config_path: Path | None = None, inputs: dict | None = None) -> dict:
+    """Trains and evaluates one teacher; returns the perplexity report (also in exp_dir/ppl).
+    `inputs`: the fingerprint stored with the training state; --resume continues only from a
+    state with the same one."""
+    tc, mc = config.train, config.model
+    trainer = LmTrainer(level, config, *read_data(level, data_dir, config), device)
+    model = trainer.model
     log.info("model: %d parameters, objective %s", sum(p.numel() for p in model.parameters()),
              mc.objective)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=tc.lr)
-    step, epoch, batch_index = 0, 0, 0
-    state_path = exp_dir / "checkpoint.pt"
-    state = ckpt_io.load(state_path, map_location=device) if resume and state_path.exists() else None
-    if state is not None and inputs is not None and state.get("fingerprint") != json.loads(json.dumps(inputs)):
-        log.info("--resume: %s was saved for other inputs or settings (%s); starting from scratch",
-                 state_path, "; ".join(atomic.fingerprint_changes(state.get("fingerprint"), inputs)[:4]))
-        state = None
-    if state is not None:
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, epoch, batch_index = state["step"], state["epoch"], state["batch_index"]
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", state_path, step, epoch,
-                 batch_index)
-    elif resume and not state_path.exists():
-        log.info("--resume: no %s, starting from scratch", state_path)
-
-    def save_state():
-        ckpt_io.save({"kind": KIND + "_state", "level": level, "config": to_dict(config),
-                      "num_units": num_units, "state_dict": model.state_dict(),
-                      "optimizer": optimizer.state_dict(), "step": step, "epoch": epoch,
-                      "batch_index": batch_index, "torch_rng": torch.get_rng_state(),
-                      "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                      "fingerprint": inputs}, state_path)
-
-    writer = summary_writer(exp_dir / "tensorboard")
     max_steps = tc.max_steps
     if tc.max_epochs is not None:
-        per_epoch = len(epoch_batches(lengths, tc.batch_tokens, tc.seed, 0))
-        max_steps = min(max_steps, int(math.ceil(tc.max_epochs * per_epoch)))
-    batches = epoch_batches(lengths, tc.batch_tokens, tc.seed, epoch)
+        max_steps = min(max_steps, int(math.ceil(tc.max_epochs * trainer.num_batches)))
+    # the module's learning_rate, looked up at each step
+    loop = Loop(trainer.optimizer, lambda step, epoch: learning_rate(step, tc), model.parameters(),
+                tc.grad_clip, max_steps=max_steps, log_every=tc.log_every, desc=f"train {level} LM",
+                state_path=exp_dir / "checkpoint.pt", fingerprint=inputs, save_every=tc.save_every,
+                save_epochs=False, device=device)
+    if loop.resume(trainer, resume):
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", loop.state_path, loop.pos.step,
+                 loop.pos.epoch, loop.pos.batch)
+    loop.writer = summary_writer(exp_dir / "tensorboard")
     model.train()
     started = time.time()
-    running, running_n = 0.0, 0
-    bar = progress(total=max_steps, initial=step, desc=f"train {level} LM", mininterval=2)
-    while step < max_steps:
-        if batch_index >= len(batches):
-            epoch, batch_index = epoch + 1, 0
-            batches = epoch_batches(lengths, tc.batch_tokens, tc.seed, epoch)
-        rng = np.random.default_rng([tc.seed, step, 1])
-        x, n, y = make_batch([train_set[i] for i in batches[batch_index]], model.specials, mc,
-                             tc.mask_prob, rng)
-        lr = learning_rate(step, tc)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        logits = model(x.to(device), n.to(device))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
-                               ignore_index=-100)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
-        step += 1
-        batch_index += 1
-        running += float(loss)
-        running_n += 1
-        bar.update(1)
-        if step % tc.log_every == 0 or step == max_steps:
-            mean = running / running_n
-            bar.set_postfix(loss=f"{mean:.3f}", lr=f"{lr:.2e}", epoch=epoch)
-            if writer:
-                writer.add_scalar("train/loss", mean, step)
-                writer.add_scalar("train/lr", lr, step)
-            running, running_n = 0.0, 0
-        if step % tc.valid_every == 0 and step < max_steps:
-            ppl = perplexity(*log_likelihood(model, valid_set, device=device))
-            model.train()
-            log.info("step %d: held-out %s %.3f", step, _ppl_name(mc), ppl)
-            if writer:
-                writer.add_scalar("valid/ppl", ppl, step)
-        if step % tc.save_every == 0 and step < max_steps:
-            save_state()
-    bar.close()
-    save_state()
-    elapsed = time.time() - started
-    log.info("%d steps (epoch %d) in %.1f s this run", step, epoch, elapsed)
+    loop.run(trainer)
+    log.info("%d steps (epoch %d) in %.1f s this run", loop.pos.step, loop.pos.epoch, time.time() - started)
+    report = evaluate(trainer, loop.pos.step)
+    loop.scalars("valid", {"ppl": report["teacher_ppl"], "bigram_ppl": report["bigram_ppl"]}, loop.pos.step)
+    if loop.writer:
+        loop.writer.close()
+    write_text(exp_dir / "ppl", "".join(f"{k} {_fmt(v)}\n" for k, v in report.items()))
+    ckpt_io.save({"kind": KIND, "level": level, "config": to_dict(config), "num_units": trainer.num_units,
+                  "state_dict": model.state_dict(), "ppl": report}, exp_dir / "final.pt")
+    return report
 
-    teacher_ll, events = log_likelihood(model, valid_set, device=device)
+
+def evaluate(trainer: LmTrainer, steps: int) -> dict:
+    """The held-out (pseudo-)perplexity of the teacher and of the bigram anchor."""
+    mc = trainer.config.model
+    teacher_ll, events = log_likelihood(trainer.model, trainer.valid_set, device=trainer.device)
     with_eos = mc.objective == "causal"
-    bigram_ll, bigram_events = Bigram.train(train_set, num_units).log_likelihood(valid_set, with_eos)
+    bigram = Bigram.train(trainer.train_set, trainer.num_units)
+    bigram_ll, bigram_events = bigram.log_likelihood(trainer.valid_set, with_eos)
     assert events == bigram_events, (events, bigram_events)
     report = {
-        "level": level, "objective": mc.objective, "measure": _ppl_name(mc),
+        "level": trainer.level, "objective": mc.objective, "measure": _ppl_name(mc),
         "teacher_ppl": perplexity(teacher_ll, events),
         "bigram_ppl": perplexity(bigram_ll, bigram_events),
         "bigram": "interpolated Kneser-Ney bigram on train.txt",
-        "valid_sentences": len(valid_set), "events": events,
-        "events_include_eos": with_eos, "steps": step, "epochs": round(step / max(1, len(batches)), 3),
+        "valid_sentences": len(trainer.valid_set), "events": events,
+        "events_include_eos": with_eos, "steps": steps, "epochs": round(steps / max(1, trainer.num_batches), 3),
     }
     report["teacher_beats_bigram"] = report["teacher_ppl"] < report["bigram_ppl"]
-    if writer:
-        writer.add_scalar("valid/ppl", report["teacher_ppl"], step)
-        writer.add_scalar("valid/bigram_ppl", report["bigram_ppl"], step)
-        writer.close()
-    write_text(exp_dir / "ppl", "".join(f"{k} {_fmt(v)}\n" for k, v in report.items()))
-    ckpt_io.save({"kind": KIND, "level": level, "config": to_dict(config), "num_units": num_units,
-                  "state_dict": model.state_dict(), "ppl": report}, exp_dir / "final.pt")
     return report
 
 

@@ -392,6 +392,7 @@ class _Splitter:
 def build(stats: TreeStats, roots: Sequence[RootSpec], questions: Sequence[Question], phones: list[str],
           silence: int, options: BuildOptions) -> tuple[Tree, np.ndarray, BuildReport]:
     """The tree, the occupancy (frames) of each senone, and a report of the build."""
+    # Length: the greedy split loop and its bookkeeping (queue, leaves, report) share most locals
     questions = list(questions)
     if options.thresh <= 0 and options.max_leaves <= 0:
         raise ValueError("either thresh or max_leaves must be positive (else the tree splits without end)")

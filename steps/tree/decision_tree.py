@@ -258,6 +258,7 @@ class Tree:
 
     @classmethod
     def from_text(cls, text: str, source: str = "<text>") -> "Tree":
+        # Length: one parser of the text format, section by section, each error with its line
         header: dict[str, str] = {}
         phone_table: dict[int, str] = {}
         question_lines, root_lines, node_lines = [], [], []

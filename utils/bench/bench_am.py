@@ -6,7 +6,7 @@ features (LilcomChunkyWriter), `senone_ali`, and soft labels at the three levels
 features carry the senones (a mean per senone plus noise), so the models do learn.
 
 Then, for every system config (conf/am_{baseline,li,aux_senone,aux_phone,aux_subword,hier}.yaml),
-times train_step on the same batches (after warm-up steps; the systems take turns, and
+times one update on the same batches (after warm-up steps; the systems take turns, and
 per-step medians are reported, so that other jobs on a shared machine hit them alike) and
 prints the training throughput in input frames per second of wall and of CPU time, and the
 step time relative to the baseline; with --full it also runs the whole steps.train_am
@@ -47,9 +47,9 @@ from steps.am.data import AmDataset, make_sampler
 from steps.am.distributed import World
 from steps.am.losses import required_levels
 from steps.am.model import AcousticModel, parameter_summary
-from steps.am.optim import build_optimizer
 from steps.am.sizes import resolve_sizes
-from steps.am.training import train_step
+from steps.am.training import build_optimizer, loss_step
+from steps.train.loop import update
 from steps.toy.am_data import make_synthetic_am_data
 
 SYSTEMS = ("baseline", "li", "aux_senone", "aux_phone", "aux_subword", "hier")
@@ -90,7 +90,8 @@ class SystemTimer:
         for i in indices:
             batch = self.batches[i % len(self.batches)]
             wall, cpu = time.perf_counter(), time.process_time()
-            train_step(self.model, self.model, self.optimizer, batch, self.config, World())
+            out = loss_step(self.model, batch, self.config, World())
+            update(self.optimizer, list(self.model.parameters()), out.loss, self.config.train.grad_clip, out.bad)
             self.wall.append(time.perf_counter() - wall)
             self.cpu.append(time.process_time() - cpu)
             self.frames.append(batch.num_frames)

@@ -1,4 +1,4 @@
-"""Checkpoint averaging: final.pt is the element-wise mean of the last epochs' weights."""
+"""Checkpoint averaging: a final model as the element-wise mean of the last epochs' weights."""
 
 from __future__ import annotations
 
