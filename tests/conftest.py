@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lhotse import SupervisionSegment, SupervisionSet
 from lhotse.features.io import close_cached_file_handles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +58,21 @@ class RecipeRun:
     dir: Path       # <root>/egs/synth/s5, the recipe's copy, where run.sh ran
     seconds: float  # wall-clock time of run.sh
     log: Path       # its output
+
+
+def write_transcripts_corpus(root: Path, corpus: str, transcripts: dict[str, list[str]],
+                             lm_text: str) -> list[str]:
+    """Supervision manifests (one per part) and an LM text under root, as a corpus' stage 1
+    leaves them; returns steps.prepare_lang's arguments for them (lang dir root/lang)."""
+    manifests = root / "manifests"
+    manifests.mkdir()
+    for part, texts in transcripts.items():
+        SupervisionSet.from_segments([SupervisionSegment(f"{part}{i}", f"{part}{i}", 0, 1, text=t)
+                                      for i, t in enumerate(texts)]).to_file(
+            manifests / f"{corpus}_supervisions_{part}.jsonl.gz")
+    (root / "lm_text.txt").write_text(lm_text)
+    return ["--manifest-dir", str(manifests), "--corpus", corpus, "--lm-text", str(root / "lm_text.txt"),
+            "--lang-dir", str(root / "lang")]
 
 
 def copy_recipe(root: Path) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph
+from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph, toy_graph_and_lms
 
 from steps.toy.tree_data import toy_topology
 from steps.decoding.decoder import K2Decoder
@@ -131,11 +131,8 @@ ngram 2=5
 @pytest.fixture(scope="module")
 def arpa_world(tmp_path_factory):
     """The toy graph from the toy ARPA bigram, and a second LM that prefers BAD to BAT."""
-    from steps.toy.decode_graphs import TOY_ARPA
     work = tmp_path_factory.mktemp("k2rescore")
-    graph_dir, lang, tree = toy_graph(work)
-    (work / "new.arpa").write_text(NEW_ARPA)
-    (work / "old.arpa").write_text(TOY_ARPA)
+    graph_dir, lang, tree = toy_graph_and_lms(work, {"new.arpa": NEW_ARPA})
     return work, graph_dir, lang, tree, HybridGraph.load(graph_dir)
 
 

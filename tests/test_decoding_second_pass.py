@@ -14,7 +14,7 @@ from steps.decoding.forced import ReferenceScorer
 from steps.decoding.hybrid_graph import HybridGraph
 from steps.decoding.lattice import LatticeOptions
 from steps.decoding.lm_weights import lattice_beam_losses, search_errors
-from steps.toy.decode_graphs import TOY_ARPA, toy_graph
+from steps.toy.decode_graphs import toy_graph, toy_graph_and_lms
 from tests.test_decode import GRAMMAR, bat_or_bad, read_kaldi_text, run_decode, scores_for, write_cuts
 from tests.test_decoding_k2 import garden_path
 
@@ -46,9 +46,7 @@ ngram 2=3
 @pytest.fixture(scope="module")
 def arpa_world(tmp_path_factory):
     work = tmp_path_factory.mktemp("second_pass_arpa")
-    graph_dir, lang, tree = toy_graph(work)
-    (work / "old.arpa").write_text(TOY_ARPA)
-    (work / "no_tab.arpa").write_text(NO_TAB_ARPA)
+    graph_dir, lang, tree = toy_graph_and_lms(work, {"no_tab.arpa": NO_TAB_ARPA})
     return work, graph_dir, lang, tree, HybridGraph.load(graph_dir)
 
 

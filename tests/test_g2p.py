@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from lhotse import SupervisionSegment, SupervisionSet
 
+from conftest import write_transcripts_corpus
 from steps import make_lm, prepare_lang
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
 from steps.graph.hclg import GraphOptions
@@ -80,15 +81,7 @@ LM_TEXT = "I MADE A SMOOTHIE WITH CHICKPEAS\nTHE LASAGNE WAS HOT\nTHE OMELETTE W
 
 @pytest.fixture
 def corpus(tmp_path):
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    for part, texts in TRANSCRIPTS.items():
-        SupervisionSet.from_segments([SupervisionSegment(f"{part}{i}", f"{part}{i}", 0, 1, text=t)
-                                      for i, t in enumerate(texts)]).to_file(
-            manifests / f"food_supervisions_{part}.jsonl.gz")
-    (tmp_path / "lm_text.txt").write_text(LM_TEXT)
-    return tmp_path, ["--manifest-dir", str(manifests), "--corpus", "food",
-                      "--lm-text", str(tmp_path / "lm_text.txt"), "--lang-dir", str(tmp_path / "lang")]
+    return tmp_path, write_transcripts_corpus(tmp_path, "food", TRANSCRIPTS, LM_TEXT)
 
 
 def read_lines(path: Path) -> list[str]:

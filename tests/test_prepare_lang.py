@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from lhotse import SupervisionSegment, SupervisionSet
 
+from conftest import write_transcripts_corpus
 from steps import prepare_lang
 from steps.lang.lexicon import Lang, read_lexicon, read_symbol_table
 from steps.lang.prepare import add_disambig_symbols
@@ -23,16 +23,8 @@ LM_TEXT = "THE DOG ATE EIGHT\nA RED BOOK QWERTZUIOP\nQWERTZUIOP AN\n"
 
 @pytest.fixture
 def toy(tmp_path):
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    for part, texts in TRANSCRIPTS.items():
-        SupervisionSet.from_segments([SupervisionSegment(f"{part}{i}", f"{part}{i}", 0, 1, text=t)
-                                      for i, t in enumerate(texts)]).to_file(
-            manifests / f"toy_supervisions_{part}.jsonl.gz")
-    (tmp_path / "lm_text.txt").write_text(LM_TEXT)
     # CMUdict alone: tests/test_g2p.py gives ZORBLAX-like words their G2P pronunciations
-    return tmp_path, ["--manifest-dir", str(manifests), "--corpus", "toy", "--g2p", "none",
-                      "--lm-text", str(tmp_path / "lm_text.txt"), "--lang-dir", str(tmp_path / "lang")]
+    return tmp_path, write_transcripts_corpus(tmp_path, "toy", TRANSCRIPTS, LM_TEXT) + ["--g2p", "none"]
 
 
 def test_lang_directory_contents(toy):

@@ -247,6 +247,15 @@ def toy_graph(work: Path, grammar: list[tuple[str, float]] | None = None, **opti
     return work / "graph", lang, tree
 
 
+def toy_graph_and_lms(work: Path, lms: dict[str, str]) -> tuple[Path, Lang, "ToyTree"]:
+    """toy_graph() from the toy ARPA bigram, with the first-pass LM as work/old.arpa and
+    each of `lms` (file name -> ARPA text) beside it: the inputs of a rescoring test."""
+    graph_dir, lang, tree = toy_graph(work)
+    for name, text in {"old.arpa": TOY_ARPA, **lms}.items():
+        (work / name).write_text(text)
+    return graph_dir, lang, tree
+
+
 def senone_path(words: list[str], lang: Lang, topology: Topology, tree, silence_after: set[int] = frozenset(),
                 edge_silence: bool = False) -> tuple[list[int], list[int]]:
     """(phones, senones) of `words` (first pronunciations) with SIL after the word positions
