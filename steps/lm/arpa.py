@@ -1,6 +1,7 @@
 """Prebuilt ARPA files, such as openslr's LibriSpeech LMs (resource 11: 3-gram.pruned.1e-7,
 4-gram; gzip'd, up to hundreds of millions of n-grams), read as a stream, line by line,
-plain or gzip: nothing but the header and the vocabulary is held in memory.
+plain or gzip: nothing but the header and the vocabulary is held in memory. Its checked
+line reader (read_header, ngram_lines) is also what BackoffLM.read_arpa builds a model from.
 
     counts = read_counts("3-gram.pruned.1e-7.arpa.gz")      # {1: 200003, 2: ..., 3: ...}
     words = arpa_words("3-gram.pruned.1e-7.arpa.gz")        # the 1-gram section's words
@@ -28,8 +29,8 @@ from pathlib import Path
 from typing import Collection, Iterator, TextIO
 
 from steps.core.atomic import atomic_path
-from steps.lm.ngram import BOS, EOS, UNK
 
+BOS, EOS, UNK = "<s>", "</s>", "<UNK>"  # the sentence marks and the unknown word
 SECTION = re.compile(r"\\(\d+)-grams:")
 COUNT = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)")
 
@@ -48,7 +49,7 @@ def open_arpa(path: str | Path) -> TextIO:
     return open(path, encoding="utf-8")
 
 
-def _numbered(path: Path, f: TextIO) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path, f: TextIO) -> Iterator[tuple[int, str]]:
     """(line number, line) of an open ARPA; a cut-short gzip stream is an ArpaError."""
     try:
         yield from enumerate(f, 1)
@@ -57,7 +58,7 @@ def _numbered(path: Path, f: TextIO) -> Iterator[tuple[int, str]]:
                         "fetch it again") from e
 
 
-def _read_header(path: Path, lines: Iterator[tuple[int, str]]) -> dict[int, int]:
+def read_header(path: Path, lines: Iterator[tuple[int, str]]) -> dict[int, int]:
     """The \\data\\ counts; consumes the lines up to the first section line."""
     counts: dict[int, int] = {}
     seen_data = False
@@ -78,11 +79,46 @@ def _read_header(path: Path, lines: Iterator[tuple[int, str]]) -> dict[int, int]
     raise ArpaError(f"{path}: no \\data\\ header with a \\1-grams: section")
 
 
+def ngram_lines(path: Path, lines: Iterator[tuple[int, str]], declared: dict[int, int]
+                ) -> Iterator[tuple[int, list[str] | None, str]]:
+    """After read_header: (n, fields, line) of every n-gram line, and (n, None, line) where
+    the n-gram section starts, for n above 1 (read_header has read the 1-grams' line).
+    Checks that the sections follow each other from 1 to the header's order, that each line
+    has its order's fields, that each section holds as many lines as declared, and that
+    \\end\\ closes the file; any of these wrong is an ArpaError."""
+    order = max(declared)
+    found = [0] * order
+    n = 1
+    for number, line in lines:
+        if line.startswith("\\"):
+            text = line.strip()
+            if text == "\\end\\":
+                break
+            match = SECTION.fullmatch(text)
+            if not match or int(match.group(1)) != n + 1 or n + 1 > order:
+                raise ArpaError(f"{path}:{number}: unexpected {text!r} after the {n}-grams")
+            n += 1
+            yield n, None, line
+            continue
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) not in (n + 1, n + 2):
+            raise ArpaError(f"{path}:{number}: bad {n}-gram line {line.strip()!r}")
+        found[n - 1] += 1
+        yield n, fields, line
+    else:
+        raise ArpaError(f"{path}: no \\end\\ (cut short?)")
+    wrong = [f"ngram {k}={declared[k]}, found {f}" for k, f in enumerate(found, 1) if declared[k] != f]
+    if wrong:
+        raise ArpaError(f"{path}: the \\data\\ header disagrees with the sections: {'; '.join(wrong)}")
+
+
 def read_counts(path: str | Path) -> dict[int, int]:
     """{order: count} as the \\data\\ header declares them (reads the header only)."""
     path = Path(path)
     with open_arpa(path) as f:
-        return _read_header(path, _numbered(path, f))
+        return read_header(path, numbered_lines(path, f))
 
 
 def arpa_words(path: str | Path) -> list[str]:
@@ -90,16 +126,11 @@ def arpa_words(path: str | Path) -> list[str]:
     path = Path(path)
     words = []
     with open_arpa(path) as f:
-        lines = _numbered(path, f)
-        declared = _read_header(path, lines)
-        for number, line in lines:
-            fields = line.split()
-            if not fields:
-                continue
-            if fields[0].startswith("\\"):
+        lines = numbered_lines(path, f)
+        declared = read_header(path, lines)
+        for n, fields, _ in ngram_lines(path, lines, declared):
+            if n > 1:  # the 1-grams are read; the rest of the file is not needed
                 break
-            if len(fields) not in (2, 3):
-                raise ArpaError(f"{path}:{number}: bad 1-gram line {line.strip()!r}")
             words.append(fields[1])
     if len(words) != declared[1]:
         raise ArpaError(f"{path}: \\data\\ says ngram 1={declared[1]}, found {len(words)}")
@@ -138,7 +169,7 @@ def restrict_arpa(src: str | Path, dst: str | Path, vocabulary: Collection[str])
     body = dst.with_name(f".{dst.name}.body.tmp")
     try:
         with open_arpa(src) as f, open(body, "w", encoding="utf-8") as out:
-            restriction = _copy_kept(src, _numbered(src, f), allowed, out)
+            restriction = _copy_kept(src, numbered_lines(src, f), allowed, out)
         with atomic_path(dst) as tmp, open(tmp, "w", encoding="utf-8") as out:
             out.write("\n\\data\\\n")
             out.write("".join(f"ngram {n}={c}\n" for n, c in enumerate(restriction.kept, 1)))
@@ -151,34 +182,19 @@ def restrict_arpa(src: str | Path, dst: str | Path, vocabulary: Collection[str])
 
 
 def _copy_kept(src: Path, lines: Iterator[tuple[int, str]], allowed: set[str], out: TextIO) -> Restriction:
-    declared = _read_header(src, lines)
+    declared = read_header(src, lines)
     order = max(declared)
-    found, kept = [0] * order, [0] * order
+    kept = [0] * order
     dropped_words: dict[str, float] = {}
     rename = {}  # the ARPA's <unk> -> the vocabulary's <UNK>
     if UNK in allowed:
         rename = {w: UNK for w in ("<unk>", "<Unk>") if w not in allowed}
     renamed = None
-    n, ended = 1, False
     out.write("\n\\1-grams:\n")
-    for number, line in lines:
-        if line.startswith("\\"):
-            text = line.strip()
-            if text == "\\end\\":
-                ended = True
-                break
-            match = SECTION.fullmatch(text)
-            if not match or int(match.group(1)) != n + 1 or n + 1 > order:
-                raise ArpaError(f"{src}:{number}: unexpected {text!r} after the {n}-grams")
-            n += 1
+    for n, fields, line in ngram_lines(src, lines, declared):
+        if fields is None:
             out.write(f"\n\\{n}-grams:\n")
             continue
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) not in (n + 1, n + 2):
-            raise ArpaError(f"{src}:{number}: bad {n}-gram line {line.strip()!r}")
-        found[n - 1] += 1
         words = fields[1:n + 1]
         if rename and not rename.keys().isdisjoint(words):
             renamed = next(w for w in words if w in rename)
@@ -189,10 +205,5 @@ def _copy_kept(src: Path, lines: Iterator[tuple[int, str]], allowed: set[str], o
             kept[n - 1] += 1
         elif n == 1:
             dropped_words[words[0]] = float(fields[0])
-    if not ended:
-        raise ArpaError(f"{src}: no \\end\\ (cut short?)")
     declared_list = [declared[k] for k in range(1, order + 1)]
-    wrong = [f"ngram {k}={d}, found {f}" for k, (d, f) in enumerate(zip(declared_list, found), 1) if d != f]
-    if wrong:
-        raise ArpaError(f"{src}: the \\data\\ header disagrees with the sections: {'; '.join(wrong)}")
     return Restriction(declared_list, kept, dropped_words, renamed)

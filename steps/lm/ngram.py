@@ -22,8 +22,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from steps.core.atomic import atomic_path
+from steps.lm.arpa import BOS, EOS, UNK, ngram_lines, numbered_lines, open_arpa, read_header
 
-BOS, EOS, UNK = "<s>", "</s>", "<UNK>"
 NON_LM_WORDS = ("<eps>", "!SIL", BOS, EOS)  # and disambiguation symbols #N
 LOG10_ZERO = -99.0  # ARPA's log10 probability of <s>
 
@@ -244,36 +244,18 @@ class BackoffLM:
 
     @classmethod
     def read_arpa(cls, path: str | Path) -> "BackoffLM":
-        """Reads an ARPA file; token ids follow the order of its 1-gram section."""
-        declared: dict[int, int] = {}
-        entries: dict[int, list[tuple[list[str], float, float]]] = {}
-        section = None
-        with open(path) as f:
-            for number, line in enumerate(f, 1):
-                line = line.strip()
-                if not line:
-                    continue
-                if line == "\\data\\":
-                    section = 0
-                elif line == "\\end\\":
-                    break
-                elif re.fullmatch(r"\\\d+-grams:", line):
-                    section = int(line[1:].split("-")[0])
-                    entries[section] = []
-                elif section == 0 and line.startswith("ngram "):
-                    n, count = line[6:].split("=")
-                    declared[int(n)] = int(count)
-                elif section:
-                    parts = line.split()
-                    if len(parts) not in (section + 1, section + 2):
-                        raise ValueError(f"{path}:{number}: bad {section}-gram line {line!r}")
-                    bow = float(parts[section + 1]) if len(parts) == section + 2 else 0.0
-                    entries[section].append((parts[1:section + 1], float(parts[0]), bow))
-        order = max(declared) if declared else 0
-        for n in range(1, order + 1):
-            if len(entries.get(n, [])) != declared[n]:
-                raise ValueError(f"{path}: \\data\\ says ngram {n}={declared[n]}, "
-                                 f"found {len(entries.get(n, []))}")
+        """Reads an ARPA file, plain or gzip (steps.lm.arpa checks its form); token ids follow
+        the order of its 1-gram section."""
+        path = Path(path)
+        with open_arpa(path) as f:
+            lines = numbered_lines(path, f)
+            declared = read_header(path, lines)
+            entries: dict[int, list[tuple[list[str], float, float]]] = {n: [] for n in declared}
+            for n, fields, _ in ngram_lines(path, lines, declared):
+                if fields is not None:
+                    bow = float(fields[n + 1]) if len(fields) == n + 2 else 0.0
+                    entries[n].append((fields[1:n + 1], float(fields[0]), bow))
+        order = max(declared)
         tokens = [e[0][0] for e in entries[1]]
         token_id = {t: i for i, t in enumerate(tokens)}
         B = len(tokens)
