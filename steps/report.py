@@ -45,8 +45,7 @@ from pathlib import Path
 from steps.core.atomic import write_text
 from steps.core.log import setup_logging
 from steps.scoring.claims import claims, claims_table
-from steps.scoring.significance import (holm_family, holm_table, seed_runs, seed_variances, significance,
-                                        significance_table)
+from steps.scoring.significance import PartRuns, holm_family, holm_table, significance, significance_table
 from steps.scoring.wer import read_wer, utterance_errors
 
 log = logging.getLogger(__name__)
@@ -125,16 +124,17 @@ def read_utterances(result: SystemResult, part: str, seed: int, decode_dir: Path
             items.update({(seed, utt): v for utt, v in utterance_errors(ref, hyp).items()})
 
 
-def claim_figures(results: list[SystemResult], figures: dict) -> tuple[str, list[dict]]:
+def claim_figures(results: list[SystemResult], parts_runs: dict[tuple[str, str], PartRuns]
+                  ) -> tuple[str, list[dict]]:
     """The claims on the last pass (rescored, else the first) that every system's decodes
     have, in each part that has one; a pair's utterances without a partner are counted."""
-    utterances = {r.system: r.utterances for r in results}
     for name in reversed(PASSES):
         parts = [part for part in PARTS if all(r.utterances.get((name, part)) for r in results)]
         if parts and all(len(r.utterances.get(("first pass", part), {})) ==
                          len(r.utterances[(name, part)]) for r in results for part in parts):
-            runs = {part: seed_runs(utterances, name, part) for part in parts}
-            return name, claims(runs, seed_variances(figures, name), [r.system for r in results])
+            runs = {part: parts_runs[(name, part)].runs for part in parts}
+            seed_vars = {part: parts_runs[(name, part)].seed_var for part in parts}
+            return name, claims(runs, seed_vars, [r.system for r in results])
     return "", []
 
 
@@ -251,9 +251,9 @@ class Statistics:
 
 def compute_tests(results: list[SystemResult], aa: SystemResult | None = None) -> Statistics:
     baseline = results[0].system
-    figures = significance({r.system: r.utterances for r in results}, baseline, list(PASSES), list(PARTS),
-                           aa.utterances if aa else None)
-    claimed = claim_figures(results, figures)
+    figures, parts_runs = significance({r.system: r.utterances for r in results}, baseline, list(PASSES),
+                                       list(PARTS), aa.utterances if aa else None)
+    claimed = claim_figures(results, parts_runs)
     # without a pass every system has, the family is the last pass decoded, with no claims
     family_pass = claimed[0] or (list(figures)[-1] if figures else "")
     return Statistics(figures, claimed, holm_family(figures, claimed[1], family_pass, baseline) if figures else {})

@@ -14,6 +14,8 @@ of the claims' pass, every system against the baseline and every claim pair.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from steps.scoring.claims import comparison_cells
 from steps.scoring.multiple_testing import holm
 from steps.scoring.seed_utterance import SeedRuns, SeedVariance, compare, format_p, halves, interval
@@ -41,13 +43,25 @@ def aa_check(base: SeedRuns, extra: SeedRuns | None, seed_var: SeedVariance) -> 
     return compare(*sides, seed_var).figures() | {"a_seeds": sides[0].seeds, "b_seeds": sides[1].seeds}
 
 
-def part_figures(runs: dict[str, SeedRuns], baseline: str, aa: SeedRuns | None) -> dict:
-    """One pass and part: the pooled seed variance, each system's WER with its interval and
-    (but the baseline's) its comparison with the baseline, and the A/A check."""
+@dataclass
+class PartRuns:
+    """One pass and part: every system's seeds' errors and the report's pooled seed variance,
+    which the baseline comparisons and the claims share."""
+
+    runs: dict[str, SeedRuns]
+    seed_var: SeedVariance
+
+
+def pooled_seed_variance(runs: dict[str, SeedRuns], baseline: str, aa: SeedRuns | None) -> SeedVariance:
     pooled_over = list(runs.values())
     if baseline in runs and aa is not None:  # the baseline's A/A seeds are seeds of the baseline too
         pooled_over = [r for s, r in runs.items() if s != baseline] + [merge(runs[baseline], aa)]
-    seed_var = SeedVariance.pooled(pooled_over)
+    return SeedVariance.pooled(pooled_over)
+
+
+def part_figures(runs: dict[str, SeedRuns], baseline: str, aa: SeedRuns | None, seed_var: SeedVariance) -> dict:
+    """One pass and part: the pooled seed variance, each system's WER with its interval and
+    (but the baseline's) its comparison with the baseline, and the A/A check."""
     systems = {}
     for system, r in runs.items():
         w = interval(r, seed_var).scaled(100)
@@ -70,9 +84,11 @@ def merge(a: SeedRuns, b: SeedRuns) -> SeedRuns:
 
 
 def significance(utterances: Utterances, baseline: str, passes: list[str], parts: list[str],
-                 aa_utterances: dict[tuple[str, str], Items] | None = None) -> dict:
-    """pass -> part -> part_figures(), for the passes and parts that some system decoded."""
-    out = {}
+                 aa_utterances: dict[tuple[str, str], Items] | None = None
+                 ) -> tuple[dict, dict[tuple[str, str], PartRuns]]:
+    """pass -> part -> part_figures(), for the passes and parts that some system decoded;
+    and (pass, part) -> PartRuns, for the claims."""
+    out, kept = {}, {}
     for pass_name in passes:
         for part in parts:
             runs = seed_runs(utterances, pass_name, part)
@@ -80,14 +96,10 @@ def significance(utterances: Utterances, baseline: str, passes: list[str], parts
                 continue
             aa_items = (aa_utterances or {}).get((pass_name, part))
             aa = SeedRuns.from_items(aa_items) if aa_items else None
-            out.setdefault(pass_name, {})[part] = part_figures(runs, baseline, aa)
-    return out
-
-
-def seed_variances(figures: dict, pass_name: str) -> dict[str, SeedVariance]:
-    """part -> the pooled seed variance of a pass (as a fraction), from significance()."""
-    return {part: SeedVariance((f["seed_variance"]["std"] / 100) ** 2, f["seed_variance"]["df"])
-            for part, f in figures.get(pass_name, {}).items()}
+            seed_var = pooled_seed_variance(runs, baseline, aa)
+            out.setdefault(pass_name, {})[part] = part_figures(runs, baseline, aa, seed_var)
+            kept[(pass_name, part)] = PartRuns(runs, seed_var)
+    return out, kept
 
 
 def holm_family(figures: dict, claim_rows: list[dict], pass_name: str, baseline: str) -> dict:
