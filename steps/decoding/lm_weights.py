@@ -130,3 +130,24 @@ def lattice_beam_losses(records: list[dict], weight: float, search_weight: float
             and _beaten(_total(r["ref_score"], weight), _total(r.get("scores", {}).get(key), weight))]
     return {"lm_weight": weight, "errors": len(lost), "scored": len(scored),
             "share": round(len(lost) / len(scored), 4) if scored else None, "utterances": lost}
+
+
+def sweep_counts(info: dict) -> dict[float, tuple[int, int]]:
+    """weight -> (word errors, reference words) of a sweep's decode_info.json section."""
+    return {float(w): (int(v["errors"]), int(v["words"])) for w, v in (info.get("weights") or {}).items()}
+
+
+def pooled_weight(sweeps: list[dict[float, tuple[int, int]]]) -> tuple[float, dict[float, float]]:
+    """The weight with the fewest word errors summed over several models' sweeps of the same
+    set (ties: the smallest weight), and the pooled WER (%) of every weight they all share:
+    one LM weight per system, chosen on all its seeds' dev decodes, so that a seed's test
+    figure does not carry that seed's own tuning noise."""
+    if not sweeps or not all(sweeps):
+        raise ValueError("every model needs an LM-weight sweep (decode dev with --lm-weights)")
+    shared = sorted(set.intersection(*(set(s) for s in sweeps)))
+    if not shared:
+        raise ValueError("the sweeps share no LM weight")
+    errors = {w: sum(s[w][0] for s in sweeps) for w in shared}
+    words = {w: sum(s[w][1] for s in sweeps) for w in shared}
+    best = min(shared, key=lambda w: (errors[w], w))
+    return best, {w: round(100 * errors[w] / max(words[w], 1), 4) for w in shared}
