@@ -45,85 +45,12 @@ from pathlib import Path
 from steps.core.atomic import write_text
 from steps.core.log import setup_logging
 from steps.scoring.claims import claims, claims_table
+from steps.scoring.seed_utterance import SeedRuns
 from steps.scoring.significance import PartRuns, holm_family, holm_table, significance, significance_table
-from steps.scoring.wer import read_wer, utterance_errors
+from steps.scoring.strengths import strength_family, strength_figures, strength_table
+from steps.scoring.recipe_results import PARTS, PASSES, SystemResult, collect
 
 log = logging.getLogger(__name__)
-PARTS = ("dev", "test")
-PASSES = {"first pass": "", "rescored": "rescore"}  # subdirectory of decode_<part> with hyp.txt
-
-
-@dataclass
-class SystemResult:
-    system: str
-    wers: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
-    missing: list[str] = field(default_factory=list)
-    lm_weights: list[str] = field(default_factory=list)
-    no_final: dict[str, list[int]] = field(default_factory=lambda: {p: [] for p in PARTS})
-    search_errors: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: {p: [] for p in PARTS})
-    rescored: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
-    rescore_failed: dict[str, int] = field(default_factory=lambda: {p: 0 for p in PARTS})  # cuts, all seeds
-    # (pass, part) -> (seed, utt id) -> (word errors, reference words)
-    utterances: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int]]] = field(default_factory=dict)
-    training: list[dict] = field(default_factory=list)  # per seed: train_stats.json
-
-    def mean(self, part: str) -> float | None:
-        return statistics.fmean(self.wers[part]) if self.wers[part] else None
-
-    def std(self, part: str) -> float | None:
-        values = self.wers[part]
-        if not values:
-            return None
-        return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def collect(exp_dir: Path, systems: list[str], seeds: list[int]) -> list[SystemResult]:
-    results = []
-    for system in systems:
-        result = SystemResult(system)
-        for seed in seeds:
-            run_dir = exp_dir / f"am_{system}_s{seed}"
-            for part in PARTS:
-                wer_file = run_dir / f"decode_{part}" / "wer"
-                if wer_file.exists():
-                    result.wers[part].append(read_wer(wer_file).wer)
-                else:
-                    result.missing.append(str(wer_file))
-                read_search_counts(result, part, run_dir / f"decode_{part}")
-                read_utterances(result, part, seed, run_dir / f"decode_{part}")
-            stats_file = run_dir / "train_stats.json"
-            if stats_file.exists():
-                result.training.append(json.loads(stats_file.read_text()))
-            weight_file = run_dir / "decode_dev" / "best_lm_weight"
-            if weight_file.exists():
-                result.lm_weights.append(weight_file.read_text().strip())
-        results.append(result)
-    return results
-
-
-def read_search_counts(result: SystemResult, part: str, decode_dir: Path) -> None:
-    info_file = decode_dir / "decode_info.json"
-    if not info_file.exists():
-        return
-    info = json.loads(info_file.read_text())
-    if "no_final_state" in info:
-        result.no_final[part].append(int(info["no_final_state"]))
-    errors = info.get("search_errors")
-    if errors:
-        result.search_errors[part].append((int(errors["errors"]), int(errors["scored"])))
-    if (decode_dir / "rescore" / "wer").exists():
-        result.rescored[part].append(read_wer(decode_dir / "rescore" / "wer").wer)
-    result.rescore_failed[part] += int((info.get("rescore") or {}).get("failed", 0))
-
-
-def read_utterances(result: SystemResult, part: str, seed: int, decode_dir: Path) -> None:
-    for name, sub in PASSES.items():
-        hyp, ref = decode_dir / sub / "hyp.txt", decode_dir / "text"
-        if hyp.exists() and ref.exists():
-            items = result.utterances.setdefault((name, part), {})
-            items.update({(seed, utt): v for utt, v in utterance_errors(ref, hyp).items()})
-
-
 def claim_figures(results: list[SystemResult], parts_runs: dict[tuple[str, str], PartRuns]
                   ) -> tuple[str, list[dict]]:
     """The claims on the last pass (rescored, else the first) that every system's decodes
@@ -221,6 +148,44 @@ def training_table(results: list[SystemResult]) -> list[str]:
     return lines
 
 
+def averaging_figures(results: list[SystemResult]) -> dict:
+    """Checkpoint averaging as a lever on the seed spread: per run, the dev frame accuracy
+    and loss of the chosen epoch's model alone and of final.pt (the average of the epochs
+    up to it); the spread between seeds pooled over the systems (within-system std, as the
+    significance tables pool it). {} where no run averaged more than one epoch."""
+    pairs: dict[str, list[tuple[dict, dict]]] = {}
+    for r in results:
+        for run in r.training:
+            chosen = run.get("chosen_epoch", len(run["epochs"]))
+            if len(run.get("averaged_epochs", [])) > 1 and run["epochs"][chosen - 1].get("dev"):
+                pairs.setdefault(r.system, []).append((run["epochs"][chosen - 1]["dev"], run["final_dev"]))
+    if not any(len(p) > 1 for p in pairs.values()):
+        return {}
+    out = {"runs": sum(len(p) for p in pairs.values()), "averaged_epochs": max(
+        len(run.get("averaged_epochs", [])) for r in results for run in r.training)}
+    for key in ("acc_main", "main_ce"):
+        for side, name in ((0, "single"), (1, "averaged")):
+            groups = [[pair[side][key] for pair in p] for p in pairs.values() if len(p) > 1]
+            squares = sum(sum((v - statistics.fmean(g)) ** 2 for v in g) for g in groups)
+            df = sum(len(g) - 1 for g in groups)
+            out[f"{key}_{name}"] = {"mean": statistics.fmean(v for g in groups for v in g),
+                                    "seed_std": (squares / df) ** 0.5, "df": df}
+    return out
+
+
+def averaging_line(figures: dict) -> list[str]:
+    if not figures:
+        return []
+    acc = [figures[f"acc_main_{s}"] for s in ("single", "averaged")]
+    ce = [figures[f"main_ce_{s}"] for s in ("single", "averaged")]
+    return ["", f"Checkpoint averaging ({figures['runs']} runs, final.pt the average of up to "
+            f"{figures['averaged_epochs']} epochs), the chosen epoch's model alone → final.pt: dev frame "
+            f"accuracy {100 * acc[0]['mean']:.2f}% → {100 * acc[1]['mean']:.2f}%, its std between seeds "
+            f"(within systems, df {acc[0]['df']}) {100 * acc[0]['seed_std']:.3f} → {100 * acc[1]['seed_std']:.3f} "
+            f"points; dev loss {ce[0]['mean']:.4f} → {ce[1]['mean']:.4f}, std {ce[0]['seed_std']:.4f} → "
+            f"{ce[1]['seed_std']:.4f}."]
+
+
 def _cell(mean: float | None, std: float | None) -> str:
     return "n/a" if mean is None else f"{mean:.2f} ± {std:.2f}"
 
@@ -242,48 +207,67 @@ def git_commit(path: Path) -> str:
 
 @dataclass
 class Statistics:
-    """The report's tests: significance() figures, the claims (pass, rows), Holm's family."""
+    """The report's tests: significance() figures, the claims (pass, rows), Holm's family,
+    and the strength table's figures (steps.scoring.strengths)."""
 
     figures: dict
     claims: tuple[str, list[dict]]
     family: dict
+    strengths: dict = field(default_factory=dict)
 
 
-def compute_tests(results: list[SystemResult], aa: SystemResult | None = None) -> Statistics:
+def compute_tests(results: list[SystemResult], aa: SystemResult | None = None,
+                  strengths: dict[str, str] | None = None) -> Statistics:
     baseline = results[0].system
-    figures, parts_runs = significance({r.system: r.utterances for r in results}, baseline, list(PASSES),
+    passes = list(strengths or {}) + list(PASSES)  # weakest LM first
+    figures, parts_runs = significance({r.system: r.utterances for r in results}, baseline, passes,
                                        list(PARTS), aa.utterances if aa else None)
     claimed = claim_figures(results, parts_runs)
     # without a pass every system has, the family is the last pass decoded, with no claims
     family_pass = claimed[0] or (list(figures)[-1] if figures else "")
-    return Statistics(figures, claimed, holm_family(figures, claimed[1], family_pass, baseline) if figures else {})
+    aa_runs = None
+    if aa is not None:
+        aa_runs = {p: SeedRuns.from_items(aa.utterances[(p, "test")]) for p in passes
+                   if aa.utterances.get((p, "test"))}
+    by_strength = strength_figures(figures, parts_runs, passes, baseline, aa_runs) if strengths else {}
+    main = {p: f for p, f in figures.items() if p in PASSES}
+    family = holm_family(main, claimed[1], family_pass, baseline, with_systems=not by_strength) if main else {}
+    return Statistics(main, claimed, family, by_strength)
 
 
 def render(results: list[SystemResult], seeds: list[int], config_file: str, commit: str,
            config_text: str | None, tests: Statistics, lm_perplexity: str | None = None,
-           aa: SystemResult | None = None) -> str:
+           aa: SystemResult | None = None, labels: dict[str, str] | None = None) -> str:
+    # Length: the report's sections in their order, each written by its own function
     baseline = results[0]
     lines = [
         "# Results",
         "",
         f"WER (%) as mean ± sample std over seeds {' '.join(map(str, seeds))}; relative change of "
-        f"the mean against `{baseline.system}`. The LM weight of each run is chosen on dev and "
-        "applied to test.",
+        f"the mean against `{baseline.system}`. The LM weight is chosen on dev, for each system on "
+        "all its seeds' dev decodes where exp/lm_weights has it (else for each run), and applied to "
+        "test; dev LM weights: the system's, then (in brackets) each seed's own best.",
         "",
         "| system | dev WER | test WER | dev rel. | test rel. | dev LM weights |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
+        weights = f"{r.system_lm_weight} ({' '.join(r.lm_weights)})" if r.system_lm_weight else \
+            " ".join(r.lm_weights) or "n/a"
         lines.append(
             f"| {r.system} | {_cell(r.mean('dev'), r.std('dev'))} | {_cell(r.mean('test'), r.std('test'))} "
             f"| {_relative(r.mean('dev'), baseline.mean('dev'))} "
-            f"| {_relative(r.mean('test'), baseline.mean('test'))} | {' '.join(r.lm_weights) or 'n/a'} |")
-    lines += significance_table(tests.figures, [r.system for r in results])
+            f"| {_relative(r.mean('test'), baseline.mean('test'))} | {weights} |")
+    systems = [r.system for r in results]
+    lines += strength_table(tests.strengths, labels or {}, systems)
+    lines += holm_table(strength_family(tests.strengths, labels or {}))
+    lines += significance_table(tests.figures, systems)
     pass_name, rows = tests.claims
     lines += claims_table(rows, [p for p in PARTS if any(p in row for row in rows)], pass_name)
     lines += holm_table(tests.family)
     lines += search_table(results)
     lines += training_table(results)
+    lines += averaging_line(averaging_figures(results))
     if lm_perplexity:
         lines += ["", "The LMs on the held-out transcripts (steps.lm_perplexity): per-word perplexity, "
                   "and the teacher's against each n-gram's with a paired bootstrap over sentences "
@@ -303,6 +287,29 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
     return "\n".join(lines) + "\n"
 
 
+def summary_json(results: list[SystemResult], aa: SystemResult | None, tests: Statistics, labels: dict[str, str],
+                 commit: str, config: str, args) -> dict:
+    """RESULTS.json: the figures of RESULTS.md for scripts and tests."""
+    summary = {
+        "commit": commit, "config": config, "seeds": args.seeds, "aa_seeds": args.aa_seeds,
+        "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p],
+                                   "no_final_state": r.no_final[p], "search_errors": r.search_errors[p],
+                                   "rescored": r.rescored[p]}
+                               for p in PARTS} | {"missing": r.missing, "training": training_figures(r)}
+                    for r in results},
+        "significance": tests.figures,
+        "claims": dict(zip(("pass", "pairs"), tests.claims)),
+        "holm": tests.family,
+        "by_strength": tests.strengths | {"labels": labels} if tests.strengths else {},
+        "strength_holm": strength_family(tests.strengths, labels),
+        "lm_weights": {r.system: {"system": r.system_lm_weight, "seeds_own": r.lm_weights} for r in results},
+        "averaging": averaging_figures(results),
+    }
+    if aa:
+        summary["aa_seeds_wer"] = {p: aa.wers[p] for p in PARTS}
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -316,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--options", default="",
                         help="the other options the recipe was run with, recorded as given")
     parser.add_argument("--lm-perplexity", type=Path, help="steps.lm_perplexity's table (<out>.txt)")
+    parser.add_argument("--strength-orders", nargs="*", type=int, default=[],
+                        help="orders of the extra first-pass LMs decoded (decode_<part>_<n>gram), for "
+                             "the table by decoder LM")
+    parser.add_argument("--lm-order", type=int, default=3, help="order of the main first pass's LM (a label)")
+    parser.add_argument("--rescore-lm-order", type=int, default=4,
+                        help="order of the rescoring LM (a label; 0: none)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     setup_logging()
@@ -323,8 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     if set(args.aa_seeds) & set(args.seeds):
         raise SystemExit(f"--aa-seeds {args.aa_seeds} share seeds with --seeds {args.seeds}: an A/A "
                          "check needs models the findings do not use")
-    results = collect(args.exp_dir, args.systems, args.seeds)
-    aa = collect(args.exp_dir, args.systems[:1], args.aa_seeds)[0] if args.aa_seeds else None
+    strengths = {f"{n}-gram": f"_{n}gram" for n in sorted(args.strength_orders)}
+    labels = {"first pass": f"{args.lm_order}-gram",
+              "rescored": f"{args.lm_order}-gram + {args.rescore_lm_order}-gram rescoring"} | \
+        {name: name for name in strengths}
+    results = collect(args.exp_dir, args.systems, args.seeds, strengths)
+    aa = collect(args.exp_dir, args.systems[:1], args.aa_seeds, strengths)[0] if args.aa_seeds else None
     missing = sum(len(r.missing) for r in results + ([aa] if aa else []))
     if missing:
         log.warning("%d decodes have no wer file; they are listed in %s", missing, args.out)
@@ -339,21 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.lm_perplexity and not args.lm_perplexity.is_file():
         raise SystemExit(f"--lm-perplexity {args.lm_perplexity}: no such file")
     lm_perplexity = args.lm_perplexity.read_text() if args.lm_perplexity else None
-    tests = compute_tests(results, aa)
-    write_text(args.out, render(results, args.seeds, config, commit, config_text, tests, lm_perplexity, aa))
-    summary = {
-        "commit": commit, "config": config, "seeds": args.seeds, "aa_seeds": args.aa_seeds,
-        "systems": {r.system: {p: {"mean": r.mean(p), "std": r.std(p), "per_seed": r.wers[p],
-                                   "no_final_state": r.no_final[p], "search_errors": r.search_errors[p],
-                                   "rescored": r.rescored[p]}
-                               for p in PARTS} | {"missing": r.missing, "training": training_figures(r)}
-                    for r in results},
-        "significance": tests.figures,
-        "claims": dict(zip(("pass", "pairs"), tests.claims)),
-        "holm": tests.family,
-    }
-    if aa:
-        summary["aa_seeds_wer"] = {p: aa.wers[p] for p in PARTS}
+    tests = compute_tests(results, aa, strengths)
+    write_text(args.out, render(results, args.seeds, config, commit, config_text, tests, lm_perplexity, aa,
+                                labels))
+    summary = summary_json(results, aa, tests, labels, commit, config, args)
     write_text(args.out.with_suffix(".json"), json.dumps(summary, indent=1) + "\n")
     log.info("wrote %s and %s", args.out, args.out.with_suffix(".json"))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -198,3 +199,55 @@ def test_the_papers_claims_are_tested_pair_by_pair(tmp_path):
     assert soft["mde_relative"] == pytest.approx(soft["mde"] / 21.25)
     assert "| AUX beats LI | aux_senone | li | +0.00 [" in table and "| 1.000 |" in table
     assert "aux_senone_hard" not in table and "HIER" not in table
+
+
+def test_the_table_by_decoder_lm_with_system_weights_trend_and_its_family(tmp_path):
+    exp = tmp_path / "exp"
+    # baseline 40% / 20% / 10% (1-gram, 2-gram, 3-gram first pass), aux 30% / 18% / 10%: a
+    # gain of -25%, -10%, 0% relative; 3 seeds, odd ones +2 points on the first 10 utterances
+    wrong = {"baseline": {"_1gram": 4, "_2gram": 2, "": 1}, "aux": {"_1gram": 3, "_2gram": 2, "": 1}}
+    for system, by_suffix in wrong.items():
+        for seed in (1, 2, 3):
+            for suffix, w in by_suffix.items():
+                errors = _seed_errors(w, seed, 50)
+                if system == "aux" and suffix == "_2gram":  # 18%: one word less in 10 of 50
+                    errors = [e - (i >= 40) for i, e in enumerate(errors)]
+                _write_decode(exp / f"am_{system}_s{seed}" / f"decode_test{suffix}", 50, errors)
+                dev = exp / f"am_{system}_s{seed}" / f"decode_dev{suffix}"
+                _write_decode(dev, 50, 0)  # dev: the seed's own choice has no error, weight 11 has 2 per cut
+                (dev / "hyp_11.txt").write_text("".join(f"u{i} X X W2 W3 W4 W5 W6 W7 W8 W9\n" for i in range(50)))
+                (dev / "best_lm_weight").write_text("9\n")
+            _write_wer(exp / f"am_{system}_s{seed}" / "decode_test", 10, 500)
+            _write_wer(exp / f"am_{system}_s{seed}" / "decode_dev", 0, 500)
+        for suffix in ("_1gram", "_2gram", ""):
+            (exp / "lm_weights" / system / f"decode_dev{suffix}").mkdir(parents=True)
+            (exp / "lm_weights" / system / f"decode_dev{suffix}" / "best_lm_weight").write_text("11\n")
+    out = tmp_path / "RESULTS.md"
+    report.main(["--exp-dir", str(exp), "--systems", "baseline", "aux", "--seeds", "1", "2", "3",
+                 "--strength-orders", "1", "2", "--lm-order", "3", "--out", str(out)])
+    figures = json.loads(out.with_suffix(".json").read_text())
+    # dev read at the system's weight 11 (20%), not at each seed's own 9 (0%)
+    assert figures["systems"]["baseline"]["dev"]["per_seed"] == pytest.approx([20.0] * 3)
+    assert figures["lm_weights"]["aux"] == {"system": "11", "seeds_own": ["9", "9", "9"]}
+    table = out.read_text()
+    assert "| aux | 20.00 ± 0.00 |" in table and "| 11 (9 9 9) |" in table
+    strengths = figures["by_strength"]
+    assert strengths["strengths"] == ["1-gram", "2-gram", "first pass"]
+    assert strengths["labels"]["first pass"] == "3-gram"
+    one = strengths["by_strength"]["1-gram"]["systems"]["aux"]
+    assert one["difference"][0] == pytest.approx(-10.0)
+    trend = strengths["trend"]["systems"]["aux"]
+    # seed means in errors of 500 words: seed 2 has 10 more, 10 / 3 on average; the slope's
+    # weights over three strengths are -1/2, 0, +1/2
+    base = [4 * 50 + 10 / 3, 2 * 50 + 10 / 3, 50 + 10 / 3]
+    aux = [3 * 50 + 10 / 3, 2 * 50 - 10 + 10 / 3, 50 + 10 / 3]
+    slope = 100 * (-math.log(aux[0] / base[0]) + math.log(aux[2] / base[2])) / 2
+    assert trend["slope"] == pytest.approx(slope) and trend["slope"] > 0
+    assert trend["p_value"] < 0.05 and trend["interval"][0] > 0
+    assert "| system | 1-gram | 2-gram | 3-gram | trend |" in table
+    assert "| A/A: baseline seeds 2 3 vs 1 |" in table
+    family = figures["strength_holm"]
+    assert [t["test"] for t in family["tests"]] == ["aux vs baseline, 1-gram", "aux vs baseline, 2-gram",
+                                                    "aux vs baseline, 3-gram", "aux: trend over the strengths (%/step)"]
+    # the claims' family keeps the claims alone (none here): no second test of aux vs baseline
+    assert not figures["holm"].get("tests")

@@ -159,3 +159,19 @@ def test_calibration_systems_that_differ_by_seed_alone():
     found = [compare(a, b, SeedVariance.pooled([a, b])).p_value < 0.05
              for a, b in (simulated_pair(rng, 0.10) for _ in range(200))]
     assert gain > 0.2 and np.mean(found) < 0.5
+
+
+def test_seed_blocks_take_out_what_the_systems_share_under_one_seed():
+    words = np.full(4, 25)  # 100 words: a seed's WER is its errors in %
+    # seed 2 is 2 points worse for both systems: all of the spread is shared
+    a = runs([[1, 1, 1, 1], [2, 2, 1, 1], [1, 1, 1, 1]], words)
+    b = runs([[2, 1, 1, 1], [3, 2, 1, 1], [2, 1, 1, 1]], words)
+    assert SeedVariance.blocked([a, b]).value == pytest.approx(0.0, abs=1e-20)
+    assert SeedVariance.blocked([a, b]).df == 2
+    assert SeedVariance.pooled([a, b]).value > 0
+    # no shared part: B's bad seed is another one; residual = by hand
+    c = runs([[3, 1, 1, 1], [2, 1, 1, 1], [2, 1, 1, 1]], words)
+    table = np.array([[0.04, 0.06, 0.04], [0.06, 0.05, 0.05]])
+    resid = table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True) + table.mean()
+    assert SeedVariance.blocked([a, c]).value == pytest.approx((resid ** 2).sum() / 2)
+    assert SeedVariance.blocked([a]) is None and SeedVariance.blocked([a, runs([[1, 1, 1, 1]], words)]) is None

@@ -455,3 +455,32 @@ def test_entry_point_under_torchrun(data, tmp_path):
     assert stats["world_size"] == 2
     assert set(stats["epochs"][0]["train"]) == {"main_ce", "kd_senone", "kd_phone", "kd_subword", "total"}
     assert load_scorer(exp / "final.pt").num_outputs == 40
+
+
+def test_one_seed_gives_every_system_the_same_start_and_batches(data, tmp_path):
+    """Common random numbers: under one seed every system starts from the same weights of
+    the layers they share and sees the same batches in the same order, so a per-seed
+    difference between two systems holds none of that seed's luck (RESULTS.md measures how
+    much of the spread this removes). Another seed starts elsewhere."""
+    from steps.am.distributed import World
+    from steps.am.training import AmTrainer, load_data
+
+    def start(system: str, seed: int):
+        config = load_am_config(CONF / f"am_{system}.yaml", [CONF / "am_tiny.yaml"])
+        loaded = load_data(config, str(data["train"]), str(data["dev"]), None, Path(data["senone_counts"]),
+                           Path(data["lm_dir"]), tmp_path / f"{system}_{seed}", World())
+        trainer = AmTrainer(config, loaded, tmp_path / f"{system}_{seed}", seed, World(), torch.device("cpu"))
+        shared = {k: v for k, v in trainer.core.state_dict().items() if not k.startswith("aux_heads.")}
+        trainer.sampler.set_epoch(1)
+        return shared, [[c.id for c in batch] for batch in trainer.sampler], trainer.core
+
+    base, base_batches, _ = start("baseline", 5)
+    for system in ("li", "aux_phone", "hier"):
+        shared, batches, core = start(system, 5)
+        assert shared.keys() == base.keys()
+        assert all(torch.equal(shared[k], base[k]) for k in base), system
+        assert batches == base_batches, system
+    assert len(core.aux_heads) == 3  # hier: heads the baseline lacks, made after the shared layers
+    other, other_batches, _ = start("baseline", 6)
+    assert not torch.equal(other["main_head.output.weight"], base["main_head.output.weight"])
+    assert other_batches != base_batches

@@ -7,6 +7,8 @@
 - multiple_testing.py  Holm's correction of a family of p-values
 - claims.py            the paper's claims as paired tests between two systems (AUX vs LI, HIER vs AUX, soft vs hard)
 - significance.py      the report's figures: each system against the baseline, the A/A check, Holm's family
+- strengths.py         differences from the baseline across decoder-LM strengths, and their trend
+- recipe_results.py    a recipe's decodes read back per system, seed, part and pass (dev at the system's LM weight)
 
 May import kaldialign, numpy, scipy and steps.core.
 """

@@ -136,6 +136,20 @@ class SeedVariance:
         df = sum(len(r.seeds) - 1 for r in systems)
         return cls(squares / df if df else 0.0, df)
 
+    @classmethod
+    def blocked(cls, systems: list[SeedRuns]) -> "SeedVariance | None":
+        """Seeds as blocks (two-way ANOVA without interaction, systems x seeds): the residual
+        variance of the per-seed WERs once each seed's effect shared by every system is taken
+        out, df (S - 1)(K - 1); what a difference paired by seed would carry. None unless at
+        least two systems share at least two seeds (the systems' common seeds are used)."""
+        seeds = sorted(set.intersection(*(set(r.seeds) for r in systems))) if systems else []
+        if len(systems) < 2 or len(seeds) < 2:
+            return None
+        table = np.array([[r.per_seed[r.seeds.index(s)] for s in seeds] for r in systems])
+        residual = table - table.mean(1, keepdims=True) - table.mean(0, keepdims=True) + table.mean()
+        df = (len(systems) - 1) * (len(seeds) - 1)
+        return cls(float((residual ** 2).sum()) / df, df)
+
     @property
     def known(self) -> bool:
         return self.df > 0

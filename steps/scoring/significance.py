@@ -71,6 +71,11 @@ def part_figures(runs: dict[str, SeedRuns], baseline: str, aa: SeedRuns | None, 
             row |= compare(runs[baseline], r, seed_var).figures()
         systems[system] = row
     out = {"seed_variance": {"std": 100 * seed_var.value ** 0.5, "df": seed_var.df}, "systems": systems}
+    blocked = SeedVariance.blocked(list(runs.values()))
+    if blocked is not None and seed_var.value > 0:
+        # common random numbers: how much of the seed spread the systems share under one seed
+        out["seed_blocks"] = {"residual_std": 100 * blocked.value ** 0.5, "df": blocked.df,
+                              "variance_ratio": blocked.value / seed_var.value}
     if baseline in runs:
         out["aa"] = aa_check(runs[baseline], aa, seed_var)
     return out
@@ -102,21 +107,23 @@ def significance(utterances: Utterances, baseline: str, passes: list[str], parts
     return out, kept
 
 
-def holm_family(figures: dict, claim_rows: list[dict], pass_name: str, baseline: str) -> dict:
+def holm_family(figures: dict, claim_rows: list[dict], pass_name: str, baseline: str,
+                with_systems: bool = True) -> dict:
     """Holm over the test part of the claims' pass (the last part when there is no test):
-    every system against the baseline, and every claim pair."""
+    every system against the baseline (with_systems; a report by LM strength tests those in
+    its own family, steps.scoring.strengths), and every claim pair."""
     by_part = figures.get(pass_name, {})
     if not by_part:
         return {}
     part = "test" if "test" in by_part else list(by_part)[-1]
     tests = [{"test": f"{s} vs {baseline}", "difference": row["difference"], "p_value": row["p_value"]}
-             for s, row in by_part[part]["systems"].items() if s != baseline and "p_value" in row]
+             for s, row in by_part[part]["systems"].items() if s != baseline and "p_value" in row and with_systems]
     tests += [{"test": f"{r['claim']}: {r['a']} vs {r['b']}", "difference": r[part]["difference"],
                "p_value": r[part]["p_value"]} for r in claim_rows if r.get(part)]
     for t, adjusted in zip(tests, holm([t["p_value"] for t in tests])):
         t["p_holm"] = adjusted
-    family = (f"the {len(tests)} tests on {part}, {pass_name}: each system against {baseline} "
-              f"and each claim pair")
+    family = (f"the {len(tests)} tests on {part}, {pass_name}: "
+              + (f"each system against {baseline} and each claim pair" if with_systems else "each claim pair"))
     return {"family": family, "pass": pass_name, "part": part, "tests": tests}
 
 
@@ -127,8 +134,14 @@ def significance_table(figures: dict, systems: list[str]) -> list[str]:
         header = " | ".join(f"{p} WER [95%] | {p} Δ [95%] | {p} p | {p} MDE" for p in parts)
         seed_std = ", ".join(f"{p} {f['seed_variance']['std']:.2f} (df {f['seed_variance']['df']})"
                              for p, f in by_part.items())
+        blocks = ", ".join(f"{p} {f['seed_blocks']['variance_ratio']:.2f} (df {f['seed_blocks']['df']})"
+                           for p, f in by_part.items() if "seed_blocks" in f)
+        shared = (f" Under one seed every system starts from the same shared weights and batches; the "
+                  f"variance left once each seed's shared effect is taken out, as a share of the pooled "
+                  f"seed variance: {blocks} (the tests do not pair seeds)." if blocks else "")
         counted = ("Every interval and test counts the spread between training seeds and between test "
-                   f"utterances (steps.scoring.seed_utterance); the seed std, pooled over the systems: {seed_std}."
+                   f"utterances (steps.scoring.seed_utterance); the seed std, pooled over the systems: "
+                   f"{seed_std}.{shared}"
                    if all(f["seed_variance"]["df"] > 0 for f in by_part.values()) else
                    "**One seed per system: the intervals and tests count test-set noise alone, not the "
                    "spread between training seeds** (more seeds, or aa_seeds, give them one).")
