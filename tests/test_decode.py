@@ -250,3 +250,13 @@ def test_k2_decoding_takes_no_search_options_it_would_not_read(world):
         list(decode_cuts([], scorer, graph, SearchOptions(beam=3.0), [10.0], k2_decoder))
     with pytest.raises(ValueError, match="needs SearchOptions"):
         list(decode_cuts([], scorer, graph, None, [10.0]))
+
+
+def test_a_decode_of_which_no_cut_was_decoded_stops_instead_of_scoring_nothing(world, tmp_path, monkeypatch):
+    cuts = tmp_path / "cuts.jsonl.gz"
+    write_cuts(cuts, [("u1", "BAT", None), ("u2", "CAT AT", None)])  # no features (e.g. a path from elsewhere)
+    with pytest.raises(SystemExit, match="none of the 2 cuts was decoded .the first: u1: no features"):
+        run_decode(monkeypatch, world, cuts, tmp_path / "out", "--lm-weights", "10")
+    out = tmp_path / "out"
+    assert (out / "bad_utts.txt").read_text() == "u1 no features\nu2 no features\n"
+    assert not (out / ".done").exists() and not (out / "wer").exists()
