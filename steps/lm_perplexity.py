@@ -3,7 +3,8 @@ held-out sentences, and the teacher's gap to each n-gram (steps.lm.word_perplexi
 
     python -m steps.lm_perplexity \
         --supervisions data/manifests/synth_supervisions_{dev,test}.jsonl.gz \
-        --ngram data/lang_test/lm_3gram.arpa data/lang_rescore/lm_4gram.arpa \
+        --ngram data/lang_test_1gram/lm_1gram.arpa data/lang_test_2gram/lm_2gram.arpa \
+                data/lang_test/lm_3gram.arpa data/lang_rescore/lm_4gram.arpa \
         --teacher exp/lm_subword --bpe-model data/lang_bpe_500/bpe.model \
         --out exp/lm_perplexity
 
@@ -61,11 +62,20 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--supervisions", nargs="+", default=[],
                         help="held-out lhotse supervision manifests (<corpus>_supervisions_<part>.jsonl.gz)")
     parser.add_argument("--no-ids", action="store_true", help="lines are sentences without an utterance id")
-    parser.add_argument("--ngram", nargs="+", required=True, help="ARPA files (the first is the reference)")
+    parser.add_argument("--ngram", nargs="+", required=True,
+                        help="ARPA files of any order, e.g. the LM strengths' 1- and 2-gram, the first-pass "
+                             "3-gram and the rescoring 4-gram; the table lists them in this order")
     parser.add_argument("--teacher", required=True, help="a causal subword teacher (exp/lm_subword)")
     parser.add_argument("--bpe-model", required=True)
     parser.add_argument("--out", type=Path, required=True, help="writes <out>.txt and <out>.json")
     return parser
+
+
+def ngram_names(paths: list[str]) -> list[str]:
+    """The table's name of each ARPA: its file name, or folder/file name where two share one
+    (stage 10 can give a first-pass LM and the rescoring LM of one order, both lm_4gram.arpa)."""
+    names = [Path(p).name for p in paths]
+    return [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
 
 
 def load_subword_teacher(path: str) -> tuple[Path, object]:
@@ -100,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     teacher_path, model = load_subword_teacher(args.teacher)
     teacher = SentenceScores.from_teacher(f"teacher ({teacher_path.parent.name})", model,
                                           load_sentencepiece(args.bpe_model), sentences)
-    ngrams = [SentenceScores.from_ngram(Path(a).name, BackoffLM.read_arpa(a), sentences) for a in args.ngram]
+    ngrams = [SentenceScores.from_ngram(name, BackoffLM.read_arpa(a), sentences)
+              for name, a in zip(ngram_names(args.ngram), args.ngram)]
     kept = teacher.scorable.copy()
     for scores in ngrams:
         kept &= scores.scorable

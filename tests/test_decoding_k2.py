@@ -215,6 +215,24 @@ def test_program_counts_utterances_without_a_final_state(world, tmp_path, monkey
     assert (tmp_path / "out" / "bad_utts.txt").read_text().startswith("short no final state")
 
 
+def test_program_skips_the_reference_paths_when_asked(world, tmp_path, monkeypatch):
+    """--no-search-errors (stage 9's LM strengths): the same sweep and hypotheses, no forced
+    reference paths, so no search-error count."""
+    from tests.test_decode import run_decode, write_cuts
+
+    work, graph_dir, lang, tree, graph, _ = world
+    cuts = tmp_path / "cuts.jsonl.gz"
+    write_cuts(cuts, [("a", "CAT AT", scores_for("CAT AT", lang, tree)), ("b", "BAT", scores_for("BAT", lang, tree))])
+    for out, extra in (("with", ()), ("without", ("--no-search-errors",))):
+        run_decode(monkeypatch, (work, graph_dir, lang, tree, graph), cuts, tmp_path / out, "--lm-weights", "5 10",
+                   *extra)
+    with_, without = (json.loads((tmp_path / out / "decode_info.json").read_text()) for out in ("with", "without"))
+    assert with_["search_errors"]["scored"] == 2
+    assert without["search_errors"] is None and without["lattice_beam_losses"] is None
+    assert without["reference_seconds"] == 0 and without["weights"] == with_["weights"]
+    assert (tmp_path / "without" / "hyp.txt").read_text() == (tmp_path / "with" / "hyp.txt").read_text()
+
+
 def weighted(lattice, lm_weight: float, acoustic_scale: float):
     """A copy of the lattice scored for LM weight w (graph + acoustic / w), built apart from
     ScoredLattice's shared FsaVec; `acoustic_scores` keeps each arc's scaled acoustic score."""

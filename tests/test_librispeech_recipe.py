@@ -387,12 +387,18 @@ def test_openslr_arpas_make_g_and_rescore(corpus, stages_1_to_4, tmp_path):
         run_recipe(s5, corpus, "--stage", "5", "--stop-stage", "5")
     (s5 / "exp" / "am_baseline_s1").mkdir(parents=True, exist_ok=True)
     (s5 / "exp" / "am_baseline_s1" / "final.pt").write_bytes(b"")
-    run_recipe(s5, corpus, "--stage", "9", "--stop-stage", "9", "--lm-source", "openslr",
-               "--openslr-rescore-lm", "4-gram", "--systems", "baseline", "--decode-cmd", "true")
-    assert (s5 / "exp" / "graph" / "HCLG.fst").is_file()
+    # An LM strength of order 1 too: an n-gram of the LM text (not the ARPA's), which the log says.
+    run = run_recipe(s5, corpus, "--stage", "9", "--stop-stage", "9", "--lm-source", "openslr",
+                     "--openslr-rescore-lm", "4-gram", "--systems", "baseline", "--decode-cmd", "true",
+                     "--strength-lm-orders", "1")
+    assert (s5 / "exp" / "graph" / "HCLG.fst").is_file() and (s5 / "exp" / "graph_1gram" / "HCLG.fst").is_file()
+    assert "LM strengths: n-grams of data/text/lm_text.txt, while the main pass decodes with" in run.stderr
     jobs = read_lines(s5 / "exp" / "decode_jobs.txt")
-    assert len(jobs) == 1
+    assert len(jobs) == 2
     assert jobs[0].count("--rescore-lm data/lang_rescore/lm_4gram.arpa --graph-lm data/lang_test/lm_3gram.arpa") == 2
+    assert jobs[1].count("--graph exp/graph_1gram") == 2 and "--rescore-lm" not in jobs[1]
+    assert "--out-dir exp/am_baseline_s1/decode_test_1gram --lm-weight-from exp/am_baseline_s1/decode_dev_1gram" \
+        in jobs[1]
     four = read_source_arpa(corpus.lm_dir / "4-gram.arpa.gz", tmp_path)
     rescore = BackoffLM.read_arpa(s5 / "data" / "lang_rescore" / "lm_4gram.arpa")
     assert rescore.order == 4 and "<unk>" in four.token_id and "<unk>" not in rescore.token_id

@@ -17,7 +17,7 @@ from steps import lm_perplexity
 from steps.core import checkpoint as ckpt_io
 from steps.lm.kneser_ney import estimate_kneser_ney
 from steps.lm.model import KIND, ModelConfig, build_model
-from steps.lm.ngram import perplexity
+from steps.lm.ngram import BackoffLM, perplexity
 from steps.lm.tokens import load_sentencepiece
 from steps.lm.word_perplexity import SentenceScores, events, perplexity_gap, word_perplexity
 from steps.train_bpe import train_bpe
@@ -111,6 +111,38 @@ def test_program_writes_the_table_and_counts_what_it_left_out(models, tmp_path, 
         lm_perplexity.main(["--text", str(text), "--ngram", str(root / "lm_3gram.arpa"), "--teacher",
                             str(tmp_path / "lm_phone"), "--bpe-model", str(root / "bpe.model"),
                             "--out", str(tmp_path / "x")])
+
+
+def test_unigram_and_bigram_arpas_of_the_lm_strengths(models, tmp_path):
+    """Stage 10 gives the LM strengths' 1- and 2-gram with the 3-gram and a same-named LM of
+    another folder: every one scored like perplexity(), listed in the order given."""
+    root, _, _, _ = models
+    text = corpus(300, 0)
+    paths = []
+    for order in (1, 2):
+        lm, _ = estimate_kneser_ney(text, order=order)
+        (tmp_path / f"lang_test_{order}gram").mkdir()
+        paths.append(tmp_path / f"lang_test_{order}gram" / f"lm_{order}gram.arpa")
+        lm.write_arpa(paths[-1])
+    (tmp_path / "lang_rescore").mkdir()
+    estimate_kneser_ney(text, order=2)[0].write_arpa(tmp_path / "lang_rescore" / "lm_2gram.arpa")
+    paths += [root / "lm_3gram.arpa", tmp_path / "lang_rescore" / "lm_2gram.arpa"]
+    held_out = corpus(20, 4)
+    (tmp_path / "dev.txt").write_text("".join(f"dev-{i} {s}\n" for i, s in enumerate(held_out)))
+    assert lm_perplexity.main(["--text", str(tmp_path / "dev.txt"), "--ngram", *map(str, paths),
+                               "--teacher", str(root / "lm_subword"), "--bpe-model", str(root / "bpe.model"),
+                               "--out", str(tmp_path / "ppl")]) == 0
+    figures = json.loads((tmp_path / "ppl.json").read_text())
+    names = ["lm_1gram.arpa", "lang_test_2gram/lm_2gram.arpa",
+             "lm_3gram.arpa", "lang_rescore/lm_2gram.arpa"]
+    assert list(figures["models"])[:4] == names and figures["scored"] == 20
+    for name, path in zip(names, paths):
+        want = perplexity(BackoffLM.read_arpa(path), held_out)["ppl"]
+        assert figures["models"][name]["ppl"] == pytest.approx(want, rel=1e-9), name
+    ppl = [figures["models"][n]["ppl"] for n in names]
+    assert ppl[0] > ppl[1] > ppl[2] and ppl[3] == ppl[1]  # a longer history predicts this text better
+    table = (tmp_path / "ppl.txt").read_text().splitlines()
+    assert [line.split()[0] for line in table[2:6]] == names
 
 
 def test_supervision_manifests_give_the_same_table_as_the_text(models, tmp_path):

@@ -17,7 +17,7 @@ from steps.graph.fst_arrays import ArcFst, kaldifst_from_text, project_output
 from steps.graph.hmm_fst import add_self_loops
 from steps.graph.lexicon_fst import disambiguated_lexicon, phone_symbols
 from steps.hmm.context import phone_contexts
-from steps.toy.decode_graphs import ToyTree, senone_path, toy_graph, write_toy_lang
+from steps.toy.decode_graphs import TOY_UNIGRAM_ARPA, ToyTree, senone_path, toy_graph, write_toy_lang
 from steps.toy.tree_data import toy_topology
 
 LOG2 = math.log(2.0)
@@ -86,6 +86,22 @@ def test_word_strings_and_costs_are_those_of_g(toy):
     assert set(hclg_strings) == set(g_strings)
     # Cheapest path: no silence (a SIL costs as much as skipping it, plus its HMM state),
     # -log(1 - 0.5) at each of the n + 1 word boundaries, 0.1 * log 2 per HMM state left.
+    topology = toy_topology(lang)
+    for words, cost in g_strings.items():
+        states = sum(topology.num_states[lang.phone_id[p]] for w in words for p in lang.prons(lang.words[w])[0])
+        expected = cost + (len(words) + 1) * LOG2 + states * 0.1 * LOG2
+        assert hclg_strings[words] == pytest.approx(expected, abs=2e-3), [lang.words[w] for w in words]
+
+
+def test_a_unigram_g_gives_its_word_strings_and_costs(tmp_path):
+    """An LM strength of order 1: G is one state with a loop per word (no back-off arc),
+    which HCLG's determinisation takes like any other G."""
+    graph_dir, lang, _ = toy_graph(tmp_path, arpa=TOY_UNIGRAM_ARPA)
+    g = ArcFst.from_kaldifst(kaldifst_from_text((tmp_path / "lm" / "G.fst.txt").read_text()))
+    assert g.num_states == 1 and g.num_arcs == 8
+    hclg = ArcFst.read(graph_dir / "HCLG.fst")
+    g_strings, hclg_strings = word_strings(g, 2), word_strings(hclg, 2)
+    assert set(hclg_strings) == set(g_strings) and len(g_strings) == 1 + 8 + 8 ** 2
     topology = toy_topology(lang)
     for words, cost in g_strings.items():
         states = sum(topology.num_states[lang.phone_id[p]] for w in words for p in lang.prons(lang.words[w])[0])

@@ -168,7 +168,7 @@ def naive_kneser_ney(lines, vocab, order):
     return prob, events
 
 
-@pytest.mark.parametrize("order", [2, 3, 4])
+@pytest.mark.parametrize("order", [1, 2, 3, 4])  # 1 and 2: the LM strengths of stage 9
 def test_matches_textbook_implementation(order):
     vocab = ["A", "B", "C", "D", "E", "F", "G", "H"]
     lines = random_corpus(order, 300, vocab[:-1]) + ["A Z Z B"]  # Z is out of vocabulary
@@ -183,13 +183,13 @@ def test_matches_textbook_implementation(order):
             want = prob(tuple(history[-(order - 1):]) if order > 1 else (), word)
             assert p(lm, " ".join(history), word) == pytest.approx(want, rel=1e-9)
             checked += 1
-    assert checked > 100
+    assert checked > (100 if order > 1 else len(events))  # a unigram has one history
     if order >= 3:  # real (not fallback) discounts at the top order of this corpus
         assert stats.discounts[-1] != (0.5, 1.0, 1.5)
 
 
 @pytest.mark.parametrize("order,min_counts,threshold", [
-    (2, {}, 0.0), (3, {}, 0.0), (4, {}, 0.0), (3, {3: 2}, 0.0), (4, {2: 2, 3: 3, 4: 3}, 0.0),
+    (1, {}, 0.0), (2, {}, 0.0), (3, {}, 0.0), (4, {}, 0.0), (3, {3: 2}, 0.0), (4, {2: 2, 3: 3, 4: 3}, 0.0),
     (3, {}, 1e-3), (4, {3: 2}, 1e-4),
 ])
 def test_every_history_sums_to_one(tmp_path, order, min_counts, threshold):
@@ -371,3 +371,35 @@ def test_make_lm_end_to_end(tmp_path):
     pruned = BackoffLM.read_arpa(out / "lm_3gram.arpa")
     assert pruned.counts()[2] < lm.counts()[2]
     assert json.loads((out / ".done").read_text())["settings"]["min_counts"] == {"3": 2}
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_make_lm_low_orders_of_the_lm_strengths(tmp_path, order):
+    """Stage 9's LM strengths, unpruned: a unigram (its G one state with a loop per word and
+    </s> as the final weight, no back-off arc) and a bigram, each with the ARPA's sentence
+    costs through G."""
+    vocab = ["A", "B", "C", "D", "E", "F", "G"]
+    write_lang(tmp_path / "lang", vocab)
+    (tmp_path / "text.txt").write_text("\n".join(random_corpus(5, 200, vocab[:-1])) + "\n")
+    out = tmp_path / f"lang_test_{order}gram"
+    argv = ["--text", str(tmp_path / "text.txt"), "--lang-dir", str(tmp_path / "lang"),
+            "--order", str(order), "--out-dir", str(out)]
+    assert make_lm.main(argv) == 0
+    arpa = out / f"lm_{order}gram.arpa"
+    lm = BackoffLM.read_arpa(arpa)
+    assert lm.order == order and lm.counts()[0] == len(vocab) + 3  # the words, <UNK>, <s>, </s>
+    top = arpa.read_text().split(f"\\{order}-grams:\n")[1].split("\n\n")[0].splitlines()
+    assert all(len(line.split("\t")) == 2 for line in top)  # the top order has no back-off weights
+    words = {s: int(i) for s, i in (l.split() for l in (out / "words.txt").read_text().splitlines())}
+    g_text = (out / "G.fst.txt").read_text()
+    backoff = [l for l in g_text.splitlines() if len(l.split()) >= 4 and l.split()[2] == str(words["#0"])]
+    info = json.loads((out / ".done").read_text())
+    if order == 1:
+        assert info["G"] == {"states": 1, "arcs": len(vocab) + 1, "final_states": 1} and not backoff
+    else:
+        assert len(backoff) == info["G"]["states"] - 1  # every state but the unigram one backs off
+    for sentence in ["A B C", "G G A", "", "F E D C B A"]:
+        want = -math.log(10) * float(np.nansum(lm.log10_probs(lm.encode([sentence]).stream)))
+        assert g_sentence_cost(g_text, words, sentence.split()) == pytest.approx(want, abs=1e-3)
+    stamp = arpa.stat().st_mtime_ns
+    assert make_lm.main(argv) == 0 and arpa.stat().st_mtime_ns == stamp  # up to date: skipped

@@ -175,6 +175,31 @@ def test_every_system_decodes_dev_and_test(recipe):
                 (run / "decode_dev" / "best_lm_weight").read_text()
 
 
+def test_every_model_decodes_at_each_lm_strength(recipe):
+    """Stage 9's LM strengths (tiny.conf: the 1-gram besides the 3-gram): every model decodes
+    dev with their own LM-weight sweep (run.sh's strength_lm_weights) and test at the weight
+    chosen there, without rescoring; stage 10's perplexity table lists their LM by order."""
+    conf = settings(recipe)
+    orders = conf["strength_lm_orders"].split()
+    sweep = re.search(r'^strength_lm_weights="([^"]*)"', (recipe / "run.sh").read_text(), re.M).group(1)
+    weights = [float(w) for w in sweep.split()]
+    assert orders == ["1"] and min(weights) < 7  # below the main sweep's: weak LMs want lower weights
+    for order in orders:
+        assert (recipe / "data" / f"lang_test_{order}gram" / f"lm_{order}gram.arpa").is_file()
+        assert (recipe / "exp" / f"graph_{order}gram" / "HCLG.k2.pt").is_file()
+    for system in SYSTEMS:
+        for seed in conf["seeds"].split() + (conf["aa_seeds"].split() if system == "baseline" else []):
+            run = recipe / "exp" / f"am_{system}_s{seed}"
+            for order in orders:
+                dev, test = (run / f"decode_{part}_{order}gram" for part in ("dev", "test"))
+                assert read_wer(dev / "wer").words > 0 and read_wer(test / "wer").words > 0, (system, seed)
+                assert float((dev / "best_lm_weight").read_text()) in weights, (system, seed)
+                assert (test / "lm_weight").read_text() == (dev / "best_lm_weight").read_text()
+                assert not (dev / "rescore").exists() and not (test / "rescore").exists()
+    names = [line.split()[0] for line in (recipe / "exp" / "lm_perplexity.txt").read_text().splitlines()[2:]]
+    assert names[:3] == ["lm_1gram.arpa", "lm_3gram.arpa", "lm_4gram.arpa"], names
+
+
 def test_distillation_losses_fall_and_models_differ_from_the_baseline(recipe):
 
     from steps.core import checkpoint
@@ -227,7 +252,15 @@ def test_results_carry_the_aa_check_detectable_effects_and_holm(recipe):
             assert low < row["difference"][0] < high and row["mde"] > 0, system
     holm = summary["holm"]
     claims = [p for p in summary["claims"]["pairs"] if p.get(holm["part"])]
-    assert len(holm["tests"]) == len(SYSTEMS) - 1 + len(claims)
+    # With LM strengths (tiny.conf's 1-gram) each system against the baseline is tested in the
+    # family by decoder LM: at each strength, the first pass and the rescored one, and its trend.
+    strengths = [f"{n}-gram" for n in conf["strength_lm_orders"].split()]
+    assert len(holm["tests"]) == (0 if strengths else len(SYSTEMS) - 1) + len(claims)
+    if strengths:
+        assert summary["by_strength"]["strengths"] == [*strengths, "first pass", "rescored"]
+        family = summary["strength_holm"]["tests"]
+        assert len(family) == (len(SYSTEMS) - 1) * (len(strengths) + 3)
+        assert all(t["p_holm"] >= t["p_value"] for t in family)
     assert all(t["p_holm"] >= t["p_value"] for t in holm["tests"])
     ordered = sorted(holm["tests"], key=lambda t: t["p_value"])
     assert ordered[0]["p_holm"] == pytest.approx(min(1.0, len(ordered) * ordered[0]["p_value"]))

@@ -27,6 +27,8 @@
 #                                                   (aa_seeds, optional: more seeds of the first
 #                                                   system, the baseline, for the A/A check)
 #   decode_opts rescore_lm_order                    stage 9
+#   strength_lm_orders strength_lm_weights          stage 9: first-pass LMs of other orders (and stage 10:
+#                                                   their perplexity); strength_orders says what they are
 #   rescore_arpa (optional: a prebuilt ARPA of order rescore_lm_order for rescoring,
 #     instead of estimating one)                    stage 9
 #   run_options parse_options_configs               stage 10 (RESULTS.md says how it ran)
@@ -266,13 +268,76 @@ stage_train() {
     utils/run_line.sh exp/am_jobs.txt JOB
 }
 
+# strength_orders: sets `strengths`, the orders of strength_lm_orders decoded besides the main
+# pass: n-grams of the LM text (unpruned: a cut-off or pruning would weaken them beyond their
+# order), each with its graph exp/graph_<n>gram and decodes decode_<part>_<n>gram. They answer
+# whether a gain holds as the decoder's LM gets stronger. lm_order itself is the main pass.
+strength_orders() {
+  local n
+  strengths=
+  for n in ${strength_lm_orders:-}; do
+    if ! [[ $n =~ ^[1-9][0-9]*$ ]]; then
+      log "strength_lm_orders (\"$strength_lm_orders\"): '$n' is not an n-gram order (1, 2, ...)"
+      exit 1
+    fi
+  done
+  [ -n "${strength_lm_orders// /}" ] || return 0
+  if [ -n "${lm_arpa:-}" ]; then
+    if [ ! -f data/text/lm_text.txt ]; then
+      log "LM strengths ($strength_lm_orders) left out: they are n-grams of the LM text" \
+          "data/text/lm_text.txt, which is not there (the main pass decodes with $lm_arpa)"
+      return 0
+    fi
+    log "LM strengths: n-grams of data/text/lm_text.txt, while the main pass decodes with $lm_arpa" \
+        "(another text: the order is not their only difference)"
+  fi
+  for n in $(printf '%s\n' $strength_lm_orders | sort -n -u); do
+    if [ $n -eq $lm_order ]; then
+      log "LM strength $n left out: lm_order is $n, the main pass (decode_<part>)"
+    else
+      strengths="$strengths $n"
+    fi
+  done
+  strengths=${strengths# }
+}
+
+# decode_chain DIR GRAPH SUFFIX SWEEP_OPTS OPTS: the job line that decodes dev with an LM-weight
+# sweep (SWEEP_OPTS) into DIR/decode_dev<SUFFIX>, then every other eval part into
+# DIR/decode_<part><SUFFIX> at the weight chosen on dev.
+decode_chain() {
+  local dir=$1 graph=$2 suffix=$3 sweep_opts=$4 opts=$5 part line
+  line="python -m steps.decode --model $dir/final.pt --graph $graph"
+  line="$line --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev$suffix"
+  line="$line --num-threads 1 $sweep_opts$opts"
+  for part in ${eval_parts#dev}; do  # the LM weight chosen on dev
+    line="$line && python -m steps.decode --model $dir/final.pt --graph $graph"
+    line="$line --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_$part$suffix"
+    line="$line --lm-weight-from $dir/decode_dev$suffix --num-threads 1 $opts"
+  done
+  echo "$line"
+}
+
+# strength_graphs: the G (data/lang_test_<n>gram) and graph (exp/graph_<n>gram) of each strength,
+# built once before the decoding jobs, which read them side by side.
+strength_graphs() {
+  local n
+  for n in $strengths; do
+    python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $n \
+      --out-dir data/lang_test_${n}gram "${force_opt[@]}"
+    python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test_${n}gram --tree exp/tree \
+      --out-dir exp/graph_${n}gram "${force_opt[@]}"
+  done
+}
+
 stage_decode() {
   log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep) and${eval_parts#dev}" \
       "-> exp/am_*/decode_*"
   require_dev 9
-  local rescore_opts= system seed dir line part num_runs
+  strength_orders
+  local rescore_opts= system seed dir part num_runs n sweep_opts
   local inputs=(data/lang/phones.txt:3 data/lang_test/G.fst.txt:3 exp/tree/tree.txt:5)
   if [ "$rescore_lm_order" -gt 0 ]; then inputs+=("${rescore_arpa:-data/text/lm_text.txt}:1"); fi
+  if [ -n "$strengths" ]; then inputs+=(data/text/lm_text.txt:1 data/lang/words.txt:3); fi
   for part in $eval_parts; do inputs+=(data/fbank/${corpus}_cuts_$part.jsonl.gz:2); done
   for system in $systems; do
     for seed in $(system_seeds $system); do inputs+=(exp/am_${system}_s$seed/final.pt:8); done
@@ -280,6 +345,11 @@ stage_decode() {
   need_inputs 9 "${inputs[@]}"
   python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \
     --out-dir exp/graph "${force_opt[@]}"
+  if [ -n "$strengths" ]; then
+    log "LM strengths: ${strengths// /-, }-gram first passes besides the ${lm_order}-gram ->" \
+        "exp/graph_<n>gram, exp/am_*/decode_<part>_<n>gram (dev LM weights: $strength_lm_weights)"
+    strength_graphs
+  fi
   if [ "$rescore_lm_order" -gt 0 ]; then
     if [ -n "${rescore_arpa:-}" ]; then
       # A prebuilt rescoring LM, restricted to the vocabulary; no G (nothing reads one).
@@ -293,18 +363,16 @@ stage_decode() {
     rescore_opts="--rescore-lm data/lang_rescore/lm_${rescore_lm_order}gram.arpa"
     rescore_opts="$rescore_opts --graph-lm data/lang_test/lm_${lm_order}gram.arpa"
   fi
+  # One job per model and first pass (dev, then the other parts): the strengths' jobs run
+  # side by side with the main ones. They are not rescored.
+  sweep_opts="--lm-weights ${strength_lm_weights@Q} --no-search-errors "  # steps.decode says why
   for system in $systems; do
     for seed in $(system_seeds $system); do
       dir=exp/am_${system}_s$seed
-      line="python -m steps.decode --model $dir/final.pt --graph exp/graph"
-      line="$line --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev"
-      line="$line --num-threads 1 $decode_opts $rescore_opts ${force_opt[*]}"
-      for part in ${eval_parts#dev}; do  # the LM weight chosen on dev
-        line="$line && python -m steps.decode --model $dir/final.pt --graph exp/graph"
-        line="$line --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_$part"
-        line="$line --lm-weight-from $dir/decode_dev --num-threads 1 $decode_opts $rescore_opts ${force_opt[*]}"
+      decode_chain $dir exp/graph "" "" "$decode_opts $rescore_opts ${force_opt[*]}"
+      for n in $strengths; do
+        decode_chain $dir exp/graph_${n}gram _${n}gram "$sweep_opts" "$decode_opts ${force_opt[*]}"
       done
-      echo "$line"
     done
   done > exp/decode_jobs.txt
   num_runs=$(wc -l < exp/decode_jobs.txt)
@@ -312,8 +380,27 @@ stage_decode() {
     utils/run_line.sh exp/decode_jobs.txt JOB
 }
 
+# report_ngrams: the decoder's n-gram ARPAs ordered by order (at one order: strength, main pass,
+# rescoring): each strength's that stage 9 made, the main pass', the rescoring one.
+report_ngrams() {
+  local n entries=()
+  for n in $strengths; do
+    if [ -f data/lang_test_${n}gram/lm_${n}gram.arpa ]; then
+      entries+=("$n data/lang_test_${n}gram/lm_${n}gram.arpa")
+    else
+      log "LM perplexity table: no data/lang_test_${n}gram/lm_${n}gram.arpa (LM strength $n: stage 9 makes it)"
+    fi
+  done
+  entries+=("$lm_order data/lang_test/lm_${lm_order}gram.arpa")
+  if [ "$rescore_lm_order" -gt 0 ]; then
+    entries+=("$rescore_lm_order data/lang_rescore/lm_${rescore_lm_order}gram.arpa")
+  fi
+  printf '%s\n' "${entries[@]}" | sort -s -n -k1,1 | cut -d' ' -f2
+}
+
 stage_report() {
   log "Stage 10: results table -> RESULTS.md"
+  strength_orders
   local part ngrams sups= ppl_opt=
   # What the subword teacher knows beyond the decoder's LMs: per-word perplexity on the
   # dev and test transcripts of the manifests (steps.lm_perplexity), copied into RESULTS.md.
@@ -330,13 +417,13 @@ stage_report() {
   elif [ -z "$sups" ]; then
     log "LM perplexity table left out: neither a dev nor a test part in data/manifests"
   else
-    ngrams=data/lang_test/lm_${lm_order}gram.arpa
-    if [ "$rescore_lm_order" -gt 0 ]; then ngrams="$ngrams data/lang_rescore/lm_${rescore_lm_order}gram.arpa"; fi
+    ngrams=$(report_ngrams)
     python -m steps.lm_perplexity --supervisions $sups --ngram $ngrams --teacher exp/lm_subword \
       --bpe-model $bpe_model --out exp/lm_perplexity
     ppl_opt="--lm-perplexity exp/lm_perplexity.txt"
   fi
   python -m steps.report --exp-dir exp --systems $systems --seeds $seeds ${aa_seeds:+--aa-seeds $aa_seeds} $ppl_opt \
+    --strength-orders $strengths --lm-order $lm_order --rescore-lm-order $rescore_lm_order \
     --config-files ${parse_options_configs:-} --options="$run_options" --out RESULTS.md
   cat RESULTS.md
   for part in ${eval_parts#dev test}; do

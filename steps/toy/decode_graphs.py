@@ -162,6 +162,27 @@ ngram 2=6
 """
 
 
+# The same words as a unigram (an LM strength of order 1): G has one state, so the homophones
+# CAT and KAT leave it for the same state of HCLG.
+TOY_UNIGRAM_ARPA = """\\data\\
+ngram 1=10
+
+\\1-grams:
+-1.0 </s>
+-99 <s>
+-1.2 <UNK>
+-0.8 AT
+-0.8 BA
+-0.8 BAD
+-0.8 BAT
+-0.8 CAT
+-0.9 KAT
+-0.8 TAB
+
+\\end\\
+"""
+
+
 def write_toy_lang(lang_dir: Path) -> Lang:
     lang_dir.mkdir(parents=True, exist_ok=True)
     words = [EPS, "!SIL", UNK] + sorted(w for w, _, _ in TOY_LEXICON if w not in ("!SIL", UNK))
@@ -231,12 +252,13 @@ def write_grammar_g(lm_dir: Path, lang: Lang, sentences: list[tuple[str, float]]
     return lm_dir / "G.fst.txt"
 
 
-def toy_graph(work: Path, grammar: list[tuple[str, float]] | None = None, **options) -> tuple[Path, Lang, "ToyTree"]:
+def toy_graph(work: Path, grammar: list[tuple[str, float]] | None = None, arpa: str = TOY_ARPA,
+              **options) -> tuple[Path, Lang, "ToyTree"]:
     """The toy lang, tree and topology under work/, and the graph in work/graph built with
-    the ARPA bigram (or the finite grammar `grammar`); GraphOptions from **options."""
+    the ARPA (default the bigram) or the finite grammar `grammar`; GraphOptions from **options."""
     lang = write_toy_lang(work / "lang")
     if grammar is None:
-        write_toy_arpa_g(work / "lm", work / "lang")
+        write_toy_arpa_g(work / "lm", work / "lang", arpa)
     else:
         write_grammar_g(work / "lm", lang, grammar)
     tree = ToyTree(lang)

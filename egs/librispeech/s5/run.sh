@@ -65,6 +65,10 @@ am_parallel=4             # AM trainings side by side (CPU sizes: ~12 GB of memo
 am_threads=4              # torch threads of each AM training
 decode_opts="--beam 10 --lattice-beam 6 --max-active 7000"  # steps.decode (k2 lattice search), as the synth recipe
 rescore_lm_order=0        # estimate: lattice rescoring with an n-gram of this order (0: none; openslr: the ARPA's)
+strength_lm_orders=       # LM strengths: first-pass n-gram orders decoded besides lm_order, e.g. "1 2": unpruned
+                          # n-grams of the LM text (with lm_source=openslr, not the ARPA's text), exp/graph_<n>gram,
+                          # exp/am_*/decode_<part>_<n>gram; empty: none
+strength_lm_weights="3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"  # their dev LM-weight sweep (weak LMs want lower weights)
 
 help_message="Usage: $0 [options]
   --stage N --stop-stage M   run stages N..M (default 1..10)
@@ -78,6 +82,7 @@ help_message="Usage: $0 [options]
   --nj N                     parallel jobs (default $nj)
   --device cuda              train on a GPU
   --seeds \"1 2 3\"            training seeds of every system
+  --strength-lm-orders \"1 2\" first-pass LM orders decoded besides lm_order (default none)
   --force true               redo every program, even those up to date with their inputs
 Stages: 1 data, 2 features, 3 lang, 4 monophone alignment, 5 tree and senone alignment,
         6 teacher LMs, 7 soft labels, 8 acoustic models, 9 decoding, 10 report"

@@ -52,6 +52,9 @@ am_parallel=2             # AM trainings side by side
 am_threads=1              # torch threads of each AM training
 decode_opts="--beam 10 --lattice-beam 6 --max-active 7000"  # steps.decode (k2 lattice search); WER has converged here (BENCHMARKS.md)
 rescore_lm_order=4        # lattice rescoring with an n-gram of this order from the same text (0: none)
+strength_lm_orders="1 2"  # LM strengths: first-pass n-gram orders decoded besides lm_order, unpruned n-grams
+                          # of the LM text (exp/graph_<n>gram, exp/am_*/decode_<part>_<n>gram; empty: none)
+strength_lm_weights="3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"  # their dev LM-weight sweep (weak LMs want lower weights)
 
 help_message="Usage: $0 [options]
   --stage N --stop-stage M   run stages N..M (default 1..10)
@@ -63,6 +66,8 @@ help_message="Usage: $0 [options]
   --force true               redo every program, even those up to date with their inputs
   --plm-teacher DIR          a pre-trained causal/masked LM (transformers save_pretrained dir)
                              as the teacher of the plm level; adds system aux_plm
+  --strength-lm-orders \"1 2\" first-pass LM orders decoded besides lm_order (default \"$strength_lm_orders\";
+                             \"\": none); their dev LM weights: --strength-lm-weights
 Stages: 1 data, 2 features, 3 lang, 4 monophone alignment, 5 tree and senone alignment,
         6 teacher LMs, 7 soft labels, 8 acoustic models, 9 decoding, 10 report"
 
