@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph, toy_graph_and_lms
+from steps.toy.decode_graphs import TOY_UNIGRAM_ARPA, peaked_scores, senone_path, toy_graph, toy_graph_and_lms
 
 from steps.toy.tree_data import toy_topology
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.lattice import LatticeOptions, best_path, dense_scores, nbest, search
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
+from steps.graph.epsilon import remove_input_epsilons
 
 GRAMMAR = [("CAT AT", 0.5), ("BAT", 1.0), ("BAD", 2.0), ("TAB BA", 1.5), ("KAT AT", 3.0)]
 
@@ -65,6 +66,41 @@ def test_k2_graph_keeps_the_paths_and_their_costs(world):
     bad = decoder.decode(scores_for("BAD", lang, tree), [10.0]).best[10.0]
     assert bat.graph - bad.graph == pytest.approx(1.0, abs=1e-3)
     assert bat.acoustic == pytest.approx(0.0, abs=1e-3) and bad.acoustic == pytest.approx(0.0, abs=1e-3)
+
+
+def test_epsilon_removal_keeps_every_word_sequence():
+    """Two epsilon arcs 1 -> 2 writing W1 and W2 (homophones), then a back-off-like epsilon
+    arc 2 -> 3: every word sequence keeps its own best path (k2.remove_epsilon kept only the
+    best path from 1 to 2 and to 3, so W2 had none)."""
+    #        src dst ilabel olabel score; state 4 is final (label -1)
+    arcs = [(0, 1, 5, 0, 0.0), (1, 2, 0, 11, -1.0), (1, 2, 0, 12, -2.0), (2, 3, 0, 0, -0.5),
+            (2, 4, 6, 13, -0.25), (3, 4, 7, 0, -3.0), (1, 3, 0, 0, -9.0), (4, 5, -1, -1, 0.0)]
+    src, dst, ilabel, olabel = (np.array([a[i] for a in arcs]) for i in range(4))
+    score = np.array([a[4] for a in arcs])
+    free = remove_input_epsilons(6, src, dst, ilabel, olabel, score)
+    assert (free.ilabel != 0).all()
+    found = sorted((int(s), int(d), int(i), tuple(free.words(k)), round(float(x), 6))
+                   for k, (s, d, i, x) in enumerate(zip(free.src, free.dst, free.ilabel, free.score)))
+    assert found == [(0, 1, 5, (), 0.0),
+                     (1, 4, 6, (11, 13), -1.25), (1, 4, 6, (12, 13), -2.25),
+                     (1, 4, 7, (), -12.0), (1, 4, 7, (11,), -4.5), (1, 4, 7, (12,), -5.5),
+                     (2, 4, 6, (13,), -0.25), (2, 4, 7, (), -3.5),
+                     (3, 4, 7, (), -3.0), (4, 5, -1, (), 0.0)]
+
+
+def test_k2_unigram_graph_keeps_every_homophone(tmp_path):
+    """A unigram has one LM state, so CAT and KAT (one pronunciation) end in the same HCLG
+    state: the k2 graph writes both, and KAT's forced path scores its own unigram cost."""
+    graph_dir, lang, tree = toy_graph(tmp_path, arpa=TOY_UNIGRAM_ARPA)
+    graph = HybridGraph.load(graph_dir)
+    decoder = K2Decoder.load(graph_dir, graph.unit_senones, LatticeOptions())
+    written = set(decoder.graph.aux_labels.values.tolist())
+    assert {lang.word_id[w] for w in lang.lexicon if w != "!SIL"} <= written
+    cat, kat = ([lang.word_id[w]] for w in ("CAT", "KAT"))
+    out = decoder.decode(scores_for("CAT", lang, tree), [10.0], reference=kat)
+    assert out.best[10.0].words == cat  # the same sounds: the likelier word
+    assert out.reference is not None and out.reference.words == kat
+    assert out.best[10.0].graph - out.reference.graph == pytest.approx(0.1 * np.log(10), abs=1e-3)
 
 
 def test_one_lattice_serves_every_lm_weight(world):

@@ -8,6 +8,7 @@
 - make.py         HCLG from a lang dir, G, the tree and the topology, with its stats
 - k2_graph.py     HCLG.fst -> an epsilon-free k2 Fsa for k2's search, converted once and
                   cached next to HCLG.fst (HCLG.k2.pt)
+- epsilon.py      input-epsilon removal that keeps every word sequence (for k2_graph.py)
 
 May import kaldifst, numpy, k2 and torch (k2_graph.py; k2 on first use) and steps.core,
 steps.lang, steps.hmm, steps.tree.

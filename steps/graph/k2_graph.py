@@ -2,9 +2,10 @@
 
 k2's intersect_dense_pruned reads every arc label as a frame-consuming symbol (0 is an
 ordinary column of the scores, CTC's blank), so HCLG's input epsilons (back-off arcs,
-word-boundary arcs with their disambiguation symbols removed) are removed with
-k2.remove_epsilon (tropical; best-path costs are kept). On the synth graphs this adds
-~15% arcs. Arc labels are HCLG's units (units.txt, from 1); aux_labels the words
+word-boundary arcs with their disambiguation symbols removed) are removed
+(steps.graph.epsilon: tropical, the best path kept per pair of states and words written;
+k2.remove_epsilon kept one per pair of states and so lost homophones). On the synth graphs
+this adds ~15% arcs. Arc labels are HCLG's units (units.txt, from 1); aux_labels the words
 (ragged after epsilon removal: an arc may carry several words). `graph_scores` holds the
 graph's own log-probabilities (-cost), carried through the search into lattices to split
 a path's score into graph and acoustic parts.
@@ -23,11 +24,15 @@ import numpy as np
 import torch
 
 from steps.core import atomic
+from steps.graph.epsilon import remove_input_epsilons
 from steps.graph.fst_arrays import ArcFst
 
 log = logging.getLogger(__name__)
 
 CACHE_NAME = "HCLG.k2.pt"
+# The conversion's version: a cache (and a graph dir, steps.graph.make) made by an older one is
+# remade. 2: epsilon removal that keeps every word (steps.graph.epsilon).
+FORMAT = 2
 
 
 def arcfst_to_k2(fst: ArcFst, remove_epsilon: bool = True):
@@ -47,15 +52,28 @@ def arcfst_to_k2(fst: ArcFst, remove_epsilon: bool = True):
     ilabel = np.concatenate([fst.ilabel, np.full(len(finals), -1)])
     olabel = np.concatenate([fst.olabel, np.full(len(finals), -1)])
     score = np.concatenate([-fst.weight, -fst.final[finals]]).astype(np.float32)
-    order = np.argsort(src, kind="stable")
-    arcs = np.stack([src[order], dst[order], ilabel[order], score[order].view(np.int32)], axis=1)
-    fsa = k2.Fsa(torch.from_numpy(np.ascontiguousarray(arcs, dtype=np.int32)))
-    fsa.aux_labels = torch.from_numpy(np.ascontiguousarray(olabel[order], dtype=np.int32))
     if remove_epsilon:
-        fsa = k2.connect(k2.remove_epsilon(fsa))
+        free = remove_input_epsilons(num_states + 1, src, dst, ilabel, olabel, score)
+        fsa = _fsa(free.src, free.dst, free.ilabel, free.score)
+        shape = k2.ragged.create_ragged_shape2(torch.from_numpy(free.row_splits.astype(np.int32)), None,
+                                               len(free.values))
+        fsa.aux_labels = k2.RaggedTensor(shape, torch.from_numpy(free.values.astype(np.int32)))
+        fsa = k2.connect(fsa)
+    else:
+        order = np.argsort(src, kind="stable")
+        fsa = _fsa(src[order], dst[order], ilabel[order], score[order])
+        fsa.aux_labels = torch.from_numpy(np.ascontiguousarray(olabel[order], dtype=np.int32))
     fsa = k2.arc_sort(fsa)
     fsa.graph_scores = fsa.scores.clone()
     return fsa
+
+
+def _fsa(src, dst, ilabel, score):
+    """A k2 Fsa of arcs sorted by source state (scores: log-probabilities, float32)."""
+    import k2  # k2 on first use: --decoder lattice runs without it
+
+    arcs = np.stack([src, dst, ilabel, np.asarray(score, dtype=np.float32).view(np.int32)], axis=1)
+    return k2.Fsa(torch.from_numpy(np.ascontiguousarray(arcs, dtype=np.int32)))
 
 
 def load_k2_graph(graph_dir: str | Path):
@@ -70,7 +88,8 @@ def load_k2_graph(graph_dir: str | Path):
     stamp = atomic.path_stamp(hclg)
     if cache.is_file() and meta.is_file():
         try:
-            if json.loads(meta.read_text()).get("source") == stamp:
+            cached = json.loads(meta.read_text())
+            if cached.get("source") == stamp and cached.get("format") == FORMAT:
                 return k2.Fsa.from_dict(torch.load(cache))
         except (ValueError, RuntimeError, OSError) as error:  # a damaged cache is rebuilt
             log.warning("%s unreadable (%s); converting again", cache, error)
@@ -79,7 +98,7 @@ def load_k2_graph(graph_dir: str | Path):
     fsa = arcfst_to_k2(fst)
     with atomic.atomic_path(cache) as tmp:
         torch.save(fsa.as_dict(), tmp)
-    info = {"source": stamp, "hclg_arcs": int(fst.num_arcs), "k2_arcs": int(fsa.num_arcs),
+    info = {"source": stamp, "format": FORMAT, "hclg_arcs": int(fst.num_arcs), "k2_arcs": int(fsa.num_arcs),
             "seconds": round(time.perf_counter() - t0, 2)}
     atomic.write_text(meta, json.dumps(info) + "\n")
     log.info("HCLG -> k2 (epsilons removed): %d -> %d arcs in %.1f s, cached in %s",

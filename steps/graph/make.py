@@ -12,6 +12,7 @@ from pathlib import Path
 from steps.core import atomic
 from steps.graph.fst_arrays import kaldifst_from_text
 from steps.graph.hclg import GraphOptions, build_hclg
+from steps.graph.k2_graph import FORMAT as K2_FORMAT
 from steps.graph.k2_graph import load_k2_graph
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import Lang
@@ -60,7 +61,7 @@ def make_graph(lang_dir: Path, lm_dir: Path, tree_path: Path, topology_path: Pat
     for path in inputs:
         if not path.exists():
             raise FileNotFoundError(f"missing input {path}")
-    digest = atomic.inputs_fingerprint(inputs, **options_dict)
+    digest = atomic.inputs_fingerprint(inputs, **options_dict, k2_format=K2_FORMAT)  # a new conversion: decode again
     if atomic.up_to_date(out_dir, digest, force, [out_dir / "HCLG.fst", out_dir / "graph.json"],
                          what=f"{out_dir} graph"):
         return json.loads((out_dir / "graph.json").read_text())
