@@ -393,12 +393,15 @@ def test_openslr_arpas_make_g_and_rescore(corpus, stages_1_to_4, tmp_path):
                      "--strength-lm-orders", "1")
     assert (s5 / "exp" / "graph" / "HCLG.fst").is_file() and (s5 / "exp" / "graph_1gram" / "HCLG.fst").is_file()
     assert "LM strengths: n-grams of data/text/lm_text.txt, while the main pass decodes with" in run.stderr
-    jobs = read_lines(s5 / "exp" / "decode_jobs.txt")
-    assert len(jobs) == 2
-    assert jobs[0].count("--rescore-lm data/lang_rescore/lm_4gram.arpa --graph-lm data/lang_test/lm_3gram.arpa") == 2
-    assert jobs[1].count("--graph exp/graph_1gram") == 2 and "--rescore-lm" not in jobs[1]
-    assert "--out-dir exp/am_baseline_s1/decode_test_1gram --lm-weight-from exp/am_baseline_s1/decode_dev_1gram" \
-        in jobs[1]
+    dev_jobs, eval_jobs = (read_lines(s5 / "exp" / f"decode_{r}_jobs.txt") for r in ("dev", "eval"))
+    assert len(dev_jobs) == len(eval_jobs) == 2  # the 1-gram, then the main pass
+    assert "--graph exp/graph_1gram" in dev_jobs[0] and "--rescore-lm" not in dev_jobs[0]
+    assert "--no-search-errors" in dev_jobs[0]
+    assert "--rescore-lm data/lang_rescore/lm_4gram.arpa --graph-lm data/lang_test/lm_3gram.arpa" in dev_jobs[1]
+    assert "--out-dir exp/am_baseline_s1/decode_test_1gram --num-threads 1 --lm-weight-from " \
+        "exp/lm_weights/baseline/decode_dev_1gram" in eval_jobs[0]
+    assert read_lines(s5 / "exp" / "lm_weight_jobs.txt")[1] == \
+        "python -m steps.choose_lm_weight --dev-dirs exp/am_baseline_s1/decode_dev --out-dir exp/lm_weights/baseline/decode_dev"
     four = read_source_arpa(corpus.lm_dir / "4-gram.arpa.gz", tmp_path)
     rescore = BackoffLM.read_arpa(s5 / "data" / "lang_rescore" / "lm_4gram.arpa")
     assert rescore.order == 4 and "<unk>" in four.token_id and "<unk>" not in rescore.token_id

@@ -301,20 +301,18 @@ strength_orders() {
   strengths=${strengths# }
 }
 
-# decode_chain DIR GRAPH SUFFIX SWEEP_OPTS OPTS: the job line that decodes dev with an LM-weight
-# sweep (SWEEP_OPTS) into DIR/decode_dev<SUFFIX>, then every other eval part into
-# DIR/decode_<part><SUFFIX> at the weight chosen on dev.
-decode_chain() {
-  local dir=$1 graph=$2 suffix=$3 sweep_opts=$4 opts=$5 part line
-  line="python -m steps.decode --model $dir/final.pt --graph $graph"
-  line="$line --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev$suffix"
-  line="$line --num-threads 1 $sweep_opts$opts"
-  for part in ${eval_parts#dev}; do  # the LM weight chosen on dev
-    line="$line && python -m steps.decode --model $dir/final.pt --graph $graph"
-    line="$line --cuts data/fbank/${corpus}_cuts_$part.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_$part$suffix"
-    line="$line --lm-weight-from $dir/decode_dev$suffix --num-threads 1 $opts"
-  done
-  echo "$line"
+# decode_line DIR GRAPH PART SUFFIX OPTS: the steps.decode job line of model DIR on PART with
+# GRAPH into DIR/decode_<PART><SUFFIX>.
+decode_line() {
+  echo "python -m steps.decode --model $1/final.pt --graph $2 --cuts data/fbank/${corpus}_cuts_$3.jsonl.gz" \
+    "--lang-dir data/lang --out-dir $1/decode_$3$4 --num-threads 1 $5"
+}
+
+# run_jobs NAME: runs exp/NAME_jobs.txt, one job a line, $nj at a time, logs in exp/log/NAME.JOB.log.
+run_jobs() {
+  local num_runs
+  num_runs=$(wc -l < exp/$1_jobs.txt)
+  $decode_cmd --max-jobs-run $nj JOB=1:$num_runs exp/log/$1.JOB.log utils/run_line.sh exp/$1_jobs.txt JOB
 }
 
 # strength_graphs: the G (data/lang_test_<n>gram) and graph (exp/graph_<n>gram) of each strength,
@@ -330,11 +328,11 @@ strength_graphs() {
 }
 
 stage_decode() {
-  log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep) and${eval_parts#dev}" \
-      "-> exp/am_*/decode_*"
+  log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep), one LM weight per system" \
+      "-> exp/lm_weights, and${eval_parts#dev} at it -> exp/am_*/decode_*"
   require_dev 9
   strength_orders
-  local rescore_opts= system seed dir part num_runs n sweep_opts
+  local rescore_opts= system seed part n
   local inputs=(data/lang/phones.txt:3 data/lang_test/G.fst.txt:3 exp/tree/tree.txt:5)
   if [ "$rescore_lm_order" -gt 0 ]; then inputs+=("${rescore_arpa:-data/text/lm_text.txt}:1"); fi
   if [ -n "$strengths" ]; then inputs+=(data/text/lm_text.txt:1 data/lang/words.txt:3); fi
@@ -363,21 +361,45 @@ stage_decode() {
     rescore_opts="--rescore-lm data/lang_rescore/lm_${rescore_lm_order}gram.arpa"
     rescore_opts="$rescore_opts --graph-lm data/lang_test/lm_${lm_order}gram.arpa"
   fi
-  # One job per model and first pass (dev, then the other parts): the strengths' jobs run
-  # side by side with the main ones. They are not rescored.
-  sweep_opts="--lm-weights ${strength_lm_weights@Q} --no-search-errors "  # steps.decode says why
-  for system in $systems; do
-    for seed in $(system_seeds $system); do
-      dir=exp/am_${system}_s$seed
-      decode_chain $dir exp/graph "" "" "$decode_opts $rescore_opts ${force_opt[*]}"
-      for n in $strengths; do
-        decode_chain $dir exp/graph_${n}gram _${n}gram "$sweep_opts" "$decode_opts ${force_opt[*]}"
+  # Three rounds: dev with an LM-weight sweep, every model at every strength (the weakest
+  # LM's jobs, the longest, first); one LM weight per system and strength, chosen on all its
+  # seeds' dev decodes (steps.choose_lm_weight; the A/A seeds take the baseline's); the other
+  # parts at that weight. The strengths are not rescored.
+  local passes=() pass suffix graph opts dev_dirs
+  for n in $strengths; do passes+=("_${n}gram exp/graph_${n}gram"); done
+  passes+=(" exp/graph")
+  for pass in "${passes[@]}"; do
+    suffix=${pass%% *} graph=${pass#* }
+    opts="$decode_opts $rescore_opts ${force_opt[*]}"
+    [ -n "$suffix" ] && opts="--lm-weights ${strength_lm_weights@Q} --no-search-errors $decode_opts ${force_opt[*]}"
+    for system in $systems; do
+      for seed in $(system_seeds $system); do decode_line exp/am_${system}_s$seed $graph dev "$suffix" "$opts"; done
+    done
+  done > exp/decode_dev_jobs.txt
+  run_jobs decode_dev
+  for pass in "${passes[@]}"; do
+    suffix=${pass%% *}
+    for system in $systems; do
+      dev_dirs=
+      for seed in $seeds; do dev_dirs="$dev_dirs exp/am_${system}_s$seed/decode_dev$suffix"; done
+      echo "python -m steps.choose_lm_weight --dev-dirs$dev_dirs --out-dir exp/lm_weights/$system/decode_dev$suffix"
+    done
+  done > exp/lm_weight_jobs.txt
+  run_jobs lm_weight
+  for pass in "${passes[@]}"; do
+    suffix=${pass%% *} graph=${pass#* }
+    opts="$decode_opts $rescore_opts ${force_opt[*]}"
+    [ -n "$suffix" ] && opts="$decode_opts ${force_opt[*]}"
+    for part in ${eval_parts#dev}; do
+      for system in $systems; do
+        for seed in $(system_seeds $system); do
+          decode_line exp/am_${system}_s$seed $graph $part "$suffix" \
+            "--lm-weight-from exp/lm_weights/$system/decode_dev$suffix $opts"
+        done
       done
     done
-  done > exp/decode_jobs.txt
-  num_runs=$(wc -l < exp/decode_jobs.txt)
-  $decode_cmd --max-jobs-run $nj JOB=1:$num_runs exp/log/decode.JOB.log \
-    utils/run_line.sh exp/decode_jobs.txt JOB
+  done > exp/decode_eval_jobs.txt
+  run_jobs decode_eval
 }
 
 # report_ngrams: the decoder's n-gram ARPAs ordered by order (at one order: strength, main pass,
