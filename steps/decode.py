@@ -5,7 +5,7 @@ its log-priors -> search of HCLG -> the best word sequence for each LM weight w 
 --lm-weights (maximising w * graph score + acoustic score, Kaldi's scoring with LMWT = w).
 --decoder k2 (default): k2's pruned lattice search (steps.decoding: intersect_dense_pruned
 on HCLG.k2.pt, --beam, --lattice-beam, --max-active, --min-active at --acoustic-scale),
-every weight's 1-best from that one lattice. --decoder lattice: kaldi-decoder's
+every weight's 1-best from that one lattice. --decoder kaldi: kaldi-decoder's
 LatticeSimpleDecoder (no active-state limit; less memory, smaller lattices). The AM runs once
 per cut either way.
 
@@ -87,7 +87,7 @@ from steps.data.ali_times import FRAME_SHIFT
 from steps.decoding.cut_decoding import decode_cuts
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
-from steps.decoding.lattice import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM, LatticeOptions
+from steps.decoding.k2_search import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM, LatticeOptions
 from steps.decoding.lm_weights import (
     format_weight,
     kaldi_text,
@@ -103,7 +103,8 @@ from steps.lang.lexicon import read_symbol_table
 log = logging.getLogger(__name__)
 
 DEFAULT_LM_WEIGHTS = "7 8 9 10 11 12 13 14 15 16 17"
-DECODERS = ("k2", "lattice")
+DECODERS = ("k2", "kaldi")
+OLD_DECODER_NAMES = {"lattice": "kaldi"}  # still read: the name it had
 FAILED_STEPS = {"rescore": "rescoring", "reference": "the reference's score"}
 
 
@@ -124,7 +125,7 @@ def run_job(args, job: int, nj: int, weights: list[float], rescore_weights: list
     if scorer.num_outputs != graph.num_senones:
         raise SystemExit(f"{args.model} has {scorer.num_outputs} outputs; {args.graph} was built for "
                          f"{graph.num_senones} senones (another tree?)")
-    options = search_options(args) if args.decoder == "lattice" else None  # k2: lattice_options
+    options = search_options(args) if args.decoder == "kaldi" else None  # k2: lattice_options
     k2_decoder = None
     if args.decoder == "k2":
         k2_decoder = K2Decoder.load(args.graph, graph.unit_senones, lattice_options(args))
@@ -158,7 +159,7 @@ def lattice_options(args) -> LatticeOptions:
 
 
 def search_options(args) -> SearchOptions:
-    return SearchOptions(decoder="lattice", acoustic_scale=args.acoustic_scale, beam=args.beam,
+    return SearchOptions(decoder="kaldi", acoustic_scale=args.acoustic_scale, beam=args.beam,
                          lattice_beam=args.lattice_beam)
 
 
@@ -264,10 +265,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cuts", required=True, help="cuts with fbank features")
     parser.add_argument("--lang-dir", type=Path, required=True)
     parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--decoder", choices=DECODERS, default="k2",
+    parser.add_argument("--decoder", choices=DECODERS + tuple(OLD_DECODER_NAMES), default="k2",
                         help="k2: pruned lattice search (k2.intersect_dense_pruned, --max-active), one "
-                             "search for all LM weights; lattice: kaldi-decoder's LatticeSimpleDecoder "
-                             "(no active-state limit)")
+                             "search for all LM weights; kaldi (old name: lattice): kaldi-decoder's "
+                             "LatticeSimpleDecoder (no active-state limit)")
     parser.add_argument("--acoustic-scale", type=float, default=0.1,
                         help="scale of the acoustic scores in the lattice search (k2, lattice)")
     parser.add_argument("--beam", type=float, default=DEFAULT_BEAM, help="search beam (k2, lattice decoders)")
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = get_parser()
     args = parser.parse_args(argv)
+    args.decoder = OLD_DECODER_NAMES.get(args.decoder, args.decoder)
     if args.rescore_lm is not None:
         if args.decoder != "k2":
             parser.error("--rescore-lm needs --decoder k2")

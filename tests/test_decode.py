@@ -15,7 +15,7 @@ from steps import decode
 from steps.decoding.cut_decoding import decode_cuts
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
-from steps.decoding.lattice import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM, LatticeOptions
+from steps.decoding.k2_search import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM, LatticeOptions
 from steps.scoring.wer import read_wer
 from steps.toy.decode_graphs import peaked_scores, senone_path, toy_graph
 from steps.toy.tree_data import toy_topology
@@ -51,7 +51,7 @@ def bat_or_bad(lang, tree, favour_d: float = 0.5) -> np.ndarray:
     return scores
 
 
-@pytest.mark.parametrize("decoder", ["lattice"])
+@pytest.mark.parametrize("decoder", ["kaldi"])
 @pytest.mark.parametrize("words, silences", [("CAT AT", ()), ("CAT AT", (0,)), ("TAB BA", (0,)), ("BAT", ()),
                                              ("BAD", ())])
 def test_peaked_scores_give_their_words(world, decoder, words, silences):
@@ -62,7 +62,7 @@ def test_peaked_scores_give_their_words(world, decoder, words, silences):
         assert [graph.words[i] for i in result.words[weight]] == words.split()
 
 
-@pytest.mark.parametrize("decoder", ["lattice"])
+@pytest.mark.parametrize("decoder", ["kaldi"])
 def test_lm_weight_trades_acoustics_against_the_grammar(world, decoder):
     _, _, lang, tree, graph = world
     result = graph.decode(bat_or_bad(lang, tree), WEIGHTS, SearchOptions(decoder=decoder))
@@ -76,7 +76,7 @@ def test_lm_weight_trades_acoustics_against_the_grammar(world, decoder):
 OUTSIDE = {"AT CAT": "CAT AT", "CAT AT BAT": "CAT AT", "AT": "BAT", "BA TAB": "CAT AT"}
 
 
-@pytest.mark.parametrize("decoder", ["lattice"])
+@pytest.mark.parametrize("decoder", ["kaldi"])
 def test_speech_outside_the_grammar_gives_the_closest_sentence(world, decoder):
     _, _, lang, tree, graph = world
     for words, expected in OUTSIDE.items():
@@ -137,7 +137,7 @@ def read_kaldi_text(path: Path) -> dict[str, str]:
     return {line.split(" ", 1)[0]: (line.split(" ", 1) + [""])[1] for line in path.read_text().splitlines()}
 
 
-@pytest.mark.parametrize("decoder", ["k2", "lattice"])
+@pytest.mark.parametrize("decoder", ["k2", "kaldi", "lattice"])
 def test_weight_is_chosen_on_dev_and_applied_to_test(world, tmp_path, monkeypatch, decoder):
     work, _, lang, tree, _ = world
     dev = tmp_path / "dev" / "cuts.jsonl.gz"

@@ -16,7 +16,7 @@ from steps.toy.decode_graphs import TOY_UNIGRAM_ARPA, peaked_scores, senone_path
 
 from steps.toy.tree_data import toy_topology
 from steps.decoding.decoder import K2Decoder
-from steps.decoding.lattice import LatticeOptions, best_path, dense_scores, nbest, search
+from steps.decoding.k2_search import LatticeOptions, best_path, dense_scores, nbest, search
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions
 from steps.graph.epsilon import remove_input_epsilons
 
@@ -59,7 +59,7 @@ def test_k2_graph_keeps_the_paths_and_their_costs(world):
         out = decoder.decode(x, [10.0])
         assert [graph.words[i] for i in out.best[10.0].words] == words.split()
         # Kaldi's lattice decoder on the OpenFst graph finds the same words
-        old = graph.decode(x, [10.0], SearchOptions(decoder="lattice"))
+        old = graph.decode(x, [10.0], SearchOptions(decoder="kaldi"))
         assert [graph.words[i] for i in old.words[10.0]] == words.split()
     # the graph cost of BAD (grammar 2.0) exceeds that of BAT (1.0) by 1.0
     bat = decoder.decode(scores_for("BAT", lang, tree), [10.0]).best[10.0]
@@ -281,7 +281,7 @@ def weighted(lattice, lm_weight: float, acoustic_scale: float):
 def test_sweep_pass_equals_k2_shortest_path_per_weight(arpa_world):
     import k2
 
-    from steps.decoding.lattice import best_paths
+    from steps.decoding.k2_search import best_paths
     from tests.test_decode import bat_or_bad
 
     _, graph_dir, lang, tree, graph = arpa_world

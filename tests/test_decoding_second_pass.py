@@ -12,7 +12,7 @@ import pytest
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.forced import ReferenceScorer
 from steps.decoding.hybrid_graph import HybridGraph
-from steps.decoding.lattice import LatticeOptions
+from steps.decoding.k2_search import LatticeOptions
 from steps.decoding.lm_weights import lattice_beam_losses, search_errors
 from steps.toy.decode_graphs import toy_graph, toy_graph_and_lms
 from tests.test_decode import GRAMMAR, bat_or_bad, read_kaldi_text, run_decode, scores_for, write_cuts

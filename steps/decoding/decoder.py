@@ -20,7 +20,7 @@ import numpy as np
 
 from steps.decoding.forced import ReferenceScorer
 from steps.graph.k2_graph import load_k2_graph
-from steps.decoding.lattice import LatticeOptions, PathScores, ScoredLattice, dense_scores, search
+from steps.decoding.k2_search import LatticeOptions, PathScores, ScoredLattice, dense_scores, search
 from steps.decoding.rescore import NbestRescorer
 
 

@@ -10,14 +10,14 @@ an output beam only).
 
 from __future__ import annotations
 
-from steps.decoding.lattice import PathScores
+from steps.decoding.k2_search import PathScores
 
 
 class ReferenceScorer:
     """Holds the word-labelled (inverted) graph; scores references against it."""
 
     def __init__(self, graph):
-        import k2  # k2 on first use: --decoder lattice runs without it
+        import k2  # k2 on first use: --decoder kaldi runs without it
 
         self.graph = graph
         inverted = k2.invert(graph.clone())  # labels: words (0: none), aux_labels: units
@@ -25,7 +25,7 @@ class ReferenceScorer:
 
     def restricted(self, word_ids: list[int]):
         """The graph's paths whose words are word_ids, labels units again (epsilons removed)."""
-        import k2  # k2 on first use: --decoder lattice runs without it
+        import k2  # k2 on first use: --decoder kaldi runs without it
 
         reference = k2.arc_sort(k2.linear_fsa(word_ids))
         matched = k2.intersect(reference, self.by_words, treat_epsilons_specially=True)
@@ -41,7 +41,7 @@ class ReferenceScorer:
     def score(self, word_ids: list[int], dense, acoustic_scale: float) -> PathScores | None:
         """The best path of the reference through the graph on these frames (graph and
         acoustic scores), or None when the graph has no path for it on this many frames."""
-        import k2  # k2 on first use: --decoder lattice runs without it
+        import k2  # k2 on first use: --decoder kaldi runs without it
 
         graph = self.restricted(word_ids)
         if graph is None:

@@ -16,7 +16,7 @@ best (it has no active-state limit) and writes a state-level lattice of everythi
 `lattice_beam`, costs (graph, acoustic x acoustic_scale). The 1-best for LM weight w
 minimises w * graph + acoustic (Kaldi's LMWT: lattice-scale --inv-acoustic-scale=w), so an
 LM-weight sweep costs one search. (The recipe's default decoder is k2's pruned lattice
-search, steps.decoding; this one stays as steps.decode --decoder lattice: at equal beams it
+search, steps.decoding; this one stays as steps.decode --decoder kaldi: at equal beams it
 holds less memory and writes smaller lattices. FasterDecoder, one search per LM weight, was
 removed: on a trained model it cost 27x the k2 sweep at the same WER, BENCHMARKS.md.)
 Graph costs include the LM, the silence and pronunciation choices and the transition
@@ -31,16 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.decoding.lattice import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM
+from steps.decoding.k2_search import DEFAULT_BEAM, DEFAULT_LATTICE_BEAM
 from steps.graph.fst_arrays import fst_type_of
 from steps.lang.lexicon import read_symbol_table
 
-DECODERS = ("lattice",)
+DECODERS = ("kaldi",)
 
 
 @dataclass
 class SearchOptions:
-    decoder: str = "lattice"  # LatticeSimpleDecoder
+    decoder: str = "kaldi"  # kaldi-decoder's LatticeSimpleDecoder
     acoustic_scale: float = 0.1
     beam: float = DEFAULT_BEAM
     lattice_beam: float = DEFAULT_LATTICE_BEAM
@@ -75,7 +75,7 @@ class HybridGraph:
     @classmethod
     def load(cls, graph_dir: str | Path, with_fst: bool = True) -> "HybridGraph":
         """with_fst=False: the label tables only (the k2 decoder reads its own graph)."""
-        import kaldifst  # only --decoder lattice needs it
+        import kaldifst  # only --decoder kaldi needs it
 
         graph_dir = Path(graph_dir)
         info = json.loads((graph_dir / "graph.json").read_text())
@@ -112,7 +112,7 @@ class HybridGraph:
 
     def search(self, loglikes: np.ndarray, options: SearchOptions) -> SearchResult:
         """LatticeSimpleDecoder (beam, lattice_beam; it has no active-state limit)."""
-        import kaldi_decoder  # only --decoder lattice needs it
+        import kaldi_decoder  # only --decoder kaldi needs it
 
         scores = self.unit_scores(np.asarray(loglikes, dtype=np.float32), options.acoustic_scale)
         config = kaldi_decoder.LatticeSimpleDecoderConfig(
@@ -131,7 +131,7 @@ class HybridGraph:
 def lattice_best_words(lattice, lm_weight: float, acoustic_scale: float) -> list[int] | None:
     """Word ids of the lattice path minimising lm_weight * graph + acoustic (acoustic
     unscaled: the lattice holds it times acoustic_scale); None if there is no path."""
-    import kaldifst  # only --decoder lattice needs it
+    import kaldifst  # only --decoder kaldi needs it
 
     if lattice is None:
         return None

@@ -1,7 +1,7 @@
 """N-best LM rescoring with a bigger n-gram, Kaldi's lmrescore rule: a path's graph score
 loses the first-pass LM's log-probability of its words and gains the new LM's; its other
 graph parts (silence and pronunciation choices, transitions) and its acoustic score stay.
-The N-best comes from the first pass's lattice (steps.decoding.lattice.nbest).
+The N-best comes from the first pass's lattice (steps.decoding.k2_search.nbest).
 
     rescorer = NbestRescorer("data/lang_test/lm_3gram.arpa", "data/lang_test_4gram/lm_4gram.arpa", words)
     best = rescorer.best(paths, lm_weight=10)
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.decoding.lattice import PathScores
+from steps.decoding.k2_search import PathScores
 from steps.lm.ngram import BackoffLM
 
 LN10 = math.log(10.0)

@@ -39,7 +39,7 @@ def arcfst_to_k2(fst: ArcFst, remove_epsilon: bool = True):
     """An OpenFst transducer (ArcFst; costs, finals per state) -> k2 Fsa with scores = -cost,
     a super-final state reached by label -1 arcs, aux_labels = output labels. Start state
     must be 0 (k2's convention; steps.mkgraph's graphs have it)."""
-    import k2  # k2 on first use: --decoder lattice runs without it
+    import k2  # k2 on first use: --decoder kaldi runs without it
 
     if fst.start != 0:
         raise ValueError(f"k2 graphs start at state 0; this one starts at {fst.start}")
@@ -70,7 +70,7 @@ def arcfst_to_k2(fst: ArcFst, remove_epsilon: bool = True):
 
 def _fsa(src, dst, ilabel, score):
     """A k2 Fsa of arcs sorted by source state (scores: log-probabilities, float32)."""
-    import k2  # k2 on first use: --decoder lattice runs without it
+    import k2  # k2 on first use: --decoder kaldi runs without it
 
     arcs = np.stack([src, dst, ilabel, np.asarray(score, dtype=np.float32).view(np.int32)], axis=1)
     return k2.Fsa(torch.from_numpy(np.ascontiguousarray(arcs, dtype=np.int32)))
@@ -79,7 +79,7 @@ def _fsa(src, dst, ilabel, score):
 def load_k2_graph(graph_dir: str | Path):
     """The k2 form of <graph_dir>/HCLG.fst, from the cache when it was made from this
     HCLG.fst (size and time stamp in HCLG.k2.json), else converted and cached."""
-    import k2  # k2 on first use: --decoder lattice runs without it
+    import k2  # k2 on first use: --decoder kaldi runs without it
 
     graph_dir = Path(graph_dir)
     hclg, cache, meta = graph_dir / "HCLG.fst", graph_dir / CACHE_NAME, graph_dir / "HCLG.k2.json"

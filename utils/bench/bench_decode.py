@@ -37,7 +37,7 @@ Wall times on a shared machine are inflated; the process CPU time is printed too
     utils/bench/bench_decode.py [--text data/text/lm_text.txt] [--work-dir /tmp/bench_decode]
         [--words 2500 --sentences 150000] [--prune 0] [--utts 40] [--threads 1] [--beam 13]
     utils/bench/bench_decode.py --recipe egs/synth/s5 --recipe-only \
-        --configs "k2:8:5:7000 lattice:8:5 k2:10:6:7000 k2:13:8:7000"
+        --configs "k2:8:5:7000 kaldi:8:5 k2:10:6:7000 k2:13:8:7000"
 
 Length: a benchmark with three parts (graph build, synthetic search, a trained model's
 held-out decode) that share their set-up and their report.
@@ -73,7 +73,7 @@ from steps.data.ali_times import FRAME_SHIFT
 from steps.decoding.decoder import K2Decoder
 from steps.decoding.forced import ReferenceScorer
 from steps.decoding.hybrid_graph import HybridGraph, SearchOptions, lattice_best_words
-from steps.decoding.lattice import LatticeOptions, dense_scores
+from steps.decoding.k2_search import LatticeOptions, dense_scores
 from steps.graph.hclg import GraphOptions
 from steps.graph.k2_graph import load_k2_graph
 from steps.graph.make import make_graph
@@ -192,7 +192,7 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
                 beam: float, lattice_beam: float, max_active: int, min_active: int = 200,
                 references: list[list[int]] | None = None) -> DecoderRun:
     """Searches every utterance's scores with one decoder at these beams: `k2`
-    (steps.decoding, intersect_dense_pruned), `lattice` (kaldi-decoder's LatticeSimpleDecoder,
+    (steps.decoding, intersect_dense_pruned), `kaldi` (kaldi-decoder's LatticeSimpleDecoder,
     no active-state limit). The times cover the search and every LM weight's 1-best; forced
     reference paths are scored after, untimed."""
 
@@ -219,7 +219,7 @@ def run_decoder(kind: str, graph, k2_graph, scores: list[np.ndarray], weights: l
             run.references = [scorer.score(ref, dense_scores(x, graph.unit_senones, 0.1), 0.1)
                               for x, ref in zip(scores, references)]
         return run
-    options = SearchOptions(decoder="lattice", beam=beam, lattice_beam=lattice_beam)
+    options = SearchOptions(decoder="kaldi", beam=beam, lattice_beam=lattice_beam)
     for x in scores:
         t0 = time.perf_counter()
         result = graph.search(x, options)
@@ -307,7 +307,7 @@ def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: l
           "loses a path it must have. Speeds are of searching such scores.")
     weights = [float(w) for w in range(7, 18)]
     runs = [run_decoder("k2", graph, k2_graph, scores, weights, beam, lattice_beam, max_active),
-            run_decoder("lattice", graph, k2_graph, scores, weights, beam, lattice_beam, max_active)]
+            run_decoder("kaldi", graph, k2_graph, scores, weights, beam, lattice_beam, max_active)]
     print_runs(runs, sentences, graph.words, seconds, frames, weights, with_sweep=False)
     print("  (search RTF: the lattice search; sweep RTF: the 1-best of 11 LM weights from the lattice; CPU RTF: process CPU time of both)")
 
@@ -315,7 +315,7 @@ def bench_decode(graph_dir: Path, lang: Lang, topology: Topology, tree, lines: l
 def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, configs: list[str],
                      max_utts: int, weights: list[float]) -> None:
     """WER and speed of a trained model on a recipe's held-out utterances: every decoder
-    configuration of `configs` ("k2:BEAM:LATTICE_BEAM:MAX_ACTIVE", "lattice:BEAM:LATTICE_BEAM")
+    configuration of `configs` ("k2:BEAM:LATTICE_BEAM:MAX_ACTIVE", "kaldi:BEAM:LATTICE_BEAM")
     on the same scores (the AM runs once; its time is apart)."""
 
     recipe = recipe.resolve()
@@ -354,8 +354,8 @@ def bench_real_model(recipe: Path, model: Path | None, part: str, threads: int, 
         kind, *values = config.split(":")
         if kind == "k2":
             beam, lattice_beam, max_active = float(values[0]), float(values[1]), int(values[2])
-        elif kind == "lattice":
-            beam, lattice_beam, max_active = float(values[0]), float(values[1]), 0
+        elif kind in ("kaldi", "lattice"):  # lattice: its old name
+            kind, beam, lattice_beam, max_active = "kaldi", float(values[0]), float(values[1]), 0
         else:
             raise SystemExit(f"--configs: unknown decoder {kind!r} in {config!r}")
         run = run_decoder(kind, graph, k2_graph, scores, weights, beam, lattice_beam, max_active,
@@ -396,9 +396,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=None, help="with --recipe: this checkpoint instead")
     parser.add_argument("--part", default="dev")
     parser.add_argument("--max-utts", type=int, default=60, help="with --recipe: the first N cuts (0: all)")
-    parser.add_argument("--configs", default="k2:8:5:7000 lattice:8:5 k2:10:6:7000 k2:13:8:7000",
+    parser.add_argument("--configs", default="k2:8:5:7000 kaldi:8:5 k2:10:6:7000 k2:13:8:7000",
                         help="with --recipe: decoders to run, k2:BEAM:LATTICE_BEAM:MAX_ACTIVE, "
-                             "lattice:BEAM:LATTICE_BEAM")
+                             "kaldi:BEAM:LATTICE_BEAM")
     parser.add_argument("--recipe-only", action="store_true", help="skip the synthetic graph")
     parser.add_argument("--reuse-graph", action="store_true",
                         help="decode with the graph already in --work-dir/graph")

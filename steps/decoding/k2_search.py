@@ -51,7 +51,7 @@ def dense_scores(loglikes: np.ndarray, unit_senones: np.ndarray, acoustic_scale:
     """[T, S] senone scores -> k2.DenseFsaVec of one sequence: column u (u >= 1) is unit u's
     senone's score times acoustic_scale; column 0 (no HCLG arc has label 0 after epsilon
     removal) is -inf-like."""
-    import k2  # k2 on first use: --decoder lattice runs without it
+    import k2  # k2 on first use: --decoder kaldi runs without it
 
     scores = np.asarray(loglikes, dtype=np.float32)[:, unit_senones] * np.float32(acoustic_scale)
     columns = np.concatenate([np.full((len(scores), 1), -1e4, dtype=np.float32), scores], axis=1)
@@ -62,7 +62,7 @@ def dense_scores(loglikes: np.ndarray, unit_senones: np.ndarray, acoustic_scale:
 
 def search(graph, dense, options: LatticeOptions):
     """The lattice (k2 Fsa) of one utterance, or None when no path reached a final state."""
-    import k2  # k2 on first use: --decoder lattice runs without it
+    import k2  # k2 on first use: --decoder kaldi runs without it
 
     lattice = k2.intersect_dense_pruned(graph, dense, search_beam=options.beam, output_beam=options.lattice_beam,
                                         min_active_states=options.min_active,
@@ -83,7 +83,7 @@ class ScoredLattice:
     is left as it was."""
 
     def __init__(self, lattice, acoustic_scale: float):
-        import k2  # k2 on first use: --decoder lattice runs without it
+        import k2  # k2 on first use: --decoder kaldi runs without it
 
         self.acoustic_scale = acoustic_scale
         self.vec = k2.create_fsa_vec([lattice])
@@ -99,7 +99,7 @@ class ScoredLattice:
 
     def best(self, lm_weight: float) -> PathScores:
         """The best path for this LM weight (k2.shortest_path)."""
-        import k2  # k2 on first use: --decoder lattice runs without it
+        import k2  # k2 on first use: --decoder kaldi runs without it
 
         best = k2.shortest_path(self._score_for(lm_weight), use_double_scores=True)
         if best.num_arcs == 0:
@@ -111,7 +111,7 @@ class ScoredLattice:
 
     def paths(self, arc_lists: list[list[int]]) -> list[PathScores]:
         """Scores and words of paths given as lists of the lattice's arc indices."""
-        import k2  # k2 on first use: --decoder lattice runs without it
+        import k2  # k2 on first use: --decoder kaldi runs without it
 
         if not arc_lists:
             return []
@@ -134,7 +134,7 @@ class ScoredLattice:
         """The best path (`best` when the caller has it already) and up to num_paths distinct
         others sampled from the lattice scored at this LM weight (k2.random_paths, as
         icefall's N-best), best first."""
-        import k2  # k2 on first use: --decoder lattice runs without it
+        import k2  # k2 on first use: --decoder kaldi runs without it
 
         torch.manual_seed(seed)
         sampled = k2.random_paths(self._score_for(lm_weight), use_double_scores=True,
