@@ -48,6 +48,7 @@ from steps.scoring.claims import claims, claims_table
 from steps.scoring.seed_utterance import SeedRuns
 from steps.scoring.significance import PartRuns, holm_family, holm_table, significance, significance_table
 from steps.scoring.strengths import strength_family, strength_figures, strength_table
+from steps.scoring.tables import markdown_table, mean_std, mean_std_cell, relative, row, rule
 from steps.scoring.recipe_results import PARTS, PASSES, SystemResult, collect
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,6 @@ def _counts(values: list[tuple[int, int]]) -> str:
     return f"{errors} / {scored} ({100.0 * errors / scored:.1f}%)" if scored else "n/a"
 
 
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    return _cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def search_table(results: list[SystemResult]) -> list[str]:
     """Search errors and rescoring per system, over all seeds; empty if no decode has them."""
     if not any(r.no_final["dev"] or r.no_final["test"] or r.search_errors["dev"] for r in results):
@@ -87,19 +82,17 @@ def search_table(results: list[SystemResult]) -> list[str]:
              "graph at the LM weight of the search, 1 / acoustic scale (Kaldi's test of a search error; "
              "references lost only to the lattice beam are in decode_info.json's lattice_beam_losses). "
              "WER after N-best rescoring with the bigger LM (decode_*/rescore) where it was run; "
-             "cuts whose rescoring failed keep their first pass there, and are counted (\"n kept\").", "",
-             "| system | no final state dev / test | dev search errors | dev WER rescored | test WER rescored |",
-             "|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {r.system} | {sum(r.no_final['dev']) if r.no_final['dev'] else 'n/a'} / "
-                     f"{sum(r.no_final['test']) if r.no_final['test'] else 'n/a'} | {_counts(r.search_errors['dev'])} "
-                     f"| {_rescored(r, 'dev')} | {_rescored(r, 'test')} |")
-    return lines
+             "cuts whose rescoring failed keep their first pass there, and are counted (\"n kept\").", ""]
+    header = ["system", "no final state dev / test", "dev search errors", "dev WER rescored", "test WER rescored"]
+    return lines + markdown_table(header, [
+        [r.system, f"{sum(r.no_final['dev']) if r.no_final['dev'] else 'n/a'} / "
+                   f"{sum(r.no_final['test']) if r.no_final['test'] else 'n/a'}",
+         _counts(r.search_errors["dev"]), _rescored(r, "dev"), _rescored(r, "test")] for r in results])
 
 
 def _rescored(result: SystemResult, part: str) -> str:
     failed = result.rescore_failed[part]
-    return _mean_std(result.rescored[part]) + (f" ({failed} kept)" if failed else "")
+    return mean_std(result.rescored[part]) + (f" ({failed} kept)" if failed else "")
 
 
 TRAINING_LEVELS = ("senone", "phone", "subword", "plm")
@@ -134,8 +127,8 @@ def training_table(results: list[SystemResult]) -> list[str]:
     lines = ["", "Training (final.pt on dev, means over seeds): the epoch final.pt ends at / the epochs "
              "run, per seed; the main head's frame accuracy; each distillation head's held-out KL "
              "to its teacher and its accuracy on the teacher's reference units (dev soft labels).", "",
-             "| system | epochs chosen / run | dev frame acc |" + "".join(f" {lv} KL / acc |" for lv in levels),
-             "|---|---|---|" + "---|" * len(levels)]
+             row(["system", "epochs chosen / run", "dev frame acc"] + [f"{lv} KL / acc" for lv in levels]),
+             rule(3 + len(levels))]
     for system, f in rows:
         epochs = " ".join(f"{c}/{n}" for c, n in zip(f["chosen_epochs"], f["epochs_run"]))
         cells = []
@@ -144,7 +137,7 @@ def training_table(results: list[SystemResult]) -> list[str]:
             cells.append(f"{'n/a' if kd is None else f'{kd:.3f}'} / "
                          f"{'n/a' if acc is None else f'{100 * acc:.1f}%'}")
         acc_main = "n/a" if f["acc_main"] is None else f"{100 * f['acc_main']:.1f}%"
-        lines.append(f"| {system} | {epochs} | {acc_main} |" + "".join(f" {c} |" for c in cells))
+        lines.append(row([system, epochs, acc_main] + cells))
     return lines
 
 
@@ -184,16 +177,6 @@ def averaging_line(figures: dict) -> list[str]:
             f"(within systems, df {acc[0]['df']}) {100 * acc[0]['seed_std']:.3f} → {100 * acc[1]['seed_std']:.3f} "
             f"points; dev loss {ce[0]['mean']:.4f} → {ce[1]['mean']:.4f}, std {ce[0]['seed_std']:.4f} → "
             f"{ce[1]['seed_std']:.4f}."]
-
-
-def _cell(mean: float | None, std: float | None) -> str:
-    return "n/a" if mean is None else f"{mean:.2f} ± {std:.2f}"
-
-
-def _relative(value: float | None, reference: float | None) -> str:
-    if value is None or reference is None or reference == 0:
-        return "n/a"
-    return f"{100.0 * (value - reference) / reference:+.1f}%"
 
 
 def git_commit(path: Path) -> str:
@@ -248,16 +231,13 @@ def render(results: list[SystemResult], seeds: list[int], config_file: str, comm
         "all its seeds' dev decodes where exp/lm_weights has it (else for each run), and applied to "
         "test; dev LM weights: the system's, then (in brackets) each seed's own best.",
         "",
-        "| system | dev WER | test WER | dev rel. | test rel. | dev LM weights |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in results:
-        weights = f"{r.system_lm_weight} ({' '.join(r.lm_weights)})" if r.system_lm_weight else \
-            " ".join(r.lm_weights) or "n/a"
-        lines.append(
-            f"| {r.system} | {_cell(r.mean('dev'), r.std('dev'))} | {_cell(r.mean('test'), r.std('test'))} "
-            f"| {_relative(r.mean('dev'), baseline.mean('dev'))} "
-            f"| {_relative(r.mean('test'), baseline.mean('test'))} | {weights} |")
+    header = ["system", "dev WER", "test WER", "dev rel.", "test rel.", "dev LM weights"]
+    lines += markdown_table(header, [
+        [r.system, mean_std_cell(r.mean("dev"), r.std("dev")), mean_std_cell(r.mean("test"), r.std("test")),
+         relative(r.mean("dev"), baseline.mean("dev")), relative(r.mean("test"), baseline.mean("test")),
+         f"{r.system_lm_weight} ({' '.join(r.lm_weights)})" if r.system_lm_weight else " ".join(r.lm_weights) or "n/a"]
+        for r in results])
     systems = [r.system for r in results]
     lines += strength_table(tests.strengths, labels or {}, systems)
     lines += holm_table(strength_family(tests.strengths, labels or {}))

@@ -5,15 +5,17 @@ even where the means fall on the goal's side."""
 from __future__ import annotations
 
 from steps.compress.results import BEGIN, END, Row, goals, render, splice
+from steps.scoring.recipe_results import SystemResult
 
 
 def _row(label: str, params: int, errors: dict[str, list[list[int]]]) -> Row:
     """errors: part -> per seed, per utterance word errors (10 words each)."""
-    row = Row(label, label, parameters=params, rtf=0.01)
+    row = Row(label, SystemResult(label), parameters=params, rtf=0.01)
     for part, seeds in errors.items():
         for seed, per_utt in enumerate(seeds, start=1):
-            row.utterances[part].update({(seed, f"u{i}"): (e, 10) for i, e in enumerate(per_utt)})
-            row.wers[part].append(100.0 * sum(per_utt) / (10 * len(per_utt)))
+            row.result.utterances.setdefault(("first pass", part), {}).update(
+                {(seed, f"u{i}"): (e, 10) for i, e in enumerate(per_utt)})
+            row.result.wers[part].append(100.0 * sum(per_utt) / (10 * len(per_utt)))
     return row
 
 
@@ -59,5 +61,5 @@ def test_goals_by_the_calibrated_comparison():
 
 
 def test_goals_without_scored_utterances_say_so():
-    rows = [Row(x, x, parameters=100, rtf=0.01) for x in "abcd"]
+    rows = [Row(x, SystemResult(x), parameters=100, rtf=0.01) for x in "abcd"]
     assert goals(rows)[-1] == "- WER goals: missing figures (decodes without hyp.txt)"

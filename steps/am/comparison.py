@@ -31,6 +31,7 @@ from steps.am.dmoe import moe_layers
 from steps.am.expert_usage import senone_phone_classes
 from steps.am.losses import head_frames, loss_terms, required_levels, total_loss
 from steps.am.model import AcousticModel, count_parameters, model_from_checkpoint
+from steps.scoring import tables
 from steps.scoring.bootstrap import RatioItems, bootstrap_interval
 from steps.scoring.wer import read_text, score
 from steps.tree.decision_tree import Tree
@@ -140,26 +141,17 @@ def describe_encoder(model: AcousticModel) -> str:
 
 def render_table(rows: list[dict]) -> str:
     """Markdown: one row per run (keys as measure_run in steps.compare_encoders gives)."""
-    lines = ["| run | objective | encoder | params (test-time / all) | dev frame acc. senone | "
-             "dev frame acc. monophone | dev WER [95% CI] | test WER [95% CI] | CPU s / step |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    header = ["run", "objective", "encoder", "params (test-time / all)", "dev frame acc. senone",
+              "dev frame acc. monophone", "dev WER [95% CI]", "test WER [95% CI]", "CPU s / step"]
 
     def wer(w):
         return "missing" if w is None else f"{w.wer:.2f} [{w.low:.1f}, {w.high:.1f}]"
 
-    for r in rows:
-        p = r["params"]
-        lines.append(f"| {r['name']} | {r['objective']} | {r['encoder']} | {p['test_time']:,} / {p['all']:,} | "
-                     f"{100 * r['acc']['senone']:.1f}% | {100 * r['acc']['phone']:.1f}% | "
-                     f"{wer(r['dev'])} | {wer(r['test'])} | {r['cpu_step']:.3f} |")
+    lines = tables.markdown_table(header, [
+        [r["name"], r["objective"], r["encoder"], f"{r['params']['test_time']:,} / {r['params']['all']:,}",
+         f"{100 * r['acc']['senone']:.1f}%", f"{100 * r['acc']['phone']:.1f}%", wer(r["dev"]), wer(r["test"]),
+         f"{r['cpu_step']:.3f}"] for r in rows])
     return "\n".join(lines) + "\n"
-
-
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "missing"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.2f} ± {std:.2f}"
 
 
 def render_summary(rows: list[dict]) -> str:
@@ -168,15 +160,15 @@ def render_summary(rows: list[dict]) -> str:
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(re.sub(r"_s\d+$", "", r["name"]), []).append(r)
-    lines = ["| system | objective | encoder | seeds | params (test-time) | dev frame acc. senone (%) | "
-             "dev frame acc. monophone (%) | dev WER | test WER | CPU s / step |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["system", "objective", "encoder", "seeds", "params (test-time)", "dev frame acc. senone (%)",
+              "dev frame acc. monophone (%)", "dev WER", "test WER", "CPU s / step"]
+    cells = []
     for name, group in groups.items():
         first = group[0]
-        acc = {k: _mean_std([100 * r["acc"][k] for r in group]) for k in ("senone", "phone")}
-        wer = {part: _mean_std([r[part].wer for r in group if r[part] is not None]) for part in ("dev", "test")}
-        cpu = statistics.fmean(r["cpu_step"] for r in group)
-        lines.append(f"| {name} | {first['objective']} | {first['encoder']} | {len(group)} | "
-                     f"{first['params']['test_time']:,} | {acc['senone']} | {acc['phone']} | "
-                     f"{wer['dev']} | {wer['test']} | {cpu:.3f} |")
-    return "\n".join(lines) + "\n"
+        acc = {k: tables.mean_std([100 * r["acc"][k] for r in group], "missing") for k in ("senone", "phone")}
+        wer = {part: tables.mean_std([r[part].wer for r in group if r[part] is not None], "missing")
+               for part in ("dev", "test")}
+        cells.append([name, first["objective"], first["encoder"], str(len(group)),
+                      f"{first['params']['test_time']:,}", acc["senone"], acc["phone"], wer["dev"], wer["test"],
+                      f"{statistics.fmean(r['cpu_step'] for r in group):.3f}"])
+    return "\n".join(tables.markdown_table(header, cells)) + "\n"

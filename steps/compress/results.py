@@ -17,9 +17,8 @@ call) per second of audio over the given cuts; search time is not included.
 
 from __future__ import annotations
 
-import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +28,11 @@ from steps.am import model as am_model
 from steps.core import checkpoint as ckpt_io
 from steps.compress import student
 from steps.am.scorer import load_scorer
+from steps.scoring import tables
+from steps.scoring.recipe_results import SystemResult
+from steps.scoring.recipe_results import collect as read_decodes
 from steps.scoring.seed_utterance import Comparison, SeedRuns, SeedVariance, compare, format_p
-from steps.scoring.wer import read_wer, utterance_errors
 
-PARTS = ("dev", "test")
 BEGIN, END = "<!-- compress: begin -->", "<!-- compress: end -->"
 
 
@@ -62,62 +62,43 @@ def network_rtf(path: str | Path, cuts, num_threads: int = 1) -> float:
 
 @dataclass
 class Row:
+    """One system of the table: its label, its decodes (steps.scoring.recipe_results, the
+    main report's reader: WERs and every utterance's errors per seed) and its size."""
+
     label: str
-    name: str
+    result: SystemResult
     parameters: int | None = None
     rtf: float | None = None
-    wers: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PARTS})
-    missing: list[str] = field(default_factory=list)
-    # part -> (seed, utterance id) -> (word errors, reference words)
-    utterances: dict[str, dict[tuple[int, str], tuple[int, int]]] = field(
-        default_factory=lambda: {p: {} for p in PARTS})
 
-    def mean(self, part: str) -> float | None:
-        return statistics.fmean(self.wers[part]) if self.wers[part] else None
-
-    def std(self, part: str) -> float | None:
-        values = self.wers[part]
-        return (statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
+    def utterances(self, part: str) -> dict[tuple[int, str], tuple[int, int]]:
+        return self.result.utterances.get(("first pass", part), {})
 
 
 def collect(exp_dir: Path, systems: list[tuple[str, str, list[int]]], cuts) -> list[Row]:
     """systems: (label, name, seeds); run dirs exp_dir/<name>_s<seed>."""
     rows = []
     for label, name, seeds in systems:
-        row = Row(label, name)
-        for seed in seeds:
-            run = exp_dir / f"{name}_s{seed}"
-            for part in PARTS:
-                wer = run / f"decode_{part}" / "wer"
-                if wer.is_file():
-                    row.wers[part].append(read_wer(wer).wer)
-                else:
-                    row.missing.append(str(wer))
-                ref, hyp = run / f"decode_{part}" / "text", run / f"decode_{part}" / "hyp.txt"
-                if ref.is_file() and hyp.is_file():
-                    row.utterances[part].update(
-                        {(seed, utt): v for utt, v in utterance_errors(ref, hyp).items()})
+        row = Row(label, read_decodes(exp_dir, [name], seeds, prefix="")[0])
         first = exp_dir / f"{name}_s{seeds[0]}" / "final.pt"
         if first.is_file():
             row.parameters = checkpoint_parameters(first)
             row.rtf = network_rtf(first, cuts)
         else:
-            row.missing.append(str(first))
+            row.result.missing.append(str(first))
         rows.append(row)
     return rows
 
 
 def _cell(row: Row, part: str) -> str:
-    mean = row.mean(part)
-    return "missing" if mean is None else f"{mean:.2f} ± {row.std(part):.2f}"
+    return tables.mean_std_cell(row.result.mean(part), row.result.std(part), "missing")
 
 
 def comparisons(rows: list[Row], part: str) -> dict[str, Comparison] | None:
     """label -> the GenDistiller student (the last row) minus that row, on `part`; None
     when a row has no scored utterances there."""
-    if not all(row.utterances[part] for row in rows):
+    if not all(row.utterances(part) for row in rows):
         return None
-    runs = {row.label: SeedRuns.from_items(row.utterances[part]) for row in rows}
+    runs = {row.label: SeedRuns.from_items(row.utterances(part)) for row in rows}
     seed_var = SeedVariance.pooled(list(runs.values()))
     gen = rows[-1].label
     return {row.label: compare(runs[row.label], runs[gen], seed_var) for row in rows[:-1]}
@@ -138,6 +119,8 @@ def goals(rows: list[Row], max_ratio: float = 0.18, max_relative: float = 0.10) 
     def fmt(x):
         return "missing" if x is None else f"{x:.2f}"
 
+    teacher_test, gen_test = teacher.result.mean("test"), gen.result.mean("test")
+
     if teacher.parameters and gen.parameters:
         ratio = gen.parameters / teacher.parameters
         lines.append(f"- student at most {max_ratio:.0%} of the teacher's parameters: "
@@ -151,7 +134,7 @@ def goals(rows: list[Row], max_ratio: float = 0.18, max_relative: float = 0.10) 
     verdict = "met" if d.high <= margin else "not met" if d.low > margin else "not shown"
     on_dev = "" if dev is None else f"; dev {_difference(dev[teacher.label])}"
     lines.append(f"- test WER within {max_relative:.0%} relative of the teacher: {verdict} "
-                 f"({fmt(gen.mean('test'))} vs {fmt(teacher.mean('test'))}, {_difference(c)}, "
+                 f"({fmt(gen_test)} vs {fmt(teacher_test)}, {_difference(c)}, "
                  f"margin +{margin:.2f}{on_dev})")
     for other, what in ((parallel, "(b) DistilHuBERT-style"), (scratch, "(c) from scratch")):
         c = test[other.label]
@@ -162,8 +145,8 @@ def goals(rows: list[Row], max_ratio: float = 0.18, max_relative: float = 0.10) 
             size = (f"; at {'equal or fewer' if gen.parameters <= parallel.parameters else 'more'} "
                     f"parameters ({gen.parameters:,} vs {parallel.parameters:,})")
         on_dev = "" if dev is None else f"; dev {_difference(dev[other.label])}"
-        lines.append(f"- beats {what} on test: {verdict} ({fmt(gen.mean('test'))} vs "
-                     f"{fmt(other.mean('test'))}, {_difference(c)}, p = {format_p(c.p_value)}){size}{on_dev}")
+        lines.append(f"- beats {what} on test: {verdict} ({fmt(gen_test)} vs "
+                     f"{fmt(other.result.mean('test'))}, {_difference(c)}, p = {format_p(c.p_value)}){size}{on_dev}")
     return lines
 
 
@@ -171,20 +154,18 @@ def render(rows: list[Row], seeds: list[int], notes: list[str]) -> str:
     teacher = rows[0].parameters
     lines = [BEGIN, "## Compressing the acoustic model (local/compress.sh)", "",
              f"Seeds of the students: {' '.join(map(str, seeds))}; WER % mean ± std over seeds "
-             "(the teacher: its one run). CPU RTF: the network alone, one thread.", "",
-             "| system | parameters | ratio to teacher | CPU RTF | dev WER | test WER |",
-             "|---|---|---|---|---|---|"]
-    for row in rows:
-        ratio = f"{row.parameters / teacher:.3f}" if row.parameters and teacher else "-"
-        params = f"{row.parameters:,}" if row.parameters else "missing"
-        rtf = f"{row.rtf:.4f}" if row.rtf is not None else "-"
-        lines.append(f"| {row.label} | {params} | {ratio} | {rtf} | {_cell(row, 'dev')} | {_cell(row, 'test')} |")
+             "(the teacher: its one run). CPU RTF: the network alone, one thread.", ""]
+    lines += tables.markdown_table(
+        ["system", "parameters", "ratio to teacher", "CPU RTF", "dev WER", "test WER"],
+        [[row.label, f"{row.parameters:,}" if row.parameters else "missing",
+          f"{row.parameters / teacher:.3f}" if row.parameters and teacher else "-",
+          f"{row.rtf:.4f}" if row.rtf is not None else "-", _cell(row, "dev"), _cell(row, "test")] for row in rows])
     lines += ["", "Per seed (dev / test):", ""]
     for row in rows:
-        pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(row.wers["dev"], row.wers["test"])]
+        pairs = [f"{d:.2f} / {t:.2f}" for d, t in zip(row.result.wers["dev"], row.result.wers["test"])]
         lines.append(f"- {row.label}: {', '.join(pairs) or 'missing'}")
     lines += ["", "Goals:", *goals(rows)]
-    missing = [m for row in rows for m in row.missing]
+    missing = [m for row in rows for m in row.result.missing]
     if missing:
         lines += ["", f"Missing: {', '.join(missing)}"]
     if notes:

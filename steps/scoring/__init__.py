@@ -9,6 +9,7 @@
 - significance.py      the report's figures: each system against the baseline, the A/A check, Holm's family
 - strengths.py         differences from the baseline across decoder-LM strengths, and their trend
 - recipe_results.py    a recipe's decodes read back per system, seed, part and pass (dev at the system's LM weight)
+- tables.py            results tables in Markdown, one way for every report (rows, rules, mean ± std cells)
 
 May import kaldialign, numpy, scipy and steps.core.
 """

@@ -13,6 +13,7 @@ systems a report has.
 
 from __future__ import annotations
 
+from steps.scoring import tables
 from steps.scoring.seed_utterance import SeedRuns, SeedVariance, compare, format_p
 
 LEVELS = ("senone", "phone", "subword")
@@ -48,20 +49,20 @@ def claims(runs: dict[str, dict[str, SeedRuns]], seed_variance: dict[str, SeedVa
 def claims_table(rows: list[dict], parts: list[str], pass_name: str) -> list[str]:
     if not rows:
         return []
-    header = " | ".join(f"{p} A − B [95%] | {p} p | {p} MDE" for p in parts)
+    header = ["claim", "A", "B"] + [f"{p} {h}" for p in parts for h in ("A − B [95%]", "p", "MDE")]
     lines = ["", f"The paper's claims, {pass_name}: the WER difference A − B (%, negative: A better), "
              "utterances paired, training seeds and test utterances both counted "
              "(steps.scoring.seed_utterance), with its 95% interval, two-sided p-value and the "
              "minimal detectable effect at 80% power (relative to B)." + (
                  "" if all(row[p]["seed_noise"] for row in rows for p in parts if row.get(p)) else
                  " **One seed per system: test-set noise alone, not the spread between seeds.**"), "",
-             f"| claim | A | B | {header} |", "|---" * (3 + 3 * len(parts)) + "|"]
+             tables.row(header), tables.rule(len(header))]
     for row in rows:
         cells = []
         for part in parts:
             c = row.get(part)
             cells += comparison_cells(c) if c else ["n/a"] * 3
-        lines.append(f"| {row['claim']} | {row['a']} | {row['b']} | {' | '.join(cells)} |")
+        lines.append(tables.row([row["claim"], row["a"], row["b"]] + cells))
     return lines
 
 

@@ -45,17 +45,18 @@ class SystemResult:
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def collect(exp_dir: Path, systems: list[str], seeds: list[int], strengths: dict[str, str] | None = None
-            ) -> list[SystemResult]:
-    """Every system's decodes; strengths: pass name -> decode dir suffix of the extra LM
-    strengths (e.g. "1-gram" -> "_1gram"). Dev is read at the system's LM weight
-    (exp/lm_weights/<system>, steps.choose_lm_weight) where it was chosen for the system."""
+def collect(exp_dir: Path, systems: list[str], seeds: list[int], strengths: dict[str, str] | None = None,
+            prefix: str = "am_") -> list[SystemResult]:
+    """Every system's decodes, run dirs exp_dir/<prefix><system>_s<seed>; strengths: pass
+    name -> decode dir suffix of the extra LM strengths (e.g. "1-gram" -> "_1gram"). Dev is
+    read at the system's LM weight (exp/lm_weights/<system>, steps.choose_lm_weight) where it
+    was chosen for the system."""
     results = []
     for system in systems:
         result = SystemResult(system)
         weights_dir = exp_dir / "lm_weights" / system
         for seed in seeds:
-            run_dir = exp_dir / f"am_{system}_s{seed}"
+            run_dir = exp_dir / f"{prefix}{system}_s{seed}"
             for part in PARTS:
                 wer_file = run_dir / f"decode_{part}" / "wer"
                 if wer_file.exists():

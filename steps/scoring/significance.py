@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from steps.scoring import tables
 from steps.scoring.claims import comparison_cells
 from steps.scoring.multiple_testing import holm
 from steps.scoring.seed_utterance import SeedRuns, SeedVariance, compare, format_p, halves, interval
@@ -131,7 +132,7 @@ def significance_table(figures: dict, systems: list[str]) -> list[str]:
     baseline, lines = systems[0], []
     for pass_name, by_part in figures.items():
         parts = list(by_part)
-        header = " | ".join(f"{p} WER [95%] | {p} Δ [95%] | {p} p | {p} MDE" for p in parts)
+        header = [f"{p} {h}" for p in parts for h in ("WER [95%]", "Δ [95%]", "p", "MDE")]
         seed_std = ", ".join(f"{p} {f['seed_variance']['std']:.2f} (df {f['seed_variance']['df']})"
                              for p, f in by_part.items())
         blocks = ", ".join(f"{p} {f['seed_blocks']['variance_ratio']:.2f} (df {f['seed_blocks']['df']})"
@@ -149,7 +150,7 @@ def significance_table(figures: dict, systems: list[str]) -> list[str]:
                   f"`{baseline}`, utterances paired, with its 95% interval, two-sided p-value and minimal "
                   f"detectable effect at 80% power (relative to the baseline). {counted} "
                   "The A/A row is the baseline against itself under other seeds: a false-alarm check.",
-                  "", f"| system | {header} |", "|---" * (1 + 4 * len(parts)) + "|"]
+                  "", tables.row(["system"] + header), tables.rule(1 + len(header))]
         for system in systems:
             cells = []
             for part in parts:
@@ -159,7 +160,7 @@ def significance_table(figures: dict, systems: list[str]) -> list[str]:
                     continue
                 cells.append("{:.2f} [{:.2f}, {:.2f}]".format(*row["wer"]))
                 cells += comparison_cells(row) if "p_value" in row else ["-", "-", "-"]
-            lines.append(f"| {system} | {' | '.join(cells)} |")
+            lines.append(tables.row([system] + cells))
         lines.append(aa_row(by_part, baseline))
     return lines
 
@@ -175,16 +176,15 @@ def aa_row(by_part: dict, baseline: str) -> str:
         label = (f"A/A: {baseline} seeds {' '.join(map(str, aa['b_seeds']))} vs "
                  f"{' '.join(map(str, aa['a_seeds']))}")
         cells += ["-"] + comparison_cells(aa)
-    return f"| {label} | {' | '.join(cells)} |"
+    return tables.row([label] + cells)
 
 
 def holm_table(family: dict) -> list[str]:
     if not family.get("tests"):
         return []
     lines = ["", f"Holm's correction over the family: {family['family']}. A finding at 0.05 needs its "
-             "Holm-adjusted p below 0.05.", "", "| test | Δ (%) | p | Holm p | finding at 0.05 |",
-             "|---|---|---|---|---|"]
-    for t in family["tests"]:
-        lines.append(f"| {t['test']} | {t['difference'][0]:+.2f} | {format_p(t['p_value'])} | "
-                     f"{format_p(t['p_holm'])} | {'yes' if t['p_holm'] < 0.05 else 'no'} |")
-    return lines
+             "Holm-adjusted p below 0.05.", ""]
+    return lines + tables.markdown_table(
+        ["test", "Δ (%)", "p", "Holm p", "finding at 0.05"],
+        [[t["test"], f"{t['difference'][0]:+.2f}", format_p(t["p_value"]), format_p(t["p_holm"]),
+          "yes" if t["p_holm"] < 0.05 else "no"] for t in family["tests"]])

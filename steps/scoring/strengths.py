@@ -29,6 +29,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from steps.scoring import tables
 from steps.scoring.multiple_testing import holm
 from steps.scoring.seed_utterance import (
     LEVEL,
@@ -161,8 +162,8 @@ def strength_table(table: dict, labels: dict[str, str], systems: list[str]) -> l
              "log WER ratio over the strength steps (% per step, positive: the gain shrinks as the LM "
              "grows; steps.scoring.strengths), with its interval, p and minimal detectable slope. The "
              "LM weight is chosen on dev for each system at each strength.",
-             "", "| system | " + " | ".join(labels.get(s, s) for s in strengths) + " | trend |",
-             "|---" * (len(strengths) + 2) + "|"]
+             "", tables.row(["system"] + [labels.get(s, s) for s in strengths] + ["trend"]),
+             tables.rule(len(strengths) + 2)]
     for system in systems:
         cells = []
         for s in strengths:
@@ -175,7 +176,7 @@ def strength_table(table: dict, labels: dict[str, str], systems: list[str]) -> l
             cells.append(wer if system == baseline or base is None or "p_value" not in row
                          else f"{wer}; {_difference_cell(row, base['wer'][0])}")
         trend_cell = "-" if system == baseline else _trend_cell(trend_figures.get("systems", {}).get(system))
-        lines.append(f"| {system} | {' | '.join(cells)} | {trend_cell} |")
+        lines.append(tables.row([system] + cells + [trend_cell]))
     aa_cells = []
     for s in strengths:
         aa = by_strength[s].get("aa") or {}
@@ -185,7 +186,7 @@ def strength_table(table: dict, labels: dict[str, str], systems: list[str]) -> l
     aa = trend_figures.get("aa")
     label = (f"A/A: {baseline} seeds {' '.join(map(str, aa['b_seeds']))} vs {' '.join(map(str, aa['a_seeds']))}"
              if aa and "b_seeds" in aa else "A/A")
-    lines.append(f"| {label} | {' | '.join(aa_cells)} | {_trend_cell(aa)} |")
+    lines.append(tables.row([label] + aa_cells + [_trend_cell(aa)]))
     return lines
 
 
