@@ -251,3 +251,27 @@ def test_the_table_by_decoder_lm_with_system_weights_trend_and_its_family(tmp_pa
                                                     "aux vs baseline, 3-gram", "aux: trend over the strengths (%/step)"]
     # the claims' family keeps the claims alone (none here): no second test of aux vs baseline
     assert not figures["holm"].get("tests")
+
+
+def test_averaging_line_pools_the_seed_spread_within_systems(tmp_path):
+    exp = tmp_path / "exp"
+    # per seed: (chosen epoch's dev acc, final.pt's dev acc); losses 2 - acc
+    runs = {("baseline", 1): (0.50, 0.56), ("baseline", 2): (0.54, 0.56),
+            ("aux", 1): (0.60, 0.61), ("aux", 2): (0.64, 0.63)}
+    for (system, seed), (single, averaged) in runs.items():
+        for part in ("dev", "test"):
+            _write_wer(exp / f"am_{system}_s{seed}" / f"decode_{part}", 20)
+        epoch = {"dev": {"acc_main": single, "main_ce": 2 - single}}
+        (exp / f"am_{system}_s{seed}" / "train_stats.json").write_text(json.dumps(
+            {"epochs": [{}, epoch], "chosen_epoch": 2, "epochs_run": 2, "averaged_epochs": [1, 2],
+             "final_dev": {"acc_main": averaged, "main_ce": 2 - averaged}}))
+    out = tmp_path / "RESULTS.md"
+    report.main(["--exp-dir", str(exp), "--systems", "baseline", "aux", "--seeds", "1", "2", "--out", str(out)])
+    figures = json.loads(out.with_suffix(".json").read_text())["averaging"]
+    # within systems: single (0.02^2 * 2) * 2 / df 2 -> std 0.02 * sqrt(2); averaged 0 and 0.01^2 * 2 -> 0.01
+    assert figures["acc_main_single"]["seed_std"] == pytest.approx(0.02 * 2 ** 0.5)
+    assert figures["acc_main_averaged"]["seed_std"] == pytest.approx(0.01)
+    assert figures["main_ce_averaged"]["mean"] == pytest.approx(2 - 0.59)
+    assert figures["runs"] == 4 and figures["acc_main_single"]["df"] == 2
+    assert "dev frame accuracy 57.00% → 59.00%, its std between seeds (within systems, df 2) 2.828 → 1.000" \
+        in out.read_text()
