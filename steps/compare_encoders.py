@@ -6,14 +6,14 @@ training step (steps.am.comparison says how each is measured).
 Reads:  --runs  exp dirs of steps.train_am, each with final.pt and decode_{dev,test}/
                 (text, hyp.txt from steps.decode; a missing decode is reported as missing)
         --tree  the tree (exp/tree) for the senone -> phone map
-        --dev-cuts   cuts with senone_ali (exp/tri_ali/cuts_dev.jsonl.gz)
+        --dev-cuts   cuts with senone_ali (exp/senone_ali/cuts_dev.jsonl.gz)
         --train-cuts the training cuts (data/kd/<corpus>_cuts_train.jsonl.gz) for the timing
 Writes: --out   a Markdown table, one row per run, and (runs named <system>_s<seed>)
                 one per system with mean ± std over its seeds; the figures as JSON in <out>.json
 
     python -m steps.compare_encoders --runs exp/encoders/am_baseline_dnn_s1 \\
         exp/encoders/am_baseline_dmoe_s1 --tree exp/tree \\
-        --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz --train-cuts data/kd/synth_cuts_train.jsonl.gz \\
+        --dev-cuts exp/senone_ali/cuts_dev.jsonl.gz --train-cuts data/kd/synth_cuts_train.jsonl.gz \\
         --out exp/encoders/compare.md
 """
 

@@ -29,7 +29,7 @@ Writes: <out-dir>/cuts_<part>.jsonl.gz           the cuts with senone_ali
 
 Example:
   python -m steps.convert_ali --cuts exp/mono_ali/cuts_train.jsonl.gz --tree exp/tree \\
-      --lang-dir data/lang --out-dir exp/tri_ali --nj 2
+      --lang-dir data/lang --out-dir exp/senone_ali --nj 2
 """
 
 from __future__ import annotations

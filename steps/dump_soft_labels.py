@@ -1,6 +1,6 @@
 """Dump the teachers' soft labels for every training cut, at every unit level, to disk.
 
-Reads the aligned cuts (exp/tri_ali: custom field `senone_ali`, supervision alignments
+Reads the aligned cuts (exp/senone_ali: custom field `senone_ali`, supervision alignments
 `ali_phone` and `ali_word`), the lang dir, the sentencepiece model and the teachers
 (exp/lm_<level>/final.pt from steps.train_lm; each names its level). Writes to --out-dir:
 
@@ -51,7 +51,7 @@ and renormalised. References longer than a teacher's context are scored with win
 left out of its input and get no row (counted). Cuts without an alignment are left out of
 the output (listed with the reason).
 
-    python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_train.jsonl.gz \\
+    python -m steps.dump_soft_labels --cuts exp/senone_ali/cuts_train.jsonl.gz \\
         --lang-dir data/lang --tree exp/tree \\
         --bpe-model data/lang_bpe_500/bpe.model \\
         --teachers exp/lm_senone exp/lm_phone exp/lm_subword [exp/lm_plm] \\
@@ -216,7 +216,7 @@ def lost_tokens_summary(stats: dict) -> str:
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cuts", required=True, help="aligned cuts (exp/tri_ali/cuts_train.jsonl.gz)")
+    parser.add_argument("--cuts", required=True, help="aligned cuts (exp/senone_ali/cuts_train.jsonl.gz)")
     parser.add_argument("--lang-dir", required=True)
     parser.add_argument("--tree", help="exp/tree: check senone runs against phones_to_senones")
     parser.add_argument("--topology", help="with --tree (default: topology.json next to the tree)")

@@ -31,7 +31,7 @@ levels, and repeated sentences never straddle train and valid.
 
     python -m steps.lm_tokens --level senone --lm-text data/text/lm_text.txt \\
         --lang-dir data/lang --tree exp/tree \\
-        --pron-counts exp/tri_ali/pron_counts_train.txt --out-dir exp/lm_senone
+        --pron-counts exp/senone_ali/pron_counts_train.txt --out-dir exp/lm_senone
 """
 
 from __future__ import annotations

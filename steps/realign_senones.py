@@ -10,7 +10,7 @@ tree, with steps.hmm.context's rule). A cut the new model cannot align keeps its
 alignment and is listed. When the cuts carry the true word boundaries (synthetic corpus),
 the boundary quality before and after is measured and written.
 
-Reads:  --cuts-dir (exp/tri_conv: cuts_<part>.jsonl.gz with senone_ali, ali_phone, ali_word,
+Reads:  --cuts-dir (exp/senone_conv: cuts_<part>.jsonl.gz with senone_ali, ali_phone, ali_word,
         senone_counts*.txt, pron_counts*.txt, and the tree.txt and topology.json that
         steps.convert_ali copies there), --init-model (exp/mono/final.pt), --lang-dir,
         --config (conf/realign.yaml); --tree and --topology override the copies
@@ -25,10 +25,10 @@ Writes: <model-dir>/final.pt (an align_model checkpoint over senones), <model-di
         <out-dir>/tree.txt, topology.json  copies (the alignments' context)
 
 Example:
-  python -m steps.realign_senones --config conf/realign.yaml --cuts-dir exp/tri_conv \\
+  python -m steps.realign_senones --config conf/realign.yaml --cuts-dir exp/senone_conv \\
       --parts train dev test --init-model exp/mono/final.pt --tree exp/tree \\
-      --lang-dir data/lang --model-dir exp/tri1 \\
-      --out-dir exp/tri_ali
+      --lang-dir data/lang --model-dir exp/aligner \\
+      --out-dir exp/senone_ali
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ def realign_parts(train_cuts: CutSet, model, log_priors, args, config: RealignCo
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
-    parser.add_argument("--cuts-dir", type=Path, required=True, help="steps.convert_ali's output (exp/tri_conv)")
+    parser.add_argument("--cuts-dir", type=Path, required=True, help="steps.convert_ali's output (exp/senone_conv)")
     parser.add_argument("--parts", nargs="+", default=["train", "dev", "test"],
                         help="the first is the training part")
     parser.add_argument("--init-model", required=True, help="the monophone alignment model (exp/mono/final.pt)")

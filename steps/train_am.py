@@ -8,7 +8,7 @@ Reads:  --cuts   training cuts (features, senone_ali, kd_<level>_* soft labels)
                  file under it) and any number of --override YAML files merged on top
                  (mappings merged key by key, lists replaced): e.g. conf/am_tiny.yaml makes
                  any system tiny
-        --senone-counts  `senone_id count` per line (default exp/tri_ali/senone_counts.txt;
+        --senone-counts  `senone_id count` per line (default exp/senone_ali/senone_counts.txt;
                  computed from the training alignments if the file is absent)
         <lm-dir>/lm_<level>/tokens.txt  the vocabulary size of each auxiliary head (unless
                  the head's num_units is set)
@@ -40,7 +40,7 @@ one DynamicBucketingSampler shard per process; every loss term is divided by its
 count over ALL processes, so the update is the single-process one on the global batch.
 
     python -m steps.train_am --config conf/am_hier.yaml \\
-        --cuts data/kd/synth_cuts_train.jsonl.gz --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz \\
+        --cuts data/kd/synth_cuts_train.jsonl.gz --dev-cuts exp/senone_ali/cuts_dev.jsonl.gz \\
         --exp-dir exp/am_hier_s1 --seed 1 [--resume] [--device cpu]
     torchrun --nproc-per-node 2 -m steps.train_am ...   (same arguments)
 """
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from exp-dir/state.pt")
     parser.add_argument("--force", action="store_true", help="retrain even if finished")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--senone-counts", default="exp/tri_ali/senone_counts.txt",
+    parser.add_argument("--senone-counts", default="exp/senone_ali/senone_counts.txt",
                         help="`senone_id count` per line; from the training cuts if absent")
     parser.add_argument("--lm-dir", default="exp",
                         help="where lm_<level>/tokens.txt give the auxiliary heads' sizes")

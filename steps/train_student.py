@@ -9,7 +9,7 @@ Reads:  --config          student YAML (steps.compress.config.StudentConfig)
         --dump-dir        steps.dump_teacher_layers output (cuts_<part>.jsonl.gz with
                           features, senone_ali and teacher_layers)
         --dev-cuts        dev cuts with senone_ali (frame accuracy per fine-tuning epoch)
-        --senone-counts   `senone_id count` (exp/tri_ali/senone_counts.txt): the number of
+        --senone-counts   `senone_id count` (exp/senone_ali/senone_counts.txt): the number of
                           senones and the priors
 Writes to --exp-dir:
         final.pt          kind compressed_am: decodable by steps.decode like an AM
@@ -23,7 +23,7 @@ Writes to --exp-dir:
 Example:
   python -m steps.train_student --config conf/compress/student_gen.yaml \\
       --teacher-config conf/compress/teacher_am.yaml --dump-dir data/compress/am \\
-      --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz --senone-counts exp/tri_ali/senone_counts.txt \\
+      --dev-cuts exp/senone_ali/cuts_dev.jsonl.gz --senone-counts exp/senone_ali/senone_counts.txt \\
       --exp-dir exp/compress_gen_s1 --seed 1
 """
 

@@ -27,7 +27,7 @@ def venv_python() -> str:
 @pytest.fixture(autouse=True)
 def fresh_array_handles():
     """lhotse keeps array files open by their path as the manifest spells it, often relative
-    (exp/tri_ali/...); tests chdir into different recipe copies, so a handle one test opened
+    (exp/senone_ali/...); tests chdir into different recipe copies, so a handle one test opened
     would answer another's reads of the same relative path. Each test starts with none."""
     close_cached_file_handles()
     yield

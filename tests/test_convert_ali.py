@@ -49,7 +49,7 @@ def pipeline(tmp_path_factory):
     build_tree.main(["--stats-dir", str(root / "tree"), *common, "--num-leaves", "60", "--thresh", "100",
                      "--out-dir", str(root / "tree")])
     convert_ali.main(["--cuts", str(cuts_path), "--tree", str(root / "tree"), *common,
-                      "--out-dir", str(root / "tri_ali"), "--nj", "2"])
+                      "--out-dir", str(root / "senone_ali"), "--nj", "2"])
     return root, Lang.load(root / "lang"), topology, utterances
 
 
@@ -85,7 +85,7 @@ def test_tree_outputs(pipeline):
 def test_senone_alignments(pipeline):
     root, lang, topology, utterances = pipeline
     tree = Tree.load(root / "tree")
-    out = root / "tri_ali"
+    out = root / "senone_ali"
     cuts = CutSet.from_file(out / "cuts_train.jsonl.gz")
     assert sorted(c.id for c in cuts) == [f"utt{i:04d}" for i in range(120)]
     skipped = (out / "skipped_train.txt").read_text()
@@ -116,7 +116,7 @@ def test_pronunciation_counts(pipeline):
     for u in utterances:
         for word, start, end in u.word_spans:
             expected[(word, tuple(lang.phones[p] for p, s, e in u.phones if s >= start and e <= end))] += 1
-    lines = (root / "tri_ali" / "pron_counts.txt").read_text().splitlines()
+    lines = (root / "senone_ali" / "pron_counts.txt").read_text().splitlines()
     got = Counter()
     for line in lines:
         word, count, *phones = line.split()

@@ -252,7 +252,7 @@ def test_alignment_killed_and_rerun_equal_uninterrupted(tiny_recipe, tmp_path, m
 def test_soft_label_dump_killed_and_rerun_equal_uninterrupted(tiny_recipe, tmp_path, monkeypatch):
     recipe = tiny_recipe.dir
     monkeypatch.chdir(recipe)  # the manifests' paths are relative to it
-    wanted = subset_cuts(recipe / "exp" / "tri_ali" / "cuts_train.jsonl.gz", tmp_path / "cuts.jsonl.gz",
+    wanted = subset_cuts(recipe / "exp" / "senone_ali" / "cuts_train.jsonl.gz", tmp_path / "cuts.jsonl.gz",
                          0, NUM_CUTS)
     (bpe_model,) = recipe.glob("data/lang_bpe_*/bpe.model")
 
@@ -294,7 +294,7 @@ def test_am_training_killed_and_resumed_equals_uninterrupted(tiny_recipe, tmp_pa
     conf = recipe / "conf"
     train = subset_cuts(recipe / "data" / "kd" / "synth_cuts_train.jsonl.gz", tmp_path / "train.jsonl.gz",
                         0, 2 * NUM_CUTS)
-    dev = subset_cuts(recipe / "exp" / "tri_ali" / "cuts_dev.jsonl.gz", tmp_path / "dev.jsonl.gz", 0, 8)
+    dev = subset_cuts(recipe / "exp" / "senone_ali" / "cuts_dev.jsonl.gz", tmp_path / "dev.jsonl.gz", 0, 8)
     # Dropout and SpecAugment on, so that the resumed run must restore every RNG; a state
     # saved every 2 steps, so that the kill falls between saves.
     noisy = tmp_path / "noisy.yaml"
@@ -304,7 +304,7 @@ def test_am_training_killed_and_resumed_equals_uninterrupted(tiny_recipe, tmp_pa
     def args(exp: Path, seed: int) -> list:
         return ["steps.train_am", "--config", conf / "am_hier.yaml", "--override", conf / "am_tiny.yaml",
                 "--override", noisy, "--cuts", train, "--dev-cuts", dev, "--exp-dir", exp, "--seed", seed,
-                "--senone-counts", recipe / "exp" / "tri_ali" / "senone_counts.txt", "--lm-dir", recipe / "exp",
+                "--senone-counts", recipe / "exp" / "senone_ali" / "senone_counts.txt", "--lm-dir", recipe / "exp",
                 "--data-cache", "none", "--num-threads", 1, "--resume"]
 
     run(args(tmp_path / "ref", 3), recipe, tmp_path / "ref.log")

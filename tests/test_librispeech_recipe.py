@@ -324,17 +324,17 @@ def test_changed_num_leaves_redoes_stage_5(corpus, stages_1_to_4, monkeypatch):
     s5, _ = stages_1_to_4
     run_recipe(s5, corpus, "--stage", "5", "--stop-stage", "5")
     first = Tree.load(s5 / "exp" / "tree")
-    marker = (s5 / "exp" / "tri_ali" / ".done").read_text()
+    marker = (s5 / "exp" / "senone_ali" / ".done").read_text()
     log = run_recipe(s5, corpus, "--stage", "5", "--stop-stage", "5", "--num-leaves", "70").stderr
     assert "exp/tree statistics: up to date" in log
     assert "setting num_leaves: 100 -> 70" in log
     tree = Tree.load(s5 / "exp" / "tree")
     assert tree.num_senones <= 70 and tree.num_senones < first.num_senones
-    assert (s5 / "exp" / "tri_ali" / ".done").read_text() != marker
-    assert (s5 / "exp" / "tri_ali" / "tree.txt").read_text() == (s5 / "exp" / "tree" / "tree.txt").read_text()
+    assert (s5 / "exp" / "senone_ali" / ".done").read_text() != marker
+    assert (s5 / "exp" / "senone_ali" / "tree.txt").read_text() == (s5 / "exp" / "tree" / "tree.txt").read_text()
     monkeypatch.chdir(s5)
     for part in ("train", "dev", "test"):
-        for cut in CutSet.from_file(s5 / "exp" / "tri_ali" / f"cuts_{part}.jsonl.gz"):
+        for cut in CutSet.from_file(s5 / "exp" / "senone_ali" / f"cuts_{part}.jsonl.gz"):
             assert np.asarray(cut.load_custom("senone_ali")).max() < tree.num_senones
 
 

@@ -117,9 +117,9 @@ def test_tree_and_senone_alignments(recipe):
     tokens = (recipe / "exp" / "lm_senone" / "tokens.txt").read_text().splitlines()
     assert len(tokens) == tree.num_senones
     counts = np.array([int(line.split()[1]) for line in
-                       (recipe / "exp" / "tri_ali" / "senone_counts.txt").read_text().splitlines()])
+                       (recipe / "exp" / "senone_ali" / "senone_counts.txt").read_text().splitlines()])
     assert len(counts) == tree.num_senones and (counts > 0).mean() > 0.9
-    for cut in list(CutSet.from_file(recipe / "exp" / "tri_ali" / "cuts_dev.jsonl.gz"))[:5]:
+    for cut in list(CutSet.from_file(recipe / "exp" / "senone_ali" / "cuts_dev.jsonl.gz"))[:5]:
         ali = cut.load_custom("senone_ali")
         assert len(ali) == cut.num_frames and 0 <= ali.min() and ali.max() < tree.num_senones
 
@@ -139,7 +139,7 @@ MIN_TOP1 = {"senone": 0.5, "phone": 0.2, "subword": 0.15}
 
 def test_soft_labels_load(recipe):
     kd = list(CutSet.from_file(recipe / "data" / "kd" / "synth_cuts_train.jsonl.gz"))
-    aligned = CutSet.from_file(recipe / "exp" / "tri_ali" / "cuts_train.jsonl.gz")
+    aligned = CutSet.from_file(recipe / "exp" / "senone_ali" / "cuts_train.jsonl.gz")
     assert len(kd) == len(aligned)
     hits = {level: [] for level in LEVELS}
     vocab = {level: 0 for level in LEVELS}

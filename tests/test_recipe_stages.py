@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_changed_num_leaves_redoes_stage_5(tiny_recipe, tmp_path, monkeypatch):
     old = tiny_recipe.dir
     recipe = copy_recipe(tmp_path / "root")
     (recipe / "data").symlink_to(old / "data")  # only read by stage 5
-    for name in ("mono", "mono_ali", "tree", "tri_conv", "tri1", "tri_ali"):
+    for name in ("mono", "mono_ali", "tree", "senone_conv", "aligner", "senone_ali"):
         shutil.copytree(old / "exp" / name, recipe / "exp" / name, symlinks=True)  # keeps mtimes
     # The old tree's size depends on the machine's floats (158-162 senones measured), but
     # its splitting ran to the budget of 200 leaves, more than the new budget allows.
@@ -53,19 +54,19 @@ def test_changed_num_leaves_redoes_stage_5(tiny_recipe, tmp_path, monkeypatch):
     assert tree.num_senones <= 150 and (recipe / "exp" / "tree" / "tree.txt").read_text() != old_tree_text
     assert json.loads((recipe / "exp" / "tree" / "build_info.json").read_text())["num_senones"] == tree.num_senones
     # The folders downstream carry the new tree and were remade with it.
-    for name in ("tri_conv", "tri_ali"):
+    for name in ("senone_conv", "senone_ali"):
         assert (recipe / "exp" / name / "tree.txt").read_text() == (recipe / "exp" / "tree" / "tree.txt").read_text()
         assert (recipe / "exp" / name / "topology.json").read_text() == \
             (old / "exp" / "mono" / "topology.json").read_text()
     monkeypatch.chdir(recipe)  # cuts name their arrays relative to the recipe
     for part in ("train", "dev", "test"):
-        ids = senone_ids(recipe / "exp" / "tri_ali" / f"cuts_{part}.jsonl.gz")
+        ids = senone_ids(recipe / "exp" / "senone_ali" / f"cuts_{part}.jsonl.gz")
         assert ids.max() < tree.num_senones
-    train = senone_ids(recipe / "exp" / "tri_ali" / "cuts_train.jsonl.gz")
+    train = senone_ids(recipe / "exp" / "senone_ali" / "cuts_train.jsonl.gz")
     assert len(np.unique(train)) > 0.8 * tree.num_senones  # the new tree is used (measured: 97% of its senones)
-    counts = (recipe / "exp" / "tri_ali" / "senone_counts.txt").read_text().splitlines()
+    counts = (recipe / "exp" / "senone_ali" / "senone_counts.txt").read_text().splitlines()
     assert len(counts) == tree.num_senones
-    assert (recipe / "exp" / "tri1" / "final.pt").stat().st_mtime > (old / "exp" / "tri1" / "final.pt").stat().st_mtime
+    assert (recipe / "exp" / "aligner" / "final.pt").stat().st_mtime > (old / "exp" / "aligner" / "final.pt").stat().st_mtime
 
 
 def test_subset_cuts_takes_the_shortest_with_enough_words():
@@ -160,3 +161,36 @@ def test_the_flat_start_runs_on_the_recipes_thread_count(tmp_path):
     assert line.startswith("--num-threads 1 ") and program_threads(line) == "1"
     line = stage_4_command(tmp_path / "torch", "--mono-threads", "0")  # torch's default: the runner is not told
     assert line.startswith("exp/mono/log/train_mono.job.log ") and program_threads(line) == "0"
+
+
+def test_an_older_runs_senone_alignments_are_read_under_their_old_name(tmp_path):
+    """exp/senone_ali was exp/tri_ali (and exp/aligner exp/tri1): a run made before the rename
+    goes on from its stage 5 outputs; where the new folder is there, it is the one read."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def read() -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", f". {repo}/utils/log.sh; . {repo}/utils/exp_dirs.sh; senone_ali_dir"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=30)
+
+    assert read().stdout.strip() == "exp/senone_ali"  # neither: where stage 5 writes
+    (tmp_path / "exp" / "tri_ali").mkdir(parents=True)
+    old = read()
+    assert old.stdout.strip() == "exp/tri_ali" and "an older run's name of exp/senone_ali" in old.stderr
+    (tmp_path / "exp" / "senone_ali").mkdir()
+    new = read()
+    assert new.stdout.strip() == "exp/senone_ali" and new.stderr == ""
+
+
+def test_job_lines_are_written_from_words_and_run_as_those_words(tmp_path):
+    """A job file line (utils/job_line.sh) keeps a value with spaces or quotes one word when
+    utils/run_line.sh runs it, and plain words stay as they are for a reader."""
+    repo = Path(__file__).resolve().parent.parent
+    jobs = tmp_path / "jobs.txt"
+    script = (f". {repo}/utils/job_line.sh; job_line printf '<%s>' --lm-weights '3 4 5' \"it's\" '' a/b_c.txt "
+              f"> {jobs}; job_line printf '<%s>' '$HOME' >> {jobs}")
+    subprocess.run(["bash", "-c", script], check=True, timeout=30)
+    lines = jobs.read_text().splitlines()
+    assert lines[0].startswith("printf '<%s>' --lm-weights '3 4 5' ") and lines[0].endswith(" '' a/b_c.txt")
+    ran = [subprocess.run([f"{repo}/utils/run_line.sh", str(jobs), str(n)], capture_output=True, text=True,
+                          timeout=30).stdout.splitlines()[-1] for n in (1, 2)]
+    assert ran == ["<--lm-weights><3 4 5><it's><><a/b_c.txt>", "<$HOME>"]

@@ -79,7 +79,7 @@ def test_written_atomically_and_a_resumed_run_keeps_the_earlier_record(tmp_path)
 
 
 # The training programs of the tiny recipe and the torch threads run.sh gives each.
-TRAINED = {"exp/mono": 2, "exp/tri1": 2, "exp/lm_senone": 1, "exp/lm_phone": 1, "exp/lm_subword": 1,
+TRAINED = {"exp/mono": 2, "exp/aligner": 2, "exp/lm_senone": 1, "exp/lm_phone": 1, "exp/lm_subword": 1,
            "exp/am_baseline_s1": 1, "exp/am_hier_s1": 1, "exp/tree": None}
 
 

@@ -221,7 +221,7 @@ def test_tiny_recipe_stages_2_and_8_on_slurm(slurm, tmp_path, tiny_outputs):
                                    'export decode_cmd="utils/slurm.py --mem 2G"\n')
     # stage 8 reads the features, the soft labels, the senone alignments and the teachers'
     # vocabularies; stage 2 the manifests and the audio
-    for part in ("data/manifests", "data/audio", "data/fbank", "data/kd", "exp/tri_ali"):
+    for part in ("data/manifests", "data/audio", "data/fbank", "data/kd", "exp/senone_ali"):
         shutil.copytree(tiny_outputs / part, recipe / part, ignore=shutil.ignore_patterns("log", "q"))
     for level in ("senone", "phone", "subword"):
         (recipe / "exp" / f"lm_{level}").mkdir(parents=True)

@@ -6,7 +6,7 @@ many of the combinations carry at least 1% of the frames, and the gate entropy p
 The library code is steps.am.expert_usage.
 
     utils/show_experts.py --model exp/am_dmoe_s1/final.pt --tree exp/tree \\
-        --cuts exp/tri_ali/cuts_dev.jsonl.gz --out exp/am_dmoe_s1/experts.png
+        --cuts exp/senone_ali/cuts_dev.jsonl.gz --out exp/am_dmoe_s1/experts.png
 """
 
 import argparse

@@ -7,7 +7,7 @@
 # (steps/core/atomic.py), so a changed setting redoes that program and what depends on it.
 #
 # Directories are the same in every recipe (Kaldi's data/ and exp/ layout); each one
-# carries what the next step needs (exp/mono_ali, exp/tree and exp/tri_ali hold topology
+# carries what the next step needs (exp/mono_ali, exp/tree and exp/senone_ali hold topology
 # and tree), so the programs are given folders, not the same files over and over.
 #
 # Settings read (run.sh defines every one, at its top):
@@ -33,6 +33,8 @@
 #     instead of estimating one)                    stage 9
 #   run_options parse_options_configs               stage 10 (RESULTS.md says how it ran)
 
+. utils/exp_dirs.sh
+. utils/job_line.sh
 force_opt=()
 if $force; then force_opt=(--force); fi
 gpu_cmd=${gpu_cmd:-$train_cmd}  # a cmd.sh without a GPU queue: the training programs are CPU jobs
@@ -171,8 +173,8 @@ stage_mono() {
 }
 
 stage_tree() {
-  log "Stage 5: decision tree -> exp/tree; senone alignments -> exp/tri_ali (realigned by exp/tri1)"
-  local conv_dir=exp/tri_ali part
+  log "Stage 5: decision tree -> exp/tree; senone alignments -> exp/senone_ali (realigned by exp/aligner)"
+  local conv_dir=exp/senone_ali part
   local inputs=(data/lang/phones.txt:3 exp/mono/final.pt:4)
   for part in $parts; do inputs+=(exp/mono_ali/cuts_$part.jsonl.gz:4); done
   need_inputs 5 "${inputs[@]}"
@@ -180,16 +182,16 @@ stage_tree() {
     --out-dir exp/tree --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
   python -m steps.build_tree --stats-dir exp/tree --lang-dir data/lang --num-leaves $num_leaves \
     --thresh $tree_thresh --out-dir exp/tree "${force_opt[@]}"
-  # With senone_realign the converted alignments are an intermediate (exp/tri_conv): the
-  # alignment model is retrained on senones and realigns every part into exp/tri_ali.
-  if $senone_realign; then conv_dir=exp/tri_conv; fi
+  # With senone_realign the converted alignments are an intermediate (exp/senone_conv): the
+  # alignment model is retrained on senones (exp/aligner) and realigns every part into exp/senone_ali.
+  if $senone_realign; then conv_dir=exp/senone_conv; fi
   for part in $parts; do
     python -m steps.convert_ali --cuts exp/mono_ali/cuts_$part.jsonl.gz --tree exp/tree \
       --lang-dir data/lang --out-dir $conv_dir --nj $nj --cmd "$train_cmd" "${force_opt[@]}"
   done
   if $senone_realign; then
-    python -m steps.realign_senones --config $realign_config --cuts-dir exp/tri_conv --parts $parts \
-      --init-model exp/mono/final.pt --lang-dir data/lang --model-dir exp/tri1 --out-dir exp/tri_ali \
+    python -m steps.realign_senones --config $realign_config --cuts-dir exp/senone_conv --parts $parts \
+      --init-model exp/mono/final.pt --lang-dir data/lang --model-dir exp/aligner --out-dir exp/senone_ali \
       --device $device --num-threads $realign_threads "${force_opt[@]}"
   fi
 }
@@ -206,9 +208,8 @@ stage_teachers() {
   done
   # Small models: one thread each, side by side.
   for level in $levels; do
-    echo "python -m steps.train_lm --level $level --config conf/lm_$level$lm_config_suffix.yaml" \
-         "--data-dir exp/lm_$level --exp-dir exp/lm_$level --device $device --num-threads 1 --resume" \
-         "${force_opt[*]}"
+    job_line python -m steps.train_lm --level $level --config conf/lm_$level$lm_config_suffix.yaml \
+      --data-dir exp/lm_$level --exp-dir exp/lm_$level --device $device --num-threads 1 --resume "${force_opt[@]}"
   done > exp/lm_jobs.txt
   num_levels=$(wc -l < exp/lm_jobs.txt)
   $gpu_cmd --max-jobs-run $num_levels JOB=1:$num_levels exp/log/train_lm.JOB.log \
@@ -225,19 +226,21 @@ stage_teachers() {
 }
 
 stage_soft_labels() {
-  # The tree (and topology) that give the alignments' senone ids their meaning: the copies in exp/tri_ali.
+  # The tree (and topology) that give the alignments' senone ids their meaning: the copies in exp/senone_ali.
   # dev too: the AMs' distillation heads report a held-out KL and accuracy on it.
   log "Stage 7: teacher soft labels of the training and dev cuts -> data/kd/${corpus}_cuts_{train,dev}.jsonl.gz"
   require_dev 7
-  local part dir inputs=(data/lang/phones.txt:3 $bpe_model:3 exp/tri_ali/tree.txt:5)
-  for part in train dev; do inputs+=(exp/tri_ali/cuts_$part.jsonl.gz:5); done
+  local ali part dir
+  ali=$(senone_ali_dir)
+  local inputs=(data/lang/phones.txt:3 $bpe_model:3 $ali/tree.txt:5)
+  for part in train dev; do inputs+=($ali/cuts_$part.jsonl.gz:5); done
   for dir in $teacher_dirs; do
     if [ $dir = exp/lm_plm ]; then inputs+=($dir/teacher.json:6); else inputs+=($dir/final.pt:6); fi
   done
   need_inputs 7 "${inputs[@]}"
   for part in train dev; do
-    python -m steps.dump_soft_labels --cuts exp/tri_ali/cuts_$part.jsonl.gz --part $part \
-      --lang-dir data/lang --tree exp/tri_ali/tree.txt --bpe-model $bpe_model --teachers $teacher_dirs \
+    python -m steps.dump_soft_labels --cuts $ali/cuts_$part.jsonl.gz --part $part \
+      --lang-dir data/lang --tree $ali/tree.txt --bpe-model $bpe_model --teachers $teacher_dirs \
       --top-k $top_k --temperature $temperature --out-dir data/kd --corpus $corpus --device $device \
       --nj $nj --cmd "$gpu_cmd" "${force_opt[@]}"
   done
@@ -245,22 +248,26 @@ stage_soft_labels() {
 
 stage_train() {
   log "Stage 8: acoustic models ($systems) x seeds ($seeds${aa_seeds:+; A/A seeds of ${systems%% *}: $aa_seeds}) -> exp/am_<system>_s<seed>"
-  local override_opt=${am_override:+--override $am_override} run_index=0 system seed launcher num_runs
-  need_inputs 8 data/kd/${corpus}_cuts_train.jsonl.gz:7 data/kd/${corpus}_cuts_dev.jsonl.gz:7
+  local run_index=0 system seed num_runs ali launcher=() override_opt=()
+  if [ -n "$am_override" ]; then override_opt=(--override "$am_override"); fi
+  ali=$(senone_ali_dir)
+  need_inputs 8 data/kd/${corpus}_cuts_train.jsonl.gz:7 data/kd/${corpus}_cuts_dev.jsonl.gz:7 \
+    $ali/senone_counts.txt:5
   mkdir -p exp  # the job list's folder, when exp/ was removed to retrain
   for system in $systems; do
     for seed in $(system_seeds $system); do
       run_index=$((run_index + 1))
-      launcher="python"
+      launcher=(python)
       if [ $am_nproc -gt 1 ]; then
         # DDP (steps/train_am.py init_world): one rendezvous port per run, so that runs
         # sharing a node do not collide. Underscore options: torch 1.13 and 2.x.
-        launcher="torchrun --nnodes 1 --nproc_per_node $am_nproc --master_port $((29500 + run_index))"
+        launcher=(torchrun --nnodes 1 --nproc_per_node $am_nproc --master_port $((29500 + run_index)))
       fi
-      echo "$launcher -m steps.train_am --config conf/am_$system$am_config_suffix.yaml $override_opt" \
-           "--cuts data/kd/${corpus}_cuts_train.jsonl.gz --dev-cuts data/kd/${corpus}_cuts_dev.jsonl.gz" \
-           "--exp-dir exp/am_${system}_s$seed --seed $seed --device $device --num-threads $am_threads" \
-           "--resume ${force_opt[*]}"
+      job_line "${launcher[@]}" -m steps.train_am --config conf/am_$system$am_config_suffix.yaml \
+        "${override_opt[@]}" --cuts data/kd/${corpus}_cuts_train.jsonl.gz \
+        --dev-cuts data/kd/${corpus}_cuts_dev.jsonl.gz --senone-counts $ali/senone_counts.txt \
+        --exp-dir exp/am_${system}_s$seed --seed $seed --device $device --num-threads $am_threads \
+        --resume "${force_opt[@]}"
     done
   done > exp/am_jobs.txt
   num_runs=$(wc -l < exp/am_jobs.txt)
@@ -301,11 +308,11 @@ strength_orders() {
   strengths=${strengths# }
 }
 
-# decode_line DIR GRAPH PART SUFFIX OPTS: the steps.decode job line of model DIR on PART with
-# GRAPH into DIR/decode_<PART><SUFFIX>.
+# decode_line DIR GRAPH PART SUFFIX OPTION...: the steps.decode job line of model DIR on PART
+# with GRAPH into DIR/decode_<PART><SUFFIX>.
 decode_line() {
-  echo "python -m steps.decode --model $1/final.pt --graph $2 --cuts data/fbank/${corpus}_cuts_$3.jsonl.gz" \
-    "--lang-dir data/lang --out-dir $1/decode_$3$4 --num-threads 1 $5"
+  job_line python -m steps.decode --model $1/final.pt --graph $2 --cuts data/fbank/${corpus}_cuts_$3.jsonl.gz \
+    --lang-dir data/lang --out-dir $1/decode_$3$4 --num-threads 1 "${@:5}"
 }
 
 # run_jobs NAME: runs exp/NAME_jobs.txt, one job a line, $nj at a time, logs in exp/log/NAME.JOB.log.
@@ -327,12 +334,51 @@ strength_graphs() {
   done
 }
 
+# decode_graphs: HCLG of the main pass and of each LM strength, and the rescoring LM; sets
+# rescore_args (steps.decode's rescoring options; none without rescoring).
+decode_graphs() {
+  python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \
+    --out-dir exp/graph "${force_opt[@]}"
+  if [ -n "$strengths" ]; then
+    log "LM strengths: ${strengths// /-, }-gram first passes besides the ${lm_order}-gram ->" \
+        "exp/graph_<n>gram, exp/am_*/decode_<part>_<n>gram (dev LM weights: $strength_lm_weights)"
+    strength_graphs
+  fi
+  rescore_args=()
+  [ "$rescore_lm_order" -gt 0 ] || return 0
+  if [ -n "${rescore_arpa:-}" ]; then
+    # A prebuilt rescoring LM, restricted to the vocabulary; no G (nothing reads one).
+    python -m steps.make_lm --arpa "$rescore_arpa" --lang-dir data/lang --order $rescore_lm_order \
+      --out-dir data/lang_rescore --no-g "${force_opt[@]}"
+  else
+    # The bigger LM of the rescoring pass: the same text, higher order, no count cut-off.
+    python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $rescore_lm_order \
+      --out-dir data/lang_rescore "${force_opt[@]}"
+  fi
+  rescore_args=(--rescore-lm data/lang_rescore/lm_${rescore_lm_order}gram.arpa
+                --graph-lm data/lang_test/lm_${lm_order}gram.arpa)
+}
+
+# pass_options SUFFIX PART: the decoding options of a pass (SUFFIX: "" the main one, _<n>gram a
+# strength) on PART (dev: with the LM-weight sweep), into pass_args.
+pass_options() {
+  local decode_args
+  read -r -a decode_args <<< "$decode_opts"  # a knob of several options
+  if [ -z "$1" ]; then
+    pass_args=("${decode_args[@]}" "${rescore_args[@]}" "${force_opt[@]}")
+  elif [ "$2" = dev ]; then
+    pass_args=(--lm-weights "$strength_lm_weights" --no-search-errors "${decode_args[@]}" "${force_opt[@]}")
+  else
+    pass_args=("${decode_args[@]}" "${force_opt[@]}")
+  fi
+}
+
 stage_decode() {
   log "Stage 9: decoding graph -> exp/graph; decoding dev (LM-weight sweep), one LM weight per system" \
       "-> exp/lm_weights, and${eval_parts#dev} at it -> exp/am_*/decode_*"
   require_dev 9
   strength_orders
-  local rescore_opts= system seed part n
+  local system seed part n pass suffix graph dev_dirs passes=() rescore_args=() pass_args=()
   local inputs=(data/lang/phones.txt:3 data/lang_test/G.fst.txt:3 exp/tree/tree.txt:5)
   if [ "$rescore_lm_order" -gt 0 ]; then inputs+=("${rescore_arpa:-data/text/lm_text.txt}:1"); fi
   if [ -n "$strengths" ]; then inputs+=(data/text/lm_text.txt:1 data/lang/words.txt:3); fi
@@ -341,60 +387,41 @@ stage_decode() {
     for seed in $(system_seeds $system); do inputs+=(exp/am_${system}_s$seed/final.pt:8); done
   done
   need_inputs 9 "${inputs[@]}"
-  python -m steps.mkgraph --lang-dir data/lang --lm-dir data/lang_test --tree exp/tree \
-    --out-dir exp/graph "${force_opt[@]}"
-  if [ -n "$strengths" ]; then
-    log "LM strengths: ${strengths// /-, }-gram first passes besides the ${lm_order}-gram ->" \
-        "exp/graph_<n>gram, exp/am_*/decode_<part>_<n>gram (dev LM weights: $strength_lm_weights)"
-    strength_graphs
-  fi
-  if [ "$rescore_lm_order" -gt 0 ]; then
-    if [ -n "${rescore_arpa:-}" ]; then
-      # A prebuilt rescoring LM, restricted to the vocabulary; no G (nothing reads one).
-      python -m steps.make_lm --arpa "$rescore_arpa" --lang-dir data/lang --order $rescore_lm_order \
-        --out-dir data/lang_rescore --no-g "${force_opt[@]}"
-    else
-      # The bigger LM of the rescoring pass: the same text, higher order, no count cut-off.
-      python -m steps.make_lm --text data/text/lm_text.txt --lang-dir data/lang --order $rescore_lm_order \
-        --out-dir data/lang_rescore "${force_opt[@]}"
-    fi
-    rescore_opts="--rescore-lm data/lang_rescore/lm_${rescore_lm_order}gram.arpa"
-    rescore_opts="$rescore_opts --graph-lm data/lang_test/lm_${lm_order}gram.arpa"
-  fi
+  decode_graphs
   # Three rounds: dev with an LM-weight sweep, every model at every strength (the weakest
   # LM's jobs, the longest, first); one LM weight per system and strength, chosen on all its
   # seeds' dev decodes (steps.choose_lm_weight; the A/A seeds take the baseline's); the other
   # parts at that weight. The strengths are not rescored.
-  local passes=() pass suffix graph opts dev_dirs
   for n in $strengths; do passes+=("_${n}gram exp/graph_${n}gram"); done
   passes+=(" exp/graph")
   for pass in "${passes[@]}"; do
     suffix=${pass%% *} graph=${pass#* }
-    opts="$decode_opts $rescore_opts ${force_opt[*]}"
-    [ -n "$suffix" ] && opts="--lm-weights ${strength_lm_weights@Q} --no-search-errors $decode_opts ${force_opt[*]}"
+    pass_options "$suffix" dev
     for system in $systems; do
-      for seed in $(system_seeds $system); do decode_line exp/am_${system}_s$seed $graph dev "$suffix" "$opts"; done
+      for seed in $(system_seeds $system); do
+        decode_line exp/am_${system}_s$seed $graph dev "$suffix" "${pass_args[@]}"
+      done
     done
   done > exp/decode_dev_jobs.txt
   run_jobs decode_dev
   for pass in "${passes[@]}"; do
     suffix=${pass%% *}
     for system in $systems; do
-      dev_dirs=
-      for seed in $seeds; do dev_dirs="$dev_dirs exp/am_${system}_s$seed/decode_dev$suffix"; done
-      echo "python -m steps.choose_lm_weight --dev-dirs$dev_dirs --out-dir exp/lm_weights/$system/decode_dev$suffix"
+      dev_dirs=()
+      for seed in $seeds; do dev_dirs+=(exp/am_${system}_s$seed/decode_dev$suffix); done
+      job_line python -m steps.choose_lm_weight --dev-dirs "${dev_dirs[@]}" \
+        --out-dir exp/lm_weights/$system/decode_dev$suffix
     done
   done > exp/lm_weight_jobs.txt
   run_jobs lm_weight
   for pass in "${passes[@]}"; do
     suffix=${pass%% *} graph=${pass#* }
-    opts="$decode_opts $rescore_opts ${force_opt[*]}"
-    [ -n "$suffix" ] && opts="$decode_opts ${force_opt[*]}"
     for part in ${eval_parts#dev}; do
+      pass_options "$suffix" $part
       for system in $systems; do
         for seed in $(system_seeds $system); do
           decode_line exp/am_${system}_s$seed $graph $part "$suffix" \
-            "--lm-weight-from exp/lm_weights/$system/decode_dev$suffix $opts"
+            --lm-weight-from exp/lm_weights/$system/decode_dev$suffix "${pass_args[@]}"
         done
       done
     done

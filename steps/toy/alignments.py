@@ -161,7 +161,7 @@ def toy_alignment(words: list[str], lang: Lang, topology: Topology, tree, rng: n
 
 
 def alignment_cut(cut_id: str, text: str, ali: ToyAlignment, writer):
-    """A lhotse MonoCut (no recording needed) carrying the alignment like exp/tri_ali's cuts."""
+    """A lhotse MonoCut (no recording needed) carrying the alignment like exp/senone_ali's cuts."""
 
     duration = round(len(ali.senone_ali) * FRAME_SHIFT, 4)
 

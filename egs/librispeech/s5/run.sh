@@ -44,7 +44,7 @@ mono_threads=0            # torch threads of the flat start (0: torch's default,
 mono_subset=4000          # shortest training utterances of the flat-start model (0: all)
 num_leaves=2000           # senone budget of the decision tree
 tree_thresh=300           # minimum log-likelihood gain of a split (Kaldi's build-tree --thresh)
-senone_realign=true       # retrain the alignment model on senones and realign (exp/tri1)
+senone_realign=true       # retrain the alignment model on senones and realign (exp/aligner)
 realign_config=conf/realign.yaml
 realign_threads=0         # torch threads of the realignment (0: torch's default)
 levels="senone phone subword"  # unit levels of the teacher LMs
@@ -154,7 +154,7 @@ fi
 run_stage 2 features      # data/fbank
 run_stage 3 lang          # data/lang, data/lang_bpe_$bpe_vocab_size, data/lang_test
 run_stage 4 mono          # exp/mono, exp/mono_ali
-run_stage 5 tree          # exp/tree, exp/tri_conv, exp/tri1, exp/tri_ali
+run_stage 5 tree          # exp/tree, exp/senone_conv, exp/aligner, exp/senone_ali
 run_stage 6 teachers      # exp/lm_<level>
 run_stage 7 soft_labels   # data/kd
 run_stage 8 train         # exp/am_<system>_s<seed>

@@ -25,11 +25,15 @@ force=false
 . ./cmd.sh
 . ./path.sh
 . utils/log.sh
+. utils/exp_dirs.sh
+. utils/job_line.sh
 . utils/parse_options.sh
+ali=$(senone_ali_dir)  # stage 5's senone alignments
 
 [ -f exp/graph/.done ] || { echo "$0: no exp/graph; run ./run.sh --stop-stage 9 first" >&2; exit 1; }
-force_opt=
-if $force; then force_opt=--force; fi
+force_opt=()
+if $force; then force_opt=(--force); fi
+read -r -a decode_args <<< "$decode_opts"  # a knob of several options
 dir=exp/encoders
 mkdir -p $dir/log
 
@@ -40,16 +44,18 @@ for objective in $objectives; do
       [ -f conf/encoders/$encoder.yaml ] || { echo "$0: no conf/encoders/$encoder.yaml" >&2; exit 1; }
       run=$dir/am_${objective}_${encoder}_s$seed
       runs="$runs $run"
-      echo "python -m steps.train_am --config conf/am_$objective.yaml --override $am_override" \
-           "--override conf/encoders/$encoder.yaml --cuts data/kd/${corpus}_cuts_train.jsonl.gz" \
-           "--dev-cuts data/kd/${corpus}_cuts_dev.jsonl.gz --exp-dir $run --seed $seed --num-threads 1" \
-           "--data-cache exp/am_data_cache --resume $force_opt &&" \
-           "python -m steps.decode --model $run/final.pt --graph exp/graph" \
-           "--cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $run/decode_dev" \
-           "--num-threads 1 $decode_opts $force_opt &&" \
-           "python -m steps.decode --model $run/final.pt --graph exp/graph" \
-           "--cuts data/fbank/${corpus}_cuts_test.jsonl.gz --lang-dir data/lang --out-dir $run/decode_test" \
-           "--lm-weight-from $run/decode_dev --num-threads 1 $decode_opts $force_opt"
+      # one job: train, decode dev (the sweep), decode test at dev's weight
+      echo "$(job_line python -m steps.train_am --config conf/am_$objective.yaml --override $am_override \
+                --override conf/encoders/$encoder.yaml --cuts data/kd/${corpus}_cuts_train.jsonl.gz \
+                --dev-cuts data/kd/${corpus}_cuts_dev.jsonl.gz --senone-counts $ali/senone_counts.txt \
+                --exp-dir $run --seed $seed --num-threads 1 --data-cache exp/am_data_cache --resume \
+                "${force_opt[@]}")" \
+           "&& $(job_line python -m steps.decode --model $run/final.pt --graph exp/graph \
+                   --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $run/decode_dev \
+                   --num-threads 1 "${decode_args[@]}" "${force_opt[@]}")" \
+           "&& $(job_line python -m steps.decode --model $run/final.pt --graph exp/graph \
+                   --cuts data/fbank/${corpus}_cuts_test.jsonl.gz --lang-dir data/lang --out-dir $run/decode_test \
+                   --lm-weight-from $run/decode_dev --num-threads 1 "${decode_args[@]}" "${force_opt[@]}")"
     done
   done
 done > $dir/jobs.txt
@@ -60,7 +66,7 @@ $train_cmd --max-jobs-run $nj JOB=1:$num_runs $dir/log/run.JOB.log \
 
 log "Measuring the runs -> $dir/compare.md"
 python -m steps.compare_encoders --runs $runs --tree exp/tree \
-  --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz --train-cuts data/kd/${corpus}_cuts_train.jsonl.gz \
+  --dev-cuts $ali/cuts_dev.jsonl.gz --train-cuts data/kd/${corpus}_cuts_train.jsonl.gz \
   --data-cache exp/am_data_cache --timing-steps $timing_steps --out $dir/compare.md
 cat $dir/compare.md
 
@@ -69,5 +75,5 @@ for objective in $objectives; do
   [ -f $run/final.pt ] || continue
   log "Expert usage of $run -> $run/experts.png"
   utils/show_experts.py --model $run/final.pt --tree exp/tree \
-    --cuts exp/tri_ali/cuts_dev.jsonl.gz --out $run/experts.png | tee $run/experts.txt
+    --cuts $ali/cuts_dev.jsonl.gz --out $run/experts.png | tee $run/experts.txt
 done

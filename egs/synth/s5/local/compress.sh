@@ -29,6 +29,8 @@ force=false
 . ./cmd.sh
 . ./path.sh
 . utils/log.sh
+. utils/exp_dirs.sh
+. utils/job_line.sh
 run_options="${*@Q}"  # recorded in RESULTS.md
 . utils/parse_options.sh
 
@@ -37,27 +39,31 @@ force_opt=()
 if $force; then force_opt=(--force); fi
 cache_dir() { echo data/compress/$(basename $1 .yaml | sed 's/^teacher_//'); }  # teacher_am.yaml -> data/compress/am
 dump_dir=$(cache_dir $teacher_config)
+ali=$(senone_ali_dir)  # stage 5's senone alignments (dev cuts, senone counts)
 
-decode_line() {  # the dev sweep then test at dev's LM weight, for one run dir
+read -r -a decode_args <<< "$decode_opts"  # a knob of several options
+
+decode_line() {  # the job line of one run dir: the dev sweep, then test at dev's LM weight
   local dir=$1
-  echo "python -m steps.decode --model $dir/final.pt --graph exp/graph" \
-       "--cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev" \
-       "--num-threads 1 $decode_opts ${force_opt[*]} &&" \
-       "python -m steps.decode --model $dir/final.pt --graph exp/graph" \
-       "--cuts data/fbank/${corpus}_cuts_test.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_test" \
-       "--lm-weight-from $dir/decode_dev --num-threads 1 $decode_opts ${force_opt[*]}"
+  echo "$(job_line python -m steps.decode --model $dir/final.pt --graph exp/graph \
+            --cuts data/fbank/${corpus}_cuts_dev.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_dev \
+            --num-threads 1 "${decode_args[@]}" "${force_opt[@]}")" \
+       "&& $(job_line python -m steps.decode --model $dir/final.pt --graph exp/graph \
+               --cuts data/fbank/${corpus}_cuts_test.jsonl.gz --lang-dir data/lang --out-dir $dir/decode_test \
+               --lm-weight-from $dir/decode_dev --num-threads 1 "${decode_args[@]}" "${force_opt[@]}")"
 }
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   log "Stage 1: teacher conf/$teacher.yaml -> exp/${teacher}_s1"
   python -m steps.train_am --config conf/$teacher.yaml ${teacher_override:+--override $teacher_override} \
-    --cuts data/kd/${corpus}_cuts_train.jsonl.gz --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz \
-    --exp-dir exp/${teacher}_s1 --seed 1 --num-threads 1 --resume "${force_opt[@]}"
+    --cuts data/kd/${corpus}_cuts_train.jsonl.gz --dev-cuts $ali/cuts_dev.jsonl.gz \
+    --senone-counts $ali/senone_counts.txt --exp-dir exp/${teacher}_s1 --seed 1 --num-threads 1 --resume "${force_opt[@]}"
 fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   log "Stage 2: decoding the teacher -> exp/${teacher}_s1/decode_{dev,test}"
-  eval "$(decode_line exp/${teacher}_s1)"
+  decode_line exp/${teacher}_s1 > exp/compress_teacher_decode_jobs.txt
+  $decode_cmd JOB=1:1 exp/log/decode_teacher.JOB.log utils/run_line.sh exp/compress_teacher_decode_jobs.txt JOB
 fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
@@ -72,10 +78,10 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   log "Stage 4: students ($students) x seeds ($seeds) -> exp/compress_<student>_s<seed>"
   for student in $students; do
     for seed in $seeds; do
-      echo "python -m steps.train_student --config conf/compress/student_$student.yaml" \
-           "--teacher-config $teacher_config --dump-dir $dump_dir --dev-cuts exp/tri_ali/cuts_dev.jsonl.gz" \
-           "--senone-counts exp/tri_ali/senone_counts.txt --exp-dir exp/compress_${student}_s$seed" \
-           "--seed $seed --num-threads 1 ${force_opt[*]}"
+      job_line python -m steps.train_student --config conf/compress/student_$student.yaml \
+        --teacher-config $teacher_config --dump-dir $dump_dir --dev-cuts $ali/cuts_dev.jsonl.gz \
+        --senone-counts $ali/senone_counts.txt --exp-dir exp/compress_${student}_s$seed \
+        --seed $seed --num-threads 1 "${force_opt[@]}"
     done
   done > exp/compress_jobs.txt
   num_runs=$(wc -l < exp/compress_jobs.txt)
