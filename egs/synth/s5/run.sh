@@ -55,8 +55,9 @@ am_parallel=2             # AM trainings side by side
 am_threads=1              # torch threads of each AM training
 decode_opts="--beam 10 --lattice-beam 6 --max-active 7000"  # steps.decode (k2 lattice search); WER has converged here (BENCHMARKS.md)
 rescore_lm_order=4        # lattice rescoring with an n-gram of this order from the same text (0: none)
-strength_lm_orders="1 2"  # LM strengths: first-pass n-gram orders decoded besides lm_order, unpruned n-grams
-                          # of the LM text (exp/graph_<n>gram, exp/am_*/decode_<part>_<n>gram; empty: none)
+strength_lm_orders="1"    # LM strengths: first-pass n-gram orders decoded besides lm_order, unpruned n-grams
+                          # of the LM text (exp/graph_<n>gram, exp/am_*/decode_<part>_<n>gram; empty: none);
+                          # the bigram too ("1 2") in conf/paper.conf: it does not fit the 90-minute default
 strength_lm_weights="3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"  # their dev LM-weight sweep (weak LMs want lower weights)
 
 help_message="Usage: $0 [options]
