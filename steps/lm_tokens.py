@@ -7,6 +7,9 @@ Reads data/text/lm_text.txt (one sentence per line, uppercase words) and writes 
                       SIL, SPN included, phones.txt order; subword: the sentencepiece pieces)
     train.txt         one sentence per line as space-separated unit ids
     valid.txt         the held-out sentences, same format
+    <train|valid>.txt.{ids,offsets.npy,index.json}
+                      their binary index (steps.lm.corpus), which the teacher's training reads
+                      from disk a batch at a time; the text is read and written a line at a time
     tokens_info.json  counts, the pronunciation source, skipped lines
     skipped.txt       `line_number<TAB>reason` for every line not turned into tokens
     .tokens/.done     written last, with the fingerprint of the inputs (text, lang, tree,
@@ -46,6 +49,7 @@ from steps.core.atomic import write_text
 from steps.core.log import setup_logging
 from steps.hmm.topology import Topology
 from steps.lang.lexicon import Lang, write_symbol_table
+from steps.lm.corpus import CorpusWriter, corpus_files
 from steps.lm.tokens import (
     LEVELS,
     choose_prons,
@@ -58,7 +62,6 @@ from steps.lm.tokens import (
     senone_units,
     subword_converter,
     subword_units,
-    write_corpus,
 )
 from steps.tree.decision_tree import Tree
 
@@ -135,32 +138,40 @@ def main(argv: list[str] | None = None) -> int:
         convert = subword_converter(sp)
         pron_source = "n/a"
 
-    lines = Path(args.lm_text).read_text().splitlines()
-    oov = sum(1 for line in lines for w in line.split() if w not in lang.lexicon)
-    train, valid, skipped = make_corpus(lines, convert, args.valid_fraction)
-    if not train or not valid:
-        log.error("%s: %d train and %d valid sentences; both must be non-empty",
-                  args.lm_text, len(train), len(valid))
-        return 1
+    oov = 0
+
+    def counted(text):  # the OOV word tokens, counted on the way through
+        nonlocal oov
+        for line in text:
+            oov += sum(1 for w in line.split() if w not in lang.lexicon)
+            yield line
 
     write_symbol_table(out / "tokens.txt", units)
-    write_corpus(out / "train.txt", train)
-    write_corpus(out / "valid.txt", valid)
+    # a line at a time, in and out: an LM text of any size
+    with open(args.lm_text) as text, CorpusWriter(out / "train.txt") as train, \
+            CorpusWriter(out / "valid.txt") as valid:
+        skipped = make_corpus(counted(text), convert, args.valid_fraction, train, valid)
+    if not train.sentences or not valid.sentences:
+        atomic.remove(out / "tokens.txt", *corpus_files(out / "train.txt"), *corpus_files(out / "valid.txt"))
+        log.error("%s: %d train and %d valid sentences; both must be non-empty",
+                  args.lm_text, train.sentences, valid.sentences)
+        return 1
+
     write_text(out / "skipped.txt", "".join(f"{n}\t{r}\n" for n, r in skipped))
     info = {
         "level": args.level, "num_units": len(units), "lm_text": args.lm_text,
-        "train_sentences": len(train), "valid_sentences": len(valid),
-        "train_tokens": sum(map(len, train)), "valid_tokens": sum(map(len, valid)),
-        "mean_tokens_per_sentence": round(sum(map(len, train)) / len(train), 2),
-        "max_tokens_per_sentence": max(map(len, train + valid)),
+        "train_sentences": train.sentences, "valid_sentences": valid.sentences,
+        "train_tokens": train.tokens, "valid_tokens": valid.tokens,
+        "mean_tokens_per_sentence": round(train.tokens / train.sentences, 2),
+        "max_tokens_per_sentence": max(train.max_length, valid.max_length),
         "skipped_lines": len(skipped), "oov_words": oov, "pronunciations": pron_source,
         "valid_fraction": args.valid_fraction,
     }
     write_text(out / "tokens_info.json", json.dumps(info, indent=2) + "\n")
-    atomic.mark_done(marker_dir, {"train_sentences": len(train), "valid_sentences": len(valid)}, fingerprint)
+    atomic.mark_done(marker_dir, {"train_sentences": train.sentences, "valid_sentences": valid.sentences}, fingerprint)
     log.info("%s level: %d units; %d train / %d valid sentences, %d / %d tokens "
              "(mean %.1f per sentence, max %d); %d lines skipped (see %s); %d OOV word tokens; "
-             "pronunciations: %s", args.level, len(units), len(train), len(valid),
+             "pronunciations: %s", args.level, len(units), train.sentences, valid.sentences,
              info["train_tokens"], info["valid_tokens"], info["mean_tokens_per_sentence"],
              info["max_tokens_per_sentence"], len(skipped), out / "skipped.txt", oov, pron_source)
     return 0

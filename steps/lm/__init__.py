@@ -6,6 +6,8 @@
                  gzip: header, words, restriction to a vocabulary
 - bigram.py      the add-k bigram every teacher's perplexity is compared with
 - tokens.py      the unit levels' vocabularies and the LM text as token corpora
+- corpus.py      token corpora larger than memory: written a sentence at a time, read
+                 through a memmapped index
 - model.py       the teacher LM (causal or masked Transformer) over one unit level; the
                  top-k soft labels of any teacher's logits
 - training.py    training a teacher LM on the shared loop (steps.train): batches, loss,

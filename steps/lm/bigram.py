@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from steps.lm.corpus import sentences_from
+
 
 @dataclass
 class Bigram:
@@ -31,16 +33,21 @@ class Bigram:
     discount: float
 
     @classmethod
-    def train(cls, sentences: Sequence[Sequence[int]], num_units: int) -> "Bigram":
+    def train(cls, sentences, num_units: int) -> "Bigram":
+        """From a list of sentences or a steps.lm.corpus.TokenCorpus (counted a chunk at a time)."""
         boundary, width = num_units, num_units + 1
-        lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
-        flat = (np.concatenate([np.asarray(s, dtype=np.int64) for s in sentences])
-                if lengths.sum() else np.zeros(0, np.int64))
-        # [U] s_1 [U] s_2 [U] ...: consecutive pairs are exactly the bigram events, the
-        # boundary serving as </s> of one sentence and <s> of the next
-        stream = np.full(len(flat) + len(sentences) + 1, boundary, dtype=np.int64)
-        stream[np.arange(len(flat)) + np.repeat(np.arange(len(sentences)), lengths) + 1] = flat
-        keys, counts = np.unique(stream[:-1] * width + stream[1:], return_counts=True)
+        keys, counts = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        for flat, lengths in sentences_from(sentences):
+            # [U] s_1 [U] s_2 [U] ...: consecutive pairs are exactly the bigram events, the
+            # boundary serving as </s> of one sentence and <s> of the next
+            stream = np.full(len(flat) + len(lengths) + 1, boundary, dtype=np.int64)
+            stream[np.arange(len(flat)) + np.repeat(np.arange(len(lengths)), lengths) + 1] = flat
+            chunk_keys, chunk_counts = np.unique(stream[:-1] * width + stream[1:], return_counts=True)
+            if len(keys):
+                keys, where = np.unique(np.concatenate([keys, chunk_keys]), return_inverse=True)
+                counts = np.bincount(where, weights=np.concatenate([counts, chunk_counts])).astype(np.int64)
+            else:
+                keys, counts = chunk_keys, chunk_counts
         context, following = keys // width, keys % width
         n1, n2 = int(np.sum(counts == 1)), int(np.sum(counts == 2))
         discount = n1 / (n1 + 2 * n2) if n1 + 2 * n2 > 0 else 0.5

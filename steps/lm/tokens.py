@@ -9,9 +9,9 @@ from typing import Callable, Iterable
 import numpy as np
 import sentencepiece as spm
 
-from steps.core.atomic import atomic_path
 from steps.core.log import progress
 from steps.hmm import units
+from steps.lm.corpus import CorpusWriter
 from steps.lang.lexicon import SILENCE, Lang, read_symbol_table
 
 LEVELS = ("senone", "phone", "subword")
@@ -137,10 +137,12 @@ def is_valid_sentence(text: str, fraction: float) -> bool:
     return digest < fraction * 0x100000000
 
 
-def make_corpus(lines: Iterable[str], convert: Converter, valid_fraction: float
-                ) -> tuple[list[list[int]], list[list[int]], list[tuple[int, str]]]:
-    """(train, valid, skipped (line number, reason)) from the text lines."""
-    train, valid, skipped = [], [], []
+def make_corpus(lines: Iterable[str], convert: Converter, valid_fraction: float,
+                train: CorpusWriter, valid: CorpusWriter) -> list[tuple[int, str]]:
+    """Writes each text line's units to train or valid (steps.lm.corpus.CorpusWriter, a
+    sentence at a time: the text need not fit in memory); returns the skipped lines (line
+    number, reason)."""
+    skipped = []
     for number, line in enumerate(progress(lines, desc="sentences", mininterval=5), 1):
         words = line.split()
         if not words:
@@ -154,8 +156,8 @@ def make_corpus(lines: Iterable[str], convert: Converter, valid_fraction: float
         if not units:
             skipped.append((number, "no units"))
             continue
-        (valid if is_valid_sentence(" ".join(words), valid_fraction) else train).append(units)
-    return train, valid, skipped
+        (valid if is_valid_sentence(" ".join(words), valid_fraction) else train).add(units)
+    return skipped
 
 
 def read_corpus(path: str | Path) -> list[np.ndarray]:
@@ -170,10 +172,3 @@ def read_corpus(path: str | Path) -> list[np.ndarray]:
         lengths = [len(line.split()) for line in lines]
         flat = np.array(" ".join(lines).split(), dtype=np.int64)
     return np.split(flat, np.cumsum(lengths)[:-1])
-
-
-def write_corpus(path: str | Path, sentences: list[list[int]]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            for s in sentences:
-                f.write(" ".join(map(str, s)) + "\n")

@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,8 @@ from steps.core.config import require, to_dict
 from steps.core.log import summary_writer
 from steps.lm.bigram import Bigram, perplexity
 from steps.lm.model import KIND, ModelConfig, Specials, build_model, log_likelihood
-from steps.lm.tokens import read_corpus, read_tokens
+from steps.lm.corpus import TokenCorpus
+from steps.lm.tokens import read_tokens
 from steps.train.loop import Loop, Step, Task
 from steps.train.schedule import WarmupCosine, adamw
 
@@ -132,7 +133,8 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     return WarmupCosine(config.lr, config.warmup_steps, config.max_steps, config.min_lr_ratio)(step)
 
 
-def valid_subset(valid: list[list[int]], max_tokens: int) -> list[list[int]]:
+def valid_subset(valid: Iterable[np.ndarray], max_tokens: int) -> list[np.ndarray]:
+    """The first sentences, up to max_tokens (at least one)."""
     subset, total = [], 0
     for s in valid:
         if subset and total + len(s) > max_tokens:
@@ -152,7 +154,8 @@ class LmTrainer(Task):
         self.level, self.config, self.train_set, self.valid_set, self.device = (
             level, config, train_set, valid_set, device)
         self.num_units = num_units
-        self.lengths = np.array([model_length(len(s), mc) for s in train_set])
+        extra = 1 if mc.objective == "causal" else 2  # as model_length
+        self.lengths = np.minimum(train_set.lengths + extra, mc.max_context)
         self.num_batches = len(epoch_batches(self.lengths, tc.batch_tokens, tc.seed, 0))
         torch.manual_seed(tc.seed)
         self.model = build_model(num_units, mc).to(device)
@@ -190,22 +193,22 @@ class LmTrainer(Task):
         self.model.load_state_dict(state["state_dict"])
 
 
-def read_data(level: str, data_dir: Path, config: LmConfig) -> tuple[list, list, int]:
-    """The training sentences (checked), the held-out ones the perplexity is measured on,
-    and the number of units."""
+def read_data(level: str, data_dir: Path, config: LmConfig) -> tuple[TokenCorpus, list, int]:
+    """The training sentences (checked; read from disk as they are needed, steps.lm.corpus),
+    the held-out ones the perplexity is measured on, and the number of units."""
     tc, mc = config.train, config.model
     units = read_tokens(data_dir / "tokens.txt")
-    train_set = read_corpus(data_dir / "train.txt")
-    valid_set = valid_subset(read_corpus(data_dir / "valid.txt"), tc.valid_max_tokens)
+    train_set = TokenCorpus.open(data_dir / "train.txt")
+    valid_set = valid_subset(TokenCorpus.open(data_dir / "valid.txt"), tc.valid_max_tokens)
     num_units = len(units)
-    bad = [i for i, s in enumerate(train_set) if len(s) and (s.max() >= num_units or s.min() < 0)]
-    if bad:
-        raise ValueError(f"{data_dir}/train.txt: {len(bad)} sentences have ids outside "
-                         f"0..{num_units - 1} (first: line {bad[0] + 1})")
-    long = sum(1 for s in train_set if len(s) + 2 > mc.max_context)
+    info = train_set.info
+    if info["tokens"] and (info["min_id"] < 0 or info["max_id"] >= num_units):
+        raise ValueError(f"{data_dir}/train.txt: sentences have ids outside 0..{num_units - 1} "
+                         f"(first: line {train_set.first_line_outside(num_units)})")
+    long = int(np.sum(train_set.lengths + 2 > mc.max_context))
     log.info("%s: %d units, %d train sentences (%d tokens, %d longer than the context of %d: "
              "random crops), %d held-out sentences (%d tokens) for the perplexity",
-             level, num_units, len(train_set), sum(map(len, train_set)), long, mc.max_context,
+             level, num_units, len(train_set), train_set.num_tokens, long, mc.max_context,
              len(valid_set), sum(map(len, valid_set)))
     return train_set, valid_set, num_units
 
