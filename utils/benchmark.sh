@@ -12,7 +12,8 @@
 #
 # bench_align reads a trained recipe (stages 1-4 of --recipe); it is reported as not run
 # when that recipe has no exp/mono/final.pt; bench_am takes its output sizes from it when it
-# is trained through stage 6, else its own defaults. --quick true passes smaller sizes to the
+# is trained through stage 6, else its own defaults; bench_scale reads a recipe trained through
+# stage 9 (the default run's exp/am_baseline_s1, exp/graph) and fails, reported, without one. --quick true passes smaller sizes to the
 # benchmarks that take them (a smoke run; the committed file comes from a full run).
 set -euo pipefail
 
@@ -38,8 +39,10 @@ if $quick; then
   args[bench_soft_labels]="--cuts 40"
   args[bench_am]="--hours 0.3 --rounds 2"
   args[bench_decode]="--sentences 5000 --words 800 --utts 10"
+  args[bench_scale]="--fractions 0.05,0.1,0.2"
 fi
 args[bench_align]="--recipe $recipe"
+args[bench_scale]="--recipe $recipe ${args[bench_scale]:-}"
 # the AM's output sizes are the trained recipe's where it has them (bench_am --recipe)
 if [ -f "$recipe/exp/tree/senones.txt" ] && [ -f "$recipe/exp/lm_subword/tokens.txt" ]; then
   args[bench_am]="${args[bench_am]:-} --recipe $recipe"
