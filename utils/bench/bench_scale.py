@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from lhotse import CutSet
 
 REPO = Path(__file__).resolve().parents[2]
 WRAPPER = """
@@ -80,8 +81,6 @@ class Shares:
 
 def make_shares(recipe: Path, work: Path, fractions: list[float]) -> dict[str, dict]:
     """Writes every share's LM text and cut lists; returns each share's sizes."""
-    from lhotse import CutSet
-
     shares = Shares(recipe, work)
     lines = (recipe / "data/text/lm_text.txt").read_text().splitlines()
     sources = {"train": "data/fbank/synth_cuts_train.jsonl.gz", "test": "data/fbank/synth_cuts_test.jsonl.gz",
