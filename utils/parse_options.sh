@@ -14,6 +14,9 @@
 #                     whole number. The kind is that of the script's default,
 #                     before any config file: a list such as seeds="1 2 3"
 #                     stays a list when a config file sets it to one seed.
+#   list_options      names the script's lists whose default may be one
+#                     number (list_options="strength_lm_orders"): they take
+#                     any words.
 #   --config FILE     FILE is sourced before any other option, so the
 #                     command line wins whatever the order; the files read
 #                     are listed in $parse_options_configs. The same rules
@@ -31,7 +34,8 @@ __po_fail() {
 }
 
 # Checks a new value against the kind of the variable's current one.
-__po_check_kind() {  # <where> <current value> <new value>
+__po_check_kind() {  # <where> <current value> <new value> [<name>]
+  if [ -n "${4:-}" ] && [[ " ${list_options:-} " == *" $4 "* ]]; then return 0; fi
   if [ "$2" = true ] || [ "$2" = false ]; then
     [ "$3" = true ] || [ "$3" = false ] || __po_fail "$1 is boolean: give true or false, not '$3'"
   elif [[ $2 =~ ^-?[0-9]+$ ]]; then
@@ -63,7 +67,7 @@ for ((__po_i = 0; __po_i < ${#__po_args[@]}; __po_i++)); do
     for ((__po_n = 0; __po_n < ${#__po_names[@]}; __po_n++)); do
       __po_name=${__po_names[__po_n]}
       __po_check_kind "config file '$__po_file' line ${__po_lines[__po_n]}: '$__po_name'" \
-        "${__po_olds[__po_n]}" "${!__po_name}"
+        "${__po_olds[__po_n]}" "${!__po_name}" "$__po_name"
     done
     # The settings files read, for scripts that record how they were run.
     parse_options_configs="${parse_options_configs:+$parse_options_configs }$__po_file"
@@ -96,7 +100,7 @@ while [ $# -gt 0 ]; do
       [[ $__po_name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || __po_fail "invalid option '$1'"
       [ -n "${!__po_name+set}" ] || __po_fail "unknown option '$1'"
       [ $# -ge 2 ] || __po_fail "option '$1' needs a value"
-      __po_check_kind "option '$1'" "${__po_default[$__po_name]-${!__po_name}}" "$2"
+      __po_check_kind "option '$1'" "${__po_default[$__po_name]-${!__po_name}}" "$2" "$__po_name"
       printf -v "$__po_name" '%s' "$2"
       shift 2
       ;;

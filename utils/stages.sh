@@ -33,8 +33,8 @@
 #     instead of estimating one)                    stage 9
 #   run_options parse_options_configs               stage 10 (RESULTS.md says how it ran)
 
-. utils/exp_dirs.sh
-. utils/job_line.sh
+. "$(dirname "${BASH_SOURCE[0]}")/exp_dirs.sh"  # beside this file, wherever the recipe runs
+. "$(dirname "${BASH_SOURCE[0]}")/job_line.sh"
 force_opt=()
 if $force; then force_opt=(--force); fi
 gpu_cmd=${gpu_cmd:-$train_cmd}  # a cmd.sh without a GPU queue: the training programs are CPU jobs

@@ -28,7 +28,7 @@ import numpy as np
 from steps.core.atomic import atomic_path
 
 BLOCK_LINES = 1 << 18  # lines converted at a time when the index is made from the text
-CHUNK_TOKENS = 1 << 24  # tokens per chunk of chunks()
+CHUNK_TOKENS = 1 << 22  # tokens per chunk of chunks(): the bigram count holds ~6 int64 copies of one
 
 
 def _index_paths(path: Path) -> tuple[Path, Path, Path]:

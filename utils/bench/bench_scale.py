@@ -4,7 +4,8 @@ speech and its 800M-word LM corpus by default).
 
 Runs the recipe's own programs (python -m steps.X, one thread) on nested shares of a recipe
 trained through stage 9 (--recipe): the first --fractions of the training cuts, of the LM
-text's lines and of the test cuts, in their order. Each run is a process of its own, timed by
+text's lines and of the test cuts, in their order (a fraction above 1 repeats the LM text's
+lines, for the stages whose cost follows its tokens, and caps the cuts at all of them). Each run is a process of its own, timed by
 the wall clock; its peak resident memory is that of the largest process it ran (getrusage of
 its reaped children, in a wrapper process of its own). Per stage it prints the size in the
 stage's unit (hours of speech, LM words), seconds and MiB at each size, the exponents b of
@@ -92,20 +93,27 @@ def make_shares(recipe: Path, work: Path, fractions: list[float]) -> dict[str, d
     sizes = {}
     for f in fractions:
         k = f"{f:g}"
-        head = lines[:max(1, int(round(f * len(lines))))]
+        # a share above 1 repeats the text: as many tokens, no new n-grams
+        head = [lines[i % len(lines)] for i in range(max(1, int(round(f * len(lines)))))]
         Path(shares.lm_text(k)).write_text("\n".join(head) + "\n")
         sizes[k] = {"words": sum(len(line.split()) for line in head)}
         for name, path in sources.items():
             cuts = cut_sets[name]
-            subset = cuts.subset(first=max(1, int(round(f * len(cuts)))))
+            subset = cuts.subset(first=max(1, min(len(cuts), int(round(f * len(cuts))))))
             subset.to_file(shares.cuts(name, k))
             if name in ("train", "test"):
                 sizes[k]["h" if name == "train" else "test h"] = sum(c.duration for c in subset) / 3600
     return sizes
 
 
+# `python -m` puts the working folder (the recipe, whose steps/ may be another checkout's)
+# first on the path; this runs the module of this repository.
+RUNNER = ("import runpy, sys; sys.path.insert(0, sys.argv[1]); module = sys.argv[2]; "
+          "sys.argv = [module] + sys.argv[3:]; runpy.run_module(module, run_name='__main__', alter_sys=True)")
+
+
 def py(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", module, *args]
+    return [sys.executable, "-c", RUNNER, str(REPO), module, *args]
 
 
 def stages(recipe: Path, work: Path) -> list[Stage]:

@@ -59,6 +59,7 @@ strength_lm_orders="1"    # LM strengths: first-pass n-gram orders decoded besid
                           # of the LM text (exp/graph_<n>gram, exp/am_*/decode_<part>_<n>gram; empty: none);
                           # the bigram too ("1 2") in conf/paper.conf: it does not fit the 90-minute default
 strength_lm_weights="3 4 5 6 7 8 9 10 11 12 13 14 15 16 17"  # their dev LM-weight sweep (weak LMs want lower weights)
+list_options="strength_lm_orders"  # a list, though its default is one number (utils/parse_options.sh)
 
 help_message="Usage: $0 [options]
   --stage N --stop-stage M   run stages N..M (default 1..10)
