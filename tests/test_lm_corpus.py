@@ -62,9 +62,9 @@ def test_an_interrupted_writer_leaves_no_corpus(tmp_path):
 
 def test_ids_outside_the_vocabulary_are_found_by_line(tmp_path):
     path = tmp_path / "train.txt"
-    write(path, [[1, 2], [0, 3], [2, 7, 1], [4]])
-    assert TokenCorpus.open(path).first_line_outside(5) == 3
-    assert TokenCorpus.open(path).first_line_outside(8) is None
+    write(path, [[1, 2], [0, 3], [2, 7, 1], [4], [9, 9]])
+    assert TokenCorpus.open(path).sentences_outside(5) == (2, 3)
+    assert TokenCorpus.open(path).sentences_outside(10) == (0, None)
 
 
 def test_bigram_counted_in_chunks_equals_the_one_counted_at_once(tmp_path, monkeypatch):

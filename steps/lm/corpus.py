@@ -91,7 +91,19 @@ class CorpusWriter:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.sentences = self.tokens = self.max_length = 0
+        self._index: _IndexBuilder | None = None
+
+    @property
+    def sentences(self) -> int:
+        return len(self._index.offsets) - 1 if self._index else 0
+
+    @property
+    def tokens(self) -> int:
+        return self._index.offsets[-1] if self._index else 0
+
+    @property
+    def max_length(self) -> int:
+        return self._index.longest if self._index else 0
 
     def __enter__(self) -> "CorpusWriter":
         for stale in _index_paths(self.path):
@@ -106,9 +118,6 @@ class CorpusWriter:
             raise ValueError("an empty sentence is not written")
         self._text.write(" ".join(map(str, units)) + "\n")
         self._index.add_block(np.asarray(units, dtype=np.int64), [len(units)])
-        self.sentences += 1
-        self.tokens += len(units)
-        self.max_length = max(self.max_length, len(units))
 
     def __exit__(self, kind, error, trace) -> None:
         self._text.close()
@@ -119,13 +128,15 @@ class CorpusWriter:
             self._index.abandon()
 
 
-def _parse_block(path: Path, lines: list[str]) -> tuple[np.ndarray, list[int]]:
+def parse_lines(path: Path, lines: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Lines of a corpus text (newlines kept or not) -> (their ids end to end, each non-empty
+    line's count); an empty line is no sentence."""
     kept = [line for line in lines if line.strip()]
     lengths = [line.strip().count(" ") + 1 for line in kept]  # fast path: single spaces, as written
     try:
         with warnings.catch_warnings():  # numpy warns (later: raises) where a text is not all numbers
             warnings.simplefilter("error", DeprecationWarning)
-            flat = np.fromstring("".join(kept), dtype=np.int64, sep=" ") if kept else np.zeros(0, np.int64)
+            flat = np.fromstring(" ".join(kept), dtype=np.int64, sep=" ") if kept else np.zeros(0, np.int64)
     except (DeprecationWarning, ValueError):
         flat = None
     if flat is None or len(flat) != sum(lengths):
@@ -165,7 +176,7 @@ class TokenCorpus:
             builder = _IndexBuilder(path)
             try:
                 for block in _blocks(path):
-                    builder.add_block(*_parse_block(path, block))
+                    builder.add_block(*parse_lines(path, block))
             except BaseException:
                 builder.abandon()
                 raise
@@ -205,16 +216,18 @@ class TokenCorpus:
             yield (self.ids[self.offsets[first]:self.offsets[last]].astype(np.int64), lengths[first:last])
             first = last
 
-    def first_line_outside(self, num_units: int) -> int | None:
-        """The line (1-based, among non-empty lines) of the first sentence with an id outside
-        0..num_units-1, or None."""
-        done = 0
+    def sentences_outside(self, num_units: int) -> tuple[int, int | None]:
+        """How many sentences have an id outside 0..num_units-1, and the line (1-based, among
+        non-empty lines) of the first, or None."""
+        count, first, done = 0, None, 0
         for flat, lengths in self.chunks():
             bad = np.flatnonzero((flat < 0) | (flat >= num_units))
-            if len(bad):
-                return done + int(np.searchsorted(np.cumsum(lengths), bad[0], side="right")) + 1
+            sentences = np.unique(np.searchsorted(np.cumsum(lengths), bad, side="right"))
+            if len(sentences) and first is None:
+                first = done + int(sentences[0]) + 1
+            count += len(sentences)
             done += len(lengths)
-        return None
+        return count, first
 
 
 def sentences_from(corpus: TokenCorpus | Iterable[Sequence[int]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:

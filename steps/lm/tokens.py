@@ -11,7 +11,7 @@ import sentencepiece as spm
 
 from steps.core.log import progress
 from steps.hmm import units
-from steps.lm.corpus import CorpusWriter
+from steps.lm.corpus import CorpusWriter, parse_lines
 from steps.lang.lexicon import SILENCE, Lang, read_symbol_table
 
 LEVELS = ("senone", "phone", "subword")
@@ -161,14 +161,7 @@ def make_corpus(lines: Iterable[str], convert: Converter, valid_fraction: float,
 
 
 def read_corpus(path: str | Path) -> list[np.ndarray]:
-    """train.txt / valid.txt -> sentences of unit ids (int64 arrays; empty lines skipped)."""
-    text = Path(path).read_text()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return []
-    lengths = [line.count(" ") + 1 for line in lines]  # fast path: single spaces, as written
-    flat = np.fromstring(text, dtype=np.int64, sep=" ")
-    if len(flat) != sum(lengths):
-        lengths = [len(line.split()) for line in lines]
-        flat = np.array(" ".join(lines).split(), dtype=np.int64)
-    return np.split(flat, np.cumsum(lengths)[:-1])
+    """train.txt / valid.txt -> sentences of unit ids (int64 arrays; empty lines skipped), all
+    in memory (steps.lm.corpus.TokenCorpus reads a large one from disk)."""
+    flat, lengths = parse_lines(Path(path), Path(path).read_text().splitlines())
+    return np.split(flat, np.cumsum(lengths)[:-1]) if lengths else []

@@ -69,10 +69,10 @@ class LmConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def model_length(num_units: int, config: ModelConfig) -> int:
-    """Positions a sentence of num_units takes in one training example."""
+def model_length(num_units: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """Positions sentences of num_units take in one training example each."""
     extra = 1 if config.objective == "causal" else 2  # causal: [bos] u (targets u [eos])
-    return min(num_units + extra, config.max_context)
+    return np.minimum(num_units + extra, config.max_context)
 
 
 def epoch_batches(lengths: np.ndarray, batch_tokens: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -154,8 +154,7 @@ class LmTrainer(Task):
         self.level, self.config, self.train_set, self.valid_set, self.device = (
             level, config, train_set, valid_set, device)
         self.num_units = num_units
-        extra = 1 if mc.objective == "causal" else 2  # as model_length
-        self.lengths = np.minimum(train_set.lengths + extra, mc.max_context)
+        self.lengths = model_length(train_set.lengths, mc)
         self.num_batches = len(epoch_batches(self.lengths, tc.batch_tokens, tc.seed, 0))
         torch.manual_seed(tc.seed)
         self.model = build_model(num_units, mc).to(device)
@@ -203,8 +202,9 @@ def read_data(level: str, data_dir: Path, config: LmConfig) -> tuple[TokenCorpus
     num_units = len(units)
     info = train_set.info
     if info["tokens"] and (info["min_id"] < 0 or info["max_id"] >= num_units):
-        raise ValueError(f"{data_dir}/train.txt: sentences have ids outside 0..{num_units - 1} "
-                         f"(first: line {train_set.first_line_outside(num_units)})")
+        count, first = train_set.sentences_outside(num_units)
+        raise ValueError(f"{data_dir}/train.txt: {count} sentences have ids outside "
+                         f"0..{num_units - 1} (first: line {first})")
     long = int(np.sum(train_set.lengths + 2 > mc.max_context))
     log.info("%s: %d units, %d train sentences (%d tokens, %d longer than the context of %d: "
              "random crops), %d held-out sentences (%d tokens) for the perplexity",

@@ -51,6 +51,7 @@ print(json.dumps({"rc": rc, "seconds": time.perf_counter() - start,
                   "max_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """
 GIB = 1024.0
+MACHINE_GIB, DAY_HOURS = 24.0, 24.0  # "fits": this machine's memory, and a day on one core
 
 
 @dataclass
@@ -215,17 +216,19 @@ def report(stage: Stage, target: float) -> dict:
     _, memory_b = fit(n, mib)
     t0, t_rate = affine(n, seconds)
     m0, m_rate = affine(n, mib)
-    return {"stage": stage.name, "unit": stage.unit, "what": stage.what, "points": stage.points,
+    row = {"stage": stage.name, "unit": stage.unit, "what": stage.what, "points": stage.points,
             "time_exponent": time_b, "memory_exponent": memory_b, "target": target,
             "seconds_fixed": t0, "seconds_per_unit": t_rate, "mib_fixed": m0, "mib_per_unit": m_rate,
             "projected_hours": max(t0, t0 + t_rate * target) / 3600,
             "projected_gib": max(m0, m0 + m_rate * target) / GIB,
             "lower_bound": time_b > 1.1 or memory_b > 1.1}
+    row["fits"] = row["projected_gib"] <= MACHINE_GIB and row["projected_hours"] <= DAY_HOURS
+    return row
 
 
 def format_table(rows: list[dict]) -> str:
     lines = [f"{'stage':12s} {'unit':7s} {'sizes':>26s} {'seconds':>20s} {'peak MiB':>16s}  "
-             f"{'time b':>6s} {'mem b':>6s}  {'target':>8s} {'proj. h':>9s} {'proj. GiB':>9s}"]
+             f"{'time b':>6s} {'mem b':>6s}  {'target':>8s} {'proj. h':>9s} {'proj. GiB':>9s}  fits"]
     for r in rows:
         sizes = " ".join(f"{p['size']:.3g}" for p in r["points"])
         secs = " ".join(f"{p['seconds']:.1f}" for p in r["points"])
@@ -233,10 +236,12 @@ def format_table(rows: list[dict]) -> str:
         bound = ">=" if r["lower_bound"] else ""
         lines.append(f"{r['stage']:12s} {r['unit']:7s} {sizes:>26s} {secs:>20s} {mem:>16s}  "
                      f"{r['time_exponent']:6.2f} {r['memory_exponent']:6.2f}  {r['target']:8.3g} "
-                     f"{bound + format(r['projected_hours'], '.3g'):>9s} {bound + format(r['projected_gib'], '.3g'):>9s}")
+                     f"{bound + format(r['projected_hours'], '.3g'):>9s} {bound + format(r['projected_gib'], '.3g'):>9s}  "
+                     f"{'yes' if r['fits'] else 'no'}")
     lines.append("time b, mem b: exponents of power-law fits over the sizes (1: linear; a fixed cost pulls "
                  "them below 1); proj.: fixed cost plus cost per unit (linear least squares) at the target, "
-                 ">= where an exponent exceeds 1.1 (grows faster than linearly: a lower bound)")
+                 ">= where an exponent exceeds 1.1 (grows faster than linearly: a lower bound); fits: at most "
+                 f"{MACHINE_GIB:g} GiB and {DAY_HOURS:g} h on one core")
     return "\n".join(lines)
 
 
