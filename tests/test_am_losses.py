@@ -228,3 +228,23 @@ def test_topk_head_gradient_is_finite_on_rows_without_ids():
     s.backward()
     assert int(c) == 1 and torch.isfinite(s) and torch.isfinite(features.grad).all()
     assert features.grad[1].abs().sum() > 0 and features.grad[[0, 2]].abs().sum() == 0
+
+
+def test_a_share_of_head_frames_is_a_seeded_subset_and_the_terms_stay_frame_means():
+    batch = real_batch()
+    covered = batch.levels["phone"].mask
+    state = torch.get_rng_state()
+    assert torch.equal(head_frames(batch, ("phone",))["phone"], covered)
+    assert torch.equal(torch.get_rng_state(), state)  # every frame: no draw, the default run unchanged
+    torch.manual_seed(3)
+    half = head_frames(batch, ("phone",), 0.5)["phone"]
+    torch.manual_seed(3)
+    assert torch.equal(head_frames(batch, ("phone",), 0.5)["phone"], half)  # a seed repeats the draw
+    assert not (half & ~covered).any() and 0 < int(half.sum()) < int(covered.sum())
+    # the KD term over the kept frames is their mean: its count is theirs
+    model = tiny_model(aux_layer=2)
+    out = model(batch.feats, batch.feat_lens, aux_frames={"phone": half})
+    terms = {t.name: t for t in loss_terms(LossConfig("aux"), ("phone",), out, batch)}
+    assert int(terms["kd_phone"].count) == int(half.sum()) == out.aux["phone"].shape[0]
+    assert int(terms["main_ce"].count) == int((batch.senone >= 0).sum())
+

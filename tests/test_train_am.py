@@ -87,6 +87,9 @@ def test_config_errors_name_file_and_key(tmp_path):
     li = write(tmp_path / "li.yaml", "loss:\n  objective: li\n  li_lambda: 1.5\n")
     with pytest.raises(ConfigError, match=r"li.yaml: loss.li_lambda: must be in \[0, 1\]"):
         load_am_config(li)
+    share = write(tmp_path / "share.yaml", "loss:\n  head_frame_share: 0\n")
+    with pytest.raises(ConfigError, match=r"share.yaml: loss.head_frame_share: must be in \(0, 1\]"):
+        load_am_config(CONF / "am_hier.yaml", [share])
     # loss weights belong to the loss section: the old place is named with the new one
     old = write(tmp_path / "old.yaml", "model:\n  aux_heads:\n    - {level: phone, layer: 4, beta: 0.3}\n")
     with pytest.raises(ConfigError, match=r"old.yaml: model.aux_heads\[0\].beta: unknown key.*"

@@ -108,7 +108,8 @@ def cpu_seconds_per_step(checkpoint: dict, store: CutStore, steps: int = 20, rep
         for i, batch in enumerate(batches):
             if i == 2:
                 start = time.process_time()
-            out = model(batch.feats, batch.feat_lens, aux_frames=head_frames(batch, head_levels))
+            out = model(batch.feats, batch.feat_lens,
+                        aux_frames=head_frames(batch, head_levels, loss.head_frame_share))
             terms = loss_terms(loss, head_levels, out, batch)
             optimizer.zero_grad(set_to_none=True)
             total_loss(terms).backward()

@@ -28,6 +28,7 @@ compute_loss):
         senone: {beta: 0.3, alpha: 0.0}
         phone: {beta: 0.3}
         subword: {beta: 0.3}
+      head_frame_share: 1.0             # training: the share of token frames the heads read
 
 A head without a kd entry takes β = 1, α = 0. OBJECTIVES is the one table of what each
 objective reads: its main term, the soft-label levels that term reads and which auxiliary
@@ -91,9 +92,12 @@ class LossConfig:
     objective: Literal["baseline", "li", "aux", "hier"] = "baseline"
     li_lambda: float = 0.5  # weight of the senone soft label in the LI target
     kd: dict[str, KdWeights] = field(default_factory=dict)  # level of an auxiliary head -> weights
+    head_frame_share: float = 1.0  # training: the share of a level's token frames its head
+    #                                reads, drawn anew each step (< 1 saves the heads' work)
 
     def __post_init__(self):
         require(0.0 <= self.li_lambda <= 1.0, "li_lambda", "must be in [0, 1]")
+        require(0.0 < self.head_frame_share <= 1.0, "head_frame_share", "must be in (0, 1]")
 
     def weights(self, level: str) -> KdWeights:
         return self.kd.get(level, KdWeights())
@@ -197,11 +201,17 @@ def loss_terms(loss: LossConfig, head_levels: Sequence[str], out, batch) -> list
     return terms
 
 
-def head_frames(batch, head_levels: Sequence[str]) -> dict[str, torch.Tensor]:
+def head_frames(batch, head_levels: Sequence[str], share: float = 1.0) -> dict[str, torch.Tensor]:
     """level -> [B, N] bool: the frames an auxiliary head's terms read (kd_L and ce_L count
     only frames a level-L token covers), for model(..., aux_frames=...): the heads then skip
-    silence and padding, with the same loss and gradient."""
-    return {level: batch.levels[level].mask for level in head_levels if level in batch.levels}
+    silence and padding, with the same loss and gradient. share < 1 keeps each such frame
+    with that probability (torch's generator, so a seed and a resume repeat the draw): the
+    terms stay frame means, estimated on fewer frames."""
+    frames = {level: batch.levels[level].mask for level in head_levels if level in batch.levels}
+    if share < 1.0:
+        frames = {level: mask & (torch.rand(mask.shape, device=mask.device) < share)
+                  for level, mask in frames.items()}
+    return frames
 
 
 def head_rows(out, level: str) -> torch.Tensor:

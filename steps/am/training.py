@@ -64,7 +64,7 @@ def loss_step(model, batch, config: AmConfig, world: World, augment=None) -> Ste
     count over all processes), the global terms (name -> (sum, count)), and whether any
     process saw a non-finite loss (then every process skips the update)."""
     out = model(batch.feats, batch.feat_lens, augment=augment,
-                aux_frames=head_frames(batch, config.head_levels))
+                aux_frames=head_frames(batch, config.head_levels, config.loss.head_frame_share))
     terms = loss_terms(config.loss, config.head_levels, out, batch)
     n = len(terms)
     sums = torch.stack([t.sum.detach().float() for t in terms])
