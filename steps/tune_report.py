@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tune-dir", help="default: <exp-dir>/tune")
     parser.add_argument("--variants", nargs="+", required=True, help="<system>.<name>")
     parser.add_argument("--seeds", nargs="+", type=int, required=True)
-    parser.add_argument("--systems", nargs="+", default=[], help="the recipe's systems (the seed-variance pool)")
+    parser.add_argument("--systems", nargs="+", help="the recipe's systems, the seed-variance pool "
+                        "(default: those stage 9 chose an LM weight for, <exp-dir>/lm_weights/*)")
     parser.add_argument("--aa-seeds", nargs="*", type=int, default=[], help="the baseline's A/A seeds")
     parser.add_argument("--strengths", nargs="*", default=[], help="pass name=decode dir suffix, e.g. 1-gram=_1gram")
     parser.add_argument("--out", required=True)
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     exp = Path(args.exp_dir)
     tune = Path(args.tune_dir) if args.tune_dir else exp / "tune"
     strengths = dict(s.split("=", 1) for s in args.strengths)
-    systems = sorted(set(args.systems) | {v.split(".")[0] for v in args.variants})
+    chosen = sorted(d.name for d in (exp / "lm_weights").iterdir()) if (exp / "lm_weights").is_dir() else []
+    systems = sorted(set(args.systems or chosen) | {v.split(".")[0] for v in args.variants})
     results = collect(exp, systems, args.seeds, strengths) + collect(tune, args.variants, args.seeds, strengths)
     aa_result = collect(exp, ["baseline"], args.aa_seeds, strengths)[0] if args.aa_seeds else None
     accuracy = {r.system: frame_accuracy(r) for r in results}

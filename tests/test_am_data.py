@@ -274,3 +274,20 @@ def test_tokens_between_output_frames_are_counted():
     assert tokens_without_output(spans, np.array([0, 1, 2, 3, 4, 5, 1]), 10, 3) == 4
     assert tokens_without_output(spans, positions, 10, 1) == 0
     assert tokens_without_output(np.zeros((0, 2)), np.zeros(0), 10, 3) == 0
+
+
+def test_a_store_keeps_of_each_cut_what_training_reads(tiny, monkeypatch):
+    import steps.am.cut_store as cut_store
+    monkeypatch.setattr(cut_store, "READS_PER_HANDLE", 2)  # file handles closed and reopened between reads
+    original = {c.id: c for c in CutSet.from_file(tiny["train"])}
+    store, _ = CutStore.build(CutSet.from_cuts(original.values()), ("phone",), cache=False)
+    for cut in store.cuts:
+        assert set(cut.custom) == {"senone_ali", *(f"kd_phone_{k}" for k in ("tokens", "spans", "ids", "probs"))}
+        assert all(s.alignment is None for s in cut.supervisions)
+        assert cut.duration == original[cut.id].duration
+    cuts = CutSet.from_cuts(list(store.cuts)[:5])
+    again = [original[c.id] for c in cuts]
+    batch = AmDataset(store, 3)[cuts]
+    for b, cut in enumerate(again):
+        np.testing.assert_array_equal(batch.feats[b, :cut.num_frames].numpy(), cut.load_features())
+    assert store.reads == 5

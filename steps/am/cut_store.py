@@ -31,14 +31,20 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from lhotse import CutSet
+from lhotse.features.io import close_cached_file_handles
+from lhotse.utils import fastcopy
 
 from steps.am.targets import IGNORE, pad_k
 from steps.core.log import progress
-from steps.kd.soft_labels import LEVELS, SoftLabels, has_soft_labels, load_soft_labels
+from steps.kd.soft_labels import FIELDS, LEVELS, SoftLabels, field_name, has_soft_labels, load_soft_labels
 
 log = logging.getLogger(__name__)
 
 ALI_FIELD = "senone_ali"
+# Cuts read between closings of lhotse's cached file handles: an open HDF5 file (the soft
+# labels, the alignments) keeps the metadata of every dataset read from it, about 4 KB each
+# and 13 a cut, so that reading from disk would otherwise grow with the corpus (~100 MiB an hour).
+READS_PER_HANDLE = 256
 
 
 class BadCut(ValueError):
@@ -140,7 +146,9 @@ class CutStore:
     levels: tuple[str, ...]
     cache: dict[str, CutArrays] | None
     info: dict[str, CutInfo]
-    counts_by_cut: dict[str, np.ndarray] | None = None  # bincount of each alignment (no cache)
+    counts_by_cut: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # (senones, counts) of each
+    #                                                                          alignment (no cache)
+    reads: int = 0  # cuts read from disk since the file handles were last closed
 
     @classmethod
     def build(cls, cuts: CutSet, levels: Sequence[str] = (), cache: bool = True,
@@ -154,7 +162,9 @@ class CutStore:
                 raise ValueError(f"unknown unit level {level!r} (known: {LEVELS})")
         kept, skipped, stored, info, counts = [], [], {}, {}, {}
         dim = None
-        for cut in progress(cuts, desc=description, leave=False, mininterval=2):
+        for i, cut in enumerate(progress(cuts, desc=description, leave=False, mininterval=2)):
+            if i % READS_PER_HANDLE == READS_PER_HANDLE - 1:
+                close_cached_file_handles()
             try:
                 arrays = load_cut_arrays(cut, levels, need_alignment)
             except BadCut as e:
@@ -170,8 +180,8 @@ class CutStore:
             if cache:
                 stored[cut.id] = arrays
             elif arrays.senone is not None:
-                counts[cut.id] = np.bincount(arrays.senone)
-            kept.append(cut)
+                counts[cut.id] = tuple(a.astype(np.int32) for a in np.unique(arrays.senone, return_counts=True))
+            kept.append(lean_cut(cut, levels))
         store = cls(CutSet.from_cuts(kept), levels, stored if cache else None, info,
                     None if cache else counts)
         skipped += store.require(levels if required is None else required)
@@ -268,9 +278,10 @@ class CutStore:
         if self.cache is not None:
             per_cut = [a.senone for a in self.cache.values() if a.senone is not None]
             return np.bincount(np.concatenate(per_cut)) if per_cut else np.zeros(0, dtype=np.int64)
-        counts = np.zeros(max([len(c) for c in self.counts_by_cut.values()] + [0]), dtype=np.int64)
-        for c in self.counts_by_cut.values():
-            counts[: len(c)] += c
+        counts = np.zeros(max([int(ids[-1]) + 1 for ids, _ in self.counts_by_cut.values() if len(ids)] + [0]),
+                          dtype=np.int64)
+        for ids, n in self.counts_by_cut.values():
+            np.add.at(counts, ids, n)
         return counts
 
     @property
@@ -284,7 +295,20 @@ class CutStore:
     def arrays(self, cut) -> CutArrays:
         if self.cache is not None and cut.id in self.cache:
             return self.cache[cut.id]
+        self.reads += 1
+        if self.reads % READS_PER_HANDLE == 0:
+            close_cached_file_handles()
         return load_cut_arrays(cut, self.levels, need_alignment=False)
+
+
+def lean_cut(cut, levels: Sequence[str]):
+    """The cut with what training reads of it: no alignments in its supervisions (the words'
+    and phones' times of the earlier stages) and, of its custom fields, the senone alignment
+    and the soft labels of `levels` alone; the rest is most of a cut's memory."""
+    keep = {ALI_FIELD, *(field_name(level, kind) for level in levels for kind in FIELDS)}
+    custom = {k: v for k, v in (cut.custom or {}).items() if k in keep}
+    return fastcopy(cut, custom=custom or None,
+                    supervisions=[fastcopy(s, alignment=None) for s in cut.supervisions])
 
 
 def _write_cache(path: Path, store: CutStore, skipped: list) -> None:

@@ -4,8 +4,9 @@ speech and its 800M-word LM corpus by default).
 
 Runs the recipe's own programs (python -m steps.X, one thread) on nested shares of a recipe
 trained through stage 9 (--recipe): the first --fractions of the training cuts, of the LM
-text's lines and of the test cuts, in their order (a fraction above 1 repeats the LM text's
-lines, for the stages whose cost follows its tokens, and caps the cuts at all of them). Each run is a process of its own, timed by
+text's lines and of the test cuts, in their order (a fraction above 1 repeats them: the LM
+text's lines, and the cuts as copies with new ids, `<id>_rep<n>`, on the same features and
+labels, for the stages whose cost follows their number). Each run is a process of its own, timed by
 the wall clock; its peak resident memory is that of the largest process it ran (getrusage of
 its reaped children, in a wrapper process of its own). Per stage it prints the size in the
 stage's unit (hours of speech, LM words), seconds and MiB at each size, the exponents b of
@@ -99,12 +100,19 @@ def make_shares(recipe: Path, work: Path, fractions: list[float]) -> dict[str, d
         Path(shares.lm_text(k)).write_text("\n".join(head) + "\n")
         sizes[k] = {"words": sum(len(line.split()) for line in head)}
         for name, path in sources.items():
-            cuts = cut_sets[name]
-            subset = cuts.subset(first=max(1, min(len(cuts), int(round(f * len(cuts))))))
+            subset = repeated(cut_sets[name], f)
             subset.to_file(shares.cuts(name, k))
             if name in ("train", "test"):
                 sizes[k]["h" if name == "train" else "test h"] = sum(c.duration for c in subset) / 3600
     return sizes
+
+
+def repeated(cuts: CutSet, fraction: float) -> CutSet:
+    """The first fraction of the cuts; above 1, copies of them with new ids (<id>_rep<n>)."""
+    wanted = max(1, int(round(fraction * len(cuts))))
+    copies = [cuts if n == 0 else cuts.modify_ids(lambda i, n=n: f"{i}_rep{n}")
+              for n in range(-(-wanted // len(cuts)))]
+    return CutSet.from_cuts(c for copy in copies for c in copy).subset(first=wanted)
 
 
 # `python -m` puts the working folder (the recipe, whose steps/ may be another checkout's)
@@ -117,10 +125,12 @@ def py(module: str, *args: str) -> list[str]:
     return [sys.executable, "-c", RUNNER, str(REPO), module, *args]
 
 
-def stages(recipe: Path, work: Path) -> list[Stage]:
+def stages(recipe: Path, work: Path, mono_subset: int = 500) -> list[Stage]:
     s = Shares(recipe, work)
     one_epoch = work / "am_one_epoch.yaml"
     one_epoch.write_text("train:\n  num_epochs: 1\n")
+    from_disk = work / "am_from_disk.yaml"
+    from_disk.write_text("data:\n  cache_in_memory: false\n")
     teacher_conf = work / "lm_subword_steps.yaml"
     teacher_conf.write_text(f"base: {recipe.resolve()}/conf/lm_subword.yaml\n"
                             "train:\n  max_steps: 60\n  valid_every: 60\n  save_every: 60\n")
@@ -152,6 +162,14 @@ def stages(recipe: Path, work: Path) -> list[Stage]:
               lambda k: [py("steps.train_mono", "--config", "conf/mono.yaml", "--cuts",
                                s.cuts("train", k), "--lang-dir", "data/lang",
                                "--exp-dir", s.path(f"mono_{k}"), "--num-threads", "1", "--force")]),
+        Stage("flat_start_subset", "h", f"flat start on {mono_subset} utterances drawn at random (steps.subset_cuts, "
+              "steps.train_mono; run.sh's mono_subset)",
+              lambda k: [py("steps.train_mono", "--config", "conf/mono.yaml", "--cuts", s.path(f"mono_subset_{k}.jsonl.gz"),
+                            "--lang-dir", "data/lang", "--exp-dir", s.path(f"mono_subset_{k}"), "--num-threads", "1",
+                            "--force")],
+              setup=lambda k: [py("steps.subset_cuts", "--cuts", s.cuts("train", k), "--num", str(mono_subset),
+                                  "--strategy", "random",  # the same lengths at every size
+                                  "--out", s.path(f"mono_subset_{k}.jsonl.gz"), "--force")]),
         Stage("align", "h", "Viterbi alignment (steps.align, one job)",
               lambda k: [py("steps.align", "--model", "exp/mono/final.pt", "--cuts",
                                s.cuts("train", k), "--lang-dir", "data/lang",
@@ -175,6 +193,12 @@ def stages(recipe: Path, work: Path) -> list[Stage]:
                                "--dev-cuts", "data/kd/synth_cuts_dev.jsonl.gz",
                                "--senone-counts", f"{senone_ali}/senone_counts.txt",
                                "--exp-dir", s.path(f"am_{k}"), "--seed", "1", "--num-threads", "1", "--force")]),
+        Stage("am_epoch_disk", "h", "the same with data.cache_in_memory: false (batches read from disk)",
+              lambda k: [py("steps.train_am", "--config", "conf/am_hier.yaml", "--override", str(one_epoch),
+                            "--override", str(from_disk), "--cuts", s.cuts("kd", k),
+                            "--dev-cuts", "data/kd/synth_cuts_dev.jsonl.gz",
+                            "--senone-counts", f"{senone_ali}/senone_counts.txt",
+                            "--exp-dir", s.path(f"am_disk_{k}"), "--seed", "1", "--num-threads", "1", "--force")]),
         Stage("decode", "test h", "k2 lattice search of the test cuts with exp/graph (steps.decode)",
               lambda k: [py("steps.decode", "--model", "exp/am_baseline_s1/final.pt", "--graph", "exp/graph",
                                "--cuts", s.cuts("test", k),
@@ -255,6 +279,7 @@ def main() -> None:
     parser.add_argument("--target-lm-words", type=float, default=8e8)
     parser.add_argument("--target-decode-hours", type=float, default=21.4,
                         help="LibriSpeech's dev and test parts, clean and other")
+    parser.add_argument("--mono-subset", type=int, default=500, help="utterances of flat_start_subset")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     recipe = args.recipe.resolve()
@@ -271,7 +296,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     sizes = make_shares(recipe, work, fractions)
-    chosen = stages(recipe, work)
+    chosen = stages(recipe, work, args.mono_subset)
     if args.stages:
         names = args.stages.split()
         unknown = set(names) - {st.name for st in chosen}
