@@ -20,7 +20,7 @@ import pytest
 import torch
 from lhotse import CutSet
 
-from steps.am.config import TrainConfig, config_from_checkpoint, load_am_config
+from steps.am.config import TrainConfig, config_from_checkpoint, load_am_config, settings_for_fingerprint
 from steps.am.cut_store import CutStore
 from steps.am.model import model_from_checkpoint
 from steps.train.schedule import NewbobDecision, newbob
@@ -487,3 +487,11 @@ def test_one_seed_gives_every_system_the_same_start_and_batches(data, tmp_path):
     other, other_batches, _ = start("baseline", 6)
     assert not torch.equal(other["main_head.output.weight"], base["main_head.output.weight"])
     assert other_batches != base_batches
+
+
+def test_a_setting_added_later_leaves_finished_runs_finished(tmp_path):
+    # runs made before loss.head_frame_share read every frame: their fingerprint lacks the key
+    every = settings_for_fingerprint(load_am_config(CONF / "am_aux_senone.yaml"))
+    assert "head_frame_share" not in every["loss"]
+    half = write(tmp_path / "half.yaml", "loss:\n  head_frame_share: 0.5\n")
+    assert settings_for_fingerprint(load_am_config(CONF / "am_aux_senone.yaml", [half]))["loss"]["head_frame_share"] == 0.5

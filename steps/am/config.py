@@ -115,10 +115,13 @@ def config_from_checkpoint(config: dict, source: str = "checkpoint config") -> A
 def settings_for_fingerprint(config: AmConfig) -> dict:
     """The config as the runs' fingerprints hold it: the layout of the runs that came before
     (each head's loss weights in its model.aux_heads entry, no dmoe section for other
-    encoders), so that their finished runs stay finished."""
+    encoders, no loss.head_frame_share where the heads read every frame), so that their
+    finished runs stay finished."""
     settings = to_dict(config)
     if config.model.encoder != "dmoe":
         del settings["model"]["dmoe"]
+    if config.loss.head_frame_share == 1.0:
+        del settings["loss"]["head_frame_share"]
     del settings["loss"]["kd"]  # check_heads: every level in it has a head
     for head in settings["model"]["aux_heads"]:
         weights = config.loss.weights(head["level"])
