@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from lhotse import CutSet
+from lhotse.features.io import close_cached_file_handles
 
 from steps.core import atomic
 from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
@@ -105,6 +106,7 @@ def accumulate_cuts(cuts, lang: Lang, topology: Topology, silence: int, ci_phone
             chunk = accumulate(np.concatenate(pending_events), np.concatenate(pending_feats))
             total = chunk if total is None else merge_stats([total, chunk])
         pending_events, pending_feats, pending = [], [], 0
+        close_cached_file_handles()  # the alignments' HDF5 readers keep every array's metadata
 
     for cut in progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
         try:

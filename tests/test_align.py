@@ -147,7 +147,7 @@ def synthetic_cuts(tmp_path, lang, topo, num_utts, rng):
     return path, truth
 
 
-def test_flat_start_learns_the_segmentation(tmp_path, lang, topo):
+def test_flat_start_learns_the_segmentation(tmp_path, lang, topo, monkeypatch):
     from steps import align as align_program
     from steps import train_mono
 
@@ -181,6 +181,17 @@ def test_flat_start_learns_the_segmentation(tmp_path, lang, topo):
         errors += [abs(round(w.start / 0.01) - t) for w, t in zip(words, truth[cut.id])]
     # word starts within one frame of the truth for nearly every word
     assert np.mean(np.array(errors) <= 1) > 0.95
+
+    # A part aligned 7 cuts at a time (memory flat in its size): the same cuts in the same
+    # order, the same paths (up to the batches' float rounding, which may break a tie)
+    from steps.hmm import cut_alignment
+    monkeypatch.setattr(cut_alignment, "CHUNK_CUTS", 7)
+    align_program.main(["--model", str(exp / "final.pt"), "--cuts", str(cuts_path), "--lang-dir",
+                        str(tmp_path / "lang"), "--part", "train", "--out-dir", str(tmp_path / "ali_chunks")])
+    chunked = CutSet.from_file(tmp_path / "ali_chunks" / "cuts_train.jsonl.gz")
+    assert [c.id for c in chunked] == [c.id for c in aligned]
+    same = [np.mean(a.load_custom("mono_ali") == b.load_custom("mono_ali")) for a, b in zip(aligned, chunked)]
+    assert np.mean(same) > 0.99
 
 
 def test_shortest_subset_keeps_the_shortest_in_their_order():

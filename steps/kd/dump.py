@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
+from lhotse.features.io import close_cached_file_handles
 from lhotse.utils import fastcopy
 
 from steps.core.atomic import atomic_path, write_text
@@ -46,8 +47,10 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
     bad: list[str] = []
     writers = {level: NumpyHdf5Writer(out_dir / f"{corpus}_{part}_{level}.{job}.h5", mode="w")
                for level in levels}
-    written = []
-    try:
+    jobs_dir = out_dir / "jobs"
+    jobs_dir.mkdir(exist_ok=True)
+    # the cuts are written as they are done: memory stays flat however many the job has
+    with atomic_path(jobs_dir / f"{corpus}_cuts_{part}.{job}.jsonl.gz") as tmp, CutSet.open_writer(tmp) as written:
         batch: list = []
 
         def flush():
@@ -81,30 +84,27 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
                     problems.update(level_tokens.problems)
                     for note in level_tokens.notes:
                         bad.append(f"{cut.id}\t{level}\t{note}")
-                cut = fastcopy(cut, custom=dict(cut.custom, **{sl.INFO_FIELD: info}))
-                written.append(cut)
+                written.write(fastcopy(cut, custom=dict(cut.custom, **{sl.INFO_FIELD: info})))
+                stats["cuts_out"] += 1
                 stats["frames"] += tokens[levels[0]].problems["frames"]
                 stats["speech_frames"] += tokens[levels[0]].problems["speech_frames"]
             batch.clear()
+            close_cached_file_handles()  # the alignments' HDF5 readers keep every array's metadata
 
-        for cut in progress(cuts, desc=f"dump job {job}", mininterval=5):
-            stats["cuts_in"] += 1
-            batch.append(cut)
-            if len(batch) >= batch_cuts:
-                flush()
-        flush()
-    finally:
-        for writer in writers.values():
-            writer.close()
-    stats["cuts_out"] = len(written)
+        try:
+            for cut in progress(cuts, desc=f"dump job {job}", mininterval=5):
+                stats["cuts_in"] += 1
+                batch.append(cut)
+                if len(batch) >= batch_cuts:
+                    flush()
+            flush()
+        finally:
+            for writer in writers.values():
+                writer.close()
     for problems in stats["problems"].values():
         problems.pop("frames", None)
         problems.pop("speech_frames", None)
-    jobs_dir = out_dir / "jobs"
-    jobs_dir.mkdir(exist_ok=True)
     write_text(jobs_dir / f"{corpus}_{part}_bad_items.{job}.txt", "".join(b + "\n" for b in bad))
-    with atomic_path(jobs_dir / f"{corpus}_cuts_{part}.{job}.jsonl.gz") as tmp:
-        CutSet.from_cuts(written).to_file(tmp)
     stats = json.loads(json.dumps(stats))  # Counters -> plain dicts
     return stats
 
