@@ -57,11 +57,14 @@ def pass_figures(runs: dict[str, SeedRuns], aa: SeedRuns | None, variants: list[
         if variant in runs and system in runs:
             rows[variant] = {"against": system, **compare(runs[system], runs[variant], seed_var).figures(),
                              "wer": [100 * runs[variant].value, 100 * runs[system].value]}
-    if "baseline" in runs:
+    out = {"seed_variance": {"std": 100 * seed_var.value ** 0.5, "df": seed_var.df}, "rows": rows}
+    if "baseline" in runs and (aa is not None or len(runs["baseline"].seeds) >= 2):
         sides = (runs["baseline"], aa) if aa is not None else halves(runs["baseline"])
         rows["A/A: baseline"] = {"against": "baseline", **compare(*sides, seed_var).figures(),
                                  "wer": [100 * sides[1].value, 100 * sides[0].value]}
-    return {"seed_variance": {"std": 100 * seed_var.value ** 0.5, "df": seed_var.df}, "rows": rows}
+    else:
+        out["aa_missing"] = "no A/A row: the baseline needs two seeds, or A/A seeds (--aa-seeds)"
+    return out
 
 
 def render(figures: dict, accuracy: dict[str, str]) -> list[str]:
@@ -79,7 +82,7 @@ def render(figures: dict, accuracy: dict[str, str]) -> list[str]:
                          format_p(r["p_value"]),
                          f"{100 * r['mde_relative']:.1f}%" if r["mde_relative"] is not None else "n/a",
                          accuracy.get(name, "n/a"), accuracy.get(r["against"], "n/a")])
-        lines += tables.markdown_table(header, rows) + [""]
+        lines += tables.markdown_table(header, rows) + [""] + ([f["aa_missing"], ""] if "aa_missing" in f else [])
     return lines
 
 

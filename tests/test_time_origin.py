@@ -124,9 +124,10 @@ def converted(aligned, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("convert")
     out = {}
     for name, part in cuts.items():
+        done = []
         with NumpyHdf5Writer(tmp / f"{name}.h5", mode="w") as writer:
-            done, skipped, *_ = convert_cuts(part, lang, topology, tree, writer, name)
-        assert not skipped
+            num_done, skipped, *_ = convert_cuts(part, lang, topology, tree, writer, name, done.append)
+        assert not skipped and num_done == len(done)
         out[name] = {c.id: c for c in done}
     return recipe, lang, tree, out
 

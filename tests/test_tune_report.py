@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from steps.tune_report import main
 
@@ -52,3 +53,14 @@ def test_a_variant_against_its_system_with_the_aa_row(tmp_path):
     table = out.read_text()
     assert "| hier.worse | hier | 3/3 |" in table and "A/A: baseline" in table
     assert "40.00 ± 0.00" in table  # the variant's dev frame accuracy, in %
+
+
+def test_one_baseline_seed_without_aa_seeds_says_why_there_is_no_aa_row():
+    from steps.scoring.seed_utterance import SeedRuns
+    from steps.tune_report import pass_figures
+    runs = {"baseline": SeedRuns([[1, 2, 0]], [10, 10, 10], [1], ["a", "b", "c"]),
+            "hier": SeedRuns([[1, 1, 1]], [10, 10, 10], [1], ["a", "b", "c"]),
+            "hier.x": SeedRuns([[0, 1, 1]], [10, 10, 10], [1], ["a", "b", "c"])}
+    figures = pass_figures(runs, None, ["hier.x"])
+    assert "A/A: baseline" not in figures["rows"] and "two seeds" in figures["aa_missing"]
+    assert figures["rows"]["hier.x"]["difference"][0] == pytest.approx(-100 / 30)

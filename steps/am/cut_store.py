@@ -131,7 +131,7 @@ class CutInfo:
     unusable: dict[str, str]
 
 
-CACHE_VERSION = 3  # 3: slots without an id padded with -1 (IGNORE), as targets.py does
+CACHE_VERSION = 4  # 3: slots without an id padded with -1 (IGNORE), as targets.py does; 4: lean cuts
 
 
 @dataclass

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from typing import Callable
 
 import numpy as np
 from lhotse import NumpyHdf5Writer
+from lhotse.features.io import close_cached_file_handles
 from lhotse.utils import fastcopy
 
 from steps.core.log import progress
@@ -40,12 +42,17 @@ def check_tree_covers(tree: Tree, topology: Topology) -> None:
                          "was it built with this topology?")
 
 
-def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: NumpyHdf5Writer, desc: str):
-    """(converted cuts, skipped [(id, reason)], disagreeing ids, senone counts, pron counts)."""
-    done, skipped, disagree = [], [], []
+def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: NumpyHdf5Writer, desc: str,
+                 emit: Callable):
+    """Converts the cuts, each handed to emit(cut) as it is done (a cut writer's write: memory
+    stays flat); returns (cuts converted, skipped [(id, reason)], disagreeing ids, senone
+    counts, pron counts)."""
+    num_done, skipped, disagree = 0, [], []
     counts = np.zeros(tree.num_senones, dtype=np.int64)
     prons: Counter = Counter()
-    for cut in progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
+    for i, cut in enumerate(progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30)):
+        if i % 256 == 255:
+            close_cached_file_handles()  # the HDF5 readers keep every array's metadata
         if not cut.has_custom("mono_ali"):
             skipped.append((cut.id, "no mono_ali"))
             continue
@@ -74,8 +81,9 @@ def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: Numpy
         if not readable or not alignment_agrees(senones, ali, aligned, topology, tree):
             disagree.append(cut.id)
         array = writer.store_array(cut.id, senones, frame_shift=FRAME_SHIFT, temporal_dim=0, start=cut.start)
-        done.append(fastcopy(cut, custom=dict(cut.custom or {}, senone_ali=array)))
+        emit(fastcopy(cut, custom=dict(cut.custom or {}, senone_ali=array)))
+        num_done += 1
         counts += np.bincount(senones, minlength=tree.num_senones)
         if readable:
             prons.update(item_word_prons(alignment, lang, len(ali), cut.start))
-    return done, skipped, disagree, counts, prons
+    return num_done, skipped, disagree, counts, prons

@@ -163,7 +163,7 @@ def stages(recipe: Path, work: Path, mono_subset: int = 500) -> list[Stage]:
                                s.cuts("train", k), "--lang-dir", "data/lang",
                                "--exp-dir", s.path(f"mono_{k}"), "--num-threads", "1", "--force")]),
         Stage("flat_start_subset", "h", f"flat start on {mono_subset} utterances drawn at random (steps.subset_cuts, "
-              "steps.train_mono; run.sh's mono_subset)",
+              "steps.train_mono; as run.sh's mono_subset, drawn at random rather than the shortest)",
               lambda k: [py("steps.train_mono", "--config", "conf/mono.yaml", "--cuts", s.path(f"mono_subset_{k}.jsonl.gz"),
                             "--lang-dir", "data/lang", "--exp-dir", s.path(f"mono_subset_{k}"), "--num-threads", "1",
                             "--force")],
