@@ -42,11 +42,11 @@ from pathlib import Path
 
 import numpy as np
 from lhotse import CutSet
-from lhotse.features.io import close_cached_file_handles
 
 from steps.core import atomic
 from steps.core.jobs import JobsFailed, add_job_arguments, job_argv, run_jobs
 from steps.core.log import progress, setup_logging
+from steps.data.hdf5_readers import close_now_and_then
 from steps.hmm.topology import Topology
 from steps.hmm.units import consistent_starts, frame_events, segments_from_items
 from steps.lang.lexicon import Lang
@@ -106,9 +106,9 @@ def accumulate_cuts(cuts, lang: Lang, topology: Topology, silence: int, ci_phone
             chunk = accumulate(np.concatenate(pending_events), np.concatenate(pending_feats))
             total = chunk if total is None else merge_stats([total, chunk])
         pending_events, pending_feats, pending = [], [], 0
-        close_cached_file_handles()  # the alignments' HDF5 readers keep every array's metadata
 
-    for cut in progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30):
+    for read, cut in enumerate(progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30), start=1):
+        close_now_and_then(read)
         try:
             events, feats = cut_events(cut, lang, topology, silence, ci_phones)
         except SkipCut as e:

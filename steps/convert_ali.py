@@ -74,13 +74,13 @@ def run_part(cuts, args, out_dir: Path, part: str, suffix: str) -> dict:
     array_dir.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(out_dir / f"cuts_{part}{suffix}.jsonl.gz") as tmp, \
             NumpyHdf5Writer(array_dir / f"senone_ali{suffix}.h5", mode="w") as writer, CutSet.open_writer(tmp) as out:
-        done, skipped, disagree, counts, prons = convert_cuts(cuts, lang, topology, tree, writer,
-                                                              f"convert-ali {part}{suffix}", out.write)
+        num_done, skipped, disagree, counts, prons = convert_cuts(cuts, lang, topology, tree, writer,
+                                                                  f"convert-ali {part}{suffix}", out.write)
     atomic.write_text(out_dir / f"skipped_{part}{suffix}.txt", _lines(skipped))
     atomic.write_text(out_dir / f"disagree_{part}{suffix}.txt", "".join(f"{c}\n" for c in disagree))
     atomic.write_text(out_dir / f"senone_counts_{part}{suffix}.txt", _lines(enumerate(counts.tolist())))
     atomic.write_text(out_dir / f"pron_counts_{part}{suffix}.txt", _prons_text(prons))
-    return {"converted": done, "skipped": len(skipped), "disagree": len(disagree)}
+    return {"converted": num_done, "skipped": len(skipped), "disagree": len(disagree)}
 
 
 JOB_FILES = ("cuts_{}.{}.jsonl.gz", "skipped_{}.{}.txt", "disagree_{}.{}.txt", "senone_counts_{}.{}.txt",

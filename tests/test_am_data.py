@@ -277,8 +277,8 @@ def test_tokens_between_output_frames_are_counted():
 
 
 def test_a_store_keeps_of_each_cut_what_training_reads(tiny, monkeypatch):
-    import steps.am.cut_store as cut_store
-    monkeypatch.setattr(cut_store, "READS_PER_HANDLE", 2)  # file handles closed and reopened between reads
+    import steps.data.hdf5_readers as hdf5_readers
+    monkeypatch.setattr(hdf5_readers, "READS_PER_CLOSE", 2)  # file handles closed and reopened between reads
     original = {c.id: c for c in CutSet.from_file(tiny["train"])}
     store, _ = CutStore.build(CutSet.from_cuts(original.values()), ("phone",), cache=False)
     for cut in store.cuts:

@@ -31,20 +31,16 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from lhotse import CutSet
-from lhotse.features.io import close_cached_file_handles
 from lhotse.utils import fastcopy
 
 from steps.am.targets import IGNORE, pad_k
 from steps.core.log import progress
+from steps.data.hdf5_readers import close_now_and_then
 from steps.kd.soft_labels import FIELDS, LEVELS, SoftLabels, field_name, has_soft_labels, load_soft_labels
 
 log = logging.getLogger(__name__)
 
 ALI_FIELD = "senone_ali"
-# Cuts read between closings of lhotse's cached file handles: an open HDF5 file (the soft
-# labels, the alignments) keeps the metadata of every dataset read from it, about 4 KB each
-# and 13 a cut, so that reading from disk would otherwise grow with the corpus (~100 MiB an hour).
-READS_PER_HANDLE = 256
 
 
 class BadCut(ValueError):
@@ -148,7 +144,7 @@ class CutStore:
     info: dict[str, CutInfo]
     counts_by_cut: dict[str, tuple[np.ndarray, np.ndarray]] | None = None  # (senones, counts) of each
     #                                                                          alignment (no cache)
-    reads: int = 0  # cuts read from disk since the file handles were last closed
+    reads: int = 0  # cuts read from disk by arrays() (steps.data.hdf5_readers)
 
     @classmethod
     def build(cls, cuts: CutSet, levels: Sequence[str] = (), cache: bool = True,
@@ -162,9 +158,8 @@ class CutStore:
                 raise ValueError(f"unknown unit level {level!r} (known: {LEVELS})")
         kept, skipped, stored, info, counts = [], [], {}, {}, {}
         dim = None
-        for i, cut in enumerate(progress(cuts, desc=description, leave=False, mininterval=2)):
-            if i % READS_PER_HANDLE == READS_PER_HANDLE - 1:
-                close_cached_file_handles()
+        for i, cut in enumerate(progress(cuts, desc=description, leave=False, mininterval=2), start=1):
+            close_now_and_then(i)
             try:
                 arrays = load_cut_arrays(cut, levels, need_alignment)
             except BadCut as e:
@@ -296,8 +291,7 @@ class CutStore:
         if self.cache is not None and cut.id in self.cache:
             return self.cache[cut.id]
         self.reads += 1
-        if self.reads % READS_PER_HANDLE == 0:
-            close_cached_file_handles()
+        close_now_and_then(self.reads)
         return load_cut_arrays(cut, self.levels, need_alignment=False)
 
 

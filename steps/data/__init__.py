@@ -7,6 +7,8 @@
 - ali_times.py   the 10 ms frame grid of alignment items on the recording's timeline
 - output_frames.py  a subsampling model's outputs on that grid: how many, which frame
                     each reads, the tokens that none reads
+- hdf5_readers.py   lhotse's cached HDF5 readers closed now and then, so that a pass over
+                    many cuts' arrays does not grow with the corpus
 
 May import lhotse, kaldi-native-fbank, numpy, torch and steps.core.
 """

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 from lhotse import CutSet, NumpyHdf5Writer
-from lhotse.features.io import close_cached_file_handles
 from lhotse.utils import fastcopy
 
 from steps.core.atomic import atomic_path, write_text
 from steps.core.log import progress
+from steps.data.hdf5_readers import close_now_and_then
 from steps.data.output_frames import tokens_without_output
 from steps.kd import soft_labels as sl
 from steps.kd.alignment_tokens import LevelTokens, NoAlignment, UnitMaps, cut_tokens
@@ -89,11 +89,11 @@ def dump_cuts(cuts, teachers: dict[str, Teacher], units: UnitMaps, out_dir: Path
                 stats["frames"] += tokens[levels[0]].problems["frames"]
                 stats["speech_frames"] += tokens[levels[0]].problems["speech_frames"]
             batch.clear()
-            close_cached_file_handles()  # the alignments' HDF5 readers keep every array's metadata
 
         try:
             for cut in progress(cuts, desc=f"dump job {job}", mininterval=5):
                 stats["cuts_in"] += 1
+                close_now_and_then(stats["cuts_in"])
                 batch.append(cut)
                 if len(batch) >= batch_cuts:
                     flush()

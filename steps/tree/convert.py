@@ -8,10 +8,10 @@ from typing import Callable
 
 import numpy as np
 from lhotse import NumpyHdf5Writer
-from lhotse.features.io import close_cached_file_handles
 from lhotse.utils import fastcopy
 
 from steps.core.log import progress
+from steps.data.hdf5_readers import close_now_and_then
 from steps.data.ali_times import FRAME_SHIFT
 from steps.hmm.topology import Topology
 from steps.hmm.units import (
@@ -50,9 +50,8 @@ def convert_cuts(cuts, lang: Lang, topology: Topology, tree: Tree, writer: Numpy
     num_done, skipped, disagree = 0, [], []
     counts = np.zeros(tree.num_senones, dtype=np.int64)
     prons: Counter = Counter()
-    for i, cut in enumerate(progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30)):
-        if i % 256 == 255:
-            close_cached_file_handles()  # the HDF5 readers keep every array's metadata
+    for i, cut in enumerate(progress(cuts, desc=desc, mininterval=1 if sys.stderr.isatty() else 30), start=1):
+        close_now_and_then(i)
         if not cut.has_custom("mono_ali"):
             skipped.append((cut.id, "no mono_ali"))
             continue
